@@ -1,0 +1,1 @@
+"""Benchmarks: each reports medians and ratios against a baseline run in the same process."""

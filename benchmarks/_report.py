@@ -1,0 +1,56 @@
+"""Shared helpers: timing summaries, machine description, JSON + markdown output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    name: str
+    n: int
+    median_ms: float
+    p95_ms: float
+    min_ms: float
+
+    @classmethod
+    def of(cls, name: str, seconds: list[float]) -> Timing:
+        ms = np.asarray(seconds) * 1000.0
+        return cls(
+            name, len(ms), float(np.median(ms)), float(np.percentile(ms, 95)), float(ms.min())
+        )
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def markdown_table(rows: list[Timing], baseline: str) -> str:
+    """Rows with a ratio column against the row named ``baseline`` (baseline / row)."""
+    base = next(r for r in rows if r.name == baseline)
+    lines = ["| case | n | median ms | p95 ms | speed-up vs baseline |", "|---|---|---|---|---|"]
+    for r in rows:
+        ratio = base.median_ms / r.median_ms if r.median_ms > 0 else float("inf")
+        lines.append(f"| {r.name} | {r.n} | {r.median_ms:.3f} | {r.p95_ms:.3f} | {ratio:.1f}x |")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    def default(obj):
+        return asdict(obj) if hasattr(obj, "__dataclass_fields__") else str(obj)
+
+    Path(path).write_text(json.dumps(payload, indent=2, default=default))

@@ -1,0 +1,3 @@
+from rt_recon.cli import main
+
+raise SystemExit(main())

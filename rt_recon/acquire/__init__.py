@@ -1,0 +1,1 @@
+"""Scanner-side inputs: files a scanner or a recording leaves on disk, read into volumes."""

@@ -1,0 +1,202 @@
+"""The ``rt-recon`` command line.
+
+Subcommands:
+  demo        the whole pipeline on the embedded default (no GPU, no downloads)
+  decode      run the decoder node      (LSL volumes -> ZeroMQ latents)
+  render      run the renderer node     (ZeroMQ latents -> ZeroMQ frames + PNG)
+  fit         fit decoders on a dataset's training runs
+  simulate    synthetic sessions (``session``) and LSL replay of runs (``replay``)
+
+Human output goes to stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rt_recon.config import SessionConfig, load_config
+from rt_recon.errors import RtReconError
+
+log = logging.getLogger("rt_recon")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import transformers
+    from diffusers.utils import logging as diffusers_logging
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+
+
+def _config(args: argparse.Namespace) -> SessionConfig:
+    path = args.config or DEFAULT_CONFIG
+    config = load_config(path)
+    overrides = {key: value for key, value in getattr(args, "overrides", {}).items()}
+    return config.with_overrides(overrides, source=str(path)).resolved() if overrides else config
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rt_recon.demo import run_demo
+    from rt_recon.evaluate.latency import format_table
+
+    overrides = {}
+    if args.speed is not None:
+        overrides["replay.speed"] = args.speed
+    if args.output is not None:
+        overrides["paths.output_dir"] = str(args.output)
+    args.overrides = overrides
+    result = run_demo(_config(args))
+    n_frames = len(result.frames)
+    print(
+        f"\nrt-recon demo: {len(result.latents)} latents for {result.n_trs} TRs, "
+        f"{n_frames} frames rendered, {result.skipped_frames} stale latents skipped"
+    )
+    print("\nper-stage latency (volume timestamp -> frame published, LSL clock)")
+    print(format_table(result.latency))
+    print(f"\nframes: {result.frames_dir}")
+    print(f"logs:   {result.run_dir / 'logs'}")
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from rt_recon.nodes._signals import stop_on_signals
+    from rt_recon.nodes.decoder import run_decoder
+
+    config = _config(args)
+    run_decoder(config, stop_on_signals())
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from rt_recon.nodes._signals import stop_on_signals
+    from rt_recon.nodes.renderer import run_renderer
+
+    config = _config(args)
+    run_renderer(config, stop_on_signals())
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from rt_recon.dataset import Dataset
+    from rt_recon.decode.dataset_fit import fit_dataset
+    from rt_recon.render.model import load_render_model
+
+    config = _config(args)
+    model = load_render_model(args.model, with_text=True)
+    bundle = fit_dataset(Dataset.open(args.dataset), model, config.fit)
+    path = bundle.save(args.out)
+    print(f"wrote {path}")
+    for head, entry in bundle.report["heads"].items():
+        print(
+            f"  {head}: {entry['n_voxels']} voxels -> {entry['n_targets']} targets, "
+            f"CV R^2 mean {entry['cv_r2_mean']:.3f}"
+        )
+    return 0
+
+
+def _cmd_simulate_session(args: argparse.Namespace) -> int:
+    from simulators.session import generate_session
+
+    config = _config(args)
+    dataset = generate_session(config.simulation, args.out, config.session.subject)
+    print(f"wrote synthetic session to {dataset.root}")
+    return 0
+
+
+def _cmd_simulate_replay(args: argparse.Namespace) -> int:
+    from rt_recon.acquire.nifti import load_nifti_run
+    from rt_recon.nodes._signals import stop_on_signals
+    from simulators.replay import replay
+
+    config = _config(args)
+    stop = stop_on_signals()
+    run = load_nifti_run(args.run, args.events)
+    speed = args.speed if args.speed is not None else config.replay.speed
+    replay(
+        run,
+        name=config.stream.name,
+        source_id=config.stream.source_id,
+        markers_name=config.stream.markers_name,
+        markers_source_id=config.stream.markers_source_id,
+        speed=speed,
+        session=config.session.id,
+        run_id=args.run_id,
+        consumer_timeout=config.stream.resolve_timeout_s,
+        stop=stop,
+        buffer_trs=config.stream.buffer_trs,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rt-recon", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help=f"session config (default {DEFAULT_CONFIG})")
+        return p
+
+    demo = with_config(
+        sub.add_parser("demo", help="run the whole pipeline on the embedded default")
+    )
+    demo.add_argument("--speed", type=float, help="replay speed (overrides replay.speed)")
+    demo.add_argument("--output", type=Path, help="output folder (overrides paths.output_dir)")
+    demo.set_defaults(func=_cmd_demo)
+
+    with_config(sub.add_parser("decode", help="run the decoder node")).set_defaults(
+        func=_cmd_decode
+    )
+    with_config(sub.add_parser("render", help="run the renderer node")).set_defaults(
+        func=_cmd_render
+    )
+
+    fit = with_config(sub.add_parser("fit", help="fit decoders on a dataset's training runs"))
+    fit.add_argument("dataset", type=Path, help="dataset folder (with dataset.json)")
+    fit.add_argument("--model", type=Path, required=True, help="diffusers-format model folder")
+    fit.add_argument("--out", type=Path, required=True, help="bundle file to write (.safetensors)")
+    fit.set_defaults(func=_cmd_fit)
+
+    simulate = sub.add_parser("simulate", help="synthetic sessions and replay")
+    sim_sub = simulate.add_subparsers(dest="simulate_command", required=True)
+    session = with_config(sim_sub.add_parser("session", help="generate a synthetic session"))
+    session.add_argument("--out", type=Path, required=True, help="folder to write")
+    session.set_defaults(func=_cmd_simulate_session)
+    rep = with_config(sim_sub.add_parser("replay", help="replay a 4D NIfTI run over LSL"))
+    rep.add_argument("run", type=Path, help="4D NIfTI run")
+    rep.add_argument("--events", type=Path, help="BIDS events.tsv to replay as markers")
+    rep.add_argument("--speed", type=float, help="replay speed (overrides replay.speed)")
+    rep.add_argument("--run-id", default="01", help="run identifier sent in the stream metadata")
+    rep.set_defaults(func=_cmd_simulate_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except RtReconError as exc:
+        log.error("%s", exc)
+        print(f"rt-recon: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rt-recon: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,244 @@
+"""The session config: one typed, validated schema for every node.
+
+A session is described by one YAML file (``configs/demo.yaml`` is the
+embedded default). Unknown keys and wrong types are :class:`ConfigError`\\ s
+that name the file, the key and what was expected.
+
+Relative paths in a config are resolved against the current working
+directory when the config is loaded; ``~`` is expanded. The supervisor hands
+its children the resolved config (all paths absolute) so every node sees the
+same values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rt_recon.errors import ConfigError
+
+#: The sentinel model name that means "the model shipped inside the package".
+EMBEDDED_MODEL = "embedded"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_zmq_endpoint(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in {"tcp", "ipc", "inproc"}:
+        raise ValueError(f"expected a ZeroMQ endpoint like tcp://127.0.0.1:5555, found {value!r}")
+    if parsed.scheme == "tcp" and parsed.port is None:
+        raise ValueError(f"expected a port in the tcp endpoint, found {value!r}")
+    return value
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """True when a ZeroMQ endpoint stays on this machine (loopback tcp, ipc, inproc)."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme != "tcp":
+        return True
+    host = parsed.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SessionSection(_Section):
+    id: str = Field(default="demo", min_length=1, description="Session identifier")
+    subject: str = Field(default="01", min_length=1)
+
+
+class PathsSection(_Section):
+    output_dir: Path = Field(
+        default=Path("runs/demo"), description="Where frames, logs and reports of a session go"
+    )
+    cache_dir: Path = Field(
+        default=Path("~/.cache/rt_recon"),
+        description="Where generated sessions, fitted bundles and model copies are cached",
+    )
+
+
+class SimulationSection(_Section):
+    """The synthetic session the demo generates (see simulators/)."""
+
+    seed: int = 0
+    tr: float = Field(default=1.5, gt=0, description="Repetition time in seconds")
+    image_size: int = Field(default=64, ge=16, le=256)
+    grid: tuple[int, int, int] = (32, 38, 24)
+    voxel_size_mm: float = Field(default=3.0, gt=0)
+    n_train_runs: int = Field(default=4, ge=1)
+    trials_per_run: int = Field(default=36, ge=2)
+    stimulus_trs: int = Field(default=2, ge=1, description="TRs each picture stays on screen")
+    lead_in_trs: int = Field(default=6, ge=0, description="Blank TRs at the start of a run")
+    lead_out_trs: int = Field(default=6, ge=0, description="Blank TRs at the end of a run")
+    snr: float = Field(default=1.0, gt=0, description="Signal std over noise std per voxel")
+
+
+class StreamSection(_Section):
+    """The LSL volume and marker streams."""
+
+    name: str = "rt_recon_volumes"
+    source_id: str = "rt_recon_volumes_demo"
+    markers_name: str = "rt_recon_markers"
+    markers_source_id: str = "rt_recon_markers_demo"
+    resolve_timeout_s: float = Field(default=30.0, gt=0)
+    buffer_trs: int = Field(
+        default=4, ge=1, description="LSL inlet buffer length in TRs (never minutes)"
+    )
+
+
+class DecoderSection(_Section):
+    bundle: Path | None = Field(
+        default=None, description="Decoder bundle (.safetensors); the demo fits one when null"
+    )
+    latents_endpoint: str = "tcp://127.0.0.1:5555"
+    wait_for_subscribers: int = Field(
+        default=1,
+        ge=0,
+        description="Subscribers to the latents topic to wait for before opening the stream",
+    )
+    subscriber_timeout_s: float = Field(default=60.0, gt=0)
+
+    _endpoint = field_validator("latents_endpoint")(_check_zmq_endpoint)
+
+
+class RendererSection(_Section):
+    model: str = Field(
+        default=EMBEDDED_MODEL,
+        description="'embedded' or a local diffusers-format model directory",
+    )
+    steps: int = Field(default=4, ge=1, le=50, description="Scheduler steps before strength")
+    strength: float = Field(default=0.75, gt=0, le=1)
+    seed: int = Field(default=0, description="Seed of the session's fixed noise")
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves the default")
+    frames_endpoint: str = "tcp://127.0.0.1:5556"
+    wait_for_subscribers: int = Field(
+        default=0, ge=0, description="Frame subscribers to wait for before taking latents"
+    )
+    subscriber_timeout_s: float = Field(default=60.0, gt=0)
+    write_png: bool = True
+
+    _endpoint = field_validator("frames_endpoint")(_check_zmq_endpoint)
+
+
+class ReplaySection(_Section):
+    speed: float = Field(default=1.0, gt=0, description="Replay speed; 2 plays a run twice as fast")
+
+
+class FitSection(_Section):
+    alphas: tuple[float, ...] = Field(
+        default=(1e1, 1e2, 1e3, 1e4, 1e5), min_length=1, description="Ridge penalties to try"
+    )
+    hrf_window_trs: int = Field(
+        default=4, ge=1, description="Volumes combined, HRF-weighted, into one estimate"
+    )
+    zscore_warmup_trs: int = Field(
+        default=4, ge=2, description="TRs of running z-score before estimates are trusted"
+    )
+
+
+class SessionConfig(_Section):
+    """Everything a session needs; each node reads the sections it uses."""
+
+    session: SessionSection = SessionSection()
+    paths: PathsSection = PathsSection()
+    simulation: SimulationSection = SimulationSection()
+    stream: StreamSection = StreamSection()
+    decoder: DecoderSection = DecoderSection()
+    renderer: RendererSection = RendererSection()
+    replay: ReplaySection = ReplaySection()
+    fit: FitSection = FitSection()
+
+    def resolved(self) -> SessionConfig:
+        """A copy with every path expanded and made absolute."""
+
+        def absolute(p: Path) -> Path:
+            return p.expanduser().resolve()
+
+        paths = self.paths.model_copy(
+            update={
+                "output_dir": absolute(self.paths.output_dir),
+                "cache_dir": absolute(self.paths.cache_dir),
+            }
+        )
+        decoder = self.decoder
+        if decoder.bundle is not None:
+            decoder = decoder.model_copy(update={"bundle": absolute(decoder.bundle)})
+        renderer = self.renderer
+        if renderer.model != EMBEDDED_MODEL:
+            renderer = renderer.model_copy(update={"model": str(absolute(Path(renderer.model)))})
+        return self.model_copy(update={"paths": paths, "decoder": decoder, "renderer": renderer})
+
+    def with_overrides(self, overrides: dict[str, Any], source: str = "overrides") -> SessionConfig:
+        """A copy with dotted-key overrides applied, e.g. ``{"replay.speed": 4}``; validated."""
+        data = self.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                if not isinstance(node.get(key), dict):
+                    raise ConfigError(f"{source}: {dotted}: unknown section {key!r}")
+                node = node[key]
+            node[leaf] = value
+        return validate_config(data, source)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2)
+
+
+def _describe_error(err: dict[str, Any], data: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent_model: type[BaseModel] = SessionConfig
+        for part in err["loc"][:-1]:
+            field = parent_model.model_fields.get(str(part))
+            annotation = getattr(field, "annotation", None)
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            parent_model = annotation
+        allowed = ", ".join(parent_model.model_fields)
+        return f"{loc}: unknown key (expected one of: {allowed})"
+    found = err.get("input")
+    return f"{loc}: {err['msg']}; found {found!r} ({type(found).__name__})"
+
+
+def validate_config(data: Any, source: str) -> SessionConfig:
+    """Validate a parsed mapping into a :class:`SessionConfig`, or raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of sections at the top level, "
+            f"found {type(data).__name__}"
+        )
+    try:
+        return SessionConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe_error(e, data) for e in exc.errors())
+        raise ConfigError(f"{source}: invalid session config:\n  {problems}") from None
+
+
+def load_config(path: str | Path) -> SessionConfig:
+    """Read, validate and resolve a YAML (or JSON) session config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (expected a YAML session config)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return validate_config(data, str(path)).resolved()

@@ -1,0 +1,67 @@
+"""Fit a decoder bundle on a dataset's training runs for one render model.
+
+Targets come from the render model itself (``z``: VAE latents of the
+pictures; ``c``: text-encoder states of the captions), so a bundle belongs
+to one model, whose fingerprint it records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+
+from rt_recon.acquire.nifti import load_mask, load_nifti_run
+from rt_recon.config import FitSection
+from rt_recon.dataset import Dataset
+from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.fit import Targets, TrainingRun, fit_decoders
+from rt_recon.render.model import RenderModel
+from rt_recon.render.targets import encode_captions, encode_images
+
+log = logging.getLogger(__name__)
+
+#: Which mask each head reads (Takagi & Nishimoto: z from early, c from higher visual cortex).
+DEFAULT_HEAD_MASKS = {"z": "ev", "c": "hv"}
+
+
+def fit_dataset(
+    dataset: Dataset,
+    model: RenderModel,
+    fit: FitSection,
+    head_masks: Mapping[str, str] = DEFAULT_HEAD_MASKS,
+) -> DecoderBundle:
+    """Fit one head per mask on the dataset's ``train`` runs; return the bundle."""
+    runs, shape, affine = [], None, None
+    for files in dataset.runs("train"):
+        recorded = load_nifti_run(files.bold, files.events)
+        shape, affine = recorded.shape, recorded.affine
+        runs.append(TrainingRun(recorded.volumes, recorded.events, recorded.tr))
+    log.info("loaded %d training runs of %s voxels", len(runs), shape)
+    head_voxels = {
+        head: load_mask(dataset.mask_path(mask), shape) for head, mask in head_masks.items()
+    }
+    ids = sorted({int(e["stimulus_id"]) for r in runs for e in r.events if "stimulus_id" in e})
+    ids = np.array(ids)
+    log.info("encoding %d pictures and captions with the render model", len(ids))
+    values = {
+        "z": encode_images(model, dataset.stimulus_images(ids)),
+        "c": encode_captions(model, dataset.captions(ids)),
+    }
+    shapes = {"z": model.latent_shape, "c": model.cond_shape}
+    n_channels = int(np.prod(shape))
+    return fit_decoders(
+        runs,
+        head_voxels,
+        Targets(ids=ids, values=values),
+        {head: shapes[head] for head in head_masks},
+        fit,
+        stream={
+            "shape": list(shape),
+            "n_channels": n_channels,
+            "mask_id": "full",
+            "affine": np.asarray(affine).ravel().tolist(),
+        },
+        model=model.describe(),
+    )

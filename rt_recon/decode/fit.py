@@ -1,0 +1,161 @@
+"""Fit linear decoders offline, with the same preprocessing the online decoder runs.
+
+One sample per trial, as Takagi & Nishimoto fit on per-trial response
+estimates: the feature of a trial is the HRF-window sum of running-z-scored
+volumes (:class:`~rt_recon.preprocess.zscore.RunningZScore`,
+:class:`~rt_recon.decode.window.HrfWindow`, exactly the objects the online
+decoder uses) at the TR ``lag`` TRs after its onset, where the window holds
+the most of its response; the target is the ``z``/``c`` of its picture.
+The online decoder computes the same window sum every TR, so at each
+trial's TR it produces exactly the estimate the decoders were fitted on.
+Ridge regression with a penalty chosen per target by leave-one-run-out
+cross-validation (:mod:`rt_recon.decode.ridge`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rt_recon.config import FitSection
+from rt_recon.decode.bundle import DecoderBundle, DecoderHead
+from rt_recon.decode.ridge import ridge_cv
+from rt_recon.decode.window import HrfWindow
+from rt_recon.errors import DataError
+from rt_recon.hrf import matched_window
+from rt_recon.preprocess.zscore import RunningZScore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingRun:
+    """One run to fit on: ``volumes (n_trs, n_channels)`` in stream order, events, TR (s)."""
+
+    volumes: np.ndarray
+    events: list[dict]
+    tr: float
+
+
+@dataclass
+class Targets:
+    """Target arrays per stimulus: ``ids (n,)`` and ``values[head] (n, *target_shape)``."""
+
+    ids: np.ndarray
+    values: Mapping[str, np.ndarray]
+
+    def lookup(self, head: str, stimulus_ids: np.ndarray) -> np.ndarray:
+        row_of = {int(s): i for i, s in enumerate(self.ids)}
+        missing = sorted({int(s) for s in stimulus_ids} - row_of.keys())
+        if missing:
+            raise DataError(f"no {head!r} target for stimulus ids {missing[:10]}")
+        rows = np.array([row_of[int(s)] for s in stimulus_ids])
+        return self.values[head][rows].reshape(len(rows), -1)
+
+
+def trial_samples(events: Sequence[dict], n_trs: int, tr: float, lag: int) -> list[tuple[int, int]]:
+    """``(tr_index, stimulus_id)`` per trial: the TR ``lag`` TRs after its onset TR.
+
+    Trials whose TR falls beyond the run are left out. An onset TR is the
+    TR whose start is nearest the onset.
+    """
+    samples = []
+    for event in events:
+        if "stimulus_id" not in event:
+            continue
+        t = round(float(event["onset"]) / tr) + lag
+        if t < n_trs:
+            samples.append((t, int(event["stimulus_id"])))
+    return samples
+
+
+def feature_series(
+    volumes: np.ndarray, voxels: np.ndarray, warmup: int, hrf_weights: np.ndarray
+) -> np.ndarray:
+    """``(n_trs, n_channels)`` run -> ``(n_trs, n_selected)`` features, TR by TR as online."""
+    zscore = RunningZScore(len(voxels), warmup=warmup)
+    window = HrfWindow(hrf_weights, dim=len(voxels))
+    out = np.empty((len(volumes), len(voxels)), dtype=np.float32)
+    for t, volume in enumerate(volumes):
+        out[t] = window.update(zscore.update(volume[voxels].astype(np.float64)))
+    return out
+
+
+def fit_decoders(
+    runs: Sequence[TrainingRun],
+    head_voxels: Mapping[str, np.ndarray],
+    targets: Targets,
+    target_shapes: Mapping[str, tuple[int, ...]],
+    fit: FitSection,
+    stream: dict,
+    model: dict,
+) -> DecoderBundle:
+    """Fit one ridge head per entry of ``head_voxels`` and return the bundle."""
+    if len(runs) < 2:
+        raise DataError(f"fitting needs at least 2 runs for cross-validation, found {len(runs)}")
+    warmup = fit.zscore_warmup_trs
+    tr = runs[0].tr
+    durations = [float(e["duration"]) for r in runs for e in r.events if "stimulus_id" in e]
+    if not durations:
+        raise DataError("the training runs have no events with a stimulus_id")
+    weights, lag = matched_window(tr, float(np.median(durations)), fit.hrf_window_trs)
+    voxels = np.unique(np.concatenate(list(head_voxels.values())))
+    features, groups, ids = [], [], []
+    for r, run in enumerate(runs):
+        if abs(run.tr - tr) > 1e-6:
+            raise DataError(f"all runs must share one TR: run 0 has {tr} s, run {r} has {run.tr} s")
+        samples = [
+            s for s in trial_samples(run.events, len(run.volumes), tr, lag) if s[0] >= warmup
+        ]
+        if not samples:
+            raise DataError(f"run {r} has no trial whose response window ends inside the run")
+        rows = np.array([t for t, _ in samples])
+        features.append(feature_series(run.volumes, voxels, warmup, weights)[rows])
+        ids.append(np.array([sid for _, sid in samples]))
+        groups.append(np.full(len(samples), r))
+    x_all, id_all, group_all = np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
+    heads, report = {}, {"n_samples": len(x_all), "lag_trs": lag, "heads": {}}
+    for name, head_vox in head_voxels.items():
+        local = np.searchsorted(voxels, head_vox)
+        y = targets.lookup(name, id_all).astype(np.float32)
+        ridge = ridge_cv(x_all[:, local], y, group_all, np.asarray(fit.alphas))
+        scores = ridge.cv_r2
+        heads[name] = DecoderHead(
+            name=name,
+            voxels=np.asarray(head_vox, dtype=np.int64),
+            weights=ridge.coef,
+            intercept=ridge.intercept,
+            alphas=ridge.alphas,
+            target_shape=tuple(target_shapes[name]),
+        )
+        report["heads"][name] = {
+            "n_voxels": len(head_vox),
+            "n_targets": int(y.shape[1]),
+            "cv_r2_mean": float(scores.mean()),
+            "cv_r2_median": float(np.median(scores)),
+            "alphas_chosen": {
+                f"{a:g}": int(np.sum(ridge.alphas == np.float32(a))) for a in fit.alphas
+            },
+        }
+        log.info(
+            "head %s: %d voxels -> %d targets, CV R2 mean %.3f",
+            name,
+            len(head_vox),
+            y.shape[1],
+            scores.mean(),
+        )
+    return DecoderBundle(
+        heads=heads,
+        stream=stream,
+        preprocess={
+            "zscore_warmup_trs": fit.zscore_warmup_trs,
+            "hrf_weights": [float(w) for w in weights],
+            "lag_trs": lag,
+            "tr": tr,
+        },
+        model=model,
+        report=report,
+    )

@@ -1,0 +1,67 @@
+"""Apply a decoder bundle one volume at a time.
+
+Per TR: select the voxels any head reads, z-score them against the run so
+far (``preprocess``), project them once through each head and add the
+projection to that head's HRF window (``decode``). Offline decoding of a
+recorded run is the same object fed the run's volumes in order, so online
+and offline latents are identical by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.window import HrfWindow
+from rt_recon.errors import DataError, ShapeMismatchError
+from rt_recon.preprocess.zscore import RunningZScore
+
+
+def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
+    """Sorted union of the channels any head reads."""
+    return np.unique(np.concatenate([h.voxels for h in bundle.heads.values()]))
+
+
+class OnlineDecoder:
+    """``preprocess(volume) -> features``, then ``decode(features) -> {head: latent}``."""
+
+    def __init__(self, bundle: DecoderBundle):
+        self.bundle = bundle
+        self.voxels = selected_voxels(bundle)
+        self.n_channels = int(bundle.stream["n_channels"])
+        spec = bundle.preprocess
+        self.zscore = RunningZScore(len(self.voxels), warmup=int(spec["zscore_warmup_trs"]))
+        weights = np.asarray(spec["hrf_weights"], dtype=np.float32)
+        self._heads = []
+        for name, head in bundle.heads.items():
+            local = np.searchsorted(self.voxels, head.voxels)
+            window = HrfWindow(weights, dim=head.weights.shape[1])
+            self._heads.append((name, head, local, window))
+
+    @property
+    def warming_up(self) -> bool:
+        return self.zscore.warming_up
+
+    def preprocess(self, values: np.ndarray) -> np.ndarray:
+        """``(n_channels,)`` volume -> ``(n_selected,)`` float32 z-scored features."""
+        if values.shape != (self.n_channels,):
+            raise ShapeMismatchError(
+                f"volume has {values.shape} values, the decoder bundle expects ({self.n_channels},)"
+            )
+        selected = values[self.voxels].astype(np.float64)
+        bad = ~np.isfinite(selected)
+        if bad.any():
+            raise DataError(f"volume has {int(bad.sum())} NaN/Inf values in decoded voxels")
+        return self.zscore.update(selected)
+
+    def decode(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Features -> ``{head name: array of the head's target shape}`` (float32)."""
+        out = {}
+        for name, head, local, window in self._heads:
+            projection = features[local] @ head.weights
+            estimate = window.update(projection) + head.intercept
+            out[name] = estimate.reshape(head.target_shape)
+        return out
+
+    def update(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        return self.decode(self.preprocess(values))

@@ -1,0 +1,1 @@
+"""Scoring sessions: latency per stage, reconstruction quality."""

@@ -1,0 +1,127 @@
+"""The decoder node: LSL volumes in, one latents message per TR out on ZeroMQ.
+
+Per TR: pull the volume into a preallocated buffer, preprocess, decode,
+publish ``[b"latents", header, z, c]``. The header carries the TR index, a
+sequence number, a CRC-32 of the volume as received (so a consumer can prove
+which volume a latent came from) and the stage times (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from dataclasses import dataclass
+
+import pylsl
+from threadpoolctl import threadpool_limits
+
+from rt_recon.config import SessionConfig
+from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.online import OnlineDecoder
+from rt_recon.errors import BundleError, DataError, ShapeMismatchError
+from rt_recon.protocol import TOPIC_LATENTS
+from rt_recon.transport.lsl import VolumeInlet
+from rt_recon.transport.zmq import Publisher
+
+log = logging.getLogger(__name__)
+
+
+class TrCounter:
+    """TR index from timestamps: the first volume is 0; a gap of k intervals advances by k.
+
+    ``update(t)`` returns ``(index, missed)`` where ``missed`` counts TRs that
+    never arrived before this one.
+    """
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._last: tuple[int, float] | None = None
+
+    def update(self, timestamp: float) -> tuple[int, int]:
+        if self._last is None:
+            self._last = (0, timestamp)
+            return 0, 0
+        index, last = self._last
+        step = max(1, round((timestamp - last) / self.interval))
+        self._last = (index + step, timestamp)
+        return index + step, step - 1
+
+
+@dataclass
+class DecoderStats:
+    volumes: int = 0
+    published: int = 0
+    skipped: int = 0
+    missed: int = 0
+
+
+def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
+    """Run until ``stop`` is set; returns what happened."""
+    if config.decoder.bundle is None:
+        raise BundleError("decoder.bundle is not set in the config; fit one with `rt-recon fit`")
+    bundle = DecoderBundle.load(config.decoder.bundle)
+    # One BLAS thread: the projections are small, and the renderer needs the other cores.
+    threadpool_limits(1)
+    stats = DecoderStats()
+    with Publisher(config.decoder.latents_endpoint) as pub:
+        log.info("publishing latents on %s", pub.endpoint)
+        pub.wait_for_subscribers(
+            config.decoder.wait_for_subscribers, TOPIC_LATENTS, config.decoder.subscriber_timeout_s
+        )
+        inlet = VolumeInlet.resolve(
+            config.stream.source_id, config.stream.resolve_timeout_s, config.stream.buffer_trs
+        )
+        with inlet:
+            meta = inlet.meta
+            bundle.check_stream(meta)
+            decoder = OnlineDecoder(bundle)
+            counter = TrCounter(meta.sample_interval)
+            log.info(
+                "decoding stream %r: %s voxels, TR %.3f s, speed %g",
+                config.stream.source_id,
+                meta.shape,
+                meta.tr,
+                meta.speed,
+            )
+            while not stop.is_set():
+                stamp = inlet.pull(timeout=0.1)
+                if stamp is None:
+                    continue
+                received = pylsl.local_clock()
+                stats.volumes += 1
+                tr, missed = counter.update(stamp)
+                if missed:
+                    stats.missed += missed
+                    log.warning("%d TR(s) missing before TR %d", missed, tr)
+                crc = zlib.crc32(inlet.values)
+                try:
+                    features = decoder.preprocess(inlet.values)
+                    preprocessed = pylsl.local_clock()
+                    latents = decoder.decode(features)
+                except (DataError, ShapeMismatchError) as exc:
+                    stats.skipped += 1
+                    log.warning("TR %d skipped: %s", tr, exc)
+                    continue
+                decoded = pylsl.local_clock()
+                header = {
+                    "seq": stats.published,
+                    "tr": tr,
+                    "missed_before": missed,
+                    "warming_up": decoder.warming_up,
+                    "volume_crc32": crc,
+                    "session": meta.session,
+                    "run": meta.run,
+                    "model_fingerprint": bundle.model["fingerprint"],
+                    "times": {
+                        "acquired": stamp,
+                        "received": received,
+                        "preprocessed": preprocessed,
+                        "decoded": decoded,
+                        "sent": pylsl.local_clock(),
+                    },
+                }
+                pub.send(TOPIC_LATENTS, header, latents)
+                stats.published += 1
+    log.info("decoder stopped: %s", stats)
+    return stats

@@ -1,0 +1,115 @@
+"""The renderer node: latest latents in, one frame out per render.
+
+It loads the model first (a missing or incomplete model fails before any
+socket opens), then renders the newest latents message whenever one is
+waiting; older ones are skipped and counted, so a slow renderer never falls
+behind. Frames go out as ``[b"frame", header, image]`` (``image``:
+``(H, W, 3)`` uint8 RGB) and, optionally, as PNG files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pylsl
+import torch
+from PIL import Image
+
+from rt_recon.config import SessionConfig
+from rt_recon.errors import ShapeMismatchError
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS
+from rt_recon.render.embedded import resolve_model_path
+from rt_recon.render.img2img import Img2ImgRenderer
+from rt_recon.render.model import load_render_model
+from rt_recon.transport.zmq import Publisher, Subscriber
+
+log = logging.getLogger(__name__)
+
+_PASSED_ON = ("seq", "tr", "session", "run", "volume_crc32", "warming_up", "missed_before")
+
+
+@dataclass
+class RendererStats:
+    rendered: int = 0
+    skipped_stale: int = 0
+    rejected: int = 0
+    malformed: int = 0
+
+
+def frames_dir(config: SessionConfig) -> Path:
+    return config.paths.output_dir / "frames"
+
+
+def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
+    """Run until ``stop`` is set; returns what happened."""
+    rc = config.renderer
+    if rc.threads:
+        torch.set_num_threads(rc.threads)
+    model = load_render_model(resolve_model_path(config), device=rc.device, dtype=rc.dtype)
+    renderer = Img2ImgRenderer(model, steps=rc.steps, strength=rc.strength, seed=rc.seed)
+    renderer.render(*_zeros(model))  # warm-up: first calls allocate and pick kernels
+    out_dir = frames_dir(config)
+    if rc.write_png:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    stats = RendererStats()
+    with Publisher(rc.frames_endpoint) as pub:
+        log.info("publishing frames on %s", pub.endpoint)
+        pub.wait_for_subscribers(rc.wait_for_subscribers, TOPIC_FRAME, rc.subscriber_timeout_s)
+        with Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS]) as sub:
+            log.info(
+                "rendering %d UNet step(s) per frame from %s",
+                renderer.n_unet_calls,
+                config.decoder.latents_endpoint,
+            )
+            while not stop.is_set():
+                got = sub.receive_latest(timeout=0.1)
+                stats.malformed += got.malformed
+                stats.skipped_stale += got.skipped
+                message = got.message
+                if message is None:
+                    continue
+                received = pylsl.local_clock()
+                z, c = message.arrays.get("z"), message.arrays.get("c")
+                try:
+                    if z is None or c is None:
+                        raise ShapeMismatchError(
+                            "latents message needs buffers 'z' and 'c', "
+                            f"found {sorted(message.arrays)}"
+                        )
+                    image = renderer.render(z, c)
+                except ShapeMismatchError as exc:
+                    stats.rejected += 1
+                    log.warning(
+                        "skipped latents seq %s (TR %s): %s",
+                        message.header.get("seq"),
+                        message.header.get("tr"),
+                        exc,
+                    )
+                    continue
+                rendered = pylsl.local_clock()
+                header = {k: message.header[k] for k in _PASSED_ON if k in message.header}
+                header["skipped_total"] = stats.skipped_stale
+                header["times"] = {
+                    **message.times,
+                    "render_received": received,
+                    "rendered": rendered,
+                }
+                header["times"]["published"] = pylsl.local_clock()
+                pub.send(TOPIC_FRAME, header, {"image": image})
+                stats.rendered += 1
+                if rc.write_png:
+                    Image.fromarray(image).save(out_dir / f"tr-{int(header['tr']):05d}.png")
+    log.info("renderer stopped: %s", stats)
+    return stats
+
+
+def _zeros(model) -> tuple:
+    import numpy as np
+
+    return (
+        np.zeros(model.latent_shape, dtype=np.float32),
+        np.zeros(model.cond_shape, dtype=np.float32),
+    )

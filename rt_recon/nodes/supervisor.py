@@ -1,0 +1,103 @@
+"""Start nodes as child processes, watch them, and stop them all, always.
+
+Each child runs ``python -m rt_recon <command>`` with its output in a log
+file. On Linux a child also gets ``PR_SET_PDEATHSIG`` so that it is
+terminated even if the supervisor itself is killed with SIGKILL. ``stop_all``
+sends SIGTERM, waits, then SIGKILLs what is left: no orphans.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+# Loaded once in the parent: the child, between fork and exec, only makes one call.
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+
+class Supervisor:
+    """Owns a set of child processes; a context manager that stops them on exit."""
+
+    def __init__(self, log_dir: str | Path):
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.children: dict[str, Child] = {}
+
+    def start(self, name: str, args: Sequence[str]) -> Child:
+        """Start ``python -m rt_recon *args`` as child ``name``."""
+        log_path = self.log_dir / f"{name}.log"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        with log_path.open("w") as fh:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "rt_recon", *args],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
+        child = Child(name, process, log_path)
+        self.children[name] = child
+        log.info("started %s (pid %d), log %s", name, process.pid, log_path)
+        return child
+
+    def exited(self) -> dict[str, int]:
+        """Children that have exited, with their return codes."""
+        return {
+            name: child.process.returncode
+            for name, child in self.children.items()
+            if child.process.poll() is not None
+        }
+
+    def pids(self) -> list[int]:
+        return [child.process.pid for child in self.children.values()]
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """SIGTERM every live child, wait up to ``timeout`` s, then SIGKILL the rest."""
+        live = [c for c in self.children.values() if c.process.poll() is None]
+        for child in live:
+            child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in live:
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %g s; killing it", child.name, timeout)
+                child.process.kill()
+                child.process.wait()
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()

@@ -1,0 +1,1 @@
+"""Per-TR preprocessing stages: pure stateful objects, ``update(array) -> array``, no I/O."""

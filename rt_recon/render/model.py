@@ -1,0 +1,216 @@
+"""Load a local diffusers-format render model (SD-Turbo, or the embedded default).
+
+A model directory holds ``unet/``, ``vae/`` and ``scheduler/`` (required) and
+``text_encoder/`` + ``tokenizer/`` (needed only to compute decoder targets
+from captions, not to render). Every component is loaded with
+``from_pretrained(local_dir, local_files_only=True)``: nothing touches the
+network. A missing or incomplete directory is a :class:`ModelError` naming
+the component, raised before any stream is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rt_recon.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_WEIGHT_FILES = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.fp16.safetensors",
+    "model.safetensors",
+    "model.fp16.safetensors",
+)
+REQUIRED_COMPONENTS = {
+    "unet": "config.json",
+    "vae": "config.json",
+    "scheduler": "scheduler_config.json",
+}
+TEXT_COMPONENTS = {"text_encoder": "config.json", "tokenizer": None}
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _weights_of(component_dir: Path) -> Path | None:
+    for name in _WEIGHT_FILES:
+        if (component_dir / name).is_file():
+            return component_dir / name
+    return None
+
+
+def check_model_dir(path: str | Path, need_text: bool = False) -> Path:
+    """Raise :class:`ModelError` naming every missing piece of a model directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(
+            f"render model directory not found: {path} (expected a diffusers-format folder "
+            "with unet/, vae/ and scheduler/)"
+        )
+    components = dict(REQUIRED_COMPONENTS)
+    if need_text:
+        components.update(TEXT_COMPONENTS)
+    missing = []
+    for name, config_file in components.items():
+        sub = path / name
+        if not sub.is_dir():
+            missing.append(f"{name}/ (folder missing)")
+            continue
+        if config_file and not (sub / config_file).is_file():
+            missing.append(f"{name}/{config_file}")
+        if name in ("unet", "vae", "text_encoder") and _weights_of(sub) is None:
+            missing.append(f"{name}/ weights (one of {', '.join(_WEIGHT_FILES)})")
+        if name == "tokenizer" and not any(
+            (sub / f).is_file() for f in ("tokenizer.json", "vocab.json")
+        ):
+            missing.append("tokenizer/tokenizer.json or vocab.json")
+    if missing:
+        raise ModelError(f"render model at {path} is incomplete: missing " + "; ".join(missing))
+    return path
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """A short id of a model: a hash of its component configs and weight file sizes.
+
+    Cheap to compute (no multi-GB weight hashing) and different for any two
+    models that differ in architecture, scheduler or trained weights' files.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    for name in sorted(REQUIRED_COMPONENTS):
+        sub = path / name
+        config = json.loads((sub / REQUIRED_COMPONENTS[name]).read_text())
+        config = {k: v for k, v in config.items() if not k.startswith("_diffusers")}
+        digest.update(name.encode())
+        digest.update(json.dumps(config, sort_keys=True).encode())
+        weights = _weights_of(sub)
+        if weights is not None:
+            digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _component_class(sub: Path, config_file: str) -> Any:
+    import diffusers
+
+    class_name = json.loads((sub / config_file).read_text()).get("_class_name")
+    cls = getattr(diffusers, str(class_name), None)
+    if cls is None:
+        raise ModelError(f"{sub}/{config_file}: unknown diffusers class {class_name!r}")
+    return cls
+
+
+@dataclass
+class RenderModel:
+    """The loaded components of a render model and the shapes they imply."""
+
+    path: Path
+    unet: Any
+    vae: Any
+    scheduler: Any
+    device: torch.device
+    dtype: torch.dtype
+    fingerprint: str
+    latent_shape: tuple[int, int, int]  # (channels, h, w) of z
+    cond_shape: tuple[int, int]  # (tokens, dim) of c
+    image_size: int  # side of a rendered picture, pixels
+    text_encoder: Any = None
+    tokenizer: Any = None
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(getattr(self.vae.config, "scaling_factor", 1.0))
+
+    def describe(self) -> dict[str, Any]:
+        """What a decoder bundle records about the model it targets."""
+        return {
+            "fingerprint": self.fingerprint,
+            "latent_shape": list(self.latent_shape),
+            "cond_shape": list(self.cond_shape),
+            "image_size": self.image_size,
+        }
+
+
+def _cond_tokens(path: Path) -> int:
+    """Token count of the conditioning: the text encoder's positions (77 for CLIP)."""
+    for candidate in (
+        path / "text_encoder" / "config.json",
+        path / "tokenizer" / "tokenizer_config.json",
+    ):
+        if candidate.is_file():
+            config = json.loads(candidate.read_text())
+            for key in ("max_position_embeddings", "model_max_length"):
+                value = config.get(key)
+                if isinstance(value, int) and 0 < value < 100_000:
+                    return value
+    raise ModelError(
+        f"{path}: cannot tell the conditioning length: no text_encoder/config.json "
+        "(max_position_embeddings) or tokenizer/tokenizer_config.json (model_max_length)"
+    )
+
+
+def load_render_model(
+    path: str | Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+    with_text: bool = False,
+) -> RenderModel:
+    """Load a diffusers-format model directory for rendering (and, optionally, its text side)."""
+    path = check_model_dir(path, need_text=with_text)
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype must be one of {sorted(DTYPES)}, found {dtype!r}")
+    torch_dtype = DTYPES[dtype]
+    torch_device = torch.device(device)
+    kwargs = {"local_files_only": True, "torch_dtype": torch_dtype}
+    try:
+        unet = _component_class(path / "unet", "config.json").from_pretrained(
+            path / "unet", **kwargs
+        )
+        vae = _component_class(path / "vae", "config.json").from_pretrained(path / "vae", **kwargs)
+        scheduler_cls = _component_class(path / "scheduler", "scheduler_config.json")
+        scheduler = scheduler_cls.from_pretrained(path / "scheduler", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load render model from {path}: {exc}") from None
+    unet.to(torch_device).eval()
+    vae.to(torch_device).eval()
+    text_encoder = tokenizer = None
+    if with_text:
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(
+            path / "text_encoder", local_files_only=True, dtype=torch_dtype
+        )
+        text_encoder.to(torch_device).eval()
+    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    sample = unet.config.sample_size
+    sample = sample if isinstance(sample, int) else int(sample[0])
+    model = RenderModel(
+        path=path,
+        unet=unet,
+        vae=vae,
+        scheduler=scheduler,
+        device=torch_device,
+        dtype=torch_dtype,
+        fingerprint=model_fingerprint(path),
+        latent_shape=(int(unet.config.in_channels), sample, sample),
+        cond_shape=(_cond_tokens(path), int(unet.config.cross_attention_dim)),
+        image_size=sample * vae_scale,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+    )
+    log.info(
+        "loaded render model %s (%s): z %s, c %s, %d px",
+        path,
+        model.fingerprint,
+        model.latent_shape,
+        model.cond_shape,
+        model.image_size,
+    )
+    return model

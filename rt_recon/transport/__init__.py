@@ -1,0 +1,1 @@
+"""The two wires: LSL for volumes and markers, ZeroMQ for latents, frames and status."""

@@ -1,0 +1,193 @@
+"""LSL volume and marker streams with preallocated numpy buffers.
+
+A volume goes out with ``push_chunk`` of a C-contiguous ``(1, n_channels)``
+array and comes in with ``pull_chunk(dest_obj=...)`` into a preallocated
+buffer: the list-based ``push_sample``/``pull_sample`` path converts every
+element and is ~80x slower for 160k voxels (see benchmarks/bench_transport.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pylsl
+from pylsl.util import TimeoutError as LslTimeoutError
+
+from rt_recon._liblsl import quiet_liblsl
+from rt_recon.errors import StreamError
+from rt_recon.protocol import (
+    VolumeStreamMeta,
+    decode_marker,
+    encode_marker,
+    make_marker_stream_info,
+    make_volume_stream_info,
+    parse_volume_stream_info,
+)
+
+log = logging.getLogger(__name__)
+
+
+class VolumeOutlet:
+    """Pushes flattened volumes (``(n_channels,)``, :data:`~rt_recon.protocol.VOXEL_ORDER`)."""
+
+    def __init__(self, meta: VolumeStreamMeta, name: str, source_id: str, buffer_trs: int = 4):
+        quiet_liblsl()
+        self.meta = meta
+        self._dtype = np.dtype(meta.channel_format)
+        self._chunk = np.zeros((1, meta.n_channels), dtype=self._dtype)
+        max_buffered = max(1, math.ceil(buffer_trs * meta.sample_interval))
+        info = make_volume_stream_info(meta, name, source_id)
+        self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(
+            info, chunk_size=1, max_buffered=max_buffered
+        )
+
+    def wait_for_consumers(self, timeout: float) -> bool:
+        """Block until an inlet is connected (True) or ``timeout`` seconds pass (False)."""
+        return bool(self._require().wait_for_consumers(timeout))
+
+    def push(self, values: np.ndarray, timestamp: float) -> None:
+        """Push one volume, ``(n_channels,)``, stamped with its acquisition time (LSL clock)."""
+        if values.shape != (self.meta.n_channels,):
+            raise StreamError(
+                f"push(): expected a flattened volume of shape ({self.meta.n_channels},), "
+                f"found {values.shape}"
+            )
+        self._chunk[0] = values  # one copy, casting to the stream's format
+        self._require().push_chunk(self._chunk, timestamp)
+
+    def _require(self) -> pylsl.StreamOutlet:
+        if self._outlet is None:
+            raise StreamError("the volume outlet is closed")
+        return self._outlet
+
+    def close(self) -> None:
+        self._outlet = None  # liblsl destroys the outlet when the handle goes
+
+    def __enter__(self) -> VolumeOutlet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def resolve_stream(prop: str, value: str, timeout: float) -> pylsl.StreamInfo:
+    """Resolve one stream whose ``prop`` (``name``, ``source_id``, ``type``) equals ``value``."""
+    quiet_liblsl()
+    found = pylsl.resolve_byprop(prop, value, minimum=1, timeout=timeout)
+    if not found:
+        raise StreamError(
+            f"no LSL stream with {prop}={value!r} found within {timeout:g} s; "
+            "is the scanner bridge or replay running on this network?"
+        )
+    if len(found) > 1:
+        log.warning("%d streams have %s=%r; using the first", len(found), prop, value)
+    return found[0]
+
+
+class VolumeInlet:
+    """Pulls volumes into one preallocated ``(1, n_channels)`` buffer.
+
+    ``pull()`` returns the timestamp (LSL clock of this machine, corrected
+    with LSL's clock offset when the stream comes from another host) and
+    leaves the values in :attr:`values` until the next pull.
+    """
+
+    def __init__(self, info: pylsl.StreamInfo, buffer_trs: int = 4, open_timeout: float = 10.0):
+        quiet_liblsl()
+        # A provisional meta check on the resolved (short) info, then the full info.
+        inlet = pylsl.StreamInlet(
+            info,
+            max_buflen=max(1, math.ceil(buffer_trs / max(info.nominal_srate(), 1e-9))),
+            processing_flags=pylsl.proc_clocksync,
+        )
+        try:
+            full_info = inlet.info(timeout=open_timeout)
+        except LslTimeoutError:
+            raise StreamError(
+                f"stream {info.name()!r} was found but its header did not arrive "
+                f"within {open_timeout:g} s"
+            ) from None
+        self.meta = parse_volume_stream_info(full_info)
+        self._inlet: pylsl.StreamInlet | None = inlet
+        self._buffer = np.zeros((1, self.meta.n_channels), dtype=self.meta.channel_format)
+        # The first clock-sync estimate takes a few round trips: get it before
+        # opening the data feed, so a source that starts pushing as soon as we
+        # connect does not find us busy.
+        try:
+            inlet.time_correction(timeout=open_timeout)
+        except LslTimeoutError:
+            log.warning("no clock offset from %r yet; timestamps may be late", info.name())
+        inlet.open_stream(timeout=open_timeout)
+
+    @classmethod
+    def resolve(cls, source_id: str, timeout: float, buffer_trs: int = 4) -> VolumeInlet:
+        return cls(resolve_stream("source_id", source_id, timeout), buffer_trs=buffer_trs)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The last pulled volume, ``(n_channels,)`` (overwritten by the next pull)."""
+        return self._buffer[0]
+
+    def pull(self, timeout: float) -> float | None:
+        """Pull the next volume into :attr:`values`; its timestamp, or None on timeout."""
+        if self._inlet is None:
+            raise StreamError("pull() requires an open inlet; this one is closed")
+        try:
+            _, stamps = self._inlet.pull_chunk(
+                timeout=timeout, max_samples=1, dest_obj=self._buffer
+            )
+        except LslTimeoutError:  # clock sync failed: the outlet is gone
+            return None
+        return float(stamps[0]) if stamps else None
+
+    def close(self) -> None:
+        if self._inlet is not None:
+            self._inlet.close_stream()
+            self._inlet = None
+
+    def __enter__(self) -> VolumeInlet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MarkerOutlet:
+    """Pushes events as JSON strings on an irregular-rate ``Markers`` stream."""
+
+    def __init__(self, name: str, source_id: str):
+        quiet_liblsl()
+        self._outlet = pylsl.StreamOutlet(make_marker_stream_info(name, source_id))
+
+    def wait_for_consumers(self, timeout: float) -> bool:
+        return bool(self._outlet.wait_for_consumers(timeout))
+
+    def push(self, event: dict, timestamp: float) -> None:
+        self._outlet.push_sample([encode_marker(event)], timestamp)
+
+    def close(self) -> None:
+        self._outlet = None  # type: ignore[assignment]
+
+
+class MarkerInlet:
+    """Pulls JSON events from a ``Markers`` stream."""
+
+    def __init__(self, info: pylsl.StreamInfo):
+        quiet_liblsl()
+        self._inlet = pylsl.StreamInlet(info, processing_flags=pylsl.proc_clocksync)
+        self._inlet.open_stream(timeout=10.0)
+
+    def pull(self, timeout: float) -> tuple[dict, float] | None:
+        """The next event and its timestamp, or None if none arrives within ``timeout`` s."""
+        try:
+            sample, stamp = self._inlet.pull_sample(timeout=timeout)
+        except LslTimeoutError:  # clock sync failed: the outlet is gone
+            return None
+        if sample is None:
+            return None
+        return decode_marker(sample[0]), float(stamp)
+
+    def close(self) -> None:
+        self._inlet.close_stream()

@@ -1,0 +1,179 @@
+"""ZeroMQ PUB/SUB with the rt_recon multipart framing and latest-only consumption.
+
+* :class:`Publisher` binds an XPUB socket, so it can wait until subscribers
+  are there (no ``sleep()`` against the slow-joiner problem).
+* :class:`Subscriber` connects a SUB socket. ``receive()`` returns the next
+  message; ``receive_latest()`` drains everything waiting and returns only
+  the newest, counting what it skipped (ZeroMQ's CONFLATE cannot do this for
+  multipart messages). Malformed messages are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from rt_recon.errors import ProtocolError, StreamError
+from rt_recon.protocol import DEFAULT_MAX_MESSAGE_BYTES, Message, decode_message, encode_message
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """An XPUB socket bound to ``endpoint`` that sends rt_recon messages."""
+
+    def __init__(self, endpoint: str, context: zmq.Context | None = None):
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.XPUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not only the first
+        try:
+            self._socket.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self._socket.close()
+            raise StreamError(f"cannot bind {endpoint}: {exc.strerror}") from None
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._subscribers: dict[str, int] = {}
+
+    def subscribers(self, topic: str) -> int:
+        """Subscriptions to ``topic`` seen so far (processes pending subscription messages)."""
+        self._read_subscriptions(timeout_ms=0)
+        return self._subscribers.get(topic, 0)
+
+    def wait_for_subscribers(self, n: int, topic: str, timeout: float) -> None:
+        """Block until ``n`` subscriptions to ``topic`` (or to everything) have arrived."""
+        deadline = time.monotonic() + timeout
+        while self._subscribers.get(topic, 0) + self._subscribers.get("", 0) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StreamError(
+                    f"{self.endpoint}: waited {timeout:g} s for {n} subscriber(s) to {topic!r}, "
+                    f"found {self._subscribers.get(topic, 0)}"
+                )
+            self._read_subscriptions(timeout_ms=int(min(remaining, 0.1) * 1000))
+
+    def _read_subscriptions(self, timeout_ms: int) -> None:
+        while self._socket.poll(timeout_ms, zmq.POLLIN):
+            event = self._socket.recv()
+            if event and event[0] in (0, 1):
+                topic = event[1:].decode(errors="replace")
+                delta = 1 if event[0] == 1 else -1
+                self._subscribers[topic] = max(0, self._subscribers.get(topic, 0) + delta)
+            timeout_ms = 0
+
+    def send(
+        self, topic: str, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
+    ) -> None:
+        self._socket.send_multipart(encode_message(topic, header, arrays), copy=False)
+
+    def send_frames(self, frames: Iterable[Any]) -> None:
+        """Send raw frames (used by tests of malformed input)."""
+        self._socket.send_multipart(list(frames), copy=False)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Received:
+    """What one ``receive_latest()`` call got."""
+
+    message: Message | None
+    skipped: int = 0  # valid messages drained and dropped because a newer one was there
+    malformed: int = 0  # messages that failed protocol validation
+
+
+class Subscriber:
+    """A SUB socket connected to ``endpoint``, subscribed to ``topics``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        topics: Iterable[str],
+        context: zmq.Context | None = None,
+        max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        rcvhwm: int = 1000,
+    ):
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
+        # Frames larger than the limit are refused by libzmq before they are buffered.
+        self._socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        self._max_bytes = max_bytes
+        for topic in topics:
+            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        try:
+            self._socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self._socket.close()
+            raise StreamError(f"cannot connect to {endpoint}: {exc.strerror}") from None
+        self.endpoint = endpoint
+        self.malformed = 0
+        self.skipped = 0
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The underlying socket (to register with a ``zmq.Poller``)."""
+        return self._socket
+
+    def _recv_valid(self, flags: int) -> tuple[Message | None, int]:
+        """One message off the socket: (message or None if malformed, 1 if malformed)."""
+        frames = self._socket.recv_multipart(flags=flags, copy=False)
+        try:
+            return decode_message(frames, self._max_bytes), 0
+        except ProtocolError as exc:
+            log.warning("dropped a malformed message from %s: %s", self.endpoint, exc)
+            return None, 1
+
+    def receive(self, timeout: float) -> Message | None:
+        """The next valid message, or None if none arrives within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            if not self._socket.poll(int(remaining * 1000), zmq.POLLIN):
+                return None
+            message, bad = self._recv_valid(0)
+            self.malformed += bad
+            if message is not None:
+                return message
+
+    def receive_latest(self, timeout: float) -> Received:
+        """Wait up to ``timeout`` s for a message, then drain the socket; return the newest."""
+        result = Received(message=None)
+        if not self._socket.poll(int(timeout * 1000), zmq.POLLIN):
+            return result
+        while True:
+            try:
+                message, bad = self._recv_valid(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            result.malformed += bad
+            if message is not None:
+                if result.message is not None:
+                    result.skipped += 1
+                result.message = message
+        self.malformed += result.malformed
+        self.skipped += result.skipped
+        return result
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

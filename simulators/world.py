@@ -1,0 +1,227 @@
+"""The synthetic visual world: procedural pictures with captions that describe them.
+
+Every stimulus is one coloured shape on a plain background, defined by six
+attributes (shape, colour, texture, size, position, background). The
+attribute grid has 6 * 8 * 3 * 2 * 9 * 4 = 10,368 distinct pictures; stimulus
+``i`` is the ``i``-th combination in a seeded permutation, so the same seed
+always gives the same pictures. Pictures are ``(size, size, 3)`` uint8 RGB,
+drawn at 4x and downsampled for smooth edges.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 190, 60),
+    "blue": (50, 80, 230),
+    "yellow": (240, 220, 40),
+    "magenta": (210, 50, 200),
+    "cyan": (40, 210, 220),
+    "orange": (245, 140, 30),
+    "white": (245, 245, 245),
+}
+TEXTURES = ("solid", "striped", "checkered")
+SIZES = {"small": 0.17, "large": 0.3}  # radius as a fraction of the picture side
+POSITIONS = {
+    "top left": (0.28, 0.28),
+    "top": (0.5, 0.28),
+    "top right": (0.72, 0.28),
+    "left": (0.28, 0.5),
+    "centre": (0.5, 0.5),
+    "right": (0.72, 0.5),
+    "bottom left": (0.28, 0.72),
+    "bottom": (0.5, 0.72),
+    "bottom right": (0.72, 0.72),
+}
+BACKGROUNDS = {
+    "black": (15, 15, 15),
+    "grey": (128, 128, 128),
+    "navy": (20, 30, 90),
+    "beige": (225, 210, 170),
+}
+
+#: The picture shown between trials, and its caption.
+BLANK_ID = -1
+BLANK_COLOUR = BACKGROUNDS["grey"]
+BLANK_CAPTION = "a blank grey screen"
+
+_ATTRIBUTE_AXES = (
+    ("shape", SHAPES),
+    ("colour", tuple(COLOURS)),
+    ("texture", TEXTURES),
+    ("size", tuple(SIZES)),
+    ("position", tuple(POSITIONS)),
+    ("background", tuple(BACKGROUNDS)),
+)
+_SUPERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    """One picture of the world: its id, attributes and caption."""
+
+    id: int
+    shape: str
+    colour: str
+    texture: str
+    size: str
+    position: str
+    background: str
+
+    @property
+    def caption(self) -> str:
+        texture = "" if self.texture == "solid" else f"{self.texture} "
+        return (
+            f"a {self.size} {texture}{self.colour} {self.shape} "
+            f"at the {self.position} on a {self.background} background"
+        )
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name, _ in _ATTRIBUTE_AXES}
+
+
+class StimulusWorld:
+    """Deterministic procedural stimuli: ``world.image(i)``, ``world.stimulus(i).caption``."""
+
+    def __init__(self, seed: int = 0, image_size: int = 64):
+        self.seed = seed
+        self.image_size = image_size
+        rng = np.random.default_rng(seed)
+        self._order = rng.permutation(self.n_stimuli)
+
+    n_stimuli = math.prod(len(values) for _, values in _ATTRIBUTE_AXES)
+
+    @cached_property
+    def _combinations(self) -> list[tuple[str, ...]]:
+        return list(itertools.product(*(values for _, values in _ATTRIBUTE_AXES)))
+
+    def stimulus(self, stimulus_id: int) -> Stimulus:
+        if not 0 <= stimulus_id < self.n_stimuli:
+            raise IndexError(f"stimulus id must be in [0, {self.n_stimuli}), found {stimulus_id}")
+        values = self._combinations[int(self._order[stimulus_id])]
+        return Stimulus(stimulus_id, *values)
+
+    def caption(self, stimulus_id: int) -> str:
+        return BLANK_CAPTION if stimulus_id == BLANK_ID else self.stimulus(stimulus_id).caption
+
+    def image(self, stimulus_id: int) -> np.ndarray:
+        """The picture, ``(image_size, image_size, 3)`` uint8 RGB; the blank for ``BLANK_ID``."""
+        if stimulus_id == BLANK_ID:
+            return np.full((self.image_size, self.image_size, 3), BLANK_COLOUR, dtype=np.uint8)
+        return draw(self.stimulus(stimulus_id), self.image_size)
+
+    def images(self, stimulus_ids: list[int] | np.ndarray) -> np.ndarray:
+        """``(n, size, size, 3)`` uint8."""
+        return np.stack([self.image(int(i)) for i in stimulus_ids])
+
+    def vocabulary(self) -> list[str]:
+        """Every word any caption can contain, sorted."""
+        words = set(BLANK_CAPTION.split())
+        words.update(["a", "at", "the", "on", "background"])
+        for _, values in _ATTRIBUTE_AXES:
+            for value in values:
+                words.update(value.split())
+        return sorted(words)
+
+    def semantic_features(self, stimulus_ids: list[int] | np.ndarray) -> np.ndarray:
+        """One-hot attribute codes, ``(n, n_features)`` float32; all zeros for the blank.
+
+        The synthetic brain's higher visual cortex is driven by this code (what
+        the picture shows, independent of where the pixels are).
+        """
+        width = sum(len(values) for _, values in _ATTRIBUTE_AXES)
+        out = np.zeros((len(stimulus_ids), width), dtype=np.float32)
+        for row, sid in enumerate(stimulus_ids):
+            if int(sid) == BLANK_ID:
+                continue
+            stim = self.stimulus(int(sid))
+            offset = 0
+            for name, values in _ATTRIBUTE_AXES:
+                out[row, offset + values.index(getattr(stim, name))] = 1.0
+                offset += len(values)
+        return out
+
+
+def _shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    if shape == "square":
+        s = r * 0.85
+        return [(cx - s, cy - s), (cx + s, cy - s), (cx + s, cy + s), (cx - s, cy + s)]
+    if shape == "triangle":
+        return [
+            (cx + r * math.cos(a), cy + r * math.sin(a))
+            for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)
+        ]
+    if shape == "star":
+        points = []
+        for k in range(10):
+            radius = r if k % 2 == 0 else r * 0.45
+            angle = -math.pi / 2 + k * math.pi / 5
+            points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
+        return points
+    if shape == "cross":
+        a, b = r, r * 0.35
+        return [
+            (cx - b, cy - a),
+            (cx + b, cy - a),
+            (cx + b, cy - b),
+            (cx + a, cy - b),
+            (cx + a, cy + b),
+            (cx + b, cy + b),
+            (cx + b, cy + a),
+            (cx - b, cy + a),
+            (cx - b, cy + b),
+            (cx - a, cy + b),
+            (cx - a, cy - b),
+            (cx - b, cy - b),
+        ]
+    raise ValueError(f"no polygon for shape {shape!r}")
+
+
+def _shape_mask(stim: Stimulus, side: int) -> Image.Image:
+    mask = Image.new("L", (side, side), 0)
+    pen = ImageDraw.Draw(mask)
+    fx, fy = POSITIONS[stim.position]
+    cx, cy, r = fx * side, fy * side, SIZES[stim.size] * side
+    if stim.shape == "circle":
+        pen.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+    elif stim.shape == "ring":
+        pen.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+        inner = r * 0.55
+        pen.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=0)
+    else:
+        pen.polygon(_shape_polygon(stim.shape, cx, cy, r), fill=255)
+    return mask
+
+
+def _texture_mask(texture: str, side: int) -> np.ndarray:
+    """Boolean ``(side, side)``: where the shape shows its colour (else a darker shade)."""
+    period = side // 8
+    yy, xx = np.mgrid[0:side, 0:side]
+    if texture == "striped":
+        return (yy // period) % 2 == 0
+    if texture == "checkered":
+        return ((yy // period) + (xx // period)) % 2 == 0
+    return np.ones((side, side), dtype=bool)
+
+
+def draw(stim: Stimulus, image_size: int) -> np.ndarray:
+    """Render one stimulus to ``(image_size, image_size, 3)`` uint8."""
+    side = image_size * _SUPERSAMPLE
+    canvas = np.empty((side, side, 3), dtype=np.float32)
+    canvas[:] = BACKGROUNDS[stim.background]
+    colour = np.array(COLOURS[stim.colour], dtype=np.float32)
+    fill = np.where(_texture_mask(stim.texture, side)[..., None], colour, colour * 0.35)
+    alpha = np.asarray(_shape_mask(stim, side), dtype=np.float32)[..., None] / 255.0
+    canvas = canvas * (1.0 - alpha) + fill * alpha
+    big = Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
+    return np.asarray(big.resize((image_size, image_size), Image.Resampling.LANCZOS))

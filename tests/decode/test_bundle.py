@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from rt_recon.decode.bundle import DecoderBundle, DecoderHead
+from rt_recon.errors import BundleError, ShapeMismatchError
+from rt_recon.protocol import VolumeStreamMeta
+
+
+def make_bundle(n_channels=60, shape=(3, 4, 5)) -> DecoderBundle:
+    rng = np.random.default_rng(0)
+    head = DecoderHead(
+        name="z",
+        voxels=np.arange(0, 20, dtype=np.int64),
+        weights=rng.normal(size=(20, 8)).astype(np.float32),
+        intercept=np.zeros(8, np.float32),
+        alphas=np.full(8, 10.0, np.float32),
+        target_shape=(2, 2, 2),
+    )
+    return DecoderBundle(
+        heads={"z": head},
+        stream={"shape": list(shape), "n_channels": n_channels, "mask_id": "full"},
+        preprocess={"zscore_warmup_trs": 3, "hrf_weights": [0.6, 0.4], "lag_trs": 4, "tr": 1.0},
+        model={"fingerprint": "abc", "latent_shape": [2, 2, 2], "cond_shape": [3, 4]},
+        report={"note": "test"},
+    )
+
+
+def test_save_load_round_trip(tmp_path):
+    bundle = make_bundle()
+    path = bundle.save(tmp_path / "b.safetensors")
+    loaded = DecoderBundle.load(path)
+    np.testing.assert_array_equal(loaded.heads["z"].weights, bundle.heads["z"].weights)
+    np.testing.assert_array_equal(loaded.heads["z"].voxels, bundle.heads["z"].voxels)
+    assert loaded.heads["z"].target_shape == (2, 2, 2)
+    assert loaded.preprocess == bundle.preprocess and loaded.report == {"note": "test"}
+    assert not (tmp_path / "b.safetensors.partial").exists()
+
+
+def test_stream_with_other_voxel_count_names_both_sides():
+    bundle = make_bundle(n_channels=60)
+    meta = VolumeStreamMeta(shape=(4, 4, 4), affine=np.eye(4), tr=1.0)
+    with pytest.raises(ShapeMismatchError) as info:
+        bundle.check_stream(meta)
+    message = str(info.value)
+    assert "fitted on 60 voxels" in message and "(3, 4, 5)" in message
+    assert "stream sends 64 voxels" in message and "(4, 4, 4)" in message
+
+
+def test_stream_with_same_count_but_other_shape_is_refused():
+    bundle = make_bundle(n_channels=60, shape=(3, 4, 5))
+    meta = VolumeStreamMeta(shape=(5, 4, 3), affine=np.eye(4), tr=1.0)
+    with pytest.raises(ShapeMismatchError, match=r"shape \(3, 4, 5\).*shape \(5, 4, 3\)"):
+        bundle.check_stream(meta)
+    bundle.check_stream(VolumeStreamMeta(shape=(3, 4, 5), affine=np.eye(4), tr=1.0))
+
+
+def test_model_mismatch_names_both_models():
+    bundle = make_bundle()
+    with pytest.raises(ShapeMismatchError, match=r"latent_shape \(2, 2, 2\).*xyz.*\(4, 8, 8\)"):
+        bundle.check_model({"fingerprint": "xyz", "latent_shape": [4, 8, 8], "cond_shape": [3, 4]})
+
+
+def test_unreadable_and_foreign_files(tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        DecoderBundle.load(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 10)
+    with pytest.raises(BundleError, match="not a safetensors decoder bundle"):
+        DecoderBundle.load(junk)
+    from safetensors.numpy import save_file
+
+    save_file({"a": np.zeros(2, np.float32)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(BundleError, match="no 'rt_recon_bundle' metadata"):
+        DecoderBundle.load(tmp_path / "plain.safetensors")
+
+
+def test_inconsistent_head_is_refused():
+    with pytest.raises(BundleError, match="target shape"):
+        DecoderHead(
+            "z",
+            np.arange(3),
+            np.zeros((3, 5), np.float32),
+            np.zeros(5, np.float32),
+            np.ones(5, np.float32),
+            target_shape=(2, 2),
+        )

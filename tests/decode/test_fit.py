@@ -1,0 +1,110 @@
+"""The offline fit recovers a known linear encoding, and the online decoder applies it."""
+
+import numpy as np
+import pytest
+
+from rt_recon.config import FitSection
+from rt_recon.decode.fit import Targets, TrainingRun, feature_series, fit_decoders, trial_samples
+from rt_recon.decode.online import OnlineDecoder
+from rt_recon.errors import DataError
+from rt_recon.hrf import regressors
+
+
+def test_trial_samples_are_lag_trs_after_each_onset():
+    events = [
+        {"onset": 2.0, "duration": 2.0, "stimulus_id": 5},
+        {"onset": 6.1, "duration": 1.0, "stimulus_id": 9},
+        {"onset": 7.0, "duration": 1.0, "trial_type": "fixation"},
+        {"onset": 8.0, "duration": 1.0, "stimulus_id": 4},
+    ]
+    assert trial_samples(events, n_trs=11, tr=1.0, lag=3) == [(5, 5), (9, 9)]  # 11 is beyond
+
+
+def _simulate(rng, n_runs=4, n_trials=40, n_vox=120, n_targets=10, tr=1.0, noise=0.5):
+    """Runs whose voxels linearly encode each stimulus's target vector, HRF-convolved."""
+    n_stim = n_runs * n_trials
+    targets = rng.normal(size=(n_stim, n_targets)).astype(np.float32)
+    encoding = rng.normal(size=(n_targets, n_vox))
+    runs = []
+    for r in range(n_runs):
+        ids = np.arange(r * n_trials, (r + 1) * n_trials)
+        onsets = 4.0 + 3.0 * np.arange(n_trials)
+        n_trs = int(onsets[-1] + 16)
+        design = regressors(onsets, np.full(n_trials, 2.0), tr, n_trs)
+        signal = design @ (targets[ids] @ encoding)
+        volumes = 100.0 + signal + noise * rng.normal(size=signal.shape)
+        events = [
+            {"onset": o, "duration": 2.0, "stimulus_id": int(i)}
+            for o, i in zip(onsets, ids, strict=True)
+        ]
+        runs.append(TrainingRun(volumes.astype(np.float32), events, tr))
+    return runs, Targets(ids=np.arange(n_stim), values={"z": targets}), targets
+
+
+def _fit(runs, targets, n_vox=120, n_targets=10):
+    return fit_decoders(
+        runs,
+        {"z": np.arange(n_vox)},
+        targets,
+        {"z": (n_targets,)},
+        FitSection(alphas=(0.1, 10.0, 1000.0), hrf_window_trs=4, zscore_warmup_trs=3),
+        stream={"shape": [n_vox, 1, 1], "n_channels": n_vox, "mask_id": "full"},
+        model={"fingerprint": "t", "latent_shape": [n_targets], "cond_shape": [1, 1]},
+    )
+
+
+def test_fit_recovers_a_linear_encoding_and_reports_it():
+    rng = np.random.default_rng(0)
+    runs, targets, _ = _simulate(rng)
+    bundle = _fit(runs[:3], targets)
+    report = bundle.report["heads"]["z"]
+    assert report["cv_r2_mean"] > 0.5
+    assert sum(report["alphas_chosen"].values()) == 10
+    # decode the held-out run online and compare with the truth at each trial's peak
+    held_out = runs[3]
+    decoder = OnlineDecoder(bundle)
+    estimates = np.array([decoder.update(v)["z"] for v in held_out.volumes])
+    samples = trial_samples(
+        held_out.events, len(held_out.volumes), 1.0, bundle.preprocess["lag_trs"]
+    )
+    truth = targets.lookup("z", np.array([sid for _, sid in samples]))
+    est = estimates[[t for t, _ in samples]]
+    r = np.corrcoef(est.ravel(), truth.ravel())[0, 1]
+    assert r > 0.7
+
+
+def test_online_decoding_equals_offline_features_times_weights():
+    rng = np.random.default_rng(1)
+    runs, targets, _ = _simulate(rng, n_runs=2)
+    bundle = _fit(runs, targets)
+    head = bundle.heads["z"]
+    warmup = bundle.preprocess["zscore_warmup_trs"]
+    features = feature_series(
+        runs[0].volumes, head.voxels, warmup, np.asarray(bundle.preprocess["hrf_weights"])
+    )
+    offline = features @ head.weights + head.intercept
+    decoder = OnlineDecoder(bundle)
+    online = np.array([decoder.update(v)["z"] for v in runs[0].volumes])
+    np.testing.assert_allclose(online, offline, rtol=1e-4, atol=1e-4)
+
+
+def test_fit_refuses_too_few_runs_and_missing_targets():
+    rng = np.random.default_rng(2)
+    runs, targets, _ = _simulate(rng, n_runs=2)
+    with pytest.raises(DataError, match="at least 2 runs"):
+        _fit(runs[:1], targets)
+    partial = Targets(ids=targets.ids[:5], values={"z": targets.values["z"][:5]})
+    with pytest.raises(DataError, match="no 'z' target for stimulus ids"):
+        _fit(runs, partial)
+
+
+def test_online_decoder_flags_bad_volumes():
+    rng = np.random.default_rng(3)
+    runs, targets, _ = _simulate(rng, n_runs=2)
+    decoder = OnlineDecoder(_fit(runs, targets))
+    volume = runs[0].volumes[0].copy()
+    with pytest.raises(Exception, match=r"expects \(120,\)"):
+        decoder.preprocess(volume[:100])
+    volume[3] = np.nan
+    with pytest.raises(DataError, match="1 NaN/Inf"):
+        decoder.preprocess(volume)

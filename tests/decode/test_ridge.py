@@ -1,0 +1,61 @@
+"""Grouped ridge CV against a closed-form reference."""
+
+import numpy as np
+import pytest
+
+from rt_recon.decode.ridge import r2_per_target, ridge_cv
+from rt_recon.errors import DataError
+
+
+def _closed_form(x, y, alpha):
+    xm, ym = x.mean(0), y.mean(0)
+    w = np.linalg.solve((x - xm).T @ (x - xm) + alpha * np.eye(x.shape[1]), (x - xm).T @ (y - ym))
+    return w, ym - xm @ w
+
+
+def _loro_r2(x, y, groups, alpha):
+    scores = []
+    for g in np.unique(groups):
+        tr, te = groups != g, groups == g
+        w, b = _closed_form(x[tr], y[tr], alpha)
+        scores.append(r2_per_target(y[te], x[te] @ w + b))
+    return np.mean(scores, axis=0)
+
+
+def test_matches_closed_form_cv_and_refit():
+    rng = np.random.default_rng(0)
+    n, p, t = 160, 60, 8
+    x = rng.normal(size=(n, p))
+    y = x @ rng.normal(size=(p, t)) * np.linspace(0.1, 2, t) + 3 * rng.normal(size=(n, t)) + 5
+    groups = np.repeat(np.arange(4), 40)
+    alphas = np.array([0.1, 10.0, 1000.0])
+    fit = ridge_cv(x, y, groups, alphas)
+    reference = np.array([_loro_r2(x, y, groups, a) for a in alphas])  # (n_alphas, t)
+    np.testing.assert_allclose(fit.cv_r2, reference.max(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(fit.alphas, alphas[reference.argmax(axis=0)].astype(np.float32))
+    for j in range(t):
+        w, b = _closed_form(x, y[:, [j]], float(fit.alphas[j]))
+        np.testing.assert_allclose(fit.coef[:, j], w[:, 0], rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(fit.intercept[j], b[0], rtol=1e-4, atol=1e-4)
+    assert fit.cv_r2.mean() > 0.3  # signal is there
+
+
+def test_more_features_than_samples():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 300))
+    y = x[:, :5] @ np.ones((5, 2)) + 0.1 * rng.normal(size=(40, 2))
+    fit = ridge_cv(x, y, np.repeat([0, 1], 20), np.array([1.0, 100.0]))
+    assert fit.coef.shape == (300, 2) and np.all(np.isfinite(fit.coef))
+
+
+def test_needs_two_groups_and_consistent_lengths():
+    x, y = np.zeros((10, 3)), np.zeros((10, 2))
+    with pytest.raises(DataError, match="at least 2 groups"):
+        ridge_cv(x, y, np.zeros(10), np.array([1.0]))
+    with pytest.raises(DataError, match="disagree on samples"):
+        ridge_cv(x, y[:9], np.repeat([0, 1], 5), np.array([1.0]))
+
+
+def test_r2_is_zero_for_constant_truth_and_one_for_perfect():
+    y = np.column_stack([np.arange(5.0), np.full(5, 2.0)])
+    np.testing.assert_allclose(r2_per_target(y, y), [1.0, 0.0])

@@ -1,0 +1,135 @@
+"""The whole pipeline as separate processes: replay -> LSL -> decoder -> ZeroMQ -> renderer.
+
+Real liblsl on loopback, real ZeroMQ sockets, real subprocesses. Every TR of
+the replayed run must yield a latents message with the right TR index and
+the CRC of exactly that volume, the latents must equal offline decoding of
+the same run, and the renderer must publish a frame for the last TR.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+import zmq
+
+from rt_recon.acquire.nifti import load_nifti_run
+from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.online import OnlineDecoder
+from rt_recon.nodes.supervisor import Supervisor
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS
+from rt_recon.transport.zmq import Subscriber
+
+pytestmark = pytest.mark.slow
+
+
+def _start_pipeline(supervisor, config_path, run_files):
+    cfg = ["--config", str(config_path)]
+    supervisor.start("renderer", ["render", *cfg])
+    supervisor.start("decoder", ["decode", *cfg])
+    supervisor.start(
+        "replay",
+        ["simulate", "replay", str(run_files.bold), "--events", str(run_files.events), *cfg],
+    )
+
+
+def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
+    node_config, small_dataset, tmp_path
+):
+    config = node_config.with_overrides(
+        {"decoder.wait_for_subscribers": 2, "renderer.wait_for_subscribers": 1}
+    )
+    config_path = tmp_path / "session.json"
+    config_path.write_text(config.to_json())
+    files = small_dataset.runs("test")[0]
+    run = load_nifti_run(files.bold, files.events)
+    n_trs = len(run.volumes)
+    latents, frames = [], []
+    with (
+        Supervisor(tmp_path / "logs") as supervisor,
+        Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS]) as lat_sub,
+        Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME]) as frame_sub,
+    ):
+        _start_pipeline(supervisor, config_path, files)
+        poller = zmq.Poller()
+        poller.register(lat_sub.socket, zmq.POLLIN)
+        poller.register(frame_sub.socket, zmq.POLLIN)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready = dict(poller.poll(200))
+            if lat_sub.socket in ready:
+                latents.append(lat_sub.receive(timeout=0))
+            if frame_sub.socket in ready:
+                frames.append(frame_sub.receive(timeout=0))
+                if frames[-1].header["tr"] == n_trs - 1:
+                    break
+            crashed = {n: c for n, c in supervisor.exited().items() if c != 0}
+            assert not crashed, {n: supervisor.children[n].tail() for n in crashed}
+        replay_code = supervisor.children["replay"].process.wait(timeout=30)
+    assert replay_code == 0
+
+    headers = [m.header for m in latents]
+    assert [h["tr"] for h in headers] == list(range(n_trs))
+    assert [h["seq"] for h in headers] == list(range(n_trs))
+    assert all(h["missed_before"] == 0 for h in headers)
+    assert [h["volume_crc32"] for h in headers] == [zlib.crc32(v) for v in run.volumes]
+
+    offline = OnlineDecoder(DecoderBundle.load(config.decoder.bundle))
+    for volume, message in zip(run.volumes, latents, strict=True):
+        expected = offline.update(volume)
+        np.testing.assert_array_equal(message.arrays["z"], expected["z"])
+        np.testing.assert_array_equal(message.arrays["c"], expected["c"])
+
+    assert frames and frames[-1].header["tr"] == n_trs - 1
+    image = frames[-1].arrays["image"]
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    times = frames[-1].header["times"]
+    ordered = [
+        "acquired",
+        "received",
+        "preprocessed",
+        "decoded",
+        "sent",
+        "render_received",
+        "rendered",
+        "published",
+    ]
+    assert all(times[a] <= times[b] for a, b in itertools.pairwise(ordered))
+    assert (config.paths.output_dir / "frames" / f"tr-{n_trs - 1:05d}.png").is_file()
+
+
+def test_decoder_refuses_a_bundle_fitted_on_other_voxels(node_config, small_dataset, tmp_path):
+    bundle = DecoderBundle.load(node_config.decoder.bundle)
+    bundle.stream = {**bundle.stream, "shape": [10, 10, 10], "n_channels": 1000}
+    other = bundle.save(tmp_path / "other.safetensors")
+    config = node_config.with_overrides(
+        {"decoder.bundle": str(other), "decoder.wait_for_subscribers": 0}
+    )
+    config_path = tmp_path / "session.json"
+    config_path.write_text(config.to_json())
+    files = small_dataset.runs("test")[0]
+    cfg = ["--config", str(config_path)]
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "rt_recon", "simulate", "replay", str(files.bold), *cfg],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        decoder = subprocess.run(
+            [sys.executable, "-m", "rt_recon", "decode", *cfg],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        replay.terminate()
+        replay.wait(timeout=10)
+    assert decoder.returncode == 2
+    n_stream = int(np.prod(load_nifti_run(files.bold).shape))
+    assert "fitted on 1000 voxels (shape (10, 10, 10)" in decoder.stderr
+    assert f"stream sends {n_stream} voxels" in decoder.stderr

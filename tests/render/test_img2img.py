@@ -1,0 +1,122 @@
+"""The renderer against diffusers' own img2img pipeline, on a tiny random model."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rt_recon.errors import ConfigError, ModelError, ShapeMismatchError
+from rt_recon.render.img2img import Img2ImgRenderer
+from rt_recon.render.model import check_model_dir, load_render_model, model_fingerprint
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_render_model(tiny_model_dir)
+
+
+@pytest.mark.parametrize(("steps", "strength"), [(4, 0.75), (2, 0.5), (1, 1.0)])
+def test_frame_equals_stock_img2img_pipeline(model, steps, strength):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=model.latent_shape).astype(np.float32)
+    c = rng.normal(size=model.cond_shape).astype(np.float32)
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=model.vae,
+        text_encoder=None,
+        tokenizer=None,
+        unet=model.unet,
+        scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        prompt_embeds=torch.from_numpy(c)[None],
+        image=torch.from_numpy(z)[None],  # 4 channels: taken as (scaled) latents
+        strength=strength,
+        num_inference_steps=steps,
+        guidance_scale=0.0,
+        generator=torch.Generator().manual_seed(11),
+        output_type="np",
+    ).images[0]
+    renderer = Img2ImgRenderer(model, steps=steps, strength=strength, seed=11)
+    with torch.inference_mode():
+        ours = renderer.render_tensor(torch.from_numpy(z)[None], torch.from_numpy(c)[None])
+    ours = (ours / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)[0].numpy()
+    assert ours.shape == expected.shape == (model.image_size, model.image_size, 3)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    frame = renderer.render(z, c)
+    assert frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame, np.round(expected * 255).astype(np.uint8))
+
+
+def test_same_latents_give_the_same_frame_and_different_latents_differ(model):
+    renderer = Img2ImgRenderer(model, steps=2, strength=0.5, seed=0)
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=model.latent_shape).astype(np.float32)
+    c = rng.normal(size=model.cond_shape).astype(np.float32)
+    first, second = renderer.render(z, c), renderer.render(z, c)
+    np.testing.assert_array_equal(first, second)  # fixed session noise, reset scheduler
+    assert np.abs(renderer.render(z + 1.0, c).astype(int) - first).mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    ("z_shape", "c_shape", "dtype", "nan", "match"),
+    [
+        (
+            (4, 8, 8),
+            None,
+            np.float32,
+            False,
+            r"z has shape \(4, 8, 8\), the model needs \(4, 16, 16\)",
+        ),
+        (None, (77, 32), np.float32, False, r"c has shape \(77, 32\), the model needs \(16, 32\)"),
+        (None, None, np.int32, False, "dtype int32"),
+        (None, None, np.float32, True, "NaN"),
+    ],
+)
+def test_bad_latents_are_refused_with_both_shapes(model, z_shape, c_shape, dtype, nan, match):
+    renderer = Img2ImgRenderer(model, steps=1, strength=1.0)
+    z = np.zeros(z_shape or model.latent_shape, dtype=dtype)
+    c = np.zeros(c_shape or model.cond_shape, dtype=np.float32)
+    if nan:
+        z[0, 0, 0] = np.nan
+    with pytest.raises(ShapeMismatchError, match=match):
+        renderer.render(z, c)
+
+
+def test_strength_too_low_for_any_step(model):
+    with pytest.raises(ConfigError, match="at least one step"):
+        Img2ImgRenderer(model, steps=2, strength=0.4)
+
+
+def test_missing_and_incomplete_model_dirs_name_the_component(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        check_model_dir(tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    shutil.rmtree(broken / "vae")
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ModelError) as info:
+        load_render_model(broken)
+    assert "vae/ (folder missing)" in str(info.value)
+    assert "unet/ weights" in str(info.value)
+    shutil.rmtree(broken / "tokenizer")
+    with pytest.raises(ModelError, match="tokenizer/ \\(folder missing\\)"):
+        check_model_dir(broken, need_text=True)
+
+
+def test_model_shapes_and_fingerprint(model, tiny_model_dir, tmp_path):
+    assert model.latent_shape == (4, 16, 16)
+    assert model.cond_shape == (16, 32)
+    assert model.image_size == 64
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert model_fingerprint(copy) == model.fingerprint
+    config = copy / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace('"trailing"', '"leading"'))
+    assert model_fingerprint(copy) != model.fingerprint

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from simulators.world import BLANK_ID, StimulusWorld
+
+
+def test_stimuli_are_deterministic_distinct_and_captioned():
+    a, b = StimulusWorld(seed=5), StimulusWorld(seed=5)
+    np.testing.assert_array_equal(a.image(17), b.image(17))
+    assert a.caption(17) == b.caption(17)
+    assert StimulusWorld(seed=6).caption(17) != a.caption(17) or not np.array_equal(
+        StimulusWorld(seed=6).image(17), a.image(17)
+    )
+    captions = {a.caption(i) for i in range(500)}
+    assert len(captions) == 500
+    assert a.n_stimuli == 10368
+
+
+def test_picture_matches_its_caption():
+    world = StimulusWorld(seed=0, image_size=64)
+    for i in range(40):
+        stim = world.stimulus(i)
+        image = world.image(i).astype(int)
+        assert image.shape == (64, 64, 3)
+        corner = image[1, 1]  # the background shows in the corner
+        from simulators.world import BACKGROUNDS, COLOURS, POSITIONS
+
+        assert np.abs(corner - BACKGROUNDS[stim.background]).max() <= 2
+        fx, fy = POSITIONS[stim.position]
+        y, x = int(fy * 64), int(fx * 64)
+        patch = image[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
+        colour = np.array(COLOURS[stim.colour])
+        if stim.shape != "ring":  # a ring is hollow at its centre
+            distance = np.abs(patch - colour).max(axis=1).min()
+            shade = np.abs(patch - colour * 0.35).max(axis=1).min()
+            assert min(distance, shade) <= 6, stim.caption
+        assert stim.colour in stim.caption and stim.shape in stim.caption
+
+
+def test_blank_and_bad_ids():
+    world = StimulusWorld(image_size=32)
+    assert np.all(world.image(BLANK_ID) == 128)
+    assert "blank" in world.caption(BLANK_ID)
+    with pytest.raises(IndexError, match="stimulus id"):
+        world.stimulus(world.n_stimuli)
+
+
+def test_semantic_features_are_one_hot_per_attribute():
+    world = StimulusWorld()
+    features = world.semantic_features([0, 1, BLANK_ID])
+    assert features.shape[1] == 6 + 8 + 3 + 2 + 9 + 4
+    assert features[0].sum() == 6 and features[1].sum() == 6 and features[2].sum() == 0
+    assert set(world.vocabulary()) >= set(world.caption(3).split())

@@ -1,0 +1,89 @@
+"""The ``rt-recon`` command as a user runs it: errors, Ctrl-C, no process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import SMALL_SIM, free_port, unique
+
+
+def _demo_config(tmp_path, **renderer):
+    config = {
+        "paths": {"output_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")},
+        "simulation": SMALL_SIM.model_dump(mode="json"),
+        "stream": {
+            "name": unique("v"),
+            "source_id": unique("vs"),
+            "markers_name": unique("m"),
+            "markers_source_id": unique("ms"),
+        },
+        "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{free_port()}"},
+        "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{free_port()}", **renderer},
+        "replay": {"speed": 1.0},
+    }
+    config["simulation"]["grid"] = list(config["simulation"]["grid"])
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _rt_recon(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "rt_recon", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def test_bad_config_is_a_one_line_error_with_exit_code_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("renderer:\n  stepz: 2\n")
+    result = _rt_recon("demo", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: invalid session config" in result.stderr
+    assert "renderer.stepz: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_model_fails_before_any_stream(tmp_path):
+    config = _demo_config(tmp_path, model=str(tmp_path / "no_model"))
+    result = _rt_recon("render", "--config", str(config))
+    assert result.returncode == 2
+    assert "render model directory not found" in result.stderr
+
+
+@pytest.mark.slow
+def test_sigint_on_demo_stops_every_child(tmp_path):
+    config = _demo_config(tmp_path)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "rt_recon", "demo", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so the test's SIGINT goes to the demo alone
+    )
+    parent = psutil.Process(demo.pid)
+    children: list[psutil.Process] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(children) < 3:
+        assert demo.poll() is None, demo.stdout.read()
+        children = parent.children(recursive=True)
+        time.sleep(0.2)
+    assert len(children) == 3, "renderer, decoder and replay should all be running"
+    time.sleep(2.0)  # let them get into their loops
+    os.kill(demo.pid, signal.SIGINT)
+    output, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 130, output
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left behind: {[p.pid for p in alive]}"
+    assert "interrupted" in output

@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from rt_recon.config import SessionConfig, is_loopback_endpoint, load_config
+from rt_recon.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_config_loads_and_resolves_paths():
+    config = load_config(REPO / "configs" / "demo.yaml")
+    assert config.renderer.model == "embedded"
+    assert config.paths.output_dir.is_absolute()
+    assert "~" not in str(config.paths.cache_dir)
+    assert config.simulation.tr == 1.5
+
+
+def test_unknown_key_names_file_key_and_expected_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("renderer:\n  stepz: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "renderer.stepz: unknown key" in message
+    assert "steps" in message and "strength" in message  # what was expected
+
+
+def test_unknown_section_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("rendering:\n  steps: 4\n")
+    with pytest.raises(ConfigError, match=r"rendering: unknown key \(expected one of: session"):
+        load_config(path)
+
+
+def test_wrong_type_names_key_expected_and_found(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("renderer:\n  steps: four\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "renderer.steps" in message
+    assert "integer" in message  # expected
+    assert "'four'" in message and "str" in message  # found
+
+
+def test_out_of_range_and_bad_endpoint(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("renderer:\n  strength: 1.5\ndecoder:\n  latents_endpoint: http://x:1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "renderer.strength" in str(info.value)
+    assert "decoder.latents_endpoint" in str(info.value)
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(path)
+
+
+def test_overrides_are_validated():
+    config = SessionConfig()
+    assert config.with_overrides({"replay.speed": 3}).replay.speed == 3
+    with pytest.raises(ConfigError, match=r"replay\.speed"):
+        config.with_overrides({"replay.speed": -1})
+    with pytest.raises(ConfigError, match="unknown section"):
+        config.with_overrides({"nosuch.key": 1})
+
+
+def test_json_round_trip(tmp_path):
+    config = SessionConfig().resolved()
+    path = tmp_path / "session.json"
+    path.write_text(config.to_json())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "loopback"),
+    [
+        ("tcp://127.0.0.1:5555", True),
+        ("tcp://localhost:5555", True),
+        ("tcp://[::1]:5555", True),
+        ("ipc:///tmp/x", True),
+        ("tcp://0.0.0.0:5555", False),
+        ("tcp://10.1.2.3:5555", False),
+    ],
+)
+def test_loopback_detection(endpoint, loopback):
+    assert is_loopback_endpoint(endpoint) is loopback
