@@ -39,11 +39,15 @@ def test_volumes_round_trip_through_preallocated_buffers():
         stamps = [pylsl.local_clock() + k * 1e-3 for k in range(5)]
         for volume, stamp in zip(volumes, stamps, strict=True):
             outlet.push(volume, stamp)
+        received = []
         for k in range(5):
-            stamp = inlet.pull(timeout=5)
-            assert stamp == pytest.approx(stamps[k], abs=1e-4)
+            received.append(inlet.pull(timeout=5))
             np.testing.assert_array_equal(inlet.values, volumes[k])
             assert id(inlet.values.base) == buffer_id  # the same buffer every time
+        # Stamps arrive shifted by LSL's clock-offset estimate, which on one
+        # machine is ~0 but not exactly 0 under load; their spacing is exact.
+        np.testing.assert_allclose(np.diff(received), np.diff(stamps), atol=1e-6)
+        assert received[0] == pytest.approx(stamps[0], abs=0.01)
         assert inlet.pull(timeout=0.05) is None
 
 
