@@ -26,7 +26,7 @@ def test_volumes_round_trip_through_preallocated_buffers():
     meta = _meta()
     source_id = unique("src")
     rng = np.random.default_rng(0)
-    volumes = rng.normal(size=(5, meta.n_channels)).astype(np.float32)
+    volumes = rng.normal(size=(4, meta.n_channels)).astype(np.float32)  # the inlet holds 4 TRs
     with (
         VolumeOutlet(meta, unique("vol"), source_id) as outlet,
         VolumeInlet.resolve(source_id, timeout=10) as inlet,
@@ -36,11 +36,11 @@ def test_volumes_round_trip_through_preallocated_buffers():
         assert inlet.meta.run == "03"
         assert outlet.wait_for_consumers(10)
         buffer_id = id(inlet.values.base)
-        stamps = [pylsl.local_clock() + k * 1e-3 for k in range(5)]
+        stamps = [pylsl.local_clock() + k * 1e-3 for k in range(4)]
         for volume, stamp in zip(volumes, stamps, strict=True):
             outlet.push(volume, stamp)
         received = []
-        for k in range(5):
+        for k in range(4):
             received.append(inlet.pull(timeout=5))
             np.testing.assert_array_equal(inlet.values, volumes[k])
             assert id(inlet.values.base) == buffer_id  # the same buffer every time
@@ -49,6 +49,23 @@ def test_volumes_round_trip_through_preallocated_buffers():
         np.testing.assert_allclose(np.diff(received), np.diff(stamps), atol=1e-6)
         assert received[0] == pytest.approx(stamps[0], abs=0.01)
         assert inlet.pull(timeout=0.05) is None
+
+
+def test_a_stalled_consumer_keeps_only_the_newest_few_trs():
+    meta = _meta()
+    source_id = unique("src")
+    with (
+        VolumeOutlet(meta, unique("vol"), source_id) as outlet,
+        VolumeInlet.resolve(source_id, timeout=10, buffer_trs=4) as inlet,
+    ):
+        assert outlet.wait_for_consumers(10)
+        for k in range(12):  # 12 TRs arrive while the consumer is busy elsewhere
+            outlet.push(np.full(meta.n_channels, k, np.float32), pylsl.local_clock())
+        got = []
+        while inlet.pull(timeout=0.5) is not None:
+            got.append(int(inlet.values[0]))
+    assert got[-1] == 11 and got == sorted(got)
+    assert len(got) <= 5  # buffer_trs, not minutes of backlog
 
 
 def test_int16_stream_casts_on_push():
