@@ -69,6 +69,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print("\nper-stage latency (volume timestamp -> frame published, LSL clock)")
     print(format_table(result.latency))
+    if result.scores is not None:
+        s = result.scores
+        print(
+            f"\nreconstruction: two-way identification {100 * s.identification:.1f}% "
+            f"(chance 50%, feature space: {s.feature_space}), PixCorr {s.pixcorr:.3f}, "
+            f"over {s.n_trials} test trials ({s.n_missing} without a frame)"
+        )
+        print(f"true (top) vs reconstructed (bottom): {result.grid_path}")
     print(f"\nframes: {result.frames_dir}")
     print(f"logs:   {result.run_dir / 'logs'}")
     return 0

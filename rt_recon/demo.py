@@ -4,7 +4,9 @@
 2. fit the decoders for the render model (cached by session, model and fit settings);
 3. start renderer, decoder and replay as separate processes;
 4. collect every latents message and frame until the last TR is rendered;
-5. stop every process and report per-stage latency and where the frames are.
+5. stop every process, report per-stage latency, score each trial's frame
+   against the picture shown (two-way identification) and save a grid of
+   true vs reconstructed pictures.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from pathlib import Path
 
 import zmq
 
+from rt_recon.acquire.events import read_events
 from rt_recon.config import SessionConfig
-from rt_recon.dataset import Dataset
+from rt_recon.dataset import Dataset, RunFiles
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.errors import RtReconError
 from rt_recon.evaluate.latency import StageSummary, summarise
+from rt_recon.evaluate.trials import TrialScores, collect_trials, save_grid, score
 from rt_recon.nodes.renderer import frames_dir
 from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, Message
@@ -44,6 +48,8 @@ class DemoResult:
     latents: list[dict] = field(default_factory=list)  # headers, in arrival order
     frames: list[Message] = field(default_factory=list)
     latency: list[StageSummary] = field(default_factory=list)
+    scores: TrialScores | None = None
+    grid_path: Path | None = None
 
     @property
     def skipped_frames(self) -> int:
@@ -118,7 +124,21 @@ def run_demo(config: SessionConfig) -> DemoResult:
         )
         _collect(supervisor, latents, frames, result)
     result.latency = summarise(f.header["times"] for f in result.frames)
+    _score_trials(result, dataset, test, DecoderBundle.load(node_config.decoder.bundle))
     return result
+
+
+def _score_trials(
+    result: DemoResult, dataset: Dataset, test: RunFiles, bundle: DecoderBundle
+) -> None:
+    events = read_events(test.events)
+    frames = {int(f.header["tr"]): f.arrays["image"] for f in result.frames}
+    ids = sorted({int(e["stimulus_id"]) for e in events if "stimulus_id" in e})
+    truths = dict(zip(ids, dataset.stimulus_images(ids), strict=True))
+    lag = int(bundle.preprocess["lag_trs"])
+    _, recons, shown, missing = collect_trials(events, test.n_trs, test.tr, lag, frames, truths)
+    result.scores = score(recons, shown, missing)
+    result.grid_path = save_grid(recons, shown, result.run_dir / "reconstructions.png")
 
 
 def _collect(

@@ -17,8 +17,10 @@ regions of interest:
 
 Responses are amplitudes relative to the blank screen; the BOLD time course
 is their sum of HRF-convolved stimulus boxes (``rt_recon.hrf``), plus AR(1)
-noise with some spatial smoothness, slow drift and occasional spikes,
-expressed as percent signal change over a baseline intensity map.
+noise with some spatial smoothness, thermal noise, slow drift and occasional
+spikes, expressed as percent signal change over a baseline intensity map;
+finally each volume is moved by the head's rigid motion at that TR (a slow
+random walk with occasional jerks) and resampled, as a scanner would see it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import affine_transform, gaussian_filter
 
 from rt_recon import hrf
 from simulators.world import BLANK_ID, StimulusWorld
@@ -54,6 +56,22 @@ class NoiseModel:
     spike_rate: float = 0.003  # chance per TR of a spike volume
     spike_psc: float = 4.0  # spike amplitude, percent signal change
     unit_psc: float = 1.0  # percent signal change per unit of neural response
+    motion_drift_mm: float = 0.03  # random-walk step of each translation per TR, mm
+    motion_drift_rad: float = 0.0003  # random-walk step of each rotation per TR, radians
+    motion_jerk_rate: float = 0.01  # chance per TR of a sudden head movement
+    motion_jerk_mm: float = 0.4  # size of a sudden movement (translation), mm
+
+    @classmethod
+    def from_simulation(cls, snr: float, motion: float) -> NoiseModel:
+        """The default noise at ``snr``, with every motion amplitude scaled by ``motion``."""
+        base = cls(snr=snr)
+        return cls(
+            snr=snr,
+            motion_drift_mm=base.motion_drift_mm * motion,
+            motion_drift_rad=base.motion_drift_rad * motion,
+            motion_jerk_rate=base.motion_jerk_rate if motion > 0 else 0.0,
+            motion_jerk_mm=base.motion_jerk_mm * motion,
+        )
 
 
 class SyntheticBrain:
@@ -105,7 +123,8 @@ class SyntheticBrain:
     def _make_baseline(self, rng: np.random.Generator) -> np.ndarray:
         tissue = gaussian_filter(rng.normal(0, 1, self.grid), 2.0)
         tissue = 800.0 + 150.0 * tissue / (tissue.std() + 1e-9)
-        return np.where(self.brain_mask, tissue, 30.0).astype(np.float64)
+        # Partial volume: a 3 mm voxel at the edge holds part brain, part air.
+        return gaussian_filter(np.where(self.brain_mask, tissue, 30.0), 1.0).astype(np.float64)
 
     def _make_prfs(
         self, coords: np.ndarray, rng: np.random.Generator
@@ -248,11 +267,40 @@ class SyntheticBrain:
             baseline * (1.0 + psc / 100.0),
             baseline + rng.normal(0, 5.0, size=(n_trs, n_brain_flat)),  # air: small noise
         )
-        bold = np.clip(np.rint(volumes), -32768, 32767).astype(np.int16)
-        bold = bold.T.reshape(*self.grid, n_trs, order="F")
+        volumes = volumes.T.reshape(*self.grid, n_trs, order="F")
+        motion = self._motion_trace(n_trs, noise, rng)
+        moved = self._apply_motion(volumes, motion)
+        bold = np.clip(np.rint(moved), -32768, 32767).astype(np.int16)
         truth["noise_std"] = np.array([noise_std], dtype=np.float32)
         truth["spike_trs"] = spikes.astype(np.int32)
+        truth["motion"] = motion.astype(np.float32)
         return bold, truth
+
+    @staticmethod
+    def _motion_trace(n_trs: int, noise: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+        """``(n_trs, 6)`` head pose per TR: x, y, z (mm), rotations about x, y, z (rad)."""
+        steps = np.zeros((n_trs, 6))
+        steps[1:, :3] = rng.normal(0, noise.motion_drift_mm, size=(n_trs - 1, 3))
+        steps[1:, 3:] = rng.normal(0, noise.motion_drift_rad, size=(n_trs - 1, 3))
+        jerks = np.flatnonzero(rng.random(n_trs) < noise.motion_jerk_rate)
+        steps[jerks, :3] += rng.normal(0, noise.motion_jerk_mm, size=(len(jerks), 3))
+        steps[jerks, 3:] += rng.normal(0, noise.motion_jerk_mm / 50.0, size=(len(jerks), 3))
+        return np.cumsum(steps, axis=0)
+
+    def _apply_motion(self, volumes: np.ndarray, motion: np.ndarray) -> np.ndarray:
+        """Resample each ``(x, y, z)`` volume of ``(x, y, z, t)`` as seen after the head moved.
+
+        The head point ``p`` moves to ``M p``, so the scanner sees at world
+        position ``q`` the value the still head had at ``M^-1 q``.
+        """
+        out = np.empty_like(volumes)
+        to_world, to_voxel = self.affine, np.linalg.inv(self.affine)
+        for t in range(volumes.shape[3]):
+            sample = to_voxel @ np.linalg.inv(rigid_matrix(motion[t])) @ to_world
+            out[..., t] = affine_transform(
+                volumes[..., t], sample[:3, :3], offset=sample[:3, 3], order=1, mode="nearest"
+            )
+        return out
 
     def _ar1_noise(self, n_trs: int, noise: NoiseModel, rng: np.random.Generator) -> np.ndarray:
         """``(n_trs, n_voxels)`` unit-variance AR(1) noise, spatially smoothed."""
@@ -276,6 +324,19 @@ class SyntheticBrain:
         basis = np.hstack([t - 0.5, np.cos(np.pi * t), np.cos(2 * np.pi * t)])
         coefs = rng.normal(0, 1, size=(3, int(np.prod(self.grid))))
         return basis @ coefs / np.sqrt(3)
+
+
+def rigid_matrix(params: np.ndarray) -> np.ndarray:
+    """4x4 world transform for ``(tx, ty, tz, rx, ry, rz)`` (mm, rad): ``T @ Rx @ Ry @ Rz``."""
+    tx, ty, tz, rx, ry, rz = params
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    out = np.eye(4)
+    out[:3, :3] = rot_x @ rot_y @ rot_z
+    out[:3, 3] = (tx, ty, tz)
+    return out
 
 
 def _flat_indices(mask: np.ndarray) -> np.ndarray:

@@ -68,7 +68,7 @@ def generate_session(sim: SimulationSection, root: str | Path, subject: str = "0
     rng = np.random.default_rng([sim.seed, 7])
     world = StimulusWorld(seed=sim.seed, image_size=sim.image_size)
     brain = SyntheticBrain(world, grid=sim.grid, voxel_size_mm=sim.voxel_size_mm, seed=sim.seed)
-    noise = NoiseModel(snr=sim.snr)
+    noise = NoiseModel.from_simulation(sim.snr, sim.motion)
     n_runs = sim.n_train_runs + 1
     chosen = rng.choice(world.n_stimuli, size=n_runs * sim.trials_per_run, replace=False)
     sub = f"sub-{subject}"

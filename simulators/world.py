@@ -5,7 +5,9 @@ attributes (shape, colour, texture, size, position, background). The
 attribute grid has 6 * 8 * 3 * 2 * 9 * 4 = 10,368 distinct pictures; stimulus
 ``i`` is the ``i``-th combination in a seeded permutation, so the same seed
 always gives the same pictures. Pictures are ``(size, size, 3)`` uint8 RGB,
-drawn at 4x and downsampled for smooth edges.
+drawn at 4x and downsampled for smooth edges. Captions have fixed slots
+("a large striped red circle at the top-left on a navy background"), so each
+attribute is always the same word of the caption.
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ COLOURS = {
 TEXTURES = ("solid", "striped", "checkered")
 SIZES = {"small": 0.17, "large": 0.3}  # radius as a fraction of the picture side
 POSITIONS = {
-    "top left": (0.28, 0.28),
+    "top-left": (0.28, 0.28),
     "top": (0.5, 0.28),
-    "top right": (0.72, 0.28),
+    "top-right": (0.72, 0.28),
     "left": (0.28, 0.5),
     "centre": (0.5, 0.5),
     "right": (0.72, 0.5),
-    "bottom left": (0.28, 0.72),
+    "bottom-left": (0.28, 0.72),
     "bottom": (0.5, 0.72),
-    "bottom right": (0.72, 0.72),
+    "bottom-right": (0.72, 0.72),
 }
 BACKGROUNDS = {
     "black": (15, 15, 15),
@@ -79,9 +81,9 @@ class Stimulus:
 
     @property
     def caption(self) -> str:
-        texture = "" if self.texture == "solid" else f"{self.texture} "
+        """Eleven words, each attribute always in the same slot (one token per word)."""
         return (
-            f"a {self.size} {texture}{self.colour} {self.shape} "
+            f"a {self.size} {self.texture} {self.colour} {self.shape} "
             f"at the {self.position} on a {self.background} background"
         )
 

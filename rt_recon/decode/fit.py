@@ -17,16 +17,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rt_recon.config import FitSection
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead
 from rt_recon.decode.ridge import ridge_cv
+from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.window import HrfWindow
 from rt_recon.errors import DataError
 from rt_recon.hrf import matched_window
-from rt_recon.preprocess.zscore import RunningZScore
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,24 @@ def trial_samples(events: Sequence[dict], n_trs: int, tr: float, lag: int) -> li
     return samples
 
 
+def preprocess_spec(fit: FitSection) -> dict[str, Any]:
+    """The preprocessing a bundle fitted with ``fit`` applies (its ``preprocess`` entry)."""
+    return {"zscore_warmup_trs": fit.zscore_warmup_trs}
+
+
 def feature_series(
-    volumes: np.ndarray, voxels: np.ndarray, warmup: int, hrf_weights: np.ndarray
+    volumes: np.ndarray, voxels: np.ndarray, spec: Mapping[str, Any], hrf_weights: np.ndarray
 ) -> np.ndarray:
-    """``(n_trs, n_channels)`` run -> ``(n_trs, n_selected)`` features, TR by TR as online."""
-    zscore = RunningZScore(len(voxels), warmup=warmup)
+    """``(n_trs, n_channels)`` run -> ``(n_trs, n_selected)`` HRF-window features, TR by TR.
+
+    ``spec`` is the bundle's ``preprocess`` entry; the preprocessing is the
+    online decoder's own :class:`~rt_recon.decode.features.FeatureExtractor`.
+    """
+    extractor = FeatureExtractor(spec, voxels, volumes.shape[1])
     window = HrfWindow(hrf_weights, dim=len(voxels))
     out = np.empty((len(volumes), len(voxels)), dtype=np.float32)
     for t, volume in enumerate(volumes):
-        out[t] = window.update(zscore.update(volume[voxels].astype(np.float64)))
+        out[t] = window.update(extractor.update(volume))
     return out
 
 
@@ -97,6 +107,7 @@ def fit_decoders(
     if len(runs) < 2:
         raise DataError(f"fitting needs at least 2 runs for cross-validation, found {len(runs)}")
     warmup = fit.zscore_warmup_trs
+    spec = preprocess_spec(fit)
     tr = runs[0].tr
     durations = [float(e["duration"]) for r in runs for e in r.events if "stimulus_id" in e]
     if not durations:
@@ -113,7 +124,7 @@ def fit_decoders(
         if not samples:
             raise DataError(f"run {r} has no trial whose response window ends inside the run")
         rows = np.array([t for t, _ in samples])
-        features.append(feature_series(run.volumes, voxels, warmup, weights)[rows])
+        features.append(feature_series(run.volumes, voxels, spec, weights)[rows])
         ids.append(np.array([sid for _, sid in samples]))
         groups.append(np.full(len(samples), r))
     x_all, id_all, group_all = np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
@@ -150,12 +161,7 @@ def fit_decoders(
     return DecoderBundle(
         heads=heads,
         stream=stream,
-        preprocess={
-            "zscore_warmup_trs": fit.zscore_warmup_trs,
-            "hrf_weights": [float(w) for w in weights],
-            "lag_trs": lag,
-            "tr": tr,
-        },
+        preprocess={**spec, "hrf_weights": [float(w) for w in weights], "lag_trs": lag, "tr": tr},
         model=model,
         report=report,
     )

@@ -1,7 +1,7 @@
 """Apply a decoder bundle one volume at a time.
 
-Per TR: select the voxels any head reads, z-score them against the run so
-far (``preprocess``), project them once through each head and add the
+Per TR: preprocess the volume into features of the voxels any head reads
+(:class:`~rt_recon.decode.features.FeatureExtractor`), project them once through each head and add the
 projection to that head's HRF window (``decode``). Offline decoding of a
 recorded run is the same object fed the run's volumes in order, so online
 and offline latents are identical by construction.
@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.window import HrfWindow
-from rt_recon.errors import DataError, ShapeMismatchError
-from rt_recon.preprocess.zscore import RunningZScore
 
 
 def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
@@ -28,9 +27,8 @@ class OnlineDecoder:
     def __init__(self, bundle: DecoderBundle):
         self.bundle = bundle
         self.voxels = selected_voxels(bundle)
-        self.n_channels = int(bundle.stream["n_channels"])
         spec = bundle.preprocess
-        self.zscore = RunningZScore(len(self.voxels), warmup=int(spec["zscore_warmup_trs"]))
+        self.features = FeatureExtractor(spec, self.voxels, int(bundle.stream["n_channels"]))
         weights = np.asarray(spec["hrf_weights"], dtype=np.float32)
         self._heads = []
         for name, head in bundle.heads.items():
@@ -40,19 +38,11 @@ class OnlineDecoder:
 
     @property
     def warming_up(self) -> bool:
-        return self.zscore.warming_up
+        return self.features.warming_up
 
     def preprocess(self, values: np.ndarray) -> np.ndarray:
-        """``(n_channels,)`` volume -> ``(n_selected,)`` float32 z-scored features."""
-        if values.shape != (self.n_channels,):
-            raise ShapeMismatchError(
-                f"volume has {values.shape} values, the decoder bundle expects ({self.n_channels},)"
-            )
-        selected = values[self.voxels].astype(np.float64)
-        bad = ~np.isfinite(selected)
-        if bad.any():
-            raise DataError(f"volume has {int(bad.sum())} NaN/Inf values in decoded voxels")
-        return self.zscore.update(selected)
+        """``(n_channels,)`` volume -> ``(n_selected,)`` float32 features."""
+        return self.features.update(values)
 
     def decode(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Features -> ``{head name: array of the head's target shape}`` (float32)."""

@@ -78,9 +78,8 @@ def test_online_decoding_equals_offline_features_times_weights():
     runs, targets, _ = _simulate(rng, n_runs=2)
     bundle = _fit(runs, targets)
     head = bundle.heads["z"]
-    warmup = bundle.preprocess["zscore_warmup_trs"]
     features = feature_series(
-        runs[0].volumes, head.voxels, warmup, np.asarray(bundle.preprocess["hrf_weights"])
+        runs[0].volumes, head.voxels, bundle.preprocess, np.asarray(bundle.preprocess["hrf_weights"])
     )
     offline = features @ head.weights + head.intercept
     decoder = OnlineDecoder(bundle)
