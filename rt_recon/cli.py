@@ -82,22 +82,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_decode(args: argparse.Namespace) -> int:
-    from rt_recon.nodes._signals import stop_on_signals
-    from rt_recon.nodes.decoder import run_decoder
+def _run_node(run, args: argparse.Namespace) -> int:
+    from rt_recon.nodes._signals import Stopped, stop_on_signals
 
     config = _config(args)
-    run_decoder(config, stop_on_signals())
+    try:
+        run(config, stop_on_signals())
+    except Stopped:
+        log.info("stopped while waiting")
     return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from rt_recon.nodes.decoder import run_decoder
+
+    return _run_node(run_decoder, args)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from rt_recon.nodes._signals import stop_on_signals
     from rt_recon.nodes.renderer import run_renderer
 
-    config = _config(args)
-    run_renderer(config, stop_on_signals())
-    return 0
+    return _run_node(run_renderer, args)
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:

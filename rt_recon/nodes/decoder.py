@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pylsl
 from threadpoolctl import threadpool_limits
@@ -20,6 +20,8 @@ from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.errors import BundleError, DataError, ShapeMismatchError
+from rt_recon.nodes._signals import waiting
+from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_LATENTS
 from rt_recon.transport.lsl import VolumeInlet
 from rt_recon.transport.zmq import Publisher
@@ -65,12 +67,21 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
     threadpool_limits(1)
     stats = DecoderStats()
     with Publisher(config.decoder.latents_endpoint) as pub:
-        log.info("publishing latents on %s", pub.endpoint)
+        log.info("publishing latents and status on %s", pub.endpoint)
+        status = StatusPublisher(pub, "decoder")
         pub.wait_for_subscribers(
-            config.decoder.wait_for_subscribers, TOPIC_LATENTS, config.decoder.subscriber_timeout_s
+            config.decoder.wait_for_subscribers,
+            TOPIC_LATENTS,
+            config.decoder.subscriber_timeout_s,
+            on_wait=waiting(stop, lambda: status.beat("waiting_for_subscribers")),
         )
         inlet = VolumeInlet.resolve(
-            config.stream.source_id, config.stream.resolve_timeout_s, config.stream.buffer_trs
+            config.stream.source_id,
+            config.stream.resolve_timeout_s,
+            config.stream.buffer_trs,
+            on_wait=waiting(
+                stop, lambda: status.beat("waiting_for_stream", source_id=config.stream.source_id)
+            ),
         )
         with inlet:
             meta = inlet.meta
@@ -84,7 +95,9 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                 meta.tr,
                 meta.speed,
             )
+            tr = -1
             while not stop.is_set():
+                status.beat("running", tr=tr, **asdict(stats))
                 stamp = inlet.pull(timeout=0.1)
                 if stamp is None:
                     continue
@@ -123,5 +136,6 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                 }
                 pub.send(TOPIC_LATENTS, header, latents)
                 stats.published += 1
+        status.beat("stopped", tr=tr, **asdict(stats))
     log.info("decoder stopped: %s", stats)
     return stats

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pylsl
@@ -20,6 +20,8 @@ from PIL import Image
 
 from rt_recon.config import SessionConfig
 from rt_recon.errors import ShapeMismatchError
+from rt_recon.nodes._signals import waiting
+from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS
 from rt_recon.render.embedded import resolve_model_path
 from rt_recon.render.img2img import Img2ImgRenderer
@@ -56,15 +58,23 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
         out_dir.mkdir(parents=True, exist_ok=True)
     stats = RendererStats()
     with Publisher(rc.frames_endpoint) as pub:
-        log.info("publishing frames on %s", pub.endpoint)
-        pub.wait_for_subscribers(rc.wait_for_subscribers, TOPIC_FRAME, rc.subscriber_timeout_s)
+        log.info("publishing frames and status on %s", pub.endpoint)
+        status = StatusPublisher(pub, "renderer")
+        pub.wait_for_subscribers(
+            rc.wait_for_subscribers,
+            TOPIC_FRAME,
+            rc.subscriber_timeout_s,
+            on_wait=waiting(stop, lambda: status.beat("waiting_for_subscribers")),
+        )
         with Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS]) as sub:
             log.info(
                 "rendering %d UNet step(s) per frame from %s",
                 renderer.n_unet_calls,
                 config.decoder.latents_endpoint,
             )
+            last_tr = -1
             while not stop.is_set():
+                status.beat("running", tr=last_tr, **asdict(stats))
                 got = sub.receive_latest(timeout=0.1)
                 stats.malformed += got.malformed
                 stats.skipped_stale += got.skipped
@@ -100,8 +110,10 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
                 header["times"]["published"] = pylsl.local_clock()
                 pub.send(TOPIC_FRAME, header, {"image": image})
                 stats.rendered += 1
+                last_tr = int(header.get("tr", -1))
                 if rc.write_png:
                     Image.fromarray(image).save(out_dir / f"tr-{int(header['tr']):05d}.png")
+        status.beat("stopped", tr=last_tr, **asdict(stats))
     log.info("renderer stopped: %s", stats)
     return stats
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pylsl
@@ -122,8 +124,29 @@ class VolumeInlet:
         inlet.open_stream(timeout=open_timeout)
 
     @classmethod
-    def resolve(cls, source_id: str, timeout: float, buffer_trs: int = 4) -> VolumeInlet:
-        return cls(resolve_stream("source_id", source_id, timeout), buffer_trs=buffer_trs)
+    def resolve(
+        cls,
+        source_id: str,
+        timeout: float,
+        buffer_trs: int = 4,
+        on_wait: Callable[[], None] | None = None,
+    ) -> VolumeInlet:
+        """Find the stream with ``source_id`` and open it; ``on_wait`` runs about once a second."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                info = resolve_stream("source_id", source_id, min(1.0, max(remaining, 0.05)))
+            except StreamError:
+                if remaining <= 1.0:
+                    raise StreamError(
+                        f"no LSL stream with source_id={source_id!r} found within {timeout:g} s; "
+                        "is the scanner bridge or replay running on this network?"
+                    ) from None
+                if on_wait is not None:
+                    on_wait()
+                continue
+            return cls(info, buffer_trs=buffer_trs)
 
     @property
     def values(self) -> np.ndarray:

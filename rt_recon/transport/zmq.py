@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,17 @@ class Publisher:
         self._read_subscriptions(timeout_ms=0)
         return self._subscribers.get(topic, 0)
 
-    def wait_for_subscribers(self, n: int, topic: str, timeout: float) -> None:
-        """Block until ``n`` subscriptions to ``topic`` (or to everything) have arrived."""
+    def wait_for_subscribers(
+        self, n: int, topic: str, timeout: float, on_wait: Callable[[], None] | None = None
+    ) -> None:
+        """Block until ``n`` subscriptions to ``topic`` (or to everything) have arrived.
+
+        ``on_wait`` (e.g. a heartbeat) is called about every 0.1 s while waiting.
+        """
         deadline = time.monotonic() + timeout
         while self._subscribers.get(topic, 0) + self._subscribers.get("", 0) < n:
+            if on_wait is not None:
+                on_wait()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StreamError(
