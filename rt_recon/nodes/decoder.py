@@ -126,6 +126,7 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                     "session": meta.session,
                     "run": meta.run,
                     "model_fingerprint": bundle.model["fingerprint"],
+                    "lag_trs": int(bundle.preprocess["lag_trs"]),
                     "times": {
                         "acquired": stamp,
                         "received": received,
