@@ -156,6 +156,19 @@ class FitSection(_Section):
     zscore_warmup_trs: int = Field(
         default=4, ge=2, description="TRs of running z-score before estimates are trusted"
     )
+    low_rank: dict[str, int] = Field(
+        default_factory=dict,
+        description="Heads fitted low rank, e.g. {c: 128}: ridge on that many principal "
+        "components of the targets (target PCA) instead of every target",
+    )
+
+    @field_validator("low_rank")
+    @classmethod
+    def _positive_ranks(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {head: k for head, k in value.items() if k < 1}
+        if bad:
+            raise ValueError(f"ranks must be positive integers, found {bad}")
+        return value
 
 
 class SessionConfig(_Section):

@@ -7,7 +7,10 @@ pickle). Per head (``z``, ``c``):
 * ``<head>.voxels`` ``(n_selected,)`` int64: the stream channels it reads;
 * ``<head>.weights`` ``(n_selected, n_targets)`` float32;
 * ``<head>.intercept`` ``(n_targets,)`` float32;
-* ``<head>.alphas`` ``(n_targets,)`` float32: the chosen ridge penalties.
+* ``<head>.alphas`` ``(n_targets,)`` float32: the chosen ridge penalties;
+* ``<head>.components`` ``(k, n_targets)`` float32, for a low-rank head only
+  (then ``weights`` is ``(n_selected, k)``: it predicts the targets' first
+  ``k`` principal-component scores).
 
 The JSON holds the bundle version, the stream the decoder was fitted on
 (shape, channel count, mask id, affine), the preprocessing spec (running
@@ -37,28 +40,46 @@ _HEAD_ARRAYS = ("voxels", "weights", "intercept", "alphas")
 
 @dataclass
 class DecoderHead:
-    """One linear map from selected, preprocessed voxels to a flattened target."""
+    """One linear map from selected, preprocessed voxels to a flattened target.
+
+    Full rank: ``target = x @ weights + intercept``. Low rank (target PCA):
+    ``target = (x @ weights) @ components + intercept``, where ``weights``
+    predicts ``k`` principal-component scores of the targets and
+    ``components`` (``(k, n_targets)``) maps them back.
+    """
 
     name: str
     voxels: np.ndarray  # (n_selected,) int64 channel indices
-    weights: np.ndarray  # (n_selected, n_targets) float32
+    weights: np.ndarray  # (n_selected, n_targets) float32, or (n_selected, k) when low rank
     intercept: np.ndarray  # (n_targets,) float32
-    alphas: np.ndarray  # (n_targets,) float32
+    alphas: np.ndarray  # (n_targets,) or (k,) float32: ridge penalty per output of weights
     target_shape: tuple[int, ...]
+    components: np.ndarray | None = None  # (k, n_targets) float32 for a low-rank head
 
     def __post_init__(self) -> None:
-        n_sel, n_targets = self.weights.shape
+        n_sel, n_out = self.weights.shape
+        n_targets = math.prod(self.target_shape)
         if self.voxels.shape != (n_sel,):
             raise BundleError(
                 f"head {self.name!r}: {self.voxels.shape[0]} voxels but weights have {n_sel} rows"
             )
-        if math.prod(self.target_shape) != n_targets:
+        if self.components is not None and self.components.shape != (n_out, n_targets):
+            raise BundleError(
+                f"head {self.name!r}: components must be ({n_out}, {n_targets}) for {n_out} "
+                f"scores and target shape {self.target_shape}, found {self.components.shape}"
+            )
+        if self.components is None and n_out != n_targets:
             raise BundleError(
                 f"head {self.name!r}: target shape {self.target_shape} needs "
-                f"{math.prod(self.target_shape)} outputs, weights have {n_targets}"
+                f"{n_targets} outputs, weights have {n_out}"
             )
         if self.intercept.shape != (n_targets,):
             raise BundleError(f"head {self.name!r}: intercept shape {self.intercept.shape}")
+
+    @property
+    def rank(self) -> int | None:
+        """``k`` for a low-rank head, None for full rank."""
+        return None if self.components is None else int(self.components.shape[0])
 
 
 @dataclass
@@ -110,7 +131,9 @@ class DecoderBundle:
             tensors[f"{name}.weights"] = head.weights.astype(np.float32)
             tensors[f"{name}.intercept"] = head.intercept.astype(np.float32)
             tensors[f"{name}.alphas"] = head.alphas.astype(np.float32)
-            heads_meta[name] = {"target_shape": list(head.target_shape)}
+            if head.components is not None:
+                tensors[f"{name}.components"] = head.components.astype(np.float32)
+            heads_meta[name] = {"target_shape": list(head.target_shape), "rank": head.rank}
         meta = {
             "version": self.version,
             "heads": heads_meta,
@@ -148,9 +171,12 @@ class DecoderBundle:
             missing = [f"{name}.{a}" for a in _HEAD_ARRAYS if f"{name}.{a}" not in arrays]
             if missing:
                 raise BundleError(f"{path}: head {name!r} lacks arrays {missing}")
+            if head_meta.get("rank") is not None and f"{name}.components" not in arrays:
+                raise BundleError(f"{path}: low-rank head {name!r} lacks {name}.components")
             heads[name] = DecoderHead(
                 name=name,
                 target_shape=tuple(head_meta["target_shape"]),
+                components=arrays.get(f"{name}.components"),
                 **{a: arrays[f"{name}.{a}"] for a in _HEAD_ARRAYS},
             )
         return cls(

@@ -23,8 +23,8 @@ import numpy as np
 
 from rt_recon.config import FitSection
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead
-from rt_recon.decode.ridge import ridge_cv
 from rt_recon.decode.features import FeatureExtractor
+from rt_recon.decode.ridge import ridge_cv
 from rt_recon.decode.window import HrfWindow
 from rt_recon.errors import DataError
 from rt_recon.hrf import matched_window
@@ -71,6 +71,49 @@ def trial_samples(events: Sequence[dict], n_trs: int, tr: float, lag: int) -> li
         if t < n_trs:
             samples.append((t, int(event["stimulus_id"])))
     return samples
+
+
+def _fit_head(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    fit: FitSection,
+    rank: int | None,
+    target_shape: tuple[int, ...],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ridge for one head, full rank or on the targets' first ``rank`` principal components.
+
+    Returns the :class:`DecoderHead` fields (less ``voxels``) and the report entry.
+    For a low-rank head the CV R^2 is that of the component scores, and the
+    report states the share of target variance the components keep.
+    """
+    alphas = np.asarray(fit.alphas)
+    entry: dict[str, Any] = {"n_targets": int(y.shape[1]), "rank": rank}
+    if rank is None:
+        ridge = ridge_cv(x, y, groups, alphas)
+        head = {"weights": ridge.coef, "intercept": ridge.intercept, "components": None}
+    else:
+        if rank > min(y.shape):
+            raise DataError(
+                f"head {name!r}: rank {rank} exceeds what {y.shape[0]} samples of "
+                f"{y.shape[1]} targets allow ({min(y.shape)})"
+            )
+        mean = y.mean(axis=0)
+        _, s, vt = np.linalg.svd(y - mean, full_matrices=False)
+        components = vt[:rank].astype(np.float32)
+        ridge = ridge_cv(x, (y - mean) @ components.T, groups, alphas)
+        head = {
+            "weights": ridge.coef,
+            "intercept": (mean + ridge.intercept @ components).astype(np.float32),
+            "components": components,
+        }
+        entry["target_variance_kept"] = float(np.sum(s[:rank] ** 2) / np.sum(s**2))
+    entry["cv_r2_mean"] = float(ridge.cv_r2.mean())
+    entry["cv_r2_median"] = float(np.median(ridge.cv_r2))
+    entry["alphas_chosen"] = {f"{a:g}": int(np.sum(ridge.alphas == np.float32(a))) for a in alphas}
+    head.update(name=name, alphas=ridge.alphas, target_shape=tuple(target_shape))
+    return head, entry
 
 
 def preprocess_spec(fit: FitSection) -> dict[str, Any]:
@@ -132,32 +175,15 @@ def fit_decoders(
     for name, head_vox in head_voxels.items():
         local = np.searchsorted(voxels, head_vox)
         y = targets.lookup(name, id_all).astype(np.float32)
-        ridge = ridge_cv(x_all[:, local], y, group_all, np.asarray(fit.alphas))
-        scores = ridge.cv_r2
-        heads[name] = DecoderHead(
-            name=name,
-            voxels=np.asarray(head_vox, dtype=np.int64),
-            weights=ridge.coef,
-            intercept=ridge.intercept,
-            alphas=ridge.alphas,
-            target_shape=tuple(target_shapes[name]),
+        head, entry = _fit_head(
+            name, x_all[:, local], y, group_all, fit, fit.low_rank.get(name), target_shapes[name]
         )
-        report["heads"][name] = {
-            "n_voxels": len(head_vox),
-            "n_targets": int(y.shape[1]),
-            "cv_r2_mean": float(scores.mean()),
-            "cv_r2_median": float(np.median(scores)),
-            "alphas_chosen": {
-                f"{a:g}": int(np.sum(ridge.alphas == np.float32(a))) for a in fit.alphas
-            },
-        }
+        heads[name] = DecoderHead(voxels=np.asarray(head_vox, dtype=np.int64), **head)
+        report["heads"][name] = {"n_voxels": len(head_vox), **entry}
         log.info(
-            "head %s: %d voxels -> %d targets, CV R2 mean %.3f",
-            name,
-            len(head_vox),
-            y.shape[1],
-            scores.mean(),
-        )
+            "head %s: %d voxels -> %d targets (rank %s), CV R2 mean %.3f",
+            name, len(head_vox), y.shape[1], entry["rank"], entry["cv_r2_mean"],
+        )  # fmt: skip
     return DecoderBundle(
         heads=heads,
         stream=stream,

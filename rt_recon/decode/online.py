@@ -1,8 +1,9 @@
 """Apply a decoder bundle one volume at a time.
 
 Per TR: preprocess the volume into features of the voxels any head reads
-(:class:`~rt_recon.decode.features.FeatureExtractor`), project them once through each head and add the
-projection to that head's HRF window (``decode``). Offline decoding of a
+(:class:`~rt_recon.decode.features.FeatureExtractor`), project them once
+through each head and add the projection to that head's HRF window
+(``decode``). Offline decoding of a
 recorded run is the same object fed the run's volumes in order, so online
 and offline latents are identical by construction.
 """
@@ -33,6 +34,8 @@ class OnlineDecoder:
         self._heads = []
         for name, head in bundle.heads.items():
             local = np.searchsorted(self.voxels, head.voxels)
+            # The window runs on the projections (k of them for a low-rank head),
+            # before any expansion to the full target: linear, so the same result.
             window = HrfWindow(weights, dim=head.weights.shape[1])
             self._heads.append((name, head, local, window))
 
@@ -48,9 +51,10 @@ class OnlineDecoder:
         """Features -> ``{head name: array of the head's target shape}`` (float32)."""
         out = {}
         for name, head, local, window in self._heads:
-            projection = features[local] @ head.weights
-            estimate = window.update(projection) + head.intercept
-            out[name] = estimate.reshape(head.target_shape)
+            estimate = window.update(features[local] @ head.weights)
+            if head.components is not None:
+                estimate = estimate @ head.components
+            out[name] = (estimate + head.intercept).reshape(head.target_shape)
         return out
 
     def update(self, values: np.ndarray) -> dict[str, np.ndarray]:

@@ -84,3 +84,31 @@ def test_inconsistent_head_is_refused():
             np.ones(5, np.float32),
             target_shape=(2, 2),
         )
+
+
+def test_low_rank_head_round_trip_and_validation(tmp_path):
+    bundle = make_bundle()
+    head = bundle.heads["z"]
+    rng = np.random.default_rng(1)
+    bundle.heads["z"] = DecoderHead(
+        name="z",
+        voxels=head.voxels,
+        weights=rng.normal(size=(20, 3)).astype(np.float32),
+        intercept=head.intercept,
+        alphas=np.ones(3, np.float32),
+        target_shape=(2, 2, 2),
+        components=rng.normal(size=(3, 8)).astype(np.float32),
+    )
+    loaded = DecoderBundle.load(bundle.save(tmp_path / "low.safetensors"))
+    assert loaded.heads["z"].rank == 3
+    np.testing.assert_array_equal(loaded.heads["z"].components, bundle.heads["z"].components)
+    with pytest.raises(BundleError, match=r"components must be \(3, 8\)"):
+        DecoderHead(
+            "z",
+            head.voxels,
+            np.zeros((20, 3), np.float32),
+            head.intercept,
+            np.ones(3, np.float32),
+            (2, 2, 2),
+            components=np.zeros((4, 8), np.float32),
+        )

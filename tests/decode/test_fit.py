@@ -79,7 +79,10 @@ def test_online_decoding_equals_offline_features_times_weights():
     bundle = _fit(runs, targets)
     head = bundle.heads["z"]
     features = feature_series(
-        runs[0].volumes, head.voxels, bundle.preprocess, np.asarray(bundle.preprocess["hrf_weights"])
+        runs[0].volumes,
+        head.voxels,
+        bundle.preprocess,
+        np.asarray(bundle.preprocess["hrf_weights"]),
     )
     offline = features @ head.weights + head.intercept
     decoder = OnlineDecoder(bundle)
@@ -107,3 +110,63 @@ def test_online_decoder_flags_bad_volumes():
     volume[3] = np.nan
     with pytest.raises(DataError, match="1 NaN/Inf"):
         decoder.preprocess(volume)
+
+
+def _fit_low_rank(runs, targets, rank, n_vox=120, n_targets=10):
+    return fit_decoders(
+        runs,
+        {"z": np.arange(n_vox)},
+        targets,
+        {"z": (n_targets,)},
+        FitSection(
+            alphas=(0.1, 10.0, 1000.0), hrf_window_trs=4, zscore_warmup_trs=3, low_rank={"z": rank}
+        ),
+        stream={"shape": [n_vox, 1, 1], "n_channels": n_vox, "mask_id": "full"},
+        model={"fingerprint": "t", "latent_shape": [n_targets], "cond_shape": [1, 1]},
+    )
+
+
+def test_low_rank_head_predicts_through_target_components():
+    rng = np.random.default_rng(4)
+    # targets that live in a 3-dimensional subspace of 10
+    runs, targets, _ = _simulate(rng)
+    basis = rng.normal(size=(3, 10)).astype(np.float32)
+    targets.values["z"] = (targets.values["z"][:, :3] @ basis).astype(np.float32)
+    full = _fit(runs[:3], targets)
+    low = _fit_low_rank(runs[:3], targets, rank=3)
+    head = low.heads["z"]
+    assert head.rank == 3 and head.weights.shape == (120, 3) and head.components.shape == (3, 10)
+    assert low.report["heads"]["z"]["target_variance_kept"] > 0.999
+    full_est = np.array([OnlineDecoder(full).update(v)["z"] for v in runs[3].volumes])
+    decoder = OnlineDecoder(low)
+    low_est = np.array([decoder.update(v)["z"] for v in runs[3].volumes])
+    samples = trial_samples(runs[3].events, len(runs[3].volumes), 1.0, low.preprocess["lag_trs"])
+    rows = [t for t, _ in samples]
+    truth = targets.lookup("z", np.array([sid for _, sid in samples]))
+    r_low = np.corrcoef(low_est[rows].ravel(), truth.ravel())[0, 1]
+    r_full = np.corrcoef(full_est[rows].ravel(), truth.ravel())[0, 1]
+    assert r_low > 0.7 and r_low >= r_full - 0.05
+
+
+def test_low_rank_online_equals_offline_features():
+    rng = np.random.default_rng(5)
+    runs, targets, _ = _simulate(rng, n_runs=2)
+    bundle = _fit_low_rank(runs, targets, rank=4)
+    head = bundle.heads["z"]
+    features = feature_series(
+        runs[0].volumes,
+        head.voxels,
+        bundle.preprocess,
+        np.asarray(bundle.preprocess["hrf_weights"]),
+    )
+    offline = features @ head.weights @ head.components + head.intercept
+    decoder = OnlineDecoder(bundle)
+    online = np.array([decoder.update(v)["z"] for v in runs[0].volumes])
+    np.testing.assert_allclose(online, offline, rtol=1e-4, atol=1e-4)
+
+
+def test_rank_beyond_the_targets_is_refused():
+    rng = np.random.default_rng(6)
+    runs, targets, _ = _simulate(rng, n_runs=2)
+    with pytest.raises(DataError, match="rank 11 exceeds"):
+        _fit_low_rank(runs, targets, rank=11)
