@@ -1,0 +1,116 @@
+"""Decode one TR at NSD scale: full-rank vs low-rank (target PCA) heads, same run.
+
+Scale from Takagi & Nishimoto's setting: 15,000 voxels in, ``z`` of
+4x64x64 (16,384 values) and ``c`` of 77x1024 (78,848 values) out, both heads
+reading all voxels. Weights are random (timing does not depend on their
+values); a "decode" is what the decoder node does per TR after
+preprocessing: project, add to the HRF window, expand (low rank), add the
+intercept (``OnlineDecoder.decode``).
+
+    python -m benchmarks.bench_decode [--voxels 15000] [--ranks 32 64 128 256] [--no-full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from benchmarks._report import Timing, machine, markdown_table, write_json
+from rt_recon.decode.bundle import DecoderBundle, DecoderHead
+from rt_recon.decode.online import OnlineDecoder
+
+Z_SHAPE, C_SHAPE = (4, 64, 64), (77, 1024)
+
+
+def _bundle(n_voxels: int, rank: int | None, rng: np.random.Generator) -> DecoderBundle:
+    heads = {}
+    for name, shape in (("z", Z_SHAPE), ("c", C_SHAPE)):
+        n_targets = int(np.prod(shape))
+        n_out = n_targets if rank is None else rank
+        heads[name] = DecoderHead(
+            name=name,
+            voxels=np.arange(n_voxels),
+            weights=rng.standard_normal((n_voxels, n_out), dtype=np.float32),
+            intercept=np.zeros(n_targets, np.float32),
+            alphas=np.ones(n_out, np.float32),
+            target_shape=shape,
+            components=None
+            if rank is None
+            else rng.standard_normal((rank, n_targets), dtype=np.float32),
+        )
+    return DecoderBundle(
+        heads=heads,
+        stream={"shape": [n_voxels, 1, 1], "n_channels": n_voxels, "mask_id": "full"},
+        preprocess={"zscore_warmup_trs": 4, "hrf_weights": [0.26, 0.37, 0.37], "lag_trs": 6},
+        model={"fingerprint": "bench", "latent_shape": list(Z_SHAPE), "cond_shape": list(C_SHAPE)},
+    )
+
+
+def _time_decode(bundle: DecoderBundle, repeats: int, rng: np.random.Generator) -> list[float]:
+    decoder = OnlineDecoder(bundle)
+    features = rng.standard_normal(len(decoder.voxels), dtype=np.float32)
+    out = []
+    for i in range(repeats + 3):
+        start = time.perf_counter()
+        decoder.decode(features)
+        if i >= 3:
+            out.append(time.perf_counter() - start)
+    return out
+
+
+def run(
+    n_voxels: int = 15_000,
+    ranks=(32, 64, 128, 256),
+    repeats: int = 30,
+    full: bool = True,
+    threads: int = 1,
+) -> dict:
+    rng = np.random.default_rng(0)
+    rows = []
+    with threadpool_limits(threads):  # the decoder node runs with one BLAS thread
+        if full:
+            bundle = _bundle(n_voxels, None, rng)
+            rows.append(
+                Timing.of("full rank (baseline)", _time_decode(bundle, max(5, repeats // 5), rng))
+            )
+            del bundle
+        for rank in ranks:
+            bundle = _bundle(n_voxels, rank, rng)
+            rows.append(
+                Timing.of(f"low rank k={rank} per head", _time_decode(bundle, repeats, rng))
+            )
+    return {
+        "voxels": n_voxels,
+        "z": Z_SHAPE,
+        "c": C_SHAPE,
+        "blas_threads": threads,
+        "machine": machine(),
+        "rows": rows,
+        "table": markdown_table(rows, rows[0].name),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--voxels", type=int, default=15_000)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[32, 64, 128, 256])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-full", action="store_true", help="skip the 5.7 GB full-rank case")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    result = run(args.voxels, args.ranks, args.repeats, not args.no_full, args.threads)
+    print(
+        f"decode one TR: {args.voxels} voxels -> z {Z_SHAPE} + c {C_SHAPE}; "
+        f"{result['machine']}, {args.threads} BLAS thread(s)"
+    )
+    print(result["table"])
+    if args.json:
+        write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
