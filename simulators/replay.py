@@ -43,6 +43,18 @@ def _wait_until(target: float, stop: threading.Event) -> None:
             stop.wait(remaining - 0.0015)
 
 
+def _wait_for_consumer(outlet: VolumeOutlet, timeout: float, stop: threading.Event) -> bool:
+    """Wait for an inlet in short slices, so a stop request is honoured within 0.2 s."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if outlet.wait_for_consumers(min(0.2, remaining)):
+            return True
+    return False
+
+
 def replay(
     run: RecordedRun,
     *,
@@ -70,7 +82,10 @@ def replay(
     with VolumeOutlet(meta, name, source_id, buffer_trs=buffer_trs) as outlet:
         markers = MarkerOutlet(markers_name, markers_source_id)
         log.info("waiting for a consumer of %r (source_id %r)", name, source_id)
-        if not outlet.wait_for_consumers(consumer_timeout):
+        if not _wait_for_consumer(outlet, consumer_timeout, stop):
+            if stop.is_set():
+                markers.close()
+                return report
             raise StreamError(
                 f"no inlet connected to stream {name!r} within {consumer_timeout:g} s"
             )

@@ -61,3 +61,34 @@ def test_replay_sends_every_volume_and_marker_on_schedule(small_dataset):
         e["stimulus_id"] for e in run.events
     ]
     assert stamps[-1] < pylsl.local_clock()
+
+
+def test_replay_waiting_for_a_consumer_stops_promptly_on_sigterm(
+    small_dataset, node_config, tmp_path
+):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config_path = tmp_path / "session.json"
+    config_path.write_text(node_config.to_json())
+    files = small_dataset.runs("test")[0]
+    replay_process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rt_recon",
+            "simulate",
+            "replay",
+            str(files.bold),
+            "--config",
+            str(config_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(3.0)  # started, now waiting for an inlet that never comes
+    assert replay_process.poll() is None
+    replay_process.send_signal(signal.SIGTERM)
+    assert replay_process.wait(timeout=5) == 0
