@@ -1,0 +1,1 @@
+"""Session recording: everything that crossed a wire, timestamped, crash-safe, replayable."""
