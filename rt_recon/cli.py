@@ -105,6 +105,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return _run_node(run_renderer, args)
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from rt_recon.nodes.recorder import run_recorder
+
+    return _run_node(run_recorder, args)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from rt_recon.dataset import Dataset
     from rt_recon.decode.dataset_fit import fit_dataset
@@ -178,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_config(sub.add_parser("render", help="run the renderer node")).set_defaults(
         func=_cmd_render
+    )
+
+    with_config(sub.add_parser("record", help="run the recorder node")).set_defaults(
+        func=_cmd_record
     )
 
     fit = with_config(sub.add_parser("fit", help="fit decoders on a dataset's training runs"))

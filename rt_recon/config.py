@@ -142,6 +142,15 @@ class RendererSection(_Section):
     _endpoint = field_validator("frames_endpoint")(_check_zmq_endpoint)
 
 
+class RecorderSection(_Section):
+    path: Path | None = Field(
+        default=None, description="Recording file; null: <output_dir>/recording.h5"
+    )
+    status_endpoint: str = "tcp://127.0.0.1:5557"
+
+    _endpoint = field_validator("status_endpoint")(_check_zmq_endpoint)
+
+
 class ReplaySection(_Section):
     speed: float = Field(default=1.0, gt=0, description="Replay speed; 2 plays a run twice as fast")
 
@@ -180,6 +189,7 @@ class SessionConfig(_Section):
     stream: StreamSection = StreamSection()
     decoder: DecoderSection = DecoderSection()
     renderer: RendererSection = RendererSection()
+    recorder: RecorderSection = RecorderSection()
     replay: ReplaySection = ReplaySection()
     fit: FitSection = FitSection()
 
@@ -201,7 +211,17 @@ class SessionConfig(_Section):
         renderer = self.renderer
         if renderer.model != EMBEDDED_MODEL:
             renderer = renderer.model_copy(update={"model": str(absolute(Path(renderer.model)))})
-        return self.model_copy(update={"paths": paths, "decoder": decoder, "renderer": renderer})
+        recorder = self.recorder
+        if recorder.path is not None:
+            recorder = recorder.model_copy(update={"path": absolute(recorder.path)})
+        return self.model_copy(
+            update={"paths": paths, "decoder": decoder, "renderer": renderer, "recorder": recorder}
+        )
+
+    @property
+    def recording_path(self) -> Path:
+        """Where the recorder writes: ``recorder.path``, else ``<output_dir>/recording.h5``."""
+        return self.recorder.path or self.paths.output_dir / "recording.h5"
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "overrides") -> SessionConfig:
         """A copy with dotted-key overrides applied, e.g. ``{"replay.speed": 4}``; validated."""

@@ -4,8 +4,9 @@ Why HDF5 (h5py): one self-describing file that every analysis language
 reads (MATLAB, R, Julia, C), chunked appends without rewriting, and SWMR
 mode (single writer, multiple readers): a console can read the file while
 the session runs, and a writer killed with SIGKILL leaves a file that opens
-with everything up to its last flush (tested in tests/record/). The writer
-flushes after every TR, so a crash loses at most the TR in flight. No
+with everything up to its last flush (tested in tests/record/). The
+recorder flushes every time it has drained its inputs (at least once per
+TR), so a crash loses at most the TR in flight. No
 pickle: arrays are typed datasets, headers and events are JSON strings.
 
 Layout (``n`` grows per TR; every dataset of a group has the same length)::
@@ -68,7 +69,7 @@ _GROUPS = {
 
 
 class RecordingWriter:
-    """Append volumes, markers, latents, frames and heartbeats; flush every call.
+    """Append volumes, markers, latents, frames and heartbeats; :meth:`flush` to commit.
 
     Use as a context manager, or call :meth:`close`.
     """
@@ -114,6 +115,9 @@ class RecordingWriter:
             n = ds.shape[0]
             ds.resize(n + 1, axis=0)
             ds[n] = values[name]
+
+    def flush(self) -> None:
+        """Make everything appended so far durable and visible to readers."""
         self._file.flush()
 
     def add_volume(self, values: np.ndarray, timestamp: float) -> None:
@@ -140,6 +144,7 @@ class RecordingWriter:
 
     def close(self) -> None:
         if self._file.id.valid:
+            self._file.flush()
             self._file.close()
 
     def __enter__(self) -> RecordingWriter:

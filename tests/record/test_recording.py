@@ -68,6 +68,7 @@ WRITER = textwrap.dedent(
             rec.add_volume(np.full(shapes.n_channels, t, np.float32), float(t))
             rec.add_latents({"tr": t}, np.full((4, 16, 16), t, np.float32), np.zeros((16, 64)))
             rec.add_frame({"tr": t}, np.full((64, 64, 3), t % 256, np.uint8))
+            rec.flush()
             if t == 5:
                 print("ready", flush=True)
             t += 1
