@@ -131,6 +131,9 @@ class RendererSection(_Section):
     seed: int = Field(default=0, description="Seed of the session's fixed noise")
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    backend: Literal["torch", "onnx"] = Field(
+        default="torch", description="torch, or onnx (ONNX Runtime; CUDA provider on a GPU)"
+    )
     threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves the default")
     frames_endpoint: str = "tcp://127.0.0.1:5556"
     wait_for_subscribers: int = Field(

@@ -24,7 +24,7 @@ from rt_recon.nodes._signals import waiting
 from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS
 from rt_recon.render.embedded import resolve_model_path
-from rt_recon.render.img2img import Img2ImgRenderer
+from rt_recon.render.factory import make_renderer
 from rt_recon.render.model import load_render_model
 from rt_recon.transport.zmq import Publisher, Subscriber
 
@@ -54,7 +54,7 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
     if rc.threads:
         torch.set_num_threads(rc.threads)
     model = load_render_model(resolve_model_path(config), device=rc.device, dtype=rc.dtype)
-    renderer = Img2ImgRenderer(model, steps=rc.steps, strength=rc.strength, seed=rc.seed)
+    renderer = make_renderer(model, config)
     renderer.render(*_zeros(model))  # warm-up: first calls allocate and pick kernels
     out_dir = frames_dir(config)
     if rc.write_png:

@@ -15,8 +15,13 @@ from rt_recon.transport.zmq import Publisher, Subscriber
 pytestmark = pytest.mark.slow
 
 
-def test_wrong_shape_dtype_and_nan_latents_are_skipped_and_logged(node_config, tmp_path):
-    config = node_config.with_overrides({"renderer.wait_for_subscribers": 1})
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_wrong_shape_dtype_and_nan_latents_are_skipped_and_logged(node_config, tmp_path, backend):
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime")
+    config = node_config.with_overrides(
+        {"renderer.wait_for_subscribers": 1, "renderer.backend": backend}
+    )
     config_path = tmp_path / "session.json"
     config_path.write_text(config.to_json())
     log_path = tmp_path / "renderer.log"

@@ -1,0 +1,165 @@
+"""ONNX Runtime backend: the same img2img loop, with the UNet and VAE decoder run by ORT.
+
+The two networks are exported once per model (``torch.onnx.export``, the
+dynamo exporter) into ``<cache>/onnx/<fingerprint>/`` and reused. The
+scheduler arithmetic stays in torch: it is a handful of element-wise ops on
+one latent. Execution providers: CUDA when onnxruntime-gpu sees a GPU
+(inputs and outputs bound to device memory with IO binding, so no host
+copies inside the loop), CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rt_recon.errors import ModelError
+from rt_recon.render.img2img import Img2ImgRenderer
+from rt_recon.render.model import RenderModel
+
+log = logging.getLogger(__name__)
+
+_NP_DTYPES = {torch.float32: np.float32, torch.float16: np.float16}
+
+
+class _UNetCall(torch.nn.Module):
+    def __init__(self, unet: torch.nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor):
+        return self.unet(sample, timestep, encoder_hidden_states=cond, return_dict=False)[0]
+
+
+class _DecoderCall(torch.nn.Module):
+    def __init__(self, vae: torch.nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents: torch.Tensor):
+        return self.vae.decode(latents, return_dict=False)[0]
+
+
+def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) -> None:
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(
+            module, args, str(path), input_names=names, output_names=["out"], dynamo=True
+        )
+
+
+def export_model(model: RenderModel, cache_dir: str | Path) -> Path:
+    """Export UNet and VAE decoder for ``model`` (once) and return their folder.
+
+    The export goes to a temporary folder renamed into place when complete,
+    so an interrupted export is never mistaken for a cached one (models over
+    2 GB keep their weights in ``.data`` files beside the graphs).
+    """
+    folder = Path(cache_dir) / "onnx" / model.fingerprint
+    if (folder / "unet.onnx").is_file() and (folder / "vae_decoder.onnx").is_file():
+        return folder
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True, exist_ok=True)
+    c, h, w = model.latent_shape
+    latents = torch.zeros(1, c, h, w, dtype=model.dtype, device=model.device)
+    timestep = torch.tensor([999.0], device=model.device)
+    cond = torch.zeros(1, *model.cond_shape, dtype=model.dtype, device=model.device)
+    log.info("exporting %s to ONNX in %s (once per model)", model.path, folder)
+    _export(
+        _UNetCall(model.unet),
+        (latents, timestep, cond),
+        ["sample", "timestep", "cond"],
+        partial / "unet.onnx",
+    )
+    _export(_DecoderCall(model.vae), (latents,), ["latents"], partial / "vae_decoder.onnx")
+    try:
+        partial.rename(folder)
+    except OSError:  # another process finished the same export first
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _providers(device: torch.device) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ModelError(
+                "renderer.device is cuda but onnxruntime has no CUDAExecutionProvider; "
+                f"install onnxruntime-gpu (available: {available})"
+            )
+        return ["CUDAExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxImg2ImgRenderer(Img2ImgRenderer):
+    """:class:`Img2ImgRenderer` with the UNet and VAE decoder in ONNX Runtime."""
+
+    def __init__(
+        self,
+        model: RenderModel,
+        steps: int,
+        strength: float,
+        seed: int = 0,
+        cache_dir: str | Path = "~/.cache/rt_recon",
+    ):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError(
+                "renderer.backend is onnx but onnxruntime is not installed "
+                "(pip install onnxruntime, or onnxruntime-gpu for CUDA)"
+            ) from None
+        super().__init__(model, steps, strength, seed)
+        folder = export_model(model, Path(cache_dir).expanduser())
+        providers = _providers(model.device)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._unet = ort.InferenceSession(str(folder / "unet.onnx"), options, providers=providers)
+        self._vae = ort.InferenceSession(
+            str(folder / "vae_decoder.onnx"), options, providers=providers
+        )
+        self._np_dtype = _NP_DTYPES.get(model.dtype)
+        if self._np_dtype is None:
+            raise ModelError(f"the ONNX backend runs float32 or float16, not {model.dtype}")
+
+    def _run(
+        self, session: Any, inputs: dict[str, torch.Tensor], like: torch.Tensor
+    ) -> torch.Tensor:
+        if like.device.type == "cuda":
+            binding = session.io_binding()
+            for name, tensor in inputs.items():
+                tensor = tensor.contiguous()
+                binding.bind_input(
+                    name,
+                    "cuda",
+                    tensor.device.index or 0,
+                    _NP_DTYPES[tensor.dtype],
+                    tuple(tensor.shape),
+                    tensor.data_ptr(),
+                )
+            binding.bind_output("out", "cuda", like.device.index or 0)
+            session.run_with_iobinding(binding)
+            return torch.from_dlpack(binding.get_outputs()[0].to_dlpack())
+        feeds = {name: t.detach().cpu().numpy() for name, t in inputs.items()}
+        return torch.from_numpy(session.run(None, feeds)[0])
+
+    @torch.inference_mode()
+    def render_tensor(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        self._reset_scheduler()
+        latents = self.scheduler.add_noise(latents, self.noise, self.timesteps[:1])
+        for t in self.timesteps:
+            model_input = self.scheduler.scale_model_input(latents, t)
+            step = t.reshape(1).to(torch.float32)
+            noise_pred = self._run(
+                self._unet, {"sample": model_input, "timestep": step, "cond": cond}, latents
+            )
+            latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        return self._run(self._vae, {"latents": latents / m.scaling_factor}, latents)
