@@ -131,6 +131,10 @@ class RendererSection(_Section):
     seed: int = Field(default=0, description="Seed of the session's fixed noise")
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    tiny_decoder: str | None = Field(
+        default=None,
+        description="An AutoencoderTiny folder (e.g. TAESD) to decode with instead of the VAE",
+    )
     backend: Literal["torch", "onnx"] = Field(
         default="torch", description="torch, or onnx (ONNX Runtime; CUDA provider on a GPU)"
     )
@@ -214,6 +218,9 @@ class SessionConfig(_Section):
         renderer = self.renderer
         if renderer.model != EMBEDDED_MODEL:
             renderer = renderer.model_copy(update={"model": str(absolute(Path(renderer.model)))})
+        if renderer.tiny_decoder is not None:
+            tiny = str(absolute(Path(renderer.tiny_decoder)))
+            renderer = renderer.model_copy(update={"tiny_decoder": tiny})
         recorder = self.recorder
         if recorder.path is not None:
             recorder = recorder.model_copy(update={"path": absolute(recorder.path)})

@@ -53,7 +53,9 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
     rc = config.renderer
     if rc.threads:
         torch.set_num_threads(rc.threads)
-    model = load_render_model(resolve_model_path(config), device=rc.device, dtype=rc.dtype)
+    model = load_render_model(
+        resolve_model_path(config), device=rc.device, dtype=rc.dtype, tiny_decoder=rc.tiny_decoder
+    )
     renderer = make_renderer(model, config)
     renderer.render(*_zeros(model))  # warm-up: first calls allocate and pick kernels
     out_dir = frames_dir(config)

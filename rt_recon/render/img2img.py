@@ -87,7 +87,7 @@ class Img2ImgRenderer:
             model_input = self.scheduler.scale_model_input(latents, t)
             noise_pred = m.unet(model_input, t, encoder_hidden_states=cond, return_dict=False)[0]
             latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-        return m.vae.decode(latents / m.scaling_factor, return_dict=False)[0]
+        return m.decoder.decode(latents / m.decoder_scaling, return_dict=False)[0]
 
     def render(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Decoded ``z (C, h, w)`` and ``c (L, D)`` -> picture ``(H, W, 3)`` uint8."""

@@ -122,10 +122,23 @@ class RenderModel:
     image_size: int  # side of a rendered picture, pixels
     text_encoder: Any = None
     tokenizer: Any = None
+    tiny_decoder: Any = None  # an AutoencoderTiny that replaces the VAE for decoding
 
     @property
     def scaling_factor(self) -> float:
+        """The VAE's latent scaling: ``z`` on the wire is the VAE latent times this."""
         return float(getattr(self.vae.config, "scaling_factor", 1.0))
+
+    @property
+    def decoder(self) -> Any:
+        """What turns latents into pixels: the tiny autoencoder if loaded, else the VAE."""
+        return self.tiny_decoder if self.tiny_decoder is not None else self.vae
+
+    @property
+    def decoder_scaling(self) -> float:
+        """Divide scaled latents by this before :attr:`decoder` (1.0 for TAESD-style decoders,
+        which take scaled latents as they are)."""
+        return float(getattr(self.decoder.config, "scaling_factor", 1.0))
 
     def describe(self) -> dict[str, Any]:
         """What a decoder bundle records about the model it targets."""
@@ -155,13 +168,37 @@ def _cond_tokens(path: Path) -> int:
     )
 
 
+def load_tiny_decoder(path: str | Path, latent_channels: int, dtype: Any) -> Any:
+    """An ``AutoencoderTiny`` folder (e.g. TAESD for SD-class models) to decode with."""
+    from diffusers import AutoencoderTiny
+
+    path = Path(path)
+    if not (path / "config.json").is_file() or _weights_of(path) is None:
+        raise ModelError(
+            f"tiny autoencoder at {path} is incomplete: need config.json and "
+            f"one of {', '.join(_WEIGHT_FILES)}"
+        )
+    tiny = AutoencoderTiny.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
+    if tiny.config.latent_channels != latent_channels:
+        raise ModelError(
+            f"tiny autoencoder at {path} takes {tiny.config.latent_channels} latent channels, "
+            f"the render model's UNet makes {latent_channels}"
+        )
+    return tiny.eval()
+
+
 def load_render_model(
     path: str | Path,
     device: str = "cpu",
     dtype: str = "float32",
     with_text: bool = False,
+    tiny_decoder: str | Path | None = None,
 ) -> RenderModel:
-    """Load a diffusers-format model directory for rendering (and, optionally, its text side)."""
+    """Load a diffusers-format model directory for rendering (and, optionally, its text side).
+
+    ``tiny_decoder``: an ``AutoencoderTiny`` folder to decode latents with
+    instead of the model's VAE (the VAE is still loaded, to encode targets).
+    """
     path = check_model_dir(path, need_text=with_text)
     if dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, found {dtype!r}")
@@ -188,6 +225,10 @@ def load_render_model(
             path / "text_encoder", local_files_only=True, dtype=torch_dtype
         )
         text_encoder.to(torch_device).eval()
+    tiny = None
+    if tiny_decoder is not None:
+        tiny = load_tiny_decoder(tiny_decoder, int(unet.config.out_channels), torch_dtype)
+        tiny.to(torch_device)
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     sample = unet.config.sample_size
     sample = sample if isinstance(sample, int) else int(sample[0])
@@ -204,6 +245,7 @@ def load_render_model(
         image_size=sample * vae_scale,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
+        tiny_decoder=tiny,
     )
     log.info(
         "loaded render model %s (%s): z %s, c %s, %d px",

@@ -10,6 +10,7 @@ copies inside the loop), CPU otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -53,6 +54,16 @@ def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) 
         )
 
 
+def _export_key(model: RenderModel) -> str:
+    """The model's fingerprint, plus a hash of the tiny decoder's weights when one is used."""
+    if model.tiny_decoder is None:
+        return model.fingerprint
+    digest = hashlib.sha256()
+    for tensor in model.tiny_decoder.state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return f"{model.fingerprint}-tiny-{digest.hexdigest()[:12]}"
+
+
 def export_model(model: RenderModel, cache_dir: str | Path) -> Path:
     """Export UNet and VAE decoder for ``model`` (once) and return their folder.
 
@@ -60,7 +71,7 @@ def export_model(model: RenderModel, cache_dir: str | Path) -> Path:
     so an interrupted export is never mistaken for a cached one (models over
     2 GB keep their weights in ``.data`` files beside the graphs).
     """
-    folder = Path(cache_dir) / "onnx" / model.fingerprint
+    folder = Path(cache_dir) / "onnx" / _export_key(model)
     if (folder / "unet.onnx").is_file() and (folder / "vae_decoder.onnx").is_file():
         return folder
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
@@ -76,7 +87,7 @@ def export_model(model: RenderModel, cache_dir: str | Path) -> Path:
         ["sample", "timestep", "cond"],
         partial / "unet.onnx",
     )
-    _export(_DecoderCall(model.vae), (latents,), ["latents"], partial / "vae_decoder.onnx")
+    _export(_DecoderCall(model.decoder), (latents,), ["latents"], partial / "vae_decoder.onnx")
     try:
         partial.rename(folder)
     except OSError:  # another process finished the same export first
@@ -162,4 +173,4 @@ class OnnxImg2ImgRenderer(Img2ImgRenderer):
                 self._unet, {"sample": model_input, "timestep": step, "cond": cond}, latents
             )
             latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-        return self._run(self._vae, {"latents": latents / m.scaling_factor}, latents)
+        return self._run(self._vae, {"latents": latents / m.decoder_scaling}, latents)

@@ -120,3 +120,72 @@ def test_model_shapes_and_fingerprint(model, tiny_model_dir, tmp_path):
     config = copy / "scheduler" / "scheduler_config.json"
     config.write_text(config.read_text().replace('"trailing"', '"leading"'))
     assert model_fingerprint(copy) != model.fingerprint
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder_dir(tmp_path_factory):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(1)
+    tiny = AutoencoderTiny(
+        encoder_block_out_channels=(16, 16, 16),
+        decoder_block_out_channels=(16, 16, 16),
+        num_encoder_blocks=(1, 1, 1),
+        num_decoder_blocks=(1, 1, 1),
+        latent_channels=4,
+    )
+    path = tmp_path_factory.mktemp("taesd") / "tiny"
+    tiny.save_pretrained(path)
+    return path
+
+
+def test_tiny_decoder_frame_equals_the_pipeline_with_that_decoder(tiny_model_dir, tiny_decoder_dir):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    model = load_render_model(tiny_model_dir, tiny_decoder=tiny_decoder_dir)
+    assert model.decoder is model.tiny_decoder and model.decoder_scaling == 1.0
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=model.latent_shape).astype(np.float32)
+    c = rng.normal(size=model.cond_shape).astype(np.float32)
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=model.tiny_decoder,
+        text_encoder=None,
+        tokenizer=None,
+        unet=model.unet,
+        scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        prompt_embeds=torch.from_numpy(c)[None],
+        image=torch.from_numpy(z)[None],
+        strength=0.75,
+        num_inference_steps=4,
+        guidance_scale=0.0,
+        generator=torch.Generator().manual_seed(4),
+        output_type="np",
+    ).images[0]
+    frame = Img2ImgRenderer(model, steps=4, strength=0.75, seed=4).render(z, c)
+    np.testing.assert_array_equal(frame, np.round(expected * 255).astype(np.uint8))
+    plain = Img2ImgRenderer(load_render_model(tiny_model_dir), steps=4, strength=0.75, seed=4)
+    assert np.abs(plain.render(z, c).astype(int) - frame).mean() > 1  # a different decoder
+
+
+def test_tiny_decoder_with_other_latent_channels_is_refused(tiny_model_dir, tmp_path):
+    from diffusers import AutoencoderTiny
+
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=16,
+    ).save_pretrained(tmp_path / "t16")
+    with pytest.raises(
+        ModelError, match="takes 16 latent channels, the render model's UNet makes 4"
+    ):
+        load_render_model(tiny_model_dir, tiny_decoder=tmp_path / "t16")
+    with pytest.raises(ModelError, match="incomplete"):
+        load_render_model(tiny_model_dir, tiny_decoder=tmp_path / "missing")
