@@ -42,16 +42,28 @@ def run(model_dir=EMBEDDED_DIR, steps: int = 4, strength: float = 1.0, repeats: 
     c = rng.normal(size=model.cond_shape).astype(np.float32)
     renderer = Img2ImgRenderer(model, steps=steps, strength=strength, seed=0)
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=model.vae, text_encoder=None, tokenizer=None, unet=model.unet,
+        vae=model.vae,
+        text_encoder=None,
+        tokenizer=None,
+        unet=model.unet,
         scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     z_t, c_t = torch.from_numpy(z)[None], torch.from_numpy(c)[None]
 
     def stock() -> None:
-        pipe(prompt_embeds=c_t, image=z_t, strength=strength, num_inference_steps=steps,
-             guidance_scale=0.0, generator=torch.Generator().manual_seed(0), output_type="np")  # fmt: skip
+        pipe(
+            prompt_embeds=c_t,
+            image=z_t,
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=0.0,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        )
 
     rows = [
         Timing.of("diffusers StableDiffusionImg2ImgPipeline (baseline)", _time(stock, repeats)),
@@ -77,8 +89,10 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     result = run(args.model, args.steps, args.strength, args.repeats)
-    print(f"render one frame: {result['unet_calls']} UNet call(s) + VAE decode at "
-          f"{result['image_size']}px; {result['machine']}, {result['torch_threads']} torch threads")
+    print(
+        f"render one frame: {result['unet_calls']} UNet call(s) + VAE decode at "
+        f"{result['image_size']}px; {result['machine']}, {result['torch_threads']} torch threads"
+    )
     print(result["table"])
     if args.json:
         write_json(args.json, result)

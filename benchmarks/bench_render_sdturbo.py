@@ -1,0 +1,214 @@
+"""Render one 512x512 frame with an SD-Turbo-size model (random weights, the same compute).
+
+The architecture is Stable Diffusion 2.1's, which SD-Turbo distils: a
+UNet2DConditionModel with blocks (320, 640, 1280, 1280), 1024-dim cross
+attention over 77 tokens, on 4x64x64 latents; the SD VAE decoder; TAESD's
+AutoencoderTiny as the tiny decoder; Euler with trailing timesteps. Cases,
+all in one process: steps 1/2/4 with the VAE and with the tiny decoder, the
+torch backend and (``--onnx``) ONNX Runtime, and the stock diffusers
+``StableDiffusionImg2ImgPipeline`` call as the baseline.
+
+    python -m benchmarks.bench_render_sdturbo [--device cuda --dtype float16] [--onnx]
+
+On a CPU each frame takes seconds (about 5 s per UNet step on 2 cores), so
+repeats are few there; on a GPU use ``--device cuda --dtype float16``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks._report import Timing, machine, markdown_table, write_json
+from rt_recon.render.img2img import Img2ImgRenderer
+from rt_recon.render.model import RenderModel
+
+
+def build_sdturbo_size(device: str, dtype: torch.dtype, seed: int = 0) -> RenderModel:
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        UNet2DConditionModel,
+    )
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=1024,
+        attention_head_dim=(5, 10, 20, 20),
+        use_linear_projection=True,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="trailing",
+    )
+    model = RenderModel(
+        path=Path("sd-turbo-size (random weights)"),
+        unet=unet.to(device, dtype).eval(),
+        vae=vae.to(device, dtype).eval(),
+        scheduler=scheduler,
+        device=torch.device(device),
+        dtype=dtype,
+        fingerprint=f"sdturbo-size-random-{seed}",
+        latent_shape=(4, 64, 64),
+        cond_shape=(77, 1024),
+        image_size=512,
+        tiny_decoder=AutoencoderTiny().to(device, dtype).eval(),
+    )
+    return model
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: torch.device, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def run(
+    device: str = "cpu",
+    dtype: str = "float32",
+    repeats: int = 3,
+    warmup: int = 1,
+    steps_list=(1, 2, 4),
+    onnx: bool = False,
+) -> dict:
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
+        dtype
+    ]
+    model = build_sdturbo_size(device, torch_dtype)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=model.latent_shape).astype(np.float32)
+    c = rng.normal(size=model.cond_shape).astype(np.float32)
+    z_t = torch.from_numpy(z)[None].to(device, torch_dtype)
+    c_t = torch.from_numpy(c)[None].to(device, torch_dtype)
+    dev = model.device
+    rows = []
+    tiny = model.tiny_decoder
+    for steps in steps_list:
+        pipe = StableDiffusionImg2ImgPipeline(
+            vae=model.vae,
+            text_encoder=None,
+            tokenizer=None,
+            unet=model.unet,
+            scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.set_progress_bar_config(disable=True)
+
+        def stock(pipe=pipe, steps=steps) -> None:
+            pipe(
+                prompt_embeds=c_t,
+                image=z_t,
+                strength=1.0,
+                num_inference_steps=steps,
+                guidance_scale=0.0,
+                output_type="np",
+            )
+
+        rows.append(
+            Timing.of(
+                f"{steps} step: diffusers img2img pipeline, VAE (baseline)",
+                _time(stock, dev, repeats, warmup),
+            )
+        )
+        for label, decoder in (("VAE", None), ("tiny AE", tiny)):
+            model.tiny_decoder = decoder
+            renderer = Img2ImgRenderer(model, steps=steps, strength=1.0)
+            rows.append(
+                Timing.of(
+                    f"{steps} step: rt_recon torch, {label}",
+                    _time(lambda r=renderer: r.render(z, c), dev, repeats, warmup),
+                )
+            )
+            if onnx:
+                from rt_recon.render.onnx_backend import OnnxImg2ImgRenderer
+
+                cache = Path(tempfile.gettempdir()) / "rt_recon_bench_onnx"
+                ort_renderer = OnnxImg2ImgRenderer(model, steps, 1.0, cache_dir=cache)
+                rows.append(
+                    Timing.of(
+                        f"{steps} step: rt_recon ONNX Runtime, {label}",
+                        _time(lambda r=ort_renderer: r.render(z, c), dev, repeats, warmup),
+                    )
+                )
+        model.tiny_decoder = tiny
+    name = torch.cuda.get_device_name() if dev.type == "cuda" else machine()
+    return {
+        "device": name,
+        "dtype": dtype,
+        "torch": torch.__version__,
+        "rows": rows,
+        "table": _table(rows, steps_list),
+    }
+
+
+def _table(rows: list[Timing], steps_list) -> str:
+    """One table per step count, each with ratios against that step count's stock pipeline."""
+    parts = []
+    for steps in steps_list:
+        mine = [r for r in rows if r.name.startswith(f"{steps} step:")]
+        parts.append(markdown_table(mine, mine[0].name))
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--onnx", action="store_true", help="add ONNX Runtime cases (exports once)")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    result = run(args.device, args.dtype, args.repeats, args.warmup, args.steps, args.onnx)
+    print(
+        f"SD-Turbo-size img2img at 512x512 (random weights), strength 1; "
+        f"{result['device']}, {args.dtype}, torch {result['torch']}"
+    )
+    print(result["table"])
+    if args.json:
+        write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
