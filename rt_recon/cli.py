@@ -105,6 +105,19 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return _run_node(run_renderer, args)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rt_recon.nodes._signals import stop_on_signals
+    from rt_recon.nodes.session import run_session
+
+    config = _config(args)
+    run_dir = config.paths.output_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved_path = run_dir / "session.json"  # every node reads the same, resolved config
+    resolved_path.write_text(config.to_json())
+    run_session(config, resolved_path, stop_on_signals())
+    return 0
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from rt_recon.nodes.recorder import run_recorder
 
@@ -185,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("render", help="run the renderer node")).set_defaults(
         func=_cmd_render
     )
+
+    run = sub.add_parser("run", help="start a session's nodes and keep them running")
+    run.add_argument("config", type=Path, help="session config (YAML)")
+    run.set_defaults(func=_cmd_run)
 
     with_config(sub.add_parser("record", help="run the recorder node")).set_defaults(
         func=_cmd_record

@@ -158,6 +158,21 @@ class RecorderSection(_Section):
     _endpoint = field_validator("status_endpoint")(_check_zmq_endpoint)
 
 
+NodeName = Literal["decoder", "renderer", "recorder", "console"]
+
+
+class RunSection(_Section):
+    """What ``rt-recon run`` starts and how it keeps it running."""
+
+    nodes: tuple[NodeName, ...] = Field(
+        default=("renderer", "decoder", "recorder"), min_length=1, description="Nodes to start"
+    )
+    restart: tuple[NodeName, ...] = Field(
+        default=("renderer", "console"), description="Nodes restarted when they crash"
+    )
+    max_restarts: int = Field(default=5, ge=0, description="Restarts per node before giving up")
+
+
 class ReplaySection(_Section):
     speed: float = Field(default=1.0, gt=0, description="Replay speed; 2 plays a run twice as fast")
 
@@ -197,6 +212,7 @@ class SessionConfig(_Section):
     decoder: DecoderSection = DecoderSection()
     renderer: RendererSection = RendererSection()
     recorder: RecorderSection = RecorderSection()
+    run: RunSection = RunSection()
     replay: ReplaySection = ReplaySection()
     fit: FitSection = FitSection()
 

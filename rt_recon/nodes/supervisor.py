@@ -37,6 +37,13 @@ class Child:
     process: subprocess.Popen
     log_path: Path
 
+    def error_line(self) -> str | None:
+        """The child's own one-line error (``rt-recon: error: ...``), if it printed one."""
+        for line in reversed(self.tail(200).splitlines()):
+            if line.startswith("rt-recon: error: "):
+                return line.removeprefix("rt-recon: error: ")
+        return None
+
     def tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(errors="replace").splitlines()
@@ -57,7 +64,7 @@ class Supervisor:
         """Start ``python -m rt_recon *args`` as child ``name``."""
         log_path = self.log_dir / f"{name}.log"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        with log_path.open("w") as fh:
+        with log_path.open("a") as fh:
             process = subprocess.Popen(
                 [sys.executable, "-m", "rt_recon", *args],
                 stdout=fh,
