@@ -6,6 +6,7 @@ Subcommands:
   render      run the renderer node     (ZeroMQ latents -> ZeroMQ frames + PNG)
   fit         fit decoders on a dataset's training runs
   simulate    synthetic sessions (``session``) and LSL replay of runs (``replay``)
+  console     web console for the operator and display page for the participant
 
 Human output goes to stdout; logs go to stderr.
 """
@@ -69,14 +70,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print("\nper-stage latency (volume timestamp -> frame published, LSL clock)")
     print(format_table(result.latency))
-    if result.scores is not None:
-        s = result.scores
+    if result.evaluation is not None:
+        s = result.evaluation
         print(
             f"\nreconstruction: two-way identification {100 * s.identification:.1f}% "
             f"(chance 50%, feature space: {s.feature_space}), PixCorr {s.pixcorr:.3f}, "
-            f"over {s.n_trials} test trials ({s.n_missing} without a frame)"
+            f"SSIM {s.ssim:.3f}, over {s.n_trials} test trials ({s.n_missing} without a frame)"
         )
-        print(f"true (top) vs reconstructed (bottom): {result.grid_path}")
+        print(
+            f"true (top) vs reconstructed (bottom): {result.report.parent / 'reconstructions.png'}"
+        )
+        print(f"report: {result.report}")
+        print(f"recording: {result.recording}")
     print(f"\nframes: {result.frames_dir}")
     print(f"logs:   {result.run_dir / 'logs'}")
     return 0
@@ -118,10 +123,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rt_recon.dataset import Dataset
+    from rt_recon.evaluate.report import write_report
+    from rt_recon.evaluate.session_eval import evaluate_recording
+
+    dataset = Dataset.open(args.dataset)
+    table = dataset.stimuli()
+    stimuli = dict(zip(table, dataset.stimulus_images(list(table)), strict=True))
+    with tqdm(total=0, desc="scoring trials", unit="trial", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        evaluation = evaluate_recording(args.recording, stimuli, progress)
+    out = args.out or Path(args.recording).with_suffix("")
+    with tqdm(total=1, desc="writing report", file=sys.stderr) as bar:
+        report = write_report(evaluation, out)
+        bar.update(1)
+    print(
+        f"{evaluation.n_trials} trials ({evaluation.n_missing} without a frame): "
+        f"identification {100 * evaluation.identification:.1f}% ({evaluation.feature_space}), "
+        f"PixCorr {evaluation.pixcorr:.3f}, SSIM {evaluation.ssim:.3f}"
+    )
+    print(f"report: {report}")
+    return 0
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from rt_recon.nodes.recorder import run_recorder
 
     return _run_node(run_recorder, args)
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    from rt_recon.display.server import run_console
+
+    return _run_node(run_console, args)
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -154,12 +195,14 @@ def _cmd_simulate_session(args: argparse.Namespace) -> int:
 def _cmd_simulate_replay(args: argparse.Namespace) -> int:
     from rt_recon.acquire.nifti import load_nifti_run
     from rt_recon.nodes._signals import stop_on_signals
+    from rt_recon.nodes._status import ReadyWatcher
     from simulators.replay import replay
 
     config = _config(args)
     stop = stop_on_signals()
     run = load_nifti_run(args.run, args.events)
     speed = args.speed if args.speed is not None else config.replay.speed
+    ready = ReadyWatcher(args.await_ready, config.stream.source_id) if args.await_ready else None
     replay(
         run,
         name=config.stream.name,
@@ -172,7 +215,10 @@ def _cmd_simulate_replay(args: argparse.Namespace) -> int:
         consumer_timeout=config.stream.resolve_timeout_s,
         stop=stop,
         buffer_trs=config.stream.buffer_trs,
+        ready=ready,
     )
+    if ready is not None:
+        ready.close()
     return 0
 
 
@@ -199,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
         func=_cmd_render
     )
 
+    evaluate = sub.add_parser("evaluate", help="score a recorded session; write an HTML report")
+    evaluate.add_argument("recording", type=Path, help="recording file (.h5)")
+    evaluate.add_argument(
+        "--dataset",
+        type=Path,
+        required=True,
+        help="dataset folder with the stimuli that were shown",
+    )
+    evaluate.add_argument("--out", type=Path, help="report folder (default: beside the recording)")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
     run = sub.add_parser("run", help="start a session's nodes and keep them running")
     run.add_argument("config", type=Path, help="session config (YAML)")
     run.set_defaults(func=_cmd_run)
@@ -206,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("record", help="run the recorder node")).set_defaults(
         func=_cmd_record
     )
+
+    with_config(
+        sub.add_parser("console", help="serve the operator console and the participant display")
+    ).set_defaults(func=_cmd_console)
 
     fit = with_config(sub.add_parser("fit", help="fit decoders on a dataset's training runs"))
     fit.add_argument("dataset", type=Path, help="dataset folder (with dataset.json)")
@@ -223,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--events", type=Path, help="BIDS events.tsv to replay as markers")
     rep.add_argument("--speed", type=float, help="replay speed (overrides replay.speed)")
     rep.add_argument("--run-id", default="01", help="run identifier sent in the stream metadata")
+    rep.add_argument(
+        "--await-ready",
+        action="append",
+        metavar="ENDPOINT",
+        default=[],
+        help="start only once the node publishing status here is streaming (repeatable)",
+    )
     rep.set_defaults(func=_cmd_simulate_replay)
     return parser
 

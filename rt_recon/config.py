@@ -19,7 +19,14 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rt_recon.errors import ConfigError
 
@@ -158,6 +165,43 @@ class RecorderSection(_Section):
     _endpoint = field_validator("status_endpoint")(_check_zmq_endpoint)
 
 
+class ConsoleSection(_Section):
+    """The web console (``rt-recon console``): operator page and participant display."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to bind; anything but loopback needs a token",
+    )
+    port: int = Field(default=8080, ge=1, le=65535)
+    token: str | None = Field(
+        default=None,
+        description="Access token (at least 16 characters); required on a non-loopback bind",
+    )
+    token_file: Path | None = Field(
+        default=None, description="A file holding the access token (instead of token)"
+    )
+    dataset: Path | None = Field(
+        default=None,
+        description="Dataset folder whose stimuli/ pictures are shown beside reconstructions",
+    )
+    budgets_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-stage budget overrides in ms, e.g. {render: 15} on a GPU "
+        "(defaults: the CPU budgets of rt_recon/evaluate/latency.py)",
+    )
+    fd_threshold_mm: float = Field(
+        default=0.5, gt=0, description="Framewise displacement flagged as motion, in mm"
+    )
+    history_trs: int = Field(default=200, ge=10, description="TRs kept in the console's plots")
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> ConsoleSection:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set console.token or console.token_file, not both")
+        return self
+
+
 NodeName = Literal["decoder", "renderer", "recorder", "console"]
 
 
@@ -212,6 +256,7 @@ class SessionConfig(_Section):
     decoder: DecoderSection = DecoderSection()
     renderer: RendererSection = RendererSection()
     recorder: RecorderSection = RecorderSection()
+    console: ConsoleSection = ConsoleSection()
     run: RunSection = RunSection()
     replay: ReplaySection = ReplaySection()
     fit: FitSection = FitSection()
@@ -240,8 +285,24 @@ class SessionConfig(_Section):
         recorder = self.recorder
         if recorder.path is not None:
             recorder = recorder.model_copy(update={"path": absolute(recorder.path)})
+        console = self.console.model_copy(
+            update={
+                key: absolute(value)
+                for key, value in (
+                    ("token_file", self.console.token_file),
+                    ("dataset", self.console.dataset),
+                )
+                if value is not None
+            }
+        )
         return self.model_copy(
-            update={"paths": paths, "decoder": decoder, "renderer": renderer, "recorder": recorder}
+            update={
+                "paths": paths,
+                "decoder": decoder,
+                "renderer": renderer,
+                "recorder": recorder,
+                "console": console,
+            }
         )
 
     @property

@@ -2,11 +2,12 @@
 
 1. generate (or reuse from the cache) the synthetic session;
 2. fit the decoders for the render model (cached by session, model and fit settings);
-3. start renderer, decoder and replay as separate processes;
+3. start recorder, renderer, decoder and replay as separate processes;
 4. collect every latents message and frame until the last TR is rendered;
-5. stop every process, report per-stage latency, score each trial's frame
-   against the picture shown (two-way identification) and save a grid of
-   true vs reconstructed pictures.
+5. stop every process, report per-stage latency, and score the session's
+   recording: each trial's frame against the picture shown (two-way
+   identification, PixCorr, SSIM), with an HTML report and a grid of true
+   vs reconstructed pictures.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import zmq
 
 from rt_recon.acquire.events import read_events
 from rt_recon.config import SessionConfig
-from rt_recon.dataset import Dataset, RunFiles
+from rt_recon.dataset import Dataset
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.errors import RtReconError
 from rt_recon.evaluate.latency import StageSummary, summarise
-from rt_recon.evaluate.trials import TrialScores, collect_trials, save_grid, score
+from rt_recon.evaluate.report import write_report
+from rt_recon.evaluate.session_eval import SessionEvaluation, evaluate_recording
 from rt_recon.nodes.renderer import frames_dir
 from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, Message
@@ -48,8 +50,9 @@ class DemoResult:
     latents: list[dict] = field(default_factory=list)  # headers, in arrival order
     frames: list[Message] = field(default_factory=list)
     latency: list[StageSummary] = field(default_factory=list)
-    scores: TrialScores | None = None
-    grid_path: Path | None = None
+    recording: Path | None = None
+    evaluation: SessionEvaluation | None = None
+    report: Path | None = None
 
     @property
     def skipped_frames(self) -> int:
@@ -94,9 +97,11 @@ def prepare(config: SessionConfig) -> tuple[SessionConfig, Dataset, Path]:
         {
             "decoder.bundle": str(bundle_path),
             "renderer.model": str(model_path),
-            # the renderer and this process both subscribe to latents; this process to frames
-            "decoder.wait_for_subscribers": 2,
-            "renderer.wait_for_subscribers": 1,
+            # latents go to the renderer, the recorder and this process; frames to the last two
+            "decoder.wait_for_subscribers": 3,
+            "renderer.wait_for_subscribers": 2,
+            # a new recording per demo run: recordings are never overwritten
+            "recorder.path": str(run_dir / f"recording-{time.strftime('%Y%m%d-%H%M%S')}.h5"),
         }
     ).resolved()
     config_path = run_dir / "session.json"
@@ -117,28 +122,35 @@ def run_demo(config: SessionConfig) -> DemoResult:
         Subscriber(node_config.decoder.latents_endpoint, [TOPIC_LATENTS]) as latents,
         Subscriber(node_config.renderer.frames_endpoint, [TOPIC_FRAME]) as frames,
     ):
+        supervisor.start("recorder", ["record", *cfg_arg])
         supervisor.start("renderer", ["render", *cfg_arg])
         supervisor.start("decoder", ["decode", *cfg_arg])
+        await_ready = [
+            "--await-ready",
+            node_config.decoder.latents_endpoint,
+            "--await-ready",
+            node_config.recorder.status_endpoint,
+        ]
         supervisor.start(
-            "replay", ["simulate", "replay", str(test.bold), "--events", str(test.events), *cfg_arg]
+            "replay",
+            [
+                "simulate",
+                "replay",
+                str(test.bold),
+                "--events",
+                str(test.events),
+                *await_ready,
+                *cfg_arg,
+            ],
         )
         _collect(supervisor, latents, frames, result)
     result.latency = summarise(f.header["times"] for f in result.frames)
-    _score_trials(result, dataset, test, DecoderBundle.load(node_config.decoder.bundle))
+    result.recording = node_config.recording_path
+    ids = sorted({int(e["stimulus_id"]) for e in read_events(test.events) if "stimulus_id" in e})
+    stimuli = dict(zip(ids, dataset.stimulus_images(ids), strict=True))
+    result.evaluation = evaluate_recording(result.recording, stimuli)
+    result.report = write_report(result.evaluation, result.run_dir / "report")
     return result
-
-
-def _score_trials(
-    result: DemoResult, dataset: Dataset, test: RunFiles, bundle: DecoderBundle
-) -> None:
-    events = read_events(test.events)
-    frames = {int(f.header["tr"]): f.arrays["image"] for f in result.frames}
-    ids = sorted({int(e["stimulus_id"]) for e in events if "stimulus_id" in e})
-    truths = dict(zip(ids, dataset.stimulus_images(ids), strict=True))
-    lag = int(bundle.preprocess["lag_trs"])
-    _, recons, shown, missing = collect_trials(events, test.n_trs, test.tr, lag, frames, truths)
-    result.scores = score(recons, shown, missing)
-    result.grid_path = save_grid(recons, shown, result.run_dir / "reconstructions.png")
 
 
 def _collect(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,16 @@ def _wait_for_consumer(outlet: VolumeOutlet, timeout: float, stop: threading.Eve
     return False
 
 
+def _wait_ready(ready: Callable[[], bool] | None, timeout: float, stop: threading.Event) -> bool:
+    """Poll ``ready`` (e.g. every consumer reports it is streaming) until True or timeout."""
+    deadline = time.monotonic() + timeout
+    while ready is not None and not ready():
+        if stop.is_set() or time.monotonic() > deadline:
+            return False
+        stop.wait(0.05)
+    return True
+
+
 def replay(
     run: RecordedRun,
     *,
@@ -68,11 +79,13 @@ def replay(
     consumer_timeout: float = 60.0,
     stop: threading.Event | None = None,
     buffer_trs: int = 4,
+    ready: Callable[[], bool] | None = None,
 ) -> ReplayReport:
     """Push every volume of ``run`` at TR pace (divided by ``speed``), events on markers.
 
-    Waits up to ``consumer_timeout`` seconds for an inlet before the first
-    volume, so no volume is sent to nobody.
+    Waits up to ``consumer_timeout`` seconds for an inlet (and for ``ready``,
+    if given, to return True) before the first volume, so no volume is sent
+    to nobody and no consumer misses the start.
     """
     stop = stop or threading.Event()
     meta = VolumeStreamMeta(
@@ -82,12 +95,14 @@ def replay(
     with VolumeOutlet(meta, name, source_id, buffer_trs=buffer_trs) as outlet:
         markers = MarkerOutlet(markers_name, markers_source_id)
         log.info("waiting for a consumer of %r (source_id %r)", name, source_id)
-        if not _wait_for_consumer(outlet, consumer_timeout, stop):
+        if not _wait_for_consumer(outlet, consumer_timeout, stop) or not _wait_ready(
+            ready, consumer_timeout, stop
+        ):
+            markers.close()
             if stop.is_set():
-                markers.close()
                 return report
             raise StreamError(
-                f"no inlet connected to stream {name!r} within {consumer_timeout:g} s"
+                f"stream {name!r}: consumers not connected and ready within {consumer_timeout:g} s"
             )
         interval = run.tr / speed
         schedule = [(i * interval, "volume", i) for i in range(len(run.volumes))]

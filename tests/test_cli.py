@@ -75,11 +75,11 @@ def test_sigint_on_demo_stops_every_child(tmp_path):
     parent = psutil.Process(demo.pid)
     children: list[psutil.Process] = []
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(children) < 3:
+    while time.monotonic() < deadline and len(children) < 4:
         assert demo.poll() is None, demo.stdout.read()
         children = parent.children(recursive=True)
         time.sleep(0.2)
-    assert len(children) == 3, "renderer, decoder and replay should all be running"
+    assert len(children) == 4, "recorder, renderer, decoder and replay should all be running"
     time.sleep(2.0)  # let them get into their loops
     os.kill(demo.pid, signal.SIGINT)
     output, _ = demo.communicate(timeout=60)

@@ -30,16 +30,21 @@ class StageSummary:
     budget_ms: float | None
 
 
-def summarise(
-    times: Iterable[Mapping[str, float]], budgets: Mapping[str, float] = CPU_BUDGET_MS
-) -> list[StageSummary]:
-    """One row per stage of :data:`~rt_recon.protocol.STAGES` present in ``times``."""
+def stage_samples(times: Iterable[Mapping[str, float]]) -> dict[str, list[float]]:
+    """Milliseconds per stage of :data:`~rt_recon.protocol.STAGES`, one value per TR."""
     samples: dict[str, list[float]] = {name: [] for name, _, _ in STAGES}
     for entry in times:
         for name, seconds in stage_latencies(entry).items():
             samples[name].append(seconds * 1000.0)
+    return samples
+
+
+def summarise(
+    times: Iterable[Mapping[str, float]], budgets: Mapping[str, float] = CPU_BUDGET_MS
+) -> list[StageSummary]:
+    """One row per stage of :data:`~rt_recon.protocol.STAGES` present in ``times``."""
     rows = []
-    for name, values in samples.items():
+    for name, values in stage_samples(times).items():
         if not values:
             continue
         arr = np.asarray(values)

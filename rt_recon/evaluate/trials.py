@@ -50,11 +50,19 @@ def collect_trials(
     return ids, np.stack(recons), np.stack(truths), missing
 
 
+def match_size(recons: np.ndarray, height_width: tuple[int, int]) -> np.ndarray:
+    """Resize ``(n, H, W, 3)`` pictures to ``height_width`` (bicubic) unless they match."""
+    if recons.shape[1:3] == tuple(height_width):
+        return recons
+    size = (height_width[1], height_width[0])
+    return np.stack(
+        [np.asarray(Image.fromarray(r).resize(size, Image.Resampling.BICUBIC)) for r in recons]
+    )
+
+
 def score(recons: np.ndarray, truths: np.ndarray, missing: int = 0) -> TrialScores:
     """Identification and PixCorr of ``(n, H, W, 3)`` uint8 reconstructions vs truths."""
-    if recons.shape[1:3] != truths.shape[1:3]:
-        size = truths.shape[1:3][::-1]
-        recons = np.stack([np.asarray(Image.fromarray(r).resize(size)) for r in recons])
+    recons = match_size(recons, truths.shape[1:3])
     fr, ft = pixel_features(recons), pixel_features(truths)
     return TrialScores(
         n_trials=len(recons),
@@ -74,10 +82,9 @@ def save_grid(recons: np.ndarray, truths: np.ndarray, path: str | Path, columns:
         r, col = divmod(i, columns)
         y, x = r * (2 * side + 4), col * (side + 2)
         canvas[y : y + side, x : x + side] = truths[i]
-        recon = recons[i]
-        if recon.shape[:2] != (side, side):
-            recon = np.asarray(Image.fromarray(recon).resize((side, side)))
-        canvas[y + side : y + 2 * side, x : x + side] = recon
+        canvas[y + side : y + 2 * side, x : x + side] = match_size(recons[i : i + 1], (side, side))[
+            0
+        ]
     image = Image.fromarray(canvas)
     image = image.resize((image.width * 2, image.height * 2), Image.Resampling.NEAREST)
     path = Path(path)

@@ -2,7 +2,7 @@
 
 A status message is a header only (no buffers)::
 
-    {"node": "decoder", "pid": 123, "state": "running", "seq": 7,
+    {"node": "decoder", "pid": 123, "state": "streaming", "seq": 7,
      "t": <LSL clock>, "uptime_s": 12.5, ...node-specific counters}
 
 It goes out at least every ``period`` seconds and at once when the state
@@ -22,6 +22,35 @@ from rt_recon.transport.zmq import Publisher
 
 #: Seconds between heartbeats; a node silent for three periods is away.
 HEARTBEAT_PERIOD_S = 1.0
+
+
+class ReadyWatcher:
+    """``watcher()`` is True once every endpoint's node reported ``streaming`` ``source_id``.
+
+    Used by a source (replay) to start only when every consumer's inlet is
+    open, so none of them misses the first volume.
+    """
+
+    def __init__(self, endpoints: list[str], source_id: str):
+        from rt_recon.transport.zmq import Subscriber
+
+        self.source_id = source_id
+        self._pending = {e: Subscriber(e, [TOPIC_STATUS]) for e in endpoints}
+
+    def __call__(self) -> bool:
+        for endpoint, sub in list(self._pending.items()):
+            while (message := sub.receive(timeout=0.0)) is not None:
+                header = message.header
+                if header.get("state") == "streaming" and header.get("source_id") == self.source_id:
+                    sub.close()
+                    del self._pending[endpoint]
+                    break
+        return not self._pending
+
+    def close(self) -> None:
+        for sub in self._pending.values():
+            sub.close()
+        self._pending.clear()
 
 
 class StatusPublisher:

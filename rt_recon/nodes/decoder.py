@@ -97,7 +97,7 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
             )
             tr = -1
             while not stop.is_set():
-                status.beat("running", tr=tr, **asdict(stats))
+                status.beat("streaming", source_id=config.stream.source_id, tr=tr, **asdict(stats))
                 stamp = inlet.pull(timeout=0.1)
                 if stamp is None:
                     continue

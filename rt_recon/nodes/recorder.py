@@ -85,7 +85,9 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
         poller.register(renderer.socket, zmq.POLLIN)
         with inlet:
             while not stop.is_set():
-                status.beat("streaming", path=str(path), **asdict(stats))
+                status.beat(
+                    "streaming", source_id=config.stream.source_id, path=str(path), **asdict(stats)
+                )
                 while (stamp := inlet.pull(timeout=0.0)) is not None:
                     recording.add_volume(inlet.values, stamp)
                     stats.volumes += 1

@@ -31,9 +31,17 @@ from rt_recon.transport.zmq import Publisher, Subscriber
 log = logging.getLogger(__name__)
 
 _PASSED_ON = (
-    "seq", "tr", "session", "run", "volume_crc32", "warming_up", "missed_before", "lag_trs",
-    "motion", "fd",
-)  # fmt: skip
+    "seq",
+    "tr",
+    "session",
+    "run",
+    "volume_crc32",
+    "warming_up",
+    "missed_before",
+    "lag_trs",
+    "motion",
+    "fd",
+)
 
 
 @dataclass

@@ -1,0 +1,103 @@
+"""A self-contained HTML report of a session evaluation (pictures and plots inlined).
+
+The numbers are also embedded as JSON (``<script id="metrics" type="application/json">``)
+and written beside the page as ``metrics.json``, so tools read the same
+figures a person sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rt_recon.evaluate.latency import CPU_BUDGET_MS
+from rt_recon.evaluate.session_eval import SessionEvaluation
+from rt_recon.evaluate.trials import save_grid
+
+
+def _png_data_uri(path_or_bytes: Path | bytes) -> str:
+    data = path_or_bytes.read_bytes() if isinstance(path_or_bytes, Path) else path_or_bytes
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _latency_plot(samples: dict[str, list[float]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for stage, values in samples.items():
+        if values:
+            ordered = np.sort(values)
+            ax.plot(ordered, np.linspace(0, 1, len(ordered)), label=stage)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per TR, ms (log)")
+    ax.set_ylabel("fraction of TRs")
+    ax.set_title("latency per stage (cumulative)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_report(evaluation: SessionEvaluation, out_dir: str | Path) -> Path:
+    """Write ``report.html``, ``metrics.json`` and ``reconstructions.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = evaluation.metrics()
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    grid = save_grid(evaluation.recons, evaluation.truths, out / "reconstructions.png")
+    plot = _latency_plot(evaluation.latency_samples)
+    rows = "".join(
+        f"<tr><td>{r.stage}</td><td>{r.n}</td><td>{r.p50_ms:.2f}</td><td>{r.p95_ms:.2f}</td>"
+        f"<td>{r.max_ms:.2f}</td><td>{CPU_BUDGET_MS.get(r.stage, '')}</td></tr>"
+        for r in evaluation.latency
+    )
+    trials = "".join(
+        f"<tr><td>{t.trial}</td><td>{t.stimulus_id}</td><td>{t.onset_tr}</td>"
+        f"<td>{'missing' if t.frame_tr is None else t.frame_tr}</td>"
+        f"<td>{'' if t.corr_own is None else f'{t.corr_own:.3f}'}</td></tr>"
+        for t in evaluation.trials
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rt_recon session report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; }} .big {{ font-size: 1.4em; }}
+</style></head><body>
+<h1>Session report</h1>
+<p>Recording: <code>{html.escape(str(evaluation.recording))}</code></p>
+<h2>Reconstruction</h2>
+<table>
+<tr><th>trials scored</th><td id="n_trials">{evaluation.n_trials}</td></tr>
+<tr><th>trials without a frame</th><td id="n_missing">{evaluation.n_missing}</td></tr>
+<tr><th>two-way identification ({html.escape(evaluation.feature_space)}; chance 50%)</th>
+<td class="big" id="identification">{100 * evaluation.identification:.1f}%</td></tr>
+<tr><th>PixCorr</th><td id="pixcorr">{evaluation.pixcorr:.4f}</td></tr>
+<tr><th>SSIM (grayscale)</th><td id="ssim">{evaluation.ssim:.4f}</td></tr>
+</table>
+<p>True pictures (upper rows) and reconstructions (lower rows), one column per trial:</p>
+<img alt="true vs reconstructed" src="{_png_data_uri(grid)}">
+<h2>Latency</h2>
+<table><tr><th>stage</th><th>n</th><th>p50 ms</th><th>p95 ms</th><th>max ms</th>
+<th>CPU budget ms</th></tr>{rows}</table>
+<img alt="latency per stage" src="{_png_data_uri(plot)}">
+<h2>Trials</h2>
+<table><tr><th>trial</th><th>stimulus</th><th>onset TR</th><th>frame TR</th>
+<th>correlation with own picture</th></tr>{trials}</table>
+<script id="metrics" type="application/json">{json.dumps(metrics)}</script>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page)
+    return path

@@ -1,0 +1,120 @@
+"""Score a recorded session: each trial's frame against the picture shown, and the latency.
+
+Pairing is by content, not by counting: a trial's onset TR is the recorded
+volume whose timestamp is nearest the trial's marker; its frame is the one
+rendered from the volume ``lag_trs`` later, found by the CRC-32 the decoder
+puts in every header. A session that dropped or duplicated TRs is scored on
+the trials whose frames exist; the others are counted as missing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rt_recon.errors import DataError
+from rt_recon.evaluate.latency import StageSummary, stage_samples, summarise
+from rt_recon.evaluate.metrics import PIXEL_SPACE, correlation_matrix, pixel_features
+from rt_recon.evaluate.ssim import mean_ssim
+from rt_recon.evaluate.trials import match_size, score
+from rt_recon.record.recording import RecordingReader
+
+
+@dataclass
+class TrialRow:
+    trial: int
+    stimulus_id: int
+    onset_tr: int
+    frame_tr: int | None  # None: no frame was rendered from that volume
+    corr_own: float | None = None
+
+
+@dataclass
+class SessionEvaluation:
+    recording: Path
+    n_trials: int
+    n_missing: int
+    identification: float
+    pixcorr: float
+    ssim: float
+    feature_space: str
+    latency: list[StageSummary]
+    latency_samples: dict[str, list[float]] = field(default_factory=dict)  # ms per TR
+    trials: list[TrialRow] = field(default_factory=list)
+    recons: np.ndarray | None = None
+    truths: np.ndarray | None = None
+
+    def metrics(self) -> dict:
+        return {
+            "n_trials": self.n_trials,
+            "n_missing": self.n_missing,
+            "identification": self.identification,
+            "pixcorr": self.pixcorr,
+            "ssim": self.ssim,
+            "feature_space": self.feature_space,
+            "latency_ms": {
+                r.stage: {"n": r.n, "p50": r.p50_ms, "p95": r.p95_ms, "max": r.max_ms}
+                for r in self.latency
+            },
+        }
+
+
+def evaluate_recording(
+    path: str | Path,
+    stimuli: Mapping[int, np.ndarray],
+    progress: Callable[[int, int], None] | None = None,
+) -> SessionEvaluation:
+    """Score the recording at ``path``; ``stimuli`` maps stimulus id -> ``(H, W, 3)`` uint8."""
+    with RecordingReader(path) as reader:
+        values, stamps = reader.volumes()
+        markers = reader.markers()
+        headers, images = reader.frames()
+    if len(values) == 0:
+        raise DataError(f"{path}: the recording holds no volumes")
+    volume_crcs = [zlib.crc32(v) for v in values]
+    frame_of_crc = {h.get("volume_crc32"): i for i, h in enumerate(headers)}
+    lags = {h["lag_trs"] for h in headers if "lag_trs" in h}
+    if len(lags) != 1:
+        raise DataError(f"{path}: frames must carry one lag_trs, found {sorted(lags)}")
+    lag = lags.pop()
+    events = [(e, t) for e, t in markers if e.get("type") == "event" and "stimulus_id" in e]
+    rows, recons, truths = [], [], []
+    for k, (event, stamp) in enumerate(events):
+        if progress is not None:
+            progress(k + 1, len(events))
+        onset = int(np.argmin(np.abs(stamps - stamp)))
+        sid = int(event["stimulus_id"])
+        if sid not in stimuli:
+            raise DataError(f"{path}: stimulus {sid} of trial {k} has no picture")
+        frame = frame_of_crc.get(volume_crcs[onset + lag]) if onset + lag < len(values) else None
+        rows.append(TrialRow(k, sid, onset, None if frame is None else int(headers[frame]["tr"])))
+        if frame is not None:
+            recons.append(images[frame])
+            truths.append(stimuli[sid])
+    if len(recons) < 2:
+        raise DataError(f"{path}: {len(recons)} trial(s) have a frame; need at least 2 to score")
+    times = [h["times"] for h in headers if "times" in h]
+    truths_arr = np.stack(truths)
+    recons_arr = match_size(np.stack(recons), truths_arr.shape[1:3])
+    scores = score(recons_arr, truths_arr, missing=len(rows) - len(recons))
+    own = np.diag(correlation_matrix(pixel_features(recons_arr), pixel_features(truths_arr)))
+    for row, corr in zip([r for r in rows if r.frame_tr is not None], own, strict=True):
+        row.corr_own = float(corr)
+    return SessionEvaluation(
+        recording=Path(path),
+        n_trials=scores.n_trials,
+        n_missing=scores.n_missing,
+        identification=scores.identification,
+        pixcorr=scores.pixcorr,
+        ssim=mean_ssim(recons_arr, truths_arr),
+        feature_space=PIXEL_SPACE,
+        latency=summarise(times),
+        latency_samples=stage_samples(times),
+        trials=rows,
+        recons=recons_arr,
+        truths=truths_arr,
+    )
