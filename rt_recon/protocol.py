@@ -222,6 +222,46 @@ def parse_volume_stream_info(info: pylsl.StreamInfo) -> VolumeStreamMeta:
     )
 
 
+#: Channels of the decoder's per-TR output stream, in order.
+DECODED_CHANNELS = (
+    "tr",
+    "warming_up",
+    "tx_mm",
+    "ty_mm",
+    "tz_mm",
+    "rx_rad",
+    "ry_rad",
+    "rz_rad",
+    "fd_mm",
+    "z_mean",
+    "z_std",
+    "c_mean",
+    "c_std",
+)
+DECODED_STREAM_TYPE = "rt_recon_decoded"
+
+
+def make_decoded_stream_info(name: str, source_id: str, sample_interval: float) -> pylsl.StreamInfo:
+    """The decoder's per-TR summary stream: one float64 sample of :data:`DECODED_CHANNELS`
+    per TR, stamped with the volume's acquisition time. Motion channels are NaN
+    when the decoder does no motion correction."""
+    info = pylsl.StreamInfo(
+        name,
+        DECODED_STREAM_TYPE,
+        len(DECODED_CHANNELS),
+        1.0 / sample_interval,
+        "double64",
+        source_id,
+    )
+    desc = info.desc()
+    desc.append_child(PROTOCOL_NAME).append_child_value("protocol_version", str(PROTOCOL_VERSION))
+    channels = desc.append_child("channels")
+    for label in DECODED_CHANNELS:
+        channel = channels.append_child("channel")
+        channel.append_child_value("label", label)
+    return info
+
+
 def make_marker_stream_info(name: str, source_id: str) -> pylsl.StreamInfo:
     """An irregular-rate string stream; each sample is one JSON event object."""
     info = pylsl.StreamInfo(name, MARKER_STREAM_TYPE, 1, pylsl.IRREGULAR_RATE, "string", source_id)

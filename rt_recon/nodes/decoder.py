@@ -23,7 +23,7 @@ from rt_recon.errors import BundleError, DataError, ShapeMismatchError
 from rt_recon.nodes._signals import waiting
 from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_LATENTS
-from rt_recon.transport.lsl import VolumeInlet
+from rt_recon.transport.lsl import DecodedOutlet, VolumeInlet
 from rt_recon.transport.zmq import Publisher
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,11 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                 stop, lambda: status.beat("waiting_for_stream", source_id=config.stream.source_id)
             ),
         )
+        summary = DecodedOutlet(
+            f"{config.stream.name}_decoded",
+            f"{config.stream.source_id}_decoded",
+            inlet.meta.sample_interval,
+        )
         with inlet:
             meta = inlet.meta
             bundle.check_stream(meta)
@@ -137,6 +142,16 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                 }
                 pub.send(TOPIC_LATENTS, header, latents)
                 stats.published += 1
+                summary.push(
+                    {
+                        "tr": tr,
+                        "warming_up": float(decoder.warming_up),
+                        **{f"{k}_mean": float(v.mean()) for k, v in latents.items()},
+                        **{f"{k}_std": float(v.std()) for k, v in latents.items()},
+                    },
+                    stamp,
+                )
+        summary.close()
         status.beat("stopped", tr=tr, **asdict(stats))
     log.info("decoder stopped: %s", stats)
     return stats

@@ -20,7 +20,7 @@ from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.errors import BundleError, StreamError
 from rt_recon.nodes._signals import waiting
 from rt_recon.nodes._status import StatusPublisher
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
 from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
 from rt_recon.transport.zmq import Publisher, Subscriber
@@ -63,13 +63,7 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
         Publisher(config.recorder.status_endpoint) as pub,
         Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS, TOPIC_STATUS]) as decoder,
         Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME, TOPIC_STATUS]) as renderer,
-        RecordingWriter(
-            path,
-            _shapes(bundle),
-            attrs={"config": config.model_dump(mode="json"), "bundle_model": bundle.model},
-        ) as recording,
     ):
-        log.info("recording to %s", path)
         status = StatusPublisher(pub, "recorder")
         inlet = VolumeInlet.resolve(
             config.stream.source_id,
@@ -79,11 +73,19 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
                 stop, lambda: status.beat("waiting_for_stream", path=str(path), **asdict(stats))
             ),
         )
+        # The file is created once the stream is known, so it carries its geometry;
+        # ZeroMQ messages wait in the sockets meanwhile (none flow before volumes do).
+        attrs = {
+            "config": config.model_dump(mode="json"),
+            "bundle_model": bundle.model,
+            "stream": stream_attrs(inlet.meta),
+        }
         markers = _open_markers(config)
         poller = zmq.Poller()
         poller.register(decoder.socket, zmq.POLLIN)
         poller.register(renderer.socket, zmq.POLLIN)
-        with inlet:
+        with inlet, RecordingWriter(path, _shapes(bundle), attrs=attrs) as recording:
+            log.info("recording to %s", path)
             while not stop.is_set():
                 status.beat(
                     "streaming", source_id=config.stream.source_id, path=str(path), **asdict(stats)
@@ -104,6 +106,20 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
             markers.close()
     log.info("recorder stopped: %s", stats)
     return stats
+
+
+def stream_attrs(meta: VolumeStreamMeta) -> dict:
+    """What a recording stores about the volume stream, enough to stream it again."""
+    return {
+        "shape": list(meta.shape),
+        "affine": meta.affine.ravel().tolist(),
+        "tr": meta.tr,
+        "session": meta.session,
+        "run": meta.run,
+        "mask_id": meta.mask_id,
+        "n_channels": meta.n_channels,
+        "speed": meta.speed,
+    }
 
 
 def _open_markers(config: SessionConfig) -> MarkerInlet | None:

@@ -20,9 +20,11 @@ from pylsl.util import TimeoutError as LslTimeoutError
 from rt_recon._liblsl import quiet_liblsl
 from rt_recon.errors import StreamError
 from rt_recon.protocol import (
+    DECODED_CHANNELS,
     VolumeStreamMeta,
     decode_marker,
     encode_marker,
+    make_decoded_stream_info,
     make_marker_stream_info,
     make_volume_stream_info,
     parse_volume_stream_info,
@@ -175,6 +177,26 @@ class VolumeInlet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class DecodedOutlet:
+    """The decoder's per-TR summary (:data:`~rt_recon.protocol.DECODED_CHANNELS`) on LSL."""
+
+    def __init__(self, name: str, source_id: str, sample_interval: float):
+        quiet_liblsl()
+        info = make_decoded_stream_info(name, source_id, sample_interval)
+        self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(info)
+        self._sample = np.zeros((1, len(DECODED_CHANNELS)), dtype=np.float64)
+
+    def push(self, values: dict[str, float], timestamp: float) -> None:
+        """``values`` by channel label; missing channels are sent as NaN."""
+        if self._outlet is None:
+            raise StreamError("the decoded-summary outlet is closed")
+        self._sample[0] = [values.get(label, np.nan) for label in DECODED_CHANNELS]
+        self._outlet.push_chunk(self._sample, timestamp)
+
+    def close(self) -> None:
+        self._outlet = None
 
 
 class MarkerOutlet:

@@ -15,6 +15,7 @@ import time
 import zlib
 
 import numpy as np
+import pylsl
 import pytest
 import zmq
 
@@ -22,10 +23,33 @@ from rt_recon.acquire.nifti import load_nifti_run
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.nodes.supervisor import Supervisor
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS
+from rt_recon.protocol import DECODED_CHANNELS, TOPIC_FRAME, TOPIC_LATENTS
 from rt_recon.transport.zmq import Subscriber
 
 pytestmark = pytest.mark.slow
+
+
+class _DecodedReader:
+    """Collects the decoder's per-TR summary samples from its LSL stream."""
+
+    def __init__(self, source_id: str):
+        self._source_id = source_id
+        self._inlet = None
+        self.samples: list[list[float]] = []
+
+    def drain(self, until: int = 0) -> None:
+        deadline = time.monotonic() + (20 if until else 0)
+        while True:
+            if self._inlet is None:
+                found = pylsl.resolve_byprop("source_id", self._source_id, timeout=0.2)
+                if found:
+                    self._inlet = pylsl.StreamInlet(found[0], max_buflen=60)
+                    self._inlet.open_stream(timeout=5)
+            if self._inlet is not None:
+                chunk, _ = self._inlet.pull_chunk(timeout=0.1)
+                self.samples.extend(chunk)
+            if len(self.samples) >= until or time.monotonic() > deadline:
+                return
 
 
 def _start_pipeline(supervisor, config_path, run_files):
@@ -56,12 +80,14 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
         Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME]) as frame_sub,
     ):
         _start_pipeline(supervisor, config_path, files)
+        decoded = _DecodedReader(f"{config.stream.source_id}_decoded")
         poller = zmq.Poller()
         poller.register(lat_sub.socket, zmq.POLLIN)
         poller.register(frame_sub.socket, zmq.POLLIN)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             ready = dict(poller.poll(200))
+            decoded.drain()
             if lat_sub.socket in ready:
                 latents.append(lat_sub.receive(timeout=0))
             if frame_sub.socket in ready:
@@ -70,8 +96,19 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
                     break
             crashed = {n: c for n, c in supervisor.exited().items() if c != 0}
             assert not crashed, {n: supervisor.children[n].tail() for n in crashed}
+        decoded.drain(until=n_trs)
         replay_code = supervisor.children["replay"].process.wait(timeout=30)
     assert replay_code == 0
+    # The decoder's per-TR summary on LSL (what LabRecorder captures into XDF). This test's
+    # inlet may connect a TR or two late (LSL sends no history); from then on, every TR.
+    summary_trs = [int(s[DECODED_CHANNELS.index("tr")]) for s in decoded.samples]
+    assert summary_trs == list(range(n_trs - len(summary_trs), n_trs))
+    assert len(summary_trs) >= n_trs - 5
+    z_means = dict(
+        zip(
+            summary_trs, [s[DECODED_CHANNELS.index("z_mean")] for s in decoded.samples], strict=True
+        )
+    )
 
     headers = [m.header for m in latents]
     assert [h["tr"] for h in headers] == list(range(n_trs))
@@ -80,10 +117,12 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
     assert [h["volume_crc32"] for h in headers] == [zlib.crc32(v) for v in run.volumes]
 
     offline = OnlineDecoder(DecoderBundle.load(config.decoder.bundle))
-    for volume, message in zip(run.volumes, latents, strict=True):
+    for tr, (volume, message) in enumerate(zip(run.volumes, latents, strict=True)):
         expected = offline.update(volume)
         np.testing.assert_array_equal(message.arrays["z"], expected["z"])
         np.testing.assert_array_equal(message.arrays["c"], expected["c"])
+        if tr in z_means:
+            assert z_means[tr] == pytest.approx(float(expected["z"].mean()), rel=1e-5)
 
     assert frames and frames[-1].header["tr"] == n_trs - 1
     image = frames[-1].arrays["image"]
