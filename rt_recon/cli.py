@@ -63,27 +63,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         overrides["paths.output_dir"] = str(args.output)
     args.overrides = overrides
     result = run_demo(_config(args))
-    n_frames = len(result.frames)
+    pipeline, evaluation = result.pipeline, result.evaluation
     print(
-        f"\nrt-recon demo: {len(result.latents)} latents for {result.n_trs} TRs, "
-        f"{n_frames} frames rendered, {result.skipped_frames} stale latents skipped"
+        f"\nrt-recon demo: {len(pipeline.latents)} latents for {pipeline.n_trs} TRs, "
+        f"{len(pipeline.frames)} frames rendered, {pipeline.skipped_frames} stale latents skipped"
     )
     print("\nper-stage latency (volume timestamp -> frame published, LSL clock)")
-    print(format_table(result.latency))
-    if result.evaluation is not None:
-        s = result.evaluation
-        print(
-            f"\nreconstruction: two-way identification {100 * s.identification:.1f}% "
-            f"(chance 50%, feature space: {s.feature_space}), PixCorr {s.pixcorr:.3f}, "
-            f"SSIM {s.ssim:.3f}, over {s.n_trials} test trials ({s.n_missing} without a frame)"
-        )
-        print(
-            f"true (top) vs reconstructed (bottom): {result.report.parent / 'reconstructions.png'}"
-        )
-        print(f"report: {result.report}")
-        print(f"recording: {result.recording}")
-    print(f"\nframes: {result.frames_dir}")
-    print(f"logs:   {result.run_dir / 'logs'}")
+    print(format_table(pipeline.latency))
+    print(
+        f"\nreconstruction: two-way identification {100 * evaluation.identification:.1f}% "
+        f"(chance 50%, feature space: {evaluation.feature_space}), "
+        f"PixCorr {evaluation.pixcorr:.3f}, SSIM {evaluation.ssim:.3f}, over "
+        f"{evaluation.n_trials} test trials ({evaluation.n_missing} without a frame)"
+    )
+    print(f"true (top) vs reconstructed (bottom): {result.report.parent / 'reconstructions.png'}")
+    print(f"report:    {result.report}")
+    print(f"recording: {pipeline.recording}")
+    print(f"frames:    {result.frames_dir}")
+    print(f"logs:      {pipeline.run_dir / 'logs'}")
     return 0
 
 
