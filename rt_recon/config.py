@@ -124,6 +124,11 @@ class DecoderSection(_Section):
         description="Subscribers to the latents topic to wait for before opening the stream",
     )
     subscriber_timeout_s: float = Field(default=60.0, gt=0)
+    mode: Literal["auto", "trial", "continuous"] = Field(
+        default="auto",
+        description="trial: estimate the current trial from marker onsets; continuous: a "
+        "sliding window (imagery, no markers); auto: trial if a marker stream is found",
+    )
 
     _endpoint = field_validator("latents_endpoint")(_check_zmq_endpoint)
 

@@ -1,10 +1,20 @@
 """Apply a decoder bundle one volume at a time.
 
 Per TR: preprocess the volume into features of the voxels any head reads
-(:class:`~rt_recon.decode.features.FeatureExtractor`), project them once
-through each head and add the projection to that head's HRF window
-(``decode``). Offline decoding of a
-recorded run is the same object fed the run's volumes in order, so online
+(:class:`~rt_recon.decode.features.FeatureExtractor`) and project them once
+through each head (``k`` numbers for a low-rank head). The estimate of a
+trial whose onset was TR ``o`` is the HRF-weighted sum of the projections of
+TRs ``o + lag - m`` (``m < len(weights)``), over the ones received so far,
+divided by the weights they carry; plus the intercept. So:
+
+* **trial mode** (onsets from the marker stream): every TR updates the
+  current trial's estimate; it is complete at TR ``o + lag``;
+* **continuous mode** (no markers, e.g. imagery): every TR's estimate is of
+  a trial assumed to have begun ``lag`` TRs earlier: a sliding window.
+
+A complete window's estimate is exactly the feature the decoders were
+fitted on (:func:`rt_recon.decode.fit.feature_series`). Offline decoding of
+a recorded run is this same object fed the run's volumes in order, so online
 and offline latents are identical by construction.
 """
 
@@ -12,9 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.bundle import DecoderBundle, DecoderHead
 from rt_recon.decode.features import FeatureExtractor
-from rt_recon.decode.window import HrfWindow
 
 
 def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
@@ -23,21 +32,22 @@ def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
 
 
 class OnlineDecoder:
-    """``preprocess(volume) -> features``, then ``decode(features) -> {head: latent}``."""
+    """``preprocess(volume) -> features``, then ``decode(features, tr) -> {head: latent}``."""
 
     def __init__(self, bundle: DecoderBundle):
         self.bundle = bundle
         self.voxels = selected_voxels(bundle)
         spec = bundle.preprocess
         self.features = FeatureExtractor(spec, self.voxels, int(bundle.stream["n_channels"]))
-        weights = np.asarray(spec["hrf_weights"], dtype=np.float32)
-        self._heads = []
-        for name, head in bundle.heads.items():
-            local = np.searchsorted(self.voxels, head.voxels)
-            # The window runs on the projections (k of them for a low-rank head),
-            # before any expansion to the full target: linear, so the same result.
-            window = HrfWindow(weights, dim=head.weights.shape[1])
-            self._heads.append((name, head, local, window))
+        self.weights = np.asarray(spec["hrf_weights"], dtype=np.float32)
+        self.lag = int(spec["lag_trs"])
+        self._heads: list[tuple[str, DecoderHead, np.ndarray]] = [
+            (name, head, np.searchsorted(self.voxels, head.voxels))
+            for name, head in bundle.heads.items()
+        ]
+        # TR index -> one projection per head; kept for the longest window reach.
+        self._projections: dict[int, list[np.ndarray]] = {}
+        self._next_tr = 0
 
     @property
     def warming_up(self) -> bool:
@@ -47,15 +57,44 @@ class OnlineDecoder:
         """``(n_channels,)`` volume -> ``(n_selected,)`` float32 features."""
         return self.features.update(values)
 
-    def decode(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Features -> ``{head name: array of the head's target shape}`` (float32)."""
+    def window_trs(self, onset: int) -> list[int]:
+        """The TRs whose projections make the estimate of a trial with onset TR ``onset``."""
+        return [onset + self.lag - m for m in range(len(self.weights))]
+
+    def decode(
+        self, features: np.ndarray, tr: int | None = None, trial_onset: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Features of TR ``tr`` -> ``{head name: array of the head's target shape}`` (float32).
+
+        Args:
+            features: this TR's preprocessed features.
+            tr: its TR index (default: one more than the last); TRs never
+                given (missed on the wire) are left out of every window.
+            trial_onset: onset TR of the trial to estimate (trial mode); None
+                for continuous mode (onset ``tr - lag``).
+        """
+        tr = self._next_tr if tr is None else tr
+        self._next_tr = tr + 1
+        self._projections[tr] = [features[local] @ head.weights for _, head, local in self._heads]
+        oldest = tr - self.lag - len(self.weights)
+        for stale in [t for t in self._projections if t < oldest]:
+            del self._projections[stale]
+        onset = tr - self.lag if trial_onset is None else trial_onset
+        terms = [(w, j) for w, j in zip(self.weights, self.window_trs(onset), strict=True)
+                 if j <= tr and j in self._projections]  # fmt: skip
+        total = float(sum(w for w, _ in terms))
         out = {}
-        for name, head, local, window in self._heads:
-            estimate = window.update(features[local] @ head.weights)
+        for index, (name, head, _) in enumerate(self._heads):
+            estimate = np.zeros(head.weights.shape[1], dtype=np.float32)
+            for w, j in terms:
+                estimate += w * self._projections[j][index]
+            if total > 0:
+                estimate /= total
             if head.components is not None:
                 estimate = estimate @ head.components
             out[name] = (estimate + head.intercept).reshape(head.target_shape)
         return out
 
     def update(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Continuous mode, one call per TR: ``decode(preprocess(values))``."""
         return self.decode(self.preprocess(values))

@@ -19,11 +19,12 @@ from threadpoolctl import threadpool_limits
 from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.online import OnlineDecoder
-from rt_recon.errors import BundleError, DataError, ShapeMismatchError
+from rt_recon.decode.trial_tracker import TrialTracker
+from rt_recon.errors import BundleError, DataError, ShapeMismatchError, StreamError
 from rt_recon.nodes._signals import waiting
 from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_LATENTS
-from rt_recon.transport.lsl import DecodedOutlet, VolumeInlet
+from rt_recon.transport.lsl import DecodedOutlet, MarkerInlet, VolumeInlet, resolve_stream
 from rt_recon.transport.zmq import Publisher
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,26 @@ class TrCounter:
         step = max(1, round((timestamp - last) / self.interval))
         self._last = (index + step, timestamp)
         return index + step, step - 1
+
+
+def _open_markers(config: SessionConfig) -> MarkerInlet | None:
+    """The marker stream for trial mode, or None for continuous mode."""
+    mode = config.decoder.mode
+    if mode == "continuous":
+        return None
+    try:
+        inlet = MarkerInlet(resolve_stream("source_id", config.stream.markers_source_id, 2.0))
+    except StreamError:
+        if mode == "trial":
+            raise StreamError(
+                f"decoder.mode is trial but no marker stream with source_id="
+                f"{config.stream.markers_source_id!r} was found; use mode continuous for "
+                "sessions without markers"
+            ) from None
+        log.info("no marker stream: continuous mode (sliding window)")
+        return None
+    log.info("trial mode: onsets from marker stream %r", config.stream.markers_source_id)
+    return inlet
 
 
 @dataclass
@@ -93,6 +114,9 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
             bundle.check_stream(meta)
             decoder = OnlineDecoder(bundle)
             counter = TrCounter(meta.sample_interval)
+            markers = _open_markers(config)
+            tracker = TrialTracker(meta.sample_interval, decoder.lag, len(decoder.weights))
+            mode = "trial" if markers is not None else "continuous"
             log.info(
                 "decoding stream %r: %s voxels, TR %.3f s, speed %g",
                 config.stream.source_id,
@@ -116,7 +140,12 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                 try:
                     features = decoder.preprocess(inlet.values)
                     preprocessed = pylsl.local_clock()
-                    latents = decoder.decode(features)
+                    tracker.add_volume(tr, stamp)
+                    while markers is not None and (event := markers.pull(timeout=0.0)):
+                        tracker.add_marker(*event)
+                    trial = tracker.current(tr)
+                    onset = None if trial is None else trial.onset_tr
+                    latents = decoder.decode(features, tr=tr, trial_onset=onset)
                 except (DataError, ShapeMismatchError) as exc:
                     stats.skipped += 1
                     log.warning("TR %d skipped: %s", tr, exc)
@@ -131,7 +160,16 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                     "session": meta.session,
                     "run": meta.run,
                     "model_fingerprint": bundle.model["fingerprint"],
-                    "lag_trs": int(bundle.preprocess["lag_trs"]),
+                    "lag_trs": decoder.lag,
+                    "mode": mode,
+                    "trial": None
+                    if trial is None
+                    else {
+                        "index": trial.index,
+                        "stimulus_id": trial.stimulus_id,
+                        "onset_tr": trial.onset_tr,
+                        "complete": tr >= trial.onset_tr + decoder.lag,
+                    },
                     "times": {
                         "acquired": stamp,
                         "received": received,
@@ -152,6 +190,8 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                     stamp,
                 )
         summary.close()
+        if markers is not None:
+            markers.close()
         status.beat("stopped", tr=tr, **asdict(stats))
     log.info("decoder stopped: %s", stats)
     return stats

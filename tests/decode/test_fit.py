@@ -87,7 +87,8 @@ def test_online_decoding_equals_offline_features_times_weights():
     offline = features @ head.weights + head.intercept
     decoder = OnlineDecoder(bundle)
     online = np.array([decoder.update(v)["z"] for v in runs[0].volumes])
-    np.testing.assert_allclose(online, offline, rtol=1e-4, atol=1e-4)
+    full = len(bundle.preprocess["hrf_weights"]) - 1  # first TR whose window is complete
+    np.testing.assert_allclose(online[full:], offline[full:], rtol=1e-4, atol=1e-4)
 
 
 def test_fit_refuses_too_few_runs_and_missing_targets():
@@ -162,7 +163,8 @@ def test_low_rank_online_equals_offline_features():
     offline = features @ head.weights @ head.components + head.intercept
     decoder = OnlineDecoder(bundle)
     online = np.array([decoder.update(v)["z"] for v in runs[0].volumes])
-    np.testing.assert_allclose(online, offline, rtol=1e-4, atol=1e-4)
+    full = len(bundle.preprocess["hrf_weights"]) - 1
+    np.testing.assert_allclose(online[full:], offline[full:], rtol=1e-4, atol=1e-4)
 
 
 def test_rank_beyond_the_targets_is_refused():
@@ -170,3 +172,45 @@ def test_rank_beyond_the_targets_is_refused():
     runs, targets, _ = _simulate(rng, n_runs=2)
     with pytest.raises(DataError, match="rank 11 exceeds"):
         _fit_low_rank(runs, targets, rank=11)
+
+
+def test_trial_mode_estimates_grow_into_the_continuous_estimate_at_the_trials_tr():
+    rng = np.random.default_rng(7)
+    runs, targets, _ = _simulate(rng, n_runs=2)
+    bundle = _fit(runs, targets)
+    run = runs[0]
+    lag, k = bundle.preprocess["lag_trs"], len(bundle.preprocess["hrf_weights"])
+    onset = round(run.events[5]["onset"])  # tr = 1 s
+    continuous, trial = OnlineDecoder(bundle), OnlineDecoder(bundle)
+    by_tr_cont, by_tr_trial = {}, {}
+    for tr, volume in enumerate(run.volumes):
+        by_tr_cont[tr] = continuous.decode(continuous.preprocess(volume))["z"]
+        by_tr_trial[tr] = trial.decode(trial.preprocess(volume), trial_onset=onset)["z"]
+    final = onset + lag
+    np.testing.assert_allclose(by_tr_trial[final], by_tr_cont[final], rtol=1e-6)
+    # before its window starts, a trial has no evidence: only the intercept
+    np.testing.assert_allclose(by_tr_trial[final - k], bundle.heads["z"].intercept, rtol=1e-6)
+    # after completion the estimate stays complete (no TR beyond the window counts)
+    np.testing.assert_allclose(by_tr_trial[final + 3], by_tr_trial[final], rtol=1e-6)
+    truth = targets.lookup("z", np.array([run.events[5]["stimulus_id"]]))[0]
+    errors = [np.linalg.norm(by_tr_trial[t] - truth) for t in range(final - k + 1, final + 1)]
+    assert errors[-1] < errors[0]  # more of the response seen, a better estimate
+
+
+def test_missed_trs_are_left_out_of_the_window_not_misassigned():
+    rng = np.random.default_rng(8)
+    runs, targets, _ = _simulate(rng, n_runs=2)
+    bundle = _fit(runs, targets)
+    volumes = runs[0].volumes
+    complete, gappy = OnlineDecoder(bundle), OnlineDecoder(bundle)
+    lag = bundle.preprocess["lag_trs"]
+    t_end = 40
+    for tr in range(t_end + 1):
+        features = complete.preprocess(volumes[tr])
+        out_complete = complete.decode(features, tr=tr)
+        if tr == t_end - lag:  # this TR never arrives at the second decoder
+            continue
+        out_gappy = gappy.decode(gappy.preprocess(volumes[tr]), tr=tr)
+    # the gappy estimate at t_end uses the same TRs minus the missing one: close, not equal
+    assert not np.allclose(out_gappy["z"], out_complete["z"])
+    assert np.linalg.norm(out_gappy["z"] - out_complete["z"]) < np.linalg.norm(out_complete["z"])

@@ -66,7 +66,11 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
     node_config, small_dataset, tmp_path
 ):
     config = node_config.with_overrides(
-        {"decoder.wait_for_subscribers": 2, "renderer.wait_for_subscribers": 1}
+        {
+            "decoder.wait_for_subscribers": 2,
+            "renderer.wait_for_subscribers": 1,
+            "decoder.mode": "continuous",  # every TR comparable with offline decoding
+        }
     )
     config_path = tmp_path / "session.json"
     config_path.write_text(config.to_json())
