@@ -236,6 +236,19 @@ class FitSection(_Section):
     zscore_warmup_trs: int = Field(
         default=4, ge=2, description="TRs of running z-score before estimates are trusted"
     )
+    motion_correction: bool = Field(
+        default=True,
+        description="Realign every volume to the bundle's reference (rigid, SPM-style)",
+    )
+    despike: bool = Field(default=True, description="Clip voxel spikes (robust smoothing)")
+    detrend: Literal["highpass", "glm", "none"] = Field(
+        default="highpass",
+        description="Online detrending: a recursive high-pass filter, a polynomial GLM refitted "
+        "every TR (with the motion parameters as confounds), or none",
+    )
+    highpass_cutoff_s: float = Field(default=128.0, gt=0, description="High-pass cutoff period")
+    glm_degree: int = Field(default=2, ge=0, description="Polynomial degree of the GLM detrend")
+    glm_motion: bool = Field(default=True, description="Motion parameters as GLM confounds")
     low_rank: dict[str, int] = Field(
         default_factory=dict,
         description="Heads fitted low rank, e.g. {c: 128}: ridge on that many principal "

@@ -12,8 +12,12 @@ pickle). Per head (``z``, ``c``):
   (then ``weights`` is ``(n_selected, k)``: it predicts the targets' first
   ``k`` principal-component scores).
 
+``preprocess.reference`` ``(x, y, z)`` float32 is the motion-correction
+reference volume, when the preprocessing realigns volumes.
+
 The JSON holds the bundle version, the stream the decoder was fitted on
-(shape, channel count, mask id, affine), the preprocessing spec (running
+(shape, channel count, mask id, affine), the preprocessing spec (motion
+correction with the reference's affine, despiking, detrending, running
 z-score warm-up, HRF window weights and lag), the render model it targets
 (fingerprint, latent and conditioning shapes) and a fit report.
 """
@@ -90,6 +94,7 @@ class DecoderBundle:
     model: dict[str, Any]  # fingerprint, latent_shape, cond_shape, image_size
     report: dict[str, Any] = field(default_factory=dict)
     version: int = BUNDLE_VERSION
+    reference: np.ndarray | None = None  # (x, y, z) motion-correction reference volume
 
     # ----------------------------------------------------------------- checks
 
@@ -134,6 +139,8 @@ class DecoderBundle:
             if head.components is not None:
                 tensors[f"{name}.components"] = head.components.astype(np.float32)
             heads_meta[name] = {"target_shape": list(head.target_shape), "rank": head.rank}
+        if self.reference is not None:
+            tensors["preprocess.reference"] = self.reference.astype(np.float32)
         meta = {
             "version": self.version,
             "heads": heads_meta,
@@ -186,4 +193,5 @@ class DecoderBundle:
             model=meta["model"],
             report=meta.get("report", {}),
             version=meta["version"],
+            reference=arrays.get("preprocess.reference"),
         )

@@ -31,6 +31,9 @@ from rt_recon.hrf import matched_window
 
 log = logging.getLogger(__name__)
 
+#: Volumes averaged into the motion-correction reference.
+_REFERENCE_VOLUMES = 5
+
 
 @dataclass
 class TrainingRun:
@@ -116,20 +119,50 @@ def _fit_head(
     return head, entry
 
 
-def preprocess_spec(fit: FitSection) -> dict[str, Any]:
-    """The preprocessing a bundle fitted with ``fit`` applies (its ``preprocess`` entry)."""
-    return {"zscore_warmup_trs": fit.zscore_warmup_trs}
+def preprocess_spec(
+    fit: FitSection, reference_affine: np.ndarray | None, tr: float
+) -> dict[str, Any]:
+    """The preprocessing a bundle fitted with ``fit`` applies (its ``preprocess`` entry).
+
+    ``reference_affine``: of the motion-correction reference (None: no realignment);
+    ``tr``: seconds, to express the high-pass cutoff in TRs.
+    """
+    spec: dict[str, Any] = {"zscore_warmup_trs": fit.zscore_warmup_trs}
+    if fit.motion_correction and reference_affine is not None:
+        spec["motion"] = {
+            "reference_affine": np.asarray(reference_affine, dtype=float).ravel().tolist(),
+            "fwhm": 5.0,
+            "sep": 4.0,
+            "quality": 0.9,
+        }
+    if fit.despike:
+        spec["despike"] = {"threshold": 4.0}
+    if fit.detrend == "highpass":
+        spec["detrend"] = {"method": "highpass", "cutoff_trs": fit.highpass_cutoff_s / tr}
+    elif fit.detrend == "glm":
+        spec["detrend"] = {"method": "glm", "degree": fit.glm_degree, "motion": fit.glm_motion}
+    return spec
 
 
 def feature_series(
-    volumes: np.ndarray, voxels: np.ndarray, spec: Mapping[str, Any], hrf_weights: np.ndarray
+    volumes: np.ndarray,
+    voxels: np.ndarray,
+    spec: Mapping[str, Any],
+    hrf_weights: np.ndarray,
+    shape: tuple[int, int, int] | None = None,
+    affine: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(n_trs, n_channels)`` run -> ``(n_trs, n_selected)`` HRF-window features, TR by TR.
 
     ``spec`` is the bundle's ``preprocess`` entry; the preprocessing is the
-    online decoder's own :class:`~rt_recon.decode.features.FeatureExtractor`.
+    online decoder's own :class:`~rt_recon.decode.features.FeatureExtractor`
+    (``shape``/``affine`` of the volumes, default a flat ``(n_channels, 1, 1)``
+    grid; ``reference`` for motion correction).
     """
-    extractor = FeatureExtractor(spec, voxels, volumes.shape[1])
+    shape = (volumes.shape[1], 1, 1) if shape is None else shape
+    affine = np.eye(4) if affine is None else affine
+    extractor = FeatureExtractor(spec, voxels, shape, affine, reference)
     window = HrfWindow(hrf_weights, dim=len(voxels))
     out = np.empty((len(volumes), len(voxels)), dtype=np.float32)
     for t, volume in enumerate(volumes):
@@ -150,8 +183,14 @@ def fit_decoders(
     if len(runs) < 2:
         raise DataError(f"fitting needs at least 2 runs for cross-validation, found {len(runs)}")
     warmup = fit.zscore_warmup_trs
-    spec = preprocess_spec(fit)
+    shape = tuple(int(s) for s in stream["shape"])
+    affine = np.asarray(stream["affine"], dtype=float).reshape(4, 4) if "affine" in stream else None
+    reference = None
+    if fit.motion_correction and affine is not None and min(shape) > 1:
+        # the realignment target: the mean of the first training run's first volumes
+        reference = runs[0].volumes[:_REFERENCE_VOLUMES].mean(axis=0).reshape(shape, order="F")
     tr = runs[0].tr
+    spec = preprocess_spec(fit, affine if reference is not None else None, tr)
     durations = [float(e["duration"]) for r in runs for e in r.events if "stimulus_id" in e]
     if not durations:
         raise DataError("the training runs have no events with a stimulus_id")
@@ -167,7 +206,8 @@ def fit_decoders(
         if not samples:
             raise DataError(f"run {r} has no trial whose response window ends inside the run")
         rows = np.array([t for t, _ in samples])
-        features.append(feature_series(run.volumes, voxels, spec, weights)[rows])
+        series = feature_series(run.volumes, voxels, spec, weights, shape, affine, reference)
+        features.append(series[rows])
         ids.append(np.array([sid for _, sid in samples]))
         groups.append(np.full(len(samples), r))
     x_all, id_all, group_all = np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
@@ -190,4 +230,5 @@ def fit_decoders(
         preprocess={**spec, "hrf_weights": [float(w) for w in weights], "lag_trs": lag, "tr": tr},
         model=model,
         report=report,
+        reference=None if reference is None else reference.astype(np.float32),
     )

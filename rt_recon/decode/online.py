@@ -24,6 +24,7 @@ import numpy as np
 
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead
 from rt_recon.decode.features import FeatureExtractor
+from rt_recon.protocol import VolumeStreamMeta
 
 
 def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
@@ -34,11 +35,16 @@ def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
 class OnlineDecoder:
     """``preprocess(volume) -> features``, then ``decode(features, tr) -> {head: latent}``."""
 
-    def __init__(self, bundle: DecoderBundle):
+    def __init__(self, bundle: DecoderBundle, stream: VolumeStreamMeta | None = None):
+        """``stream``: the live stream's geometry (default: the one the bundle was fitted on)."""
         self.bundle = bundle
         self.voxels = selected_voxels(bundle)
         spec = bundle.preprocess
-        self.features = FeatureExtractor(spec, self.voxels, int(bundle.stream["n_channels"]))
+        shape = tuple(bundle.stream["shape"]) if stream is None else stream.shape
+        affine = bundle.stream.get("affine", np.eye(4).ravel()) if stream is None else stream.affine
+        self.features = FeatureExtractor(
+            spec, self.voxels, shape, np.asarray(affine).reshape(4, 4), bundle.reference
+        )
         self.weights = np.asarray(spec["hrf_weights"], dtype=np.float32)
         self.lag = int(spec["lag_trs"])
         self._heads: list[tuple[str, DecoderHead, np.ndarray]] = [

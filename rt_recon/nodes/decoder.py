@@ -13,6 +13,7 @@ import threading
 import zlib
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pylsl
 from threadpoolctl import threadpool_limits
 
@@ -28,6 +29,8 @@ from rt_recon.transport.lsl import DecodedOutlet, MarkerInlet, VolumeInlet, reso
 from rt_recon.transport.zmq import Publisher
 
 log = logging.getLogger(__name__)
+
+_MOTION_CHANNELS = ("tx_mm", "ty_mm", "tz_mm", "rx_rad", "ry_rad", "rz_rad")
 
 
 class TrCounter:
@@ -112,7 +115,7 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
         with inlet:
             meta = inlet.meta
             bundle.check_stream(meta)
-            decoder = OnlineDecoder(bundle)
+            decoder = OnlineDecoder(bundle, stream=meta)
             counter = TrCounter(meta.sample_interval)
             markers = _open_markers(config)
             tracker = TrialTracker(meta.sample_interval, decoder.lag, len(decoder.weights))
@@ -151,11 +154,16 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                     log.warning("TR %d skipped: %s", tr, exc)
                     continue
                 decoded = pylsl.local_clock()
+                quality = decoder.features.quality
+                motion = None if quality.params is None else [float(p) for p in quality.params]
                 header = {
                     "seq": stats.published,
                     "tr": tr,
                     "missed_before": missed,
                     "warming_up": decoder.warming_up,
+                    "motion": motion,
+                    "fd": quality.fd_mm,
+                    "spike": quality.spike,
                     "volume_crc32": crc,
                     "session": meta.session,
                     "run": meta.run,
@@ -184,6 +192,8 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                     {
                         "tr": tr,
                         "warming_up": float(decoder.warming_up),
+                        **dict(zip(_MOTION_CHANNELS, motion or (), strict=False)),
+                        "fd_mm": np.nan if quality.fd_mm is None else quality.fd_mm,
                         **{f"{k}_mean": float(v.mean()) for k, v in latents.items()},
                         **{f"{k}_std": float(v.std()) for k, v in latents.items()},
                     },

@@ -41,6 +41,9 @@ _PASSED_ON = (
     "lag_trs",
     "motion",
     "fd",
+    "spike",
+    "mode",
+    "trial",
 )
 
 

@@ -20,6 +20,12 @@ def test_trial_samples_are_lag_trs_after_each_onset():
     assert trial_samples(events, n_trs=11, tr=1.0, lag=3) == [(5, 5), (9, 9)]  # 11 is beyond
 
 
+#: These tests are about fitting and applying linear maps to flat voxel vectors (no
+#: geometry, noise-free baselines), so the preprocessing is the running z-score alone;
+#: tests/decode/test_features.py covers the full chain.
+_PLAIN = {"motion_correction": False, "despike": False, "detrend": "none"}
+
+
 def _simulate(rng, n_runs=4, n_trials=40, n_vox=120, n_targets=10, tr=1.0, noise=0.5):
     """Runs whose voxels linearly encode each stimulus's target vector, HRF-convolved."""
     n_stim = n_runs * n_trials
@@ -47,7 +53,7 @@ def _fit(runs, targets, n_vox=120, n_targets=10):
         {"z": np.arange(n_vox)},
         targets,
         {"z": (n_targets,)},
-        FitSection(alphas=(0.1, 10.0, 1000.0), hrf_window_trs=4, zscore_warmup_trs=3),
+        FitSection(alphas=(0.1, 10.0, 1000.0), hrf_window_trs=4, zscore_warmup_trs=3, **_PLAIN),
         stream={"shape": [n_vox, 1, 1], "n_channels": n_vox, "mask_id": "full"},
         model={"fingerprint": "t", "latent_shape": [n_targets], "cond_shape": [1, 1]},
     )
@@ -120,7 +126,11 @@ def _fit_low_rank(runs, targets, rank, n_vox=120, n_targets=10):
         targets,
         {"z": (n_targets,)},
         FitSection(
-            alphas=(0.1, 10.0, 1000.0), hrf_window_trs=4, zscore_warmup_trs=3, low_rank={"z": rank}
+            alphas=(0.1, 10.0, 1000.0),
+            hrf_window_trs=4,
+            zscore_warmup_trs=3,
+            low_rank={"z": rank},
+            **_PLAIN,
         ),
         stream={"shape": [n_vox, 1, 1], "n_channels": n_vox, "mask_id": "full"},
         model={"fingerprint": "t", "latent_shape": [n_targets], "cond_shape": [1, 1]},

@@ -1,0 +1,146 @@
+"""The console's inputs, each on its own thread: ZeroMQ frames and heartbeats, LSL markers.
+
+A feed hands every message to a callback together with its receive time
+(``time.monotonic()``); the server's callbacks move them onto its event loop.
+Frames are taken latest-only (drain the socket, keep the newest), heartbeats
+and markers one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import zmq
+from pylsl.util import LostError
+from pylsl.util import TimeoutError as LslTimeoutError
+
+from rt_recon.errors import ProtocolError, StreamError
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, Message
+from rt_recon.transport.lsl import MarkerInlet, resolve_stream
+from rt_recon.transport.zmq import Subscriber
+
+log = logging.getLogger(__name__)
+
+#: Frames buffered per socket before ZeroMQ drops: the console only ever wants the newest.
+_FRAME_HWM = 4
+_POLL_MS = 100
+
+
+class _Feed:
+    """A worker thread with ``start()`` / ``stop()``; errors are logged, never silent."""
+
+    name = "feed"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._guarded, name=self.name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            log.exception("%s thread failed", self.name)
+            raise
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class ZmqFeed(_Feed):
+    """Frames from the renderer's endpoint, heartbeats from every node's endpoint."""
+
+    name = "console-zmq"
+
+    def __init__(
+        self,
+        frames_endpoint: str,
+        status_endpoints: Iterable[str],
+        on_frame: Callable[[Message, float], None],
+        on_status: Callable[[dict[str, Any], float], None],
+    ):
+        super().__init__()
+        self.frames_endpoint = frames_endpoint
+        self.status_endpoints = list(dict.fromkeys(status_endpoints))
+        self._on_frame = on_frame
+        self._on_status = on_status
+        self.skipped_frames = 0
+
+    def _run(self) -> None:
+        context = zmq.Context()
+        frames = Subscriber(self.frames_endpoint, [TOPIC_FRAME], context, rcvhwm=_FRAME_HWM)
+        statuses = [Subscriber(ep, [TOPIC_STATUS], context) for ep in self.status_endpoints]
+        poller = zmq.Poller()
+        for sub in (frames, *statuses):
+            poller.register(sub.socket, zmq.POLLIN)
+        log.info(
+            "console listening: frames on %s, heartbeats on %s",
+            self.frames_endpoint,
+            ", ".join(self.status_endpoints),
+        )
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(_POLL_MS))
+                now = time.monotonic()
+                for sub in statuses:
+                    if sub.socket in ready:
+                        while (message := sub.receive(timeout=0)) is not None:
+                            self._on_status(message.header, now)
+                if frames.socket in ready:
+                    got = frames.receive_latest(timeout=0)
+                    self.skipped_frames += got.skipped
+                    if got.message is not None:
+                        self._on_frame(got.message, now)
+        finally:
+            for sub in (frames, *statuses):
+                sub.close()
+            context.term()
+
+
+class MarkerFeed(_Feed):
+    """Events from the LSL marker stream with ``source_id``; waits for it, follows restarts."""
+
+    name = "console-markers"
+
+    def __init__(self, source_id: str, on_marker: Callable[[dict[str, Any], float], None]):
+        super().__init__()
+        self.source_id = source_id
+        self._on_marker = on_marker
+
+    def _run(self) -> None:
+        inlet: MarkerInlet | None = None
+        try:
+            while not self._stop.is_set():
+                if inlet is None:
+                    inlet = self._open()
+                    continue
+                try:
+                    got = inlet.pull(timeout=0.2)
+                except ProtocolError as exc:
+                    log.warning("dropped a malformed marker: %s", exc)
+                    continue
+                if got is not None:
+                    self._on_marker(*got)
+        finally:
+            if inlet is not None:
+                inlet.close()
+
+    def _open(self) -> MarkerInlet | None:
+        try:
+            info = resolve_stream("source_id", self.source_id, timeout=1.0)
+            inlet = MarkerInlet(info)
+        except (StreamError, LostError, LslTimeoutError) as exc:
+            log.debug("marker stream %r not there yet: %s", self.source_id, exc)
+            return None
+        log.info("reading markers from %r (source_id %r)", info.name(), self.source_id)
+        return inlet

@@ -1,0 +1,192 @@
+"""Hands the newest picture and console state to every connected page, latest-only.
+
+Each page (a :class:`Client`) has at most one picture in flight: it acks a
+picture once drawn, and only then gets the next one, which is always the
+newest at that moment; pictures that came and went meanwhile are never sent.
+So a slow page or network shows fewer pictures, never older ones.
+
+The hub runs on the server's event loop; :meth:`Hub.next_message` decides
+what a client gets next without any I/O (tested without sockets), and
+:meth:`Hub.pump` sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Container, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from rt_recon.display.frames import encode_frame
+from rt_recon.display.state import ConsoleState
+from rt_recon.display.timeline import Truth
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["participant", "console"]
+
+#: Sent to a participant page when there is no picture to show (renderer away).
+WAITING_MESSAGE = json.dumps({"type": "waiting"})
+
+#: A page that has not acked a picture for this long gets the next one anyway.
+ACK_TIMEOUT_S = 2.0
+
+
+@dataclass
+class _Channel:
+    """The newest message of one kind of page; ``payload`` None means "nothing to show"."""
+
+    version: int = 0
+    payload: bytes | None = None
+
+
+class Client:
+    """One connected page."""
+
+    def __init__(self, kind: Kind):
+        self.kind: Kind = kind
+        self.wake = asyncio.Event()
+        self.credit = True  # may be sent a picture
+        self.sent_at = 0.0  # monotonic time the unacked picture went out
+        self.frame_version = 0  # channel version last sent
+        self.state_version = 0
+        self.pictures_sent = 0
+
+    def ack(self) -> None:
+        """The page drew the picture it was sent."""
+        self.credit = True
+        self.wake.set()
+
+
+class Hub:
+    """The console state plus the newest picture per kind of page."""
+
+    def __init__(self, state: ConsoleState, picture_ids: Container[int] | None = None):
+        self.state = state
+        self.picture_ids = picture_ids  # stimuli the server has pictures of (None: no dataset)
+        self.clients: set[Client] = set()
+        self._channels: dict[Kind, _Channel] = {"participant": _Channel(), "console": _Channel()}
+        self._state_json = ""
+        self._state_version = 0
+        self._renderer_present = False
+        self.closed = False
+
+    # -------------------------------------------------------- inputs (event loop)
+
+    def on_status(self, header: Mapping[str, Any], now: float) -> None:
+        self.state.on_status(header, now)
+        if not self.state.renderer_present(now):
+            self._renderer_gone()
+
+    def on_marker(self, event: Mapping[str, Any], stamp: float) -> None:
+        self.state.on_marker(event, stamp)
+
+    def on_frame(self, header: Mapping[str, Any], image: np.ndarray, now: float) -> None:
+        """A frame from the renderer: becomes the newest picture of every page."""
+        record = self.state.on_frame(header, now)
+        self._renderer_present = True
+        common = {"tr": record.tr, "seq": record.seq, "times": header.get("times", {})}
+        self._set("participant", encode_frame(common, image))
+        self._set(
+            "console",
+            encode_frame(
+                {
+                    **common,
+                    "run": record.run,
+                    "lag_trs": self.state.lag_trs,
+                    "latency_ms": record.latency_ms,
+                    "fd": record.fd_mm,
+                    "truth": self._truth_json(record.truth),
+                },
+                image,
+            ),
+        )
+
+    def tick(self, now: float) -> None:
+        """Refresh the console state, notice a renderer gone, free pages that never acked."""
+        if self._renderer_present and not self.state.renderer_present(now):
+            self._renderer_gone()
+        self._state_json = json.dumps(self.snapshot(now), allow_nan=False)
+        self._state_version += 1
+        for client in self.clients:
+            if not client.credit and now - client.sent_at > ACK_TIMEOUT_S:
+                client.credit = True
+            client.wake.set()
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The console state (:meth:`ConsoleState.snapshot`) with picture URLs filled in."""
+        snapshot = self.state.snapshot(now)
+        snapshot["pictures"] = self.picture_ids is not None
+        for pair in snapshot["pairs"]:
+            if pair["truth"] is not None:
+                pair["truth"]["picture"] = self._picture_url(pair["truth"]["stimulus_id"])
+        return snapshot
+
+    def _truth_json(self, truth: Truth | None) -> dict[str, Any] | None:
+        if truth is None:
+            return None
+        return {**truth.to_json(), "picture": self._picture_url(truth.stimulus_id)}
+
+    def _picture_url(self, stimulus_id: int) -> str | None:
+        if self.picture_ids is None or stimulus_id not in self.picture_ids:
+            return None
+        return f"/stimuli/{stimulus_id}.png"
+
+    def close(self) -> None:
+        self.closed = True
+        for client in self.clients:
+            client.wake.set()
+
+    def _renderer_gone(self) -> None:
+        self._renderer_present = False
+        channel = self._channels["participant"]
+        if channel.payload is not None:
+            log.info("renderer away: participant display back to waiting")
+            self._set("participant", None)
+
+    def _set(self, kind: Kind, payload: bytes | None) -> None:
+        channel = self._channels[kind]
+        channel.version += 1
+        channel.payload = payload
+        for client in self.clients:
+            if client.kind == kind:
+                client.wake.set()
+
+    # ---------------------------------------------------------------- outputs
+
+    def next_message(self, client: Client, now: float) -> str | bytes | None:
+        """What ``client`` should be sent now (and mark it sent), or None."""
+        if client.kind == "console" and self._state_version > client.state_version:
+            client.state_version = self._state_version
+            return self._state_json
+        channel = self._channels[client.kind]
+        if channel.version > client.frame_version:
+            if channel.payload is None:
+                client.frame_version = channel.version
+                return WAITING_MESSAGE
+            if client.credit:
+                client.frame_version = channel.version
+                client.credit = False
+                client.sent_at = now
+                client.pictures_sent += 1
+                return channel.payload
+        return None
+
+    async def pump(
+        self,
+        client: Client,
+        send: Callable[[str | bytes], Awaitable[None]],
+        clock: Callable[[], float],
+    ) -> None:
+        """Send ``client`` what it should get, as it becomes due, until the hub closes."""
+        while not self.closed:
+            message = self.next_message(client, clock())
+            if message is None:
+                await client.wake.wait()
+                client.wake.clear()
+                continue
+            await send(message)

@@ -1,0 +1,242 @@
+// The operator console: node health, TR counters, latency against budgets and the TR,
+// motion, and the reconstructions beside the pictures that were shown.
+import { connect, drawFrame } from "/static/common.js";
+import { linePlot } from "/static/plot.js";
+
+const STAGE_COLORS = {
+  lsl_transport: "#4e79a7",
+  preprocess: "#f28e2b",
+  decode: "#59a14f",
+  zmq_latents: "#b07aa1",
+  render: "#edc948",
+  end_to_end: "#e15759",
+};
+const TR_COLOR = "#ff4d4d";
+const STRIP_LENGTH = 8;
+
+const $ = (selector) => document.querySelector(selector);
+let latest = null; // the last console state
+
+function element(tag, attributes = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  if (text) node.textContent = text;
+  return node;
+}
+
+function ms(value) {
+  if (value === null || value === undefined) return "–";
+  return value >= 100 ? value.toFixed(0) : value >= 1 ? value.toFixed(1) : value.toFixed(2);
+}
+
+function describeNode(node) {
+  const parts = [];
+  if (node.age_s !== null) parts.push(`heard ${node.age_s.toFixed(1)} s ago`);
+  if (node.pid) parts.push(`pid ${node.pid}`);
+  for (const key of ["tr", "volumes", "published", "rendered", "missed", "skipped_stale"]) {
+    if (key in node.counters) parts.push(`${key} ${node.counters[key]}`);
+  }
+  return parts.join(" · ");
+}
+
+function showNodes(nodes) {
+  const list = $("#nodes");
+  list.replaceChildren(
+    ...nodes.map((node) => {
+      const item = element("li", { class: "node", "data-node": node.name, "data-level": node.level });
+      item.append(
+        element("span", { class: "dot" }),
+        element("b", {}, node.name),
+        element("span", { class: "state" }, node.level === "unknown" ? "not seen" : node.level === "away" ? "away" : node.state.replaceAll("_", " ")),
+        element("span", { class: "detail" }, describeNode(node)),
+      );
+      return item;
+    }),
+  );
+}
+
+function showCounts(state) {
+  const set = (key, text, bad = false) => {
+    const cell = $(`#counts [data-count="${key}"]`);
+    cell.textContent = text;
+    cell.classList.toggle("bad", bad);
+  };
+  set("tr", state.tr ?? "–");
+  set("interval", state.interval_s ? `${(state.interval_s * 1000).toFixed(0)} ms` : "–");
+  set("frames", String(state.counts.frames));
+  for (const key of ["missed_trs", "late_trs", "skipped_trs", "no_picture_trs"]) {
+    set(key, String(state.counts[key]), state.counts[key] > 0 && key !== "no_picture_trs");
+  }
+  document.body.dataset.tr = state.tr ?? "";
+  const where = [state.session && `session ${state.session}`, state.run && `run ${state.run}`];
+  $("#session").textContent = where.filter(Boolean).join(", ") || "no session yet";
+}
+
+function showWarnings(warnings) {
+  $("#warnings").replaceChildren(
+    ...warnings.map((w) => element("li", { "data-kind": w.kind }, w.text)),
+  );
+}
+
+function latencyPlot(state) {
+  const series = state.stages
+    .map((stage) => ({
+      name: stage,
+      color: STAGE_COLORS[stage] ?? "#ccc",
+      width: stage === "end_to_end" ? 2.5 : 1.5,
+      points: state.latency.filter((r) => stage in r.ms).map((r) => [r.tr, Math.max(r.ms[stage], 0.001)]),
+    }))
+    .filter((s) => s.points.length > 0);
+  const lines = Object.entries(state.budgets_ms)
+    .filter(([stage]) => series.some((s) => s.name === stage))
+    .map(([stage, budget]) => ({ y: budget, color: STAGE_COLORS[stage] ?? "#ccc", alpha: 0.7 }));
+  const trMs = state.interval_s ? state.interval_s * 1000 : null;
+  if (trMs) lines.push({ y: trMs, color: TR_COLOR, label: `TR ${trMs.toFixed(0)} ms`, width: 2, dash: [] });
+  const values = series.flatMap((s) => s.points.map((p) => p[1]));
+  const yMax = Math.max(...values, trMs ?? 0, 1) * 2;
+  const yMin = Math.max(Math.min(...values, 1) / 2, 0.01);
+  const trs = state.latency.map((r) => r.tr);
+  linePlot($("#latency-plot"), {
+    series,
+    lines,
+    log: true,
+    yMin,
+    yMax,
+    xMin: Math.min(...trs),
+    xMax: Math.max(...trs),
+    empty: "no pictures yet",
+  });
+}
+
+function latencyTable(state) {
+  const rows = state.latency_summary.map((row) => {
+    const over = state.counts.over_budget[row.stage] ?? 0;
+    const late = row.budget_ms !== null && row.latest_ms > row.budget_ms;
+    const tr = element("tr", { "data-stage": row.stage, class: late ? "over" : "" });
+    const name = element("td");
+    const swatch = element("span", { class: "swatch" });
+    swatch.style.background = STAGE_COLORS[row.stage] ?? "#ccc";
+    name.append(swatch, row.stage);
+    tr.append(
+      name,
+      element("td", {}, ms(row.latest_ms)),
+      element("td", {}, ms(row.p50_ms)),
+      element("td", {}, ms(row.p95_ms)),
+      element("td", {}, row.budget_ms === null ? "–" : ms(row.budget_ms)),
+      element("td", {}, String(over)),
+    );
+    return tr;
+  });
+  $("#latency-table tbody").replaceChildren(...rows);
+}
+
+function motionPlot(state) {
+  const { points, threshold_mm } = state.motion;
+  const note = $("#motion-note");
+  if (points.length === 0) {
+    note.textContent = state.counts.frames
+      ? "The frames carry no motion estimate (no fd in their headers)."
+      : "";
+  } else {
+    const last = points[points.length - 1];
+    note.textContent = `latest FD ${last[1].toFixed(2)} mm at TR ${last[0]}; threshold ${threshold_mm} mm`;
+  }
+  const yMax = Math.max(threshold_mm * 2, ...points.map((p) => p[1] * 1.2));
+  const trs = state.latency.map((r) => r.tr);
+  linePlot($("#motion-plot"), {
+    series: [{ name: "fd", color: "#58a6ff", points, dots: true }],
+    lines: [{ y: threshold_mm, color: TR_COLOR, label: `${threshold_mm} mm` }],
+    yMin: 0,
+    yMax,
+    xMin: trs.length ? Math.min(...trs) : undefined,
+    xMax: trs.length ? Math.max(...trs) : undefined,
+    empty: state.counts.frames ? "no framewise displacement in the frames" : "no pictures yet",
+  });
+}
+
+function showState(state) {
+  latest = state;
+  showNodes(state.nodes);
+  showCounts(state);
+  showWarnings(state.warnings);
+  latencyPlot(state);
+  latencyTable(state);
+  motionPlot(state);
+}
+
+function truthCell(truth, big) {
+  if (truth?.picture) {
+    const img = element("img", { src: truth.picture, alt: truth.caption || `stimulus ${truth.stimulus_id}` });
+    img.dataset.stimulus = truth.stimulus_id;
+    return img;
+  }
+  const text = truth ? (truth.caption || `stimulus ${truth.stimulus_id}`) : "blank";
+  return element("span", {}, big ? text : text.slice(0, 40));
+}
+
+function showTruth(frame) {
+  const truth = frame.header.truth;
+  const img = $("#truth");
+  const none = $("#truth-none");
+  const caption = $("#truth-caption");
+  if (truth?.picture) {
+    if (img.getAttribute("src") !== truth.picture) img.src = truth.picture;
+    img.dataset.stimulus = truth.stimulus_id;
+    img.hidden = false;
+    none.hidden = true;
+  } else {
+    img.hidden = true;
+    img.removeAttribute("data-stimulus");
+    none.hidden = false;
+    none.textContent = truth ? `stimulus ${truth.stimulus_id} (no picture: set console.dataset)` : frame.header.lag_trs === null ? "no lag_trs in the frames" : "no stimulus on screen";
+  }
+  caption.replaceChildren();
+  if (truth) {
+    caption.append(`shown: #${truth.stimulus_id} ${truth.caption} (onset TR ${truth.onset_tr})`);
+    if (truth.scored) caption.append(" ", element("span", { class: "scored" }, "· scored TR"));
+  } else {
+    caption.append("shown: nothing");
+  }
+}
+
+function addToStrip(frame) {
+  const figure = element("figure", { "data-tr": frame.header.tr });
+  const top = element("div", { class: "cell" });
+  top.append(truthCell(frame.header.truth, false));
+  const bottom = element("div", { class: "cell" });
+  const canvas = element("canvas");
+  drawFrame(canvas, frame);
+  bottom.append(canvas);
+  figure.append(top, bottom, element("figcaption", {}, `TR ${frame.header.tr}`));
+  const strip = $("#strip");
+  strip.prepend(figure);
+  while (strip.children.length > STRIP_LENGTH) strip.lastChild.remove();
+}
+
+function showFrame(frame) {
+  drawFrame($("#recon"), frame);
+  const lag = frame.header.lag_trs;
+  $("#recon-tr").textContent = `TR ${frame.header.tr}`;
+  $("#pair-tr").textContent =
+    lag === null || lag === undefined ? "" : `(reconstruction of TR ${frame.header.tr} shows TR ${frame.header.tr - lag}: lag ${lag} TRs)`;
+  document.body.dataset.frameTr = frame.header.tr;
+  showTruth(frame);
+  addToStrip(frame);
+}
+
+connect("/ws/console", {
+  onOpen: () => {
+    document.body.dataset.socket = "open";
+    $("#link").textContent = "connected";
+  },
+  onClose: () => {
+    document.body.dataset.socket = "closed";
+    $("#link").textContent = "console server unreachable";
+  },
+  onText: (message) => {
+    if (message.type === "state") showState(message);
+  },
+  onFrame: showFrame,
+});
+
+window.addEventListener("resize", () => latest && showState(latest));

@@ -1,0 +1,349 @@
+"""Both pages in headless Chromium, fed by real ZeroMQ publishers and real nodes.
+
+The console runs as ``python -m rt_recon console``; pictures, heartbeats and
+markers come from real ZeroMQ / LSL publishers in the test or from real
+decoder and renderer processes. Delays are measured and reported (run with
+``-s`` to see them), never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pylsl
+import pytest
+
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS
+from rt_recon.transport.lsl import MarkerOutlet
+from rt_recon.transport.zmq import Publisher
+from tests.conftest import free_port
+from tests.display._helpers import (
+    ConsoleProcess,
+    console_config,
+    frame_header,
+    pattern,
+    status_header,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TOKEN = "Zq0-tLr4_w8YcE2nPk7sVb1u"
+
+
+def _wait_js(page, expression: str, timeout_ms: int = 15_000) -> None:
+    """Poll a JavaScript expression until truthy (``wait_for_function`` needs eval, which the
+    pages' Content-Security-Policy forbids; ``evaluate`` goes through the debugger)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout_ms} ms for: {expression}")
+        time.sleep(0.01)
+
+
+def _clock_offset_ms(page) -> float:
+    """Browser wall clock minus this process's, from the shortest of a few round trips."""
+    samples = []
+    for _ in range(7):
+        before = time.time() * 1000
+        browser_now = page.evaluate("performance.timeOrigin + performance.now()")
+        after = time.time() * 1000
+        samples.append((after - before, browser_now - (before + after) / 2))
+    return min(samples)[1]
+
+
+def _canvas_rgb(page, selector: str) -> np.ndarray:
+    width, height, data = page.evaluate(
+        """(selector) => {
+            const c = document.querySelector(selector);
+            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+            return [c.width, c.height, Array.from(d)];
+        }""",
+        selector,
+    )
+    return np.array(data, dtype=np.uint8).reshape(height, width, 4)[..., :3]
+
+
+def _summary(values: list[float]) -> str:
+    arr = np.asarray(values)
+    return (
+        f"median {np.median(arr):.1f} ms, p95 {np.percentile(arr, 95):.1f} ms, "
+        f"max {arr.max():.1f} ms (n={arr.size})"
+    )
+
+
+def _open(context, url: str, errors: list[str]):
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    _wait_js(page, "document.body.dataset.socket === 'open'", timeout_ms=15_000)
+    return page
+
+
+def _level(page, node: str) -> str | None:
+    return page.get_attribute(f'#nodes li[data-node="{node}"]', "data-level")
+
+
+def test_participant_page_waits_shows_each_new_picture_and_waits_again_when_the_renderer_goes(
+    context, tmp_path, record_property
+):
+    config = console_config(tmp_path)
+    errors: list[str] = []
+    with (
+        ConsoleProcess(config, tmp_path / "session.json") as console,
+        Publisher(config.renderer.frames_endpoint) as renderer,
+    ):
+        renderer.wait_for_subscribers(1, TOPIC_FRAME, timeout=30)
+        renderer.wait_for_subscribers(1, TOPIC_STATUS, timeout=30)
+        page = _open(context, console.url + "/participant", errors)
+        assert page.evaluate("document.body.dataset.state") == "waiting"
+        assert page.locator("#fixation").is_visible()
+        assert not page.locator("#picture").is_visible()
+
+        offset = _clock_offset_ms(page)
+        delays: dict[str, list[float]] = {"receivedAt": [], "drawnAt": [], "nextFrameAt": []}
+        n_pictures = 30
+        for i in range(n_pictures):
+            image = pattern(i)
+            renderer.send(TOPIC_STATUS, status_header("renderer", "running", i, rendered=i))
+            sent = time.time() * 1000
+            renderer.send(TOPIC_FRAME, frame_header(i, pylsl.local_clock()), {"image": image})
+            _wait_js(
+                page,
+                f"window.rtParticipant.shown?.seq === {i} "
+                "&& window.rtParticipant.shown.nextFrameAt !== null",
+                timeout_ms=10_000,
+            )
+            shown = page.evaluate("window.rtParticipant.shown")
+            for key, values in delays.items():
+                values.append(shown[key] - offset - sent)
+            np.testing.assert_array_equal(_canvas_rgb(page, "#picture"), image)
+            time.sleep(0.1)  # a 10 Hz stream
+        assert page.evaluate("document.body.dataset.state") == "showing"
+        assert page.locator("#picture").is_visible()
+        assert not page.locator("#fixation").is_visible()
+        assert page.evaluate("window.rtParticipant.seqs") == list(range(n_pictures))
+
+        # the renderer falls silent: after three heartbeat periods the display goes quiet
+        silent_since = time.monotonic()
+        _wait_js(page, "document.body.dataset.state === 'waiting'", timeout_ms=15_000)
+        back_to_waiting = time.monotonic() - silent_since
+        assert page.locator("#fixation").is_visible()
+    assert not errors
+
+    report = {
+        "publish_to_page_message_ms": _summary(delays["receivedAt"]),
+        "publish_to_drawn_ms": _summary(delays["drawnAt"]),
+        "publish_to_next_animation_frame_ms": _summary(delays["nextFrameAt"]),
+        "renderer_silent_to_waiting_s": round(back_to_waiting, 2),
+    }
+    for key, value in report.items():
+        record_property(key, value)
+    print("\nparticipant display, 64x64 pictures at 10 Hz:", json.dumps(report, indent=2))
+
+
+def test_participant_page_never_shows_an_older_picture_after_a_newer_one(
+    context, tmp_path, record_property
+):
+    config = console_config(tmp_path)
+    errors: list[str] = []
+    with (
+        ConsoleProcess(config, tmp_path / "session.json") as console,
+        Publisher(config.renderer.frames_endpoint) as renderer,
+    ):
+        renderer.wait_for_subscribers(1, TOPIC_FRAME, timeout=30)
+        page = _open(context, console.url + "/participant", errors)
+        n_pictures, size = 40, 512
+        pictures = [pattern(i, size) for i in range(n_pictures)]
+        for i, image in enumerate(pictures):  # a burst, far faster than a page can draw
+            renderer.send(TOPIC_FRAME, frame_header(i, pylsl.local_clock()), {"image": image})
+        last = n_pictures - 1
+        _wait_js(page, f"window.rtParticipant.shown?.seq === {last}", timeout_ms=20_000)
+        seqs = page.evaluate("window.rtParticipant.seqs")
+        rng = np.random.default_rng(0)
+        ys, xs = rng.integers(0, size, 64), rng.integers(0, size, 64)
+        sampled = page.evaluate(
+            """([ys, xs]) => {
+                const c = document.getElementById("picture");
+                const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                return ys.map((y, k) => {
+                    const at = 4 * (y * c.width + xs[k]);
+                    return Array.from(d.slice(at, at + 3));
+                });
+            }""",
+            [ys.tolist(), xs.tolist()],
+        )
+    assert not errors
+    assert seqs == sorted(set(seqs)), f"pictures drawn out of order or twice: {seqs}"
+    assert seqs[-1] == last
+    np.testing.assert_array_equal(np.array(sampled), pictures[last][ys, xs])
+    record_property("burst_pictures_drawn", f"{len(seqs)} of {n_pictures}")
+    print(f"\nburst of {n_pictures} {size}x{size} pictures: the page drew {len(seqs)}: {seqs}")
+
+
+def test_console_shows_latency_budgets_lateness_motion_and_the_true_stimulus_beside_each_picture(
+    context, tmp_path, small_dataset
+):
+    stimuli = [i for i in sorted(small_dataset.stimuli()) if i >= 0][:3]
+    config = console_config(tmp_path, dataset=str(small_dataset.root))
+    errors: list[str] = []
+    with (
+        ConsoleProcess(config, tmp_path / "session.json") as console,
+        Publisher(config.renderer.frames_endpoint) as renderer,
+        Publisher(config.decoder.latents_endpoint) as decoder,
+    ):
+        markers = MarkerOutlet(config.stream.markers_name, config.stream.markers_source_id)
+        assert markers.wait_for_consumers(30), "the console did not open the marker stream"
+        renderer.wait_for_subscribers(1, TOPIC_FRAME, timeout=30)
+        decoder.wait_for_subscribers(1, TOPIC_STATUS, timeout=30)
+        page = _open(context, console.url + "/console", errors)
+
+        tr_s, speed, lag = 1.5, 4.0, 3
+        interval = tr_s / speed
+        t0 = pylsl.local_clock()
+        markers.push({"type": "run_start", "run": "01", "tr": tr_s, "speed": speed}, t0)
+        onsets = [9.0, 15.0, 21.0]  # TRs 6, 10, 14
+        for k, (onset, stimulus) in enumerate(zip(onsets, stimuli, strict=True)):
+            markers.push(
+                {"type": "event", "run": "01", "trial": k, "onset": onset, "duration": 3.0,
+                 "stimulus_id": stimulus, "caption": f"caption {k}"},
+                t0 + onset / speed,
+            )  # fmt: skip
+        time.sleep(0.5)  # markers travel on their own stream; let them land first
+        last_tr = 13
+        for tr in range(last_tr + 1):
+            slow = {"rendered": 420.0, "published": 421.0} if tr == 12 else {}
+            fd = 0.9 if tr == 7 else 0.1 + 0.01 * tr
+            decoder.send(TOPIC_STATUS, status_header("decoder", "running", tr, tr=tr, missed=0))
+            renderer.send(TOPIC_STATUS, status_header("renderer", "running", tr, rendered=tr))
+            header = frame_header(tr, t0 + tr * interval, stage_ms=slow, fd=fd, lag_trs=lag)
+            renderer.send(TOPIC_FRAME, header, {"image": pattern(tr)})
+            time.sleep(0.05)
+        _wait_js(page, f"document.body.dataset.frameTr === '{last_tr}'", timeout_ms=15_000)
+        _wait_js(page, f"document.body.dataset.tr === '{last_tr}'", timeout_ms=15_000)
+
+        assert _level(page, "decoder") == "ok" and _level(page, "renderer") == "ok"
+        assert page.inner_text('#counts [data-count="late_trs"]') == "1"  # 421 ms > 375 ms TR
+        assert page.inner_text('#counts [data-count="interval"]') == "375 ms"
+        warnings = page.locator("#warnings li").all_inner_texts()
+        assert any(w.startswith("render over budget") and "at TR 12" in w for w in warnings)
+        assert any(w.startswith("late: 1 of the last 10") for w in warnings)
+        assert any(w.startswith("motion: framewise displacement 0.90 mm at TR 7") for w in warnings)
+        assert page.get_attribute('#latency-table tr[data-stage="render"]', "class") == ""
+        assert "latest FD 0.23 mm at TR 13" in page.inner_text("#motion-note")
+        np.testing.assert_array_equal(_canvas_rgb(page, "#recon"), pattern(last_tr))
+
+        # TR 13 shows TR 10, the onset of the second picture: the scored TR of that trial
+        truth = page.locator("#truth")
+        assert truth.get_attribute("data-stimulus") == str(stimuli[1])
+        _wait_js(page, "document.getElementById('truth').naturalWidth > 0")
+        assert "scored TR" in page.inner_text("#truth-caption")
+        strip = {
+            int(f.get_attribute("data-tr")): f.locator("img").get_attribute("data-stimulus")
+            if f.locator("img").count() else None
+            for f in page.locator("#strip figure").all()
+        }  # fmt: skip
+        assert strip[9] == str(stimuli[0]) and strip[10] == str(stimuli[0])
+        assert strip[11] is None and strip[12] is None  # blank between pictures
+        state = json.loads(console.get("/api/state")[2])
+        assert [p["truth"]["stimulus_id"] if p["truth"] else None for p in state["pairs"]][-5:] == [
+            stimuli[0], stimuli[0], None, None, stimuli[1]
+        ]  # fmt: skip
+    assert not errors
+
+
+def test_console_shows_node_health_change_when_real_nodes_stop(
+    context, node_config, tmp_path, record_property
+):
+    config = node_config.with_overrides(
+        {
+            "decoder.wait_for_subscribers": 0,
+            "console.port": free_port(),
+            "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+        }
+    )
+    config_path = tmp_path / "session.json"
+    errors: list[str] = []
+    with ConsoleProcess(config, config_path) as console:
+        page = _open(context, console.url + "/console", errors)
+        assert _level(page, "decoder") == "unknown" and _level(page, "renderer") == "unknown"
+        nodes = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "rt_recon", command, "--config", str(config_path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, command in (("renderer", "render"), ("decoder", "decode"))
+        }
+        try:
+            # the decoder waits for a volume stream that never comes; the renderer for latents
+            page.wait_for_selector(
+                '#nodes li[data-node="decoder"][data-level="waiting"]', timeout=60_000
+            )
+            page.wait_for_selector(
+                '#nodes li[data-node="renderer"][data-level="ok"]', timeout=60_000
+            )
+            assert "waiting for stream" in page.inner_text('#nodes li[data-node="decoder"]')
+
+            nodes["renderer"].send_signal(signal.SIGTERM)  # a clean stop says so
+            assert nodes["renderer"].wait(timeout=20) == 0
+            page.wait_for_selector(
+                '#nodes li[data-node="renderer"][data-level="stopped"]', timeout=10_000
+            )
+            assert "renderer stopped" in page.locator("#warnings li").all_inner_texts()
+
+            nodes["decoder"].kill()  # a crash says nothing: its heartbeats stop
+            nodes["decoder"].wait(timeout=20)
+            killed = time.monotonic()
+            page.wait_for_selector(
+                '#nodes li[data-node="decoder"][data-level="away"]', timeout=15_000
+            )
+            seen_away = time.monotonic() - killed
+            assert any(
+                w.startswith("decoder away: silent for")
+                for w in page.locator("#warnings li").all_inner_texts()
+            )
+        finally:
+            for process in nodes.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert not errors
+    record_property("killed_node_shown_away_after_s", round(seen_away, 2))
+    print(f"\nconsole showed the killed decoder as away {seen_away:.2f} s after SIGKILL")
+
+
+def test_browser_without_the_token_gets_neither_page_nor_socket(context, tmp_path):
+    config = console_config(tmp_path, host="0.0.0.0", token=TOKEN)
+    errors: list[str] = []
+    with ConsoleProcess(config, tmp_path / "session.json") as console:
+        page = context.new_page()
+        for path in ("/console", "/participant"):
+            response = page.goto(console.url + path)
+            assert response.status == 401
+            assert "access token required" in page.inner_text("body")
+        outcome = page.evaluate(
+            """(url) => new Promise((resolve) => {
+                const socket = new WebSocket(url);
+                socket.onopen = () => resolve("open");
+                socket.onclose = (event) => resolve("refused " + event.code);
+            })""",
+            f"ws://127.0.0.1:{console.port}/ws/participant",
+        )
+        assert outcome.startswith("refused")
+
+        page = context.new_page()  # now with the link the operator was given
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        response = page.goto(f"{console.url}/console?token={TOKEN}")
+        assert response.status == 200 and page.url == console.url + "/console"
+        _wait_js(page, "document.body.dataset.socket === 'open'", timeout_ms=15_000)
+        participant = context.new_page()  # the cookie now opens the other page too
+        participant.on("pageerror", lambda error: errors.append(str(error)))
+        assert participant.goto(console.url + "/participant").status == 200
+        _wait_js(participant, "document.body.dataset.socket === 'open'", timeout_ms=15_000)
+        assert participant.evaluate("document.body.dataset.state") == "waiting"
+    assert not errors

@@ -1,0 +1,153 @@
+"""Latest-only delivery to pages and the binary picture message, without sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from rt_recon.display.frames import decode_frame, encode_frame
+from rt_recon.display.hub import ACK_TIMEOUT_S, WAITING_MESSAGE, Client, Hub
+from rt_recon.display.state import AWAY_AFTER_S, ConsoleState
+from rt_recon.errors import ProtocolError
+from rt_recon.evaluate.latency import CPU_BUDGET_MS
+from tests.display._helpers import frame_header, pattern, status_header
+
+
+def _hub(picture_ids=None) -> Hub:
+    return Hub(ConsoleState(CPU_BUDGET_MS), picture_ids=picture_ids)
+
+
+def test_frame_message_round_trips_header_and_pixels():
+    image = pattern(3, size=48)
+    header, pixels = decode_frame(encode_frame({"tr": 7, "seq": 9}, image))
+    assert header == {"tr": 7, "seq": 9, "width": 48, "height": 48}
+    np.testing.assert_array_equal(pixels, image)
+
+
+def test_frame_message_refuses_what_is_not_an_rgb_picture():
+    with pytest.raises(ProtocolError, match=r"\(H, W, 3\) uint8 RGB, found \(4, 4\) float32"):
+        encode_frame({}, np.zeros((4, 4), np.float32))
+    payload = encode_frame({"tr": 1}, pattern(1, size=8))
+    with pytest.raises(ProtocolError, match="needs 192 bytes, found 191"):
+        decode_frame(payload[:-1])
+
+
+def test_a_page_that_has_not_acked_gets_only_the_newest_picture_afterwards():
+    hub = _hub()
+    page = Client("participant")
+    hub.clients.add(page)
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    first = hub.next_message(page, now=0.0)
+    assert decode_frame(first)[0]["seq"] == 0
+    for tr in range(1, 10):  # arrive while the page is still drawing picture 0
+        hub.on_frame(frame_header(tr, 100.0 + tr), pattern(tr), now=0.1 * tr)
+        assert hub.next_message(page, now=0.1 * tr) is None
+    page.ack()
+    header, pixels = decode_frame(hub.next_message(page, now=1.0))
+    assert header["seq"] == 9
+    np.testing.assert_array_equal(pixels, pattern(9))
+    page.ack()
+    assert hub.next_message(page, now=1.1) is None  # nothing newer: nothing sent twice
+    assert page.pictures_sent == 2
+
+
+def test_a_page_that_never_acks_is_sent_the_next_picture_after_the_timeout():
+    hub = _hub()
+    page = Client("participant")
+    hub.clients.add(page)
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    assert hub.next_message(page, now=0.0) is not None
+    hub.on_frame(frame_header(1, 101.0), pattern(1), now=0.5)
+    hub.tick(0.5)
+    assert hub.next_message(page, now=0.5) is None
+    hub.tick(ACK_TIMEOUT_S + 0.1)
+    assert decode_frame(hub.next_message(page, now=ACK_TIMEOUT_S + 0.1))[0]["seq"] == 1
+
+
+def test_participants_go_back_to_waiting_when_the_renderer_is_away_the_console_keeps_its_picture():
+    hub = _hub()
+    participant, console = Client("participant"), Client("console")
+    hub.clients.update({participant, console})
+    hub.on_status(status_header("renderer", "running", 0), now=0.0)
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    assert decode_frame(hub.next_message(participant, now=0.0))[0]["tr"] == 0
+    assert decode_frame(hub.next_message(console, now=0.0))[0]["tr"] == 0
+    participant.ack()
+    console.ack()
+    hub.tick(AWAY_AFTER_S - 0.5)
+    assert hub.next_message(participant, now=AWAY_AFTER_S - 0.5) is None
+    hub.tick(AWAY_AFTER_S + 0.5)
+    assert hub.next_message(participant, now=AWAY_AFTER_S + 0.5) == WAITING_MESSAGE
+    state = json.loads(hub.next_message(console, now=AWAY_AFTER_S + 0.5))
+    assert state["type"] == "state"
+    assert {n["name"]: n["level"] for n in state["nodes"]}["renderer"] == "away"
+    assert hub.next_message(console, now=AWAY_AFTER_S + 0.5) is None  # its picture stays up
+    late = Client("participant")  # a page opened now waits too: no stale picture
+    hub.clients.add(late)
+    assert hub.next_message(late, now=AWAY_AFTER_S + 0.6) == WAITING_MESSAGE
+
+
+def test_a_stopped_renderer_sends_participants_to_waiting_at_once():
+    hub = _hub()
+    participant = Client("participant")
+    hub.clients.add(participant)
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    hub.next_message(participant, now=0.0)
+    hub.on_status(status_header("renderer", "stopped", 1), now=0.2)
+    assert hub.next_message(participant, now=0.2) == WAITING_MESSAGE
+
+
+def test_console_pictures_carry_the_paired_stimulus_and_its_picture_url():
+    hub = _hub(picture_ids={100})
+    console = Client("console")
+    hub.on_marker({"type": "run_start", "run": "01", "tr": 1.5, "speed": 4.0}, 0.0)
+    hub.on_marker(
+        {"type": "event", "run": "01", "onset": 9.0, "duration": 3.0, "stimulus_id": 100,
+         "caption": "a red square"}, 2.25,
+    )  # fmt: skip
+    hub.on_marker({"type": "event", "run": "01", "onset": 15.0, "stimulus_id": 101}, 3.75)
+    headers = []
+    for tr in (9, 13):  # onset TRs 6 and 10, lag 3
+        hub.on_frame(frame_header(tr, 100.0 + tr * 0.375), pattern(tr), now=float(tr))
+        headers.append(decode_frame(hub.next_message(console, now=float(tr)))[0])
+        console.ack()
+    assert headers[0]["truth"] == {
+        "stimulus_id": 100, "caption": "a red square", "onset_tr": 6, "scored": True,
+        "picture": "/stimuli/100.png",
+    }  # fmt: skip
+    assert headers[0]["lag_trs"] == 3
+    assert headers[1]["truth"]["stimulus_id"] == 101
+    assert headers[1]["truth"]["picture"] is None  # not in the dataset
+    assert hub.snapshot(14.0)["pairs"][-1]["truth"]["picture"] is None
+
+
+def test_pump_sends_what_is_due_and_waits_for_more():
+    async def scenario() -> list:
+        hub = _hub()
+        page = Client("participant")
+        hub.clients.add(page)
+        sent: list = []
+
+        async def send(message) -> None:
+            sent.append(message)
+
+        pump = asyncio.create_task(hub.pump(page, send, clock=lambda: 0.0))
+        hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+        await asyncio.sleep(0.01)
+        hub.on_frame(frame_header(1, 101.0), pattern(1), now=0.0)
+        hub.on_frame(frame_header(2, 102.0), pattern(2), now=0.0)
+        await asyncio.sleep(0.01)
+        page.ack()
+        await asyncio.sleep(0.01)
+        hub.close()
+        await asyncio.wait_for(pump, timeout=1.0)
+        return sent
+
+    # its own thread: Playwright's sync API may hold an event loop in this one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sent = pool.submit(asyncio.run, scenario()).result(timeout=10)
+    assert [decode_frame(m)[0]["seq"] for m in sent] == [0, 2]
