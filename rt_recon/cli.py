@@ -5,7 +5,10 @@ Subcommands:
   decode      run the decoder node      (LSL volumes -> ZeroMQ latents)
   render      run the renderer node     (ZeroMQ latents -> ZeroMQ frames + PNG)
   fit         fit decoders on a dataset's training runs
-  simulate    synthetic sessions (``session``) and LSL replay of runs (``replay``)
+  simulate    synthetic sessions (``session``), LSL replay of runs (``replay``) and a
+              scanner's export folder written at TR pace (``export``)
+  bridge      stream a scanner's real-time export folder over LSL
+  convert     write a recorded series (DICOM, PAR/REC, NIfTI) as one 4D NIfTI
   console     web console for the operator and display page for the participant
 
 Human output goes to stdout; logs go to stderr.
@@ -36,13 +39,6 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    import transformers
-    from diffusers.utils import logging as diffusers_logging
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()
 
 
 def _config(args: argparse.Namespace) -> SessionConfig:
@@ -189,17 +185,42 @@ def _cmd_simulate_session(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_options(args: argparse.Namespace):
+    from rt_recon.acquire.formats import ReadOptions
+
+    return ReadOptions(
+        slices_per_volume=args.slices, philips_image_type=args.philips_image_type, tr=args.tr
+    )
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tr", type=float, help="repetition time in s (overrides the headers)")
+    p.add_argument("--series", help="series number to use when the folder holds several")
+    p.add_argument("--slices", type=int, help="slices per volume (single-slice DICOM)")
+    p.add_argument(
+        "--philips-image-type", type=int, help="PAR/REC image_type_mr to use (default: magnitude)"
+    )
+
+
 def _cmd_simulate_replay(args: argparse.Namespace) -> int:
-    from rt_recon.acquire.nifti import load_nifti_run
     from rt_recon.nodes._signals import stop_on_signals
+
+    stop = stop_on_signals()  # first: a SIGTERM during the imports below still stops cleanly
+    from rt_recon.acquire.runs import load_run
     from rt_recon.nodes._status import ReadyWatcher
-    from simulators.replay import replay
+    from simulators.replay import DecoderAck, replay
 
     config = _config(args)
-    stop = stop_on_signals()
-    run = load_nifti_run(args.run, args.events)
+    run = load_run(args.run, args.events, _read_options(args), args.series, args.stream)
     speed = args.speed if args.speed is not None else config.replay.speed
     ready = ReadyWatcher(args.await_ready, config.stream.source_id) if args.await_ready else None
+    ack = (
+        DecoderAck(
+            args.ack_endpoint or config.decoder.latents_endpoint, config.session.id, args.run_id
+        )
+        if args.asap
+        else None
+    )
     replay(
         run,
         name=config.stream.name,
@@ -213,9 +234,81 @@ def _cmd_simulate_replay(args: argparse.Namespace) -> int:
         stop=stop,
         buffer_trs=config.stream.buffer_trs,
         ready=ready,
+        loop=args.loop,
+        pace="asap" if args.asap else "realtime",
+        ack=ack,
+        window=args.window,
     )
     if ready is not None:
         ready.close()
+    if ack is not None:
+        ack.close()
+    return 0
+
+
+def _cmd_simulate_export(args: argparse.Namespace) -> int:
+    from rt_recon.nodes._signals import stop_on_signals
+    from simulators.scanner_export import export_series
+
+    report = export_series(
+        args.series_path,
+        args.dest,
+        tr=args.tr,
+        speed=args.speed,
+        atomic=args.atomic,
+        stop=stop_on_signals(),
+        options=_read_options(args),
+    )
+    print(f"wrote {len(report.written)} files to {args.dest}")
+    return 0
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from rt_recon.acquire.bridge import BridgeOptions, run_bridge
+    from rt_recon.nodes._signals import stop_on_signals
+
+    config = _config(args)
+    options = BridgeOptions(
+        name=config.stream.name,
+        source_id=config.stream.source_id,
+        session=config.session.id,
+        read=_read_options(args),
+        clock=args.clock,
+        speed=args.speed,
+        reorder_wait=args.reorder_wait,
+        consumer_wait=args.consumer_wait,
+        buffer_trs=config.stream.buffer_trs,
+        series=args.series,
+        watch_mode="poll" if args.poll else "events",
+        poll_interval=args.poll_interval,
+        settle=args.settle,
+        give_up=args.give_up,
+        include_existing=args.existing,
+        idle_stop=args.idle_stop,
+    )
+    report = run_bridge(args.watch, options, stop_on_signals())
+    print(f"rt-recon bridge: {report.summary()}")
+    for name, reason in report.unreadable:
+        print(f"  unreadable: {name}: {reason}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from rt_recon.acquire.convert import write_series_nifti
+    from rt_recon.acquire.series import read_series
+
+    series = read_series(args.series_path, _read_options(args), args.series)
+    out, sidecar = write_series_nifti(series, args.out)
+    shape = "x".join(str(s) for s in series.shape)
+    print(
+        f"wrote {out}: {shape}, {len(series.volumes)} volumes, TR {series.tr:g} s "
+        f"(series {series.label}); sidecar {sidecar.name}"
+    )
+    for what, items in (("missing volumes", series.missing), ("duplicates", series.duplicates)):
+        if items:
+            print(f"  {what}: {items}")
+    for path, reason in series.unreadable:
+        print(f"  unreadable: {path.name}: {reason}")
     return 0
 
 
@@ -276,8 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     session = with_config(sim_sub.add_parser("session", help="generate a synthetic session"))
     session.add_argument("--out", type=Path, required=True, help="folder to write")
     session.set_defaults(func=_cmd_simulate_session)
-    rep = with_config(sim_sub.add_parser("replay", help="replay a 4D NIfTI run over LSL"))
-    rep.add_argument("run", type=Path, help="4D NIfTI run")
+    rep = with_config(
+        sim_sub.add_parser(
+            "replay", help="replay a recorded run (NIfTI, DICOM series, XDF) over LSL"
+        )
+    )
+    rep.add_argument(
+        "run",
+        type=Path,
+        help="4D NIfTI, a scanner series (DICOM/PAR/REC/NIfTI folder or file) or an .xdf recording",
+    )
     rep.add_argument("--events", type=Path, help="BIDS events.tsv to replay as markers")
     rep.add_argument("--speed", type=float, help="replay speed (overrides replay.speed)")
     rep.add_argument("--run-id", default="01", help="run identifier sent in the stream metadata")
@@ -288,7 +389,94 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="start only once the node publishing status here is streaming (repeatable)",
     )
+    rep.add_argument(
+        "--loop",
+        type=int,
+        nargs="?",
+        const=0,
+        default=1,
+        metavar="N",
+        help="play the run N times back to back; --loop alone: until stopped",
+    )
+    rep.add_argument(
+        "--asap",
+        action="store_true",
+        help="as fast as the decoder takes volumes (back-pressure from its ZeroMQ publisher)",
+    )
+    rep.add_argument(
+        "--ack-endpoint", help="decoder publisher for --asap (default: decoder.latents_endpoint)"
+    )
+    rep.add_argument("--window", type=int, default=2, help="--asap: volumes in flight at most")
+    rep.add_argument("--stream", help="XDF: name of the volume stream when there are several")
+    _add_read_options(rep)
     rep.set_defaults(func=_cmd_simulate_replay)
+
+    export = sim_sub.add_parser(
+        "export", help="write a recorded series into a folder at TR pace, as a scanner's export"
+    )
+    export.add_argument("series_path", type=Path, help="recorded series (folder or file)")
+    export.add_argument("dest", type=Path, help="export folder to write (a bridge watches it)")
+    export.add_argument("--speed", type=float, default=1.0, help="times faster than real time")
+    export.add_argument(
+        "--atomic", action="store_true", help="write a temporary name, then rename (else in place)"
+    )
+    _add_read_options(export)
+    export.set_defaults(func=_cmd_simulate_export)
+
+    bridge = with_config(
+        sub.add_parser("bridge", help="stream a scanner's real-time export folder over LSL")
+    )
+    bridge.add_argument("--watch", type=Path, required=True, help="the export folder to watch")
+    bridge.add_argument(
+        "--poll", action="store_true", help="poll the folder (network shares) instead of inotify"
+    )
+    bridge.add_argument("--poll-interval", type=float, default=0.05, help="--poll: seconds")
+    bridge.add_argument(
+        "--settle", type=float, default=0.25, help="--poll: seconds a file must stay unchanged"
+    )
+    bridge.add_argument(
+        "--give-up",
+        type=float,
+        default=5.0,
+        help="report an incomplete file after this many seconds without a change",
+    )
+    bridge.add_argument(
+        "--clock",
+        choices=["anchored", "synced", "arrival"],
+        default="anchored",
+        help="acquisition time -> LSL clock (docs/acquire.md)",
+    )
+    bridge.add_argument(
+        "--speed", type=float, default=1.0, help="files arrive this much faster than real time"
+    )
+    bridge.add_argument(
+        "--reorder-wait",
+        type=float,
+        default=0.3,
+        help="seconds a volume after a gap waits for the missing one",
+    )
+    bridge.add_argument(
+        "--consumer-wait",
+        type=float,
+        default=10.0,
+        help="seconds a new series' stream waits for an inlet before its first volume",
+    )
+    bridge.add_argument(
+        "--existing", action="store_true", help="also stream files already in the folder"
+    )
+    bridge.add_argument(
+        "--idle-stop", type=float, help="stop after this many seconds without a new file"
+    )
+    _add_read_options(bridge)
+    bridge.set_defaults(func=_cmd_bridge)
+
+    convert = sub.add_parser(
+        "convert", help="write a recorded series (DICOM, PAR/REC, NIfTI) as one 4D NIfTI"
+    )
+    convert.add_argument("series_path", type=Path, help="series folder or file")
+    convert.add_argument("out", type=Path, help="output .nii or .nii.gz (a .json sidecar beside)")
+    _add_read_options(convert)
+    convert.set_defaults(func=_cmd_convert)
     return parser
 
 

@@ -1,9 +1,30 @@
 """Replay a recorded run over LSL at TR pace, as a scanner would have sent it.
 
 Volumes go out on an ``fMRI`` stream (geometry in its ``desc``), events from
-a BIDS ``events.tsv`` on a ``Markers`` stream, each at its scheduled time.
-Pacing is by target timestamps (``t0 + i * TR / speed``), not by sleeping a
-TR after each push, so lateness never accumulates.
+a BIDS ``events.tsv`` (or an XDF recording's markers) on a ``Markers``
+stream, each at its scheduled time. The run can be a 4D NIfTI, a scanner
+series (DICOM, PAR/REC, NIfTI files) or an XDF recording
+(:func:`rt_recon.acquire.runs.load_run`).
+
+Pacing (``pace``):
+
+``realtime``
+    By target timestamps: volume ``i`` is due at ``t0 + time_i / speed``,
+    where ``time_i`` is the recording's own acquisition time (DICOM, XDF) or
+    ``i * TR``; it is not ``sleep(TR)`` after each push, so lateness never
+    accumulates. Each volume is stamped with its push time.
+``asap``
+    As fast as the consumer takes the volumes, never faster: at most
+    ``window`` volumes are in flight (pushed but not yet acknowledged by the
+    consumer through ``ack``), so the consumer's LSL buffer never overflows
+    and nothing is dropped. Volumes are stamped with their push time and the
+    stream declares ``speed`` (default 1): a consumer that counts TRs from
+    timestamp gaps sees one TR per volume as long as it keeps within 1.5 TR
+    per volume.
+
+``loop`` plays the run that many times back to back (0: until stopped),
+each pass framed by its own ``run_start``/``run_end`` markers (with a
+``loop`` number), the timeline continuing without a jump.
 """
 
 from __future__ import annotations
@@ -11,27 +32,41 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import count
+from typing import Literal, Protocol
 
 import numpy as np
 import pylsl
 
 from rt_recon.acquire.nifti import RecordedRun
-from rt_recon.errors import StreamError
-from rt_recon.protocol import VolumeStreamMeta
+from rt_recon.errors import ConfigError, StreamError
+from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
 from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
 
 log = logging.getLogger(__name__)
 
 _LINGER_S = 1.0
 
+Pace = Literal["realtime", "asap"]
+
+
+class Acknowledger(Protocol):
+    """How an ``asap`` replay learns how many volumes its consumer has taken."""
+
+    def consumed(self, timeout: float) -> int:
+        """Volumes taken so far; may wait up to ``timeout`` seconds for news."""
+        ...
+
 
 @dataclass
 class ReplayReport:
     n_volumes: int = 0
     n_markers: int = 0
-    lateness: list[float] = field(default_factory=list)  # seconds each push was late
+    lateness: list[float] = field(default_factory=list)  # seconds each push was late (realtime)
+    loops: int = 0  # passes completed
+    push_times: list[float] = field(default_factory=list)  # LSL clock of each volume push
 
 
 def _wait_until(target: float, stop: threading.Event) -> None:
@@ -66,6 +101,93 @@ def _wait_ready(ready: Callable[[], bool] | None, timeout: float, stop: threadin
     return True
 
 
+def volume_offsets(run: RecordedRun) -> np.ndarray:
+    """Seconds from the first volume to each volume on the acquisition's own timeline."""
+    n = len(run.volumes)
+    if run.times is not None and len(run.times) == n:
+        times = np.asarray(run.times, dtype=np.float64)
+        if n < 2 or np.all(np.diff(times) > 0):
+            return times - times[0]
+        log.warning("the recording's volume times do not increase; pacing by TR instead")
+    return np.arange(n) * run.tr
+
+
+def _one_pass(run: RecordedRun) -> tuple[list[tuple[float, str, int]], float]:
+    """Items ``(offset s, kind, index)`` of one pass, in order, and the pass period (s):
+    the last volume's offset plus one volume interval."""
+    offsets = volume_offsets(run)
+    items = [(float(t), "volume", i) for i, t in enumerate(offsets)]
+    items += [(float(e["onset"]), "marker", k) for k, e in enumerate(run.events)]
+    items.sort(key=lambda item: (item[0], item[1] != "marker"))
+    step = float(np.median(np.diff(offsets))) if len(offsets) > 1 else run.tr
+    return items, float(offsets[-1]) + step if len(offsets) else run.tr
+
+
+def _schedule(run: RecordedRun, loops: int) -> Iterator[tuple[float, str, int, int]]:
+    """``(offset s, kind, index, pass)`` for every pass; kinds: start, volume, marker, end."""
+    items, period = _one_pass(run)
+    passes = count() if loops == 0 else range(loops)
+    for k in passes:
+        base = k * period
+        yield base, "start", 0, k
+        for offset, kind, index in items:
+            yield base + offset, kind, index, k
+        yield base + max(items[-1][0], 0.0), "end", 0, k
+
+
+class DecoderAck:
+    """Acknowledgements from an rt_recon decoder's ZeroMQ publisher (``decoder.latents_endpoint``).
+
+    A volume counts as taken when the decoder published its latents (matched
+    on the stream's session and run) or, for volumes it skipped, when its
+    status heartbeat's ``volumes`` counter moved past it.
+    """
+
+    def __init__(self, endpoint: str, session: str, run: str):
+        from rt_recon.transport.zmq import Subscriber
+
+        self._sub = Subscriber(endpoint, [TOPIC_LATENTS, TOPIC_STATUS])
+        self.session, self.run = session, run
+        self._latents = 0
+        self._baseline: int | None = None
+        self._volumes = 0
+
+    def consumed(self, timeout: float) -> int:
+        message = self._sub.receive(timeout)
+        while message is not None:
+            header = message.header
+            if message.topic == TOPIC_LATENTS:
+                if header.get("session") == self.session and header.get("run") == self.run:
+                    self._latents += 1
+            elif header.get("node") == "decoder" and isinstance(header.get("volumes"), int):
+                if self._baseline is None:
+                    self._baseline = int(header["volumes"])
+                self._volumes = int(header["volumes"]) - self._baseline
+            message = self._sub.receive(0.0)
+        return max(self._latents, self._volumes)
+
+    def close(self) -> None:
+        self._sub.close()
+
+
+def _wait_for_ack(
+    ack: Acknowledger, pushed: int, window: int, timeout: float, stop: threading.Event
+) -> None:
+    """Block until fewer than ``window`` of the ``pushed`` volumes are unacknowledged."""
+    last, last_change = -1, time.monotonic()
+    while not stop.is_set():
+        taken = ack.consumed(0.05)
+        if pushed - taken < window:
+            return
+        if taken != last:
+            last, last_change = taken, time.monotonic()
+        elif time.monotonic() - last_change > timeout:
+            raise StreamError(
+                f"asap replay: the consumer took no volume for {timeout:g} s "
+                f"({taken} of {pushed} acknowledged); is it still running?"
+            )
+
+
 def replay(
     run: RecordedRun,
     *,
@@ -80,14 +202,31 @@ def replay(
     stop: threading.Event | None = None,
     buffer_trs: int = 4,
     ready: Callable[[], bool] | None = None,
+    loop: int = 1,
+    pace: Pace = "realtime",
+    ack: Acknowledger | None = None,
+    window: int = 2,
 ) -> ReplayReport:
     """Push every volume of ``run`` at TR pace (divided by ``speed``), events on markers.
 
     Waits up to ``consumer_timeout`` seconds for an inlet (and for ``ready``,
     if given, to return True) before the first volume, so no volume is sent
-    to nobody and no consumer misses the start.
+    to nobody and no consumer misses the start. ``loop``: passes (0: until
+    ``stop``). ``pace="asap"`` needs ``ack`` (see the module doc) and keeps
+    at most ``window`` volumes unacknowledged.
     """
     stop = stop or threading.Event()
+    if pace not in ("realtime", "asap"):
+        raise ConfigError(f"pace must be 'realtime' or 'asap', found {pace!r}")
+    if pace == "asap" and ack is None:
+        raise ConfigError(
+            "an asap replay needs an acknowledgement source (the decoder's latents endpoint): "
+            "without one it would overrun the consumer's buffer"
+        )
+    if loop < 0 or window < 1:
+        raise ConfigError(f"loop must be >= 0 and window >= 1, found {loop}, {window}")
+    if len(run.volumes) == 0:
+        raise StreamError("the run has no volumes to replay")
     meta = VolumeStreamMeta(
         shape=run.shape, affine=run.affine, tr=run.tr, session=session, run=run_id, speed=speed
     )
@@ -104,42 +243,53 @@ def replay(
             raise StreamError(
                 f"stream {name!r}: consumers not connected and ready within {consumer_timeout:g} s"
             )
-        interval = run.tr / speed
-        schedule = [(i * interval, "volume", i) for i in range(len(run.volumes))]
-        schedule += [(float(e["onset"]) / speed, "marker", k) for k, e in enumerate(run.events)]
-        schedule.sort(key=lambda item: (item[0], item[1] != "marker"))
-        t0 = pylsl.local_clock() + 0.05
-        markers.push(
-            {
-                "type": "run_start",
-                "run": run_id,
-                "n_volumes": len(run.volumes),
-                "tr": run.tr,
-                "speed": speed,
-            },
-            t0,
+        log.info(
+            "replaying %d volumes, TR %.3f s, speed %g, %s",
+            len(run.volumes),
+            run.tr,
+            speed,
+            f"{loop} pass(es)" if loop else "looping until stopped",
         )
-        log.info("replaying %d volumes at %.3f s per TR", len(run.volumes), interval)
-        for offset, kind, index in schedule:
-            target = t0 + offset
-            _wait_until(target, stop)
+        t0 = pylsl.local_clock() + 0.05
+        finished = True
+        for offset, kind, index, k in _schedule(run, loop):
+            if pace == "realtime":
+                target = t0 + offset / speed
+                _wait_until(target, stop)
+            else:
+                target = pylsl.local_clock()
+                if kind == "volume":
+                    _wait_for_ack(ack, report.n_volumes, window, consumer_timeout, stop)  # type: ignore[arg-type]
             if stop.is_set():
                 log.info("replay stopped after %d volumes", report.n_volumes)
+                finished = False
                 break
             now = pylsl.local_clock()
             if kind == "volume":
                 outlet.push(run.volumes[index], now)
                 report.n_volumes += 1
-                report.lateness.append(now - target)
-            else:
+                report.push_times.append(now)
+                if pace == "realtime":
+                    report.lateness.append(now - target)
+            elif kind == "marker":
                 event = {"type": "event", "run": run_id, "trial": index, **run.events[index]}
                 markers.push(event, now)
                 report.n_markers += 1
-        else:
-            markers.push(
-                {"type": "run_end", "run": run_id, "n_volumes": report.n_volumes},
-                pylsl.local_clock(),
-            )
+            elif kind == "start":
+                start = {
+                    "type": "run_start",
+                    "run": run_id,
+                    "n_volumes": len(run.volumes),
+                    "tr": run.tr,
+                    "speed": speed,
+                    "loop": k,
+                }
+                markers.push(start, now)
+            else:  # end of a pass
+                end = {"type": "run_end", "run": run_id, "n_volumes": report.n_volumes, "loop": k}
+                markers.push(end, now)
+                report.loops += 1
+        if finished:
             # Keep the outlets up a moment: an inlet with clock sync needs the
             # outlet alive to timestamp the samples it still has buffered.
             time.sleep(_LINGER_S)

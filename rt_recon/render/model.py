@@ -96,6 +96,21 @@ def model_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def quiet_hugging_face() -> None:
+    """No progress bars or advisory chatter from diffusers/transformers in a node's log.
+
+    Called where those libraries are loaded anyway, so commands that never
+    touch a model (bridge, replay, console) do not pay their import time.
+    """
+    import transformers
+    from diffusers.utils import logging as diffusers_logging
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+
+
 def _component_class(sub: Path, config_file: str) -> Any:
     import diffusers
 
@@ -200,6 +215,7 @@ def load_render_model(
     instead of the model's VAE (the VAE is still loaded, to encode targets).
     """
     path = check_model_dir(path, need_text=with_text)
+    quiet_hugging_face()
     if dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, found {dtype!r}")
     torch_dtype = DTYPES[dtype]

@@ -70,6 +70,7 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
             "decoder.wait_for_subscribers": 2,
             "renderer.wait_for_subscribers": 1,
             "decoder.mode": "continuous",  # every TR comparable with offline decoding
+            "stream.buffer_trs": 16,  # 2 s at 8x: no drop even if the machine is loaded
         }
     )
     config_path = tmp_path / "session.json"

@@ -31,7 +31,13 @@ def test_trial_mode_session_is_recorded_and_the_report_matches(
     node_config, small_dataset, tmp_path
 ):
     config = node_config.with_overrides(
-        {**PIPELINE_OVERRIDES, "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}"}
+        {
+            **PIPELINE_OVERRIDES,
+            "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+            # at 8x a 4-TR inlet buffer is 0.5 s: on a loaded machine a stalled decoder would
+            # (by design) drop the oldest volumes; this test is about correctness, not load
+            "stream.buffer_trs": 16,
+        }
     )
     config_path = tmp_path / "session.json"
     config_path.write_text(config.to_json())

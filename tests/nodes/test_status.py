@@ -15,13 +15,19 @@ from rt_recon.transport.zmq import Subscriber
 pytestmark = pytest.mark.slow
 
 
-def test_decoder_heartbeats_while_waiting_for_its_stream_and_stops_on_sigterm(node_config, tmp_path):
+def test_decoder_heartbeats_while_waiting_for_its_stream_and_stops_on_sigterm(
+    node_config, tmp_path
+):
     config_path = tmp_path / "session.json"
-    config_path.write_text(node_config.with_overrides({"decoder.wait_for_subscribers": 0}).to_json())
+    config_path.write_text(
+        node_config.with_overrides({"decoder.wait_for_subscribers": 0}).to_json()
+    )
     decoder = subprocess.Popen(
         [sys.executable, "-m", "rt_recon", "decode", "--config", str(config_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with Subscriber(node_config.decoder.latents_endpoint, [TOPIC_STATUS]) as status:
             beats = []

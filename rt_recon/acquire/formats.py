@@ -1,0 +1,89 @@
+"""Which reader a file needs, and one call that reads any scanner file.
+
+A file in an export folder is one of:
+
+* DICOM (``.dcm``/``.ima`` or the ``DICM`` marker): Siemens mosaic, enhanced
+  multi-frame, or one slice (:mod:`rt_recon.acquire.dicom`);
+* Philips PAR/REC (``.par`` + ``.rec``, read as a pair);
+* NIfTI (``.nii``, ``.nii.gz``), 3D (one volume) or 4D.
+
+Everything else (sidecars, logs, temporary files of a writer that renames
+when done) is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rt_recon.acquire import enhanced, mosaic, parrec, slices
+from rt_recon.acquire.dicom import is_enhanced, is_mosaic, looks_like_dicom, read_dataset
+from rt_recon.acquire.nifti import read_nifti_volumes
+from rt_recon.acquire.slices import SliceImage
+from rt_recon.acquire.volume import Volume
+
+#: Name endings of files that a writer has not finished (it renames them when done).
+_TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~", ".lock")
+#: Extensions that are never image data.
+_NOT_IMAGES = (".json", ".txt", ".ini", ".log", ".tsv", ".csv", ".md", ".xml", ".yaml", ".mat")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Choices a header cannot always make.
+
+    Attributes:
+        slices_per_volume: slices in one volume, for single-slice DICOM whose
+            header does not say (None: from the header).
+        philips_image_type: PAR/REC ``image_type_mr`` to stream (None: magnitude).
+        tr: repetition time in seconds, overriding the header's (None: header).
+    """
+
+    slices_per_volume: int | None = None
+    philips_image_type: int | None = None
+    tr: float | None = None
+
+
+#: Every choice left to the headers.
+DEFAULT_READ = ReadOptions()
+
+
+def classify(path: Path) -> str | None:
+    """``"dicom"``, ``"parrec"``, ``"nifti"``, or None for a file to ignore."""
+    name = path.name.lower()
+    if name.startswith(".") or name.endswith(_TEMPORARY_SUFFIXES):
+        return None
+    if name.endswith((".par", ".rec")):
+        return "parrec"
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith(_NOT_IMAGES):
+        return None
+    return "dicom" if looks_like_dicom(path) else None
+
+
+def unit_key(path: Path) -> Path:
+    """Files read together share a key: a PAR/REC pair is one unit, every other file its own."""
+    if path.name.lower().endswith((".par", ".rec")):
+        return path.with_suffix("")
+    return path
+
+
+def read_file(path: Path, options: ReadOptions = DEFAULT_READ) -> list[Volume | SliceImage]:
+    """The volumes (or the one slice) in one scanner file.
+
+    Raises:
+        IncompleteFileError: the file (or its PAR/REC partner) is not all there yet.
+        DataError: the file is not usable; the message names it and says why.
+    """
+    kind = classify(path)
+    if kind == "parrec":
+        return list(parrec.read_volumes(path, options.philips_image_type))
+    if kind == "nifti":
+        return list(read_nifti_volumes(path, options.tr))
+    ds = read_dataset(path)
+    if is_enhanced(ds):
+        return list(enhanced.read_volumes(ds, path))
+    if is_mosaic(ds):
+        return [mosaic.read_volume(ds, path)]
+    return [slices.read_slice(ds, path, options.slices_per_volume)]
