@@ -146,6 +146,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from rt_recon.evaluate.latency import format_table
+    from rt_recon.record.replay_session import replay_recording
+
+    result, same = replay_recording(args.recording, args.output, args.speed, args.asap)
+    print(
+        f"replayed {result.n_trs} TRs: {len(result.latents)} latents, {len(result.frames)} "
+        f"frames, {result.skipped_frames} stale latents skipped"
+    )
+    print(format_table(result.latency))
+    print(
+        f"latents identical to the original recording at {same.identical} of {same.compared} "
+        f"TRs (max abs difference {same.max_abs_difference:g})"
+    )
+    print(f"new recording: {result.recording}")
+    return 0
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from rt_recon.nodes.recorder import run_recorder
 
@@ -345,6 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", type=Path, help="report folder (default: beside the recording)")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    replay_cmd = sub.add_parser(
+        "replay", help="re-run a recorded session through decoder, renderer and a new recorder"
+    )
+    replay_cmd.add_argument("recording", type=Path, help="recording file (.h5)")
+    replay_cmd.add_argument("--speed", type=float, default=1.0, help="pace, x real time")
+    replay_cmd.add_argument("--asap", action="store_true", help="as fast as the decoder takes")
+    replay_cmd.add_argument("--output", type=Path, help="output folder (default: beside it)")
+    replay_cmd.set_defaults(func=_cmd_replay)
 
     run = sub.add_parser("run", help="start a session's nodes and keep them running")
     run.add_argument("config", type=Path, help="session config (YAML)")

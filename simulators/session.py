@@ -27,8 +27,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from PIL import Image
-from safetensors.numpy import save_file
 
+from rt_recon._safetensors import save_arrays
 from rt_recon.config import SimulationSection
 from rt_recon.dataset import MANIFEST, Dataset
 from simulators.brain import NoiseModel, SyntheticBrain
@@ -36,7 +36,7 @@ from simulators.world import BLANK_ID, StimulusWorld
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: fixed-slot captions, head motion, partial-volume edges
 TASK = "vision"
 REST_TRS_BETWEEN_TRIALS = 1
 
@@ -93,7 +93,7 @@ def generate_session(sim: SimulationSection, root: str | Path, subject: str = "0
         files = _write_run(
             func_dir, stem, bold, brain.affine, sim.tr, ids, onsets, durations, world
         )
-        save_file(truth, str(root / "groundtruth" / f"{sub}_run-{run}_truth.safetensors"))
+        save_arrays(truth, root / "groundtruth" / f"{sub}_run-{run}_truth.safetensors")
         runs.append(
             {
                 "run": run,
@@ -107,7 +107,7 @@ def generate_session(sim: SimulationSection, root: str | Path, subject: str = "0
         log.info("run %s (%s): %d TRs, %d trials", run, role, n_trs, len(ids))
 
     _write_stimuli(root, world, [int(i) for i in chosen])
-    save_file(
+    save_arrays(
         {
             "prf_centres": brain.prf_centres.astype(np.float32),
             "prf_sizes": brain.prf_sizes.astype(np.float32),

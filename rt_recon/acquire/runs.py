@@ -4,7 +4,8 @@
 * a scanner series: a folder of DICOM (Siemens mosaic, XA enhanced, GE
   slices), PAR/REC or 3D NIfTI files, or one enhanced DICOM / PAR file,
   read exactly as the bridge reads it (:func:`rt_recon.acquire.series.read_series`);
-* an XDF recording (``.xdf``) of an rt_recon session (:mod:`rt_recon.acquire.xdf`).
+* an XDF recording (``.xdf``) of an rt_recon session (:mod:`rt_recon.acquire.xdf`);
+* an rt_recon recording (``.h5``, :mod:`rt_recon.record.to_run`).
 """
 
 from __future__ import annotations
@@ -50,8 +51,15 @@ def load_run(
     if not path.exists():
         raise DataError(
             f"recording not found: {path} (expected a 4D NIfTI, a scanner series folder "
-            "or file, or an .xdf recording)"
+            "or file, an .xdf recording or an rt_recon .h5 recording)"
         )
+    if path.suffix.lower() == ".h5":
+        from rt_recon.record.to_run import recorded_run
+
+        run = recorded_run(path)
+        if events is not None:
+            run.events = read_events(events)
+        return run
     if path.suffix.lower() == ".xdf":
         run = load_xdf_run(path, stream)
         if events is not None:

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 
+from rt_recon._safetensors import save_arrays
 from rt_recon.errors import BundleError, ShapeMismatchError
 from rt_recon.protocol import VolumeStreamMeta
 
@@ -150,7 +150,7 @@ class DecoderBundle:
             "report": self.report,
         }
         tmp = path.with_name(path.name + ".partial")
-        save_file(tensors, str(tmp), metadata={_METADATA_KEY: json.dumps(meta)})
+        save_arrays(tensors, tmp, metadata={_METADATA_KEY: json.dumps(meta)})
         tmp.replace(path)  # atomic: a reader never sees half a bundle
         return path
 

@@ -112,3 +112,13 @@ def test_low_rank_head_round_trip_and_validation(tmp_path):
             (2, 2, 2),
             components=np.zeros((4, 8), np.float32),
         )
+
+
+def test_a_fortran_ordered_reference_volume_survives_the_round_trip(tmp_path):
+    """safetensors writes raw memory; a volume reshaped in F order must not come back scrambled."""
+    bundle = make_bundle()
+    volume = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5, order="F")
+    assert not volume.flags["C_CONTIGUOUS"]
+    bundle.reference = volume
+    loaded = DecoderBundle.load(bundle.save(tmp_path / "ref.safetensors"))
+    np.testing.assert_array_equal(loaded.reference, volume)

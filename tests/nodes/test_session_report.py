@@ -37,6 +37,9 @@ def test_trial_mode_session_is_recorded_and_the_report_matches(
             # at 8x a 4-TR inlet buffer is 0.5 s: on a loaded machine a stalled decoder would
             # (by design) drop the oldest volumes; this test is about correctness, not load
             "stream.buffer_trs": 16,
+            # frames of trial TRs are what the report scores: give the renderer time to draw
+            # each one even on a loaded machine (latest-only, it skips what it cannot keep up with)
+            "replay.speed": 2.0,
         }
     )
     config_path = tmp_path / "session.json"
