@@ -84,7 +84,7 @@ class SimulationSection(_Section):
     image_size: int = Field(default=64, ge=16, le=256)
     grid: tuple[int, int, int] = (32, 38, 24)
     voxel_size_mm: float = Field(default=3.0, gt=0)
-    n_train_runs: int = Field(default=6, ge=1)
+    n_train_runs: int = Field(default=12, ge=1)
     trials_per_run: int = Field(default=36, ge=2)
     stimulus_trs: int = Field(default=2, ge=1, description="TRs each picture stays on screen")
     lead_in_trs: int = Field(default=6, ge=0, description="Blank TRs at the start of a run")
@@ -93,10 +93,10 @@ class SimulationSection(_Section):
         default=1.0, ge=0, description="Head-motion scale: 1 is a typical still subject, 0 none"
     )
     snr: float = Field(
-        default=0.4,
+        default=0.5,
         gt=0,
-        description="Stimulus-driven BOLD std over noise std per ROI voxel (median); 0.4 gives "
-        "a split-half reliability of single-trial responses of about 0.24 (docs/embedded.md)",
+        description="Stimulus-driven BOLD std over noise std per ROI voxel (median); 0.5 gives "
+        "a split-half reliability of single-trial responses of about 0.23 (docs/embedded.md)",
     )
 
 
@@ -139,7 +139,7 @@ class RendererSection(_Section):
         description="'embedded' or a local diffusers-format model directory",
     )
     steps: int = Field(default=4, ge=1, le=50, description="Scheduler steps before strength")
-    strength: float = Field(default=0.75, gt=0, le=1)
+    strength: float = Field(default=0.5, gt=0, le=1)
     seed: int = Field(default=0, description="Seed of the session's fixed noise")
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
@@ -249,6 +249,11 @@ class FitSection(_Section):
     highpass_cutoff_s: float = Field(default=128.0, gt=0, description="High-pass cutoff period")
     glm_degree: int = Field(default=2, ge=0, description="Polynomial degree of the GLM detrend")
     glm_motion: bool = Field(default=True, description="Motion parameters as GLM confounds")
+    rescale_predictions: bool = Field(
+        default=True,
+        description="Stretch each decoded output around its training mean to the targets' "
+        "spread (std of targets / std of out-of-fold predictions), as Brain-Diffuser does",
+    )
     low_rank: dict[str, int] = Field(
         default_factory=dict,
         description="Heads fitted low rank, e.g. {c: 128}: ridge on that many principal "

@@ -24,7 +24,7 @@ import numpy as np
 from rt_recon.config import FitSection
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead
 from rt_recon.decode.features import FeatureExtractor
-from rt_recon.decode.ridge import ridge_cv
+from rt_recon.decode.ridge import RidgeFit, ridge_cv
 from rt_recon.decode.window import HrfWindow
 from rt_recon.errors import DataError
 from rt_recon.hrf import matched_window
@@ -95,7 +95,10 @@ def _fit_head(
     entry: dict[str, Any] = {"n_targets": int(y.shape[1]), "rank": rank}
     if rank is None:
         ridge = ridge_cv(x, y, groups, alphas)
-        head = {"weights": ridge.coef, "intercept": ridge.intercept, "components": None}
+        scale = _spread_scale(ridge, y, fit, entry)
+        coef = ridge.coef * scale
+        intercept = y.mean(axis=0) + scale * (ridge.intercept - y.mean(axis=0))
+        head = {"weights": coef, "intercept": intercept.astype(np.float32), "components": None}
     else:
         if rank > min(y.shape):
             raise DataError(
@@ -105,10 +108,12 @@ def _fit_head(
         mean = y.mean(axis=0)
         _, s, vt = np.linalg.svd(y - mean, full_matrices=False)
         components = vt[:rank].astype(np.float32)
-        ridge = ridge_cv(x, (y - mean) @ components.T, groups, alphas)
+        scores = (y - mean) @ components.T
+        ridge = ridge_cv(x, scores, groups, alphas)
+        scale = _spread_scale(ridge, scores, fit, entry)  # scores have mean 0
         head = {
-            "weights": ridge.coef,
-            "intercept": (mean + ridge.intercept @ components).astype(np.float32),
+            "weights": ridge.coef * scale,
+            "intercept": (mean + (ridge.intercept * scale) @ components).astype(np.float32),
             "components": components,
         }
         entry["target_variance_kept"] = float(np.sum(s[:rank] ** 2) / np.sum(s**2))
@@ -117,6 +122,29 @@ def _fit_head(
     entry["alphas_chosen"] = {f"{a:g}": int(np.sum(ridge.alphas == np.float32(a))) for a in alphas}
     head.update(name=name, alphas=ridge.alphas, target_shape=tuple(target_shape))
     return head, entry
+
+
+_MAX_SCALE = 10.0
+
+
+def _spread_scale(ridge: RidgeFit, y: np.ndarray, fit: FitSection, entry: dict) -> np.ndarray:
+    """Per-output factor restoring the targets' spread to ridge's shrunk predictions.
+
+    Ridge predictions cluster near the mean; a diffusion model conditioned on
+    near-mean embeddings renders an average picture. As Brain-Diffuser
+    (Ozcelik & VanRullen 2023) does, each output is stretched around its
+    training mean by ``std(targets) / std(out-of-fold predictions)``: only
+    outputs with positive CV R^2 (stretching noise adds noise), at most 10x.
+    """
+    if not fit.rescale_predictions:
+        return np.ones(y.shape[1], dtype=np.float32)
+    target_std = y.std(axis=0)
+    usable = (ridge.cv_r2 > 0) & (ridge.cv_prediction_std > 1e-8)
+    scale = np.ones(y.shape[1])
+    scale[usable] = np.minimum(target_std[usable] / ridge.cv_prediction_std[usable], _MAX_SCALE)
+    entry["rescaled_outputs"] = int(usable.sum())
+    entry["median_scale"] = float(np.median(scale[usable])) if usable.any() else 1.0
+    return scale.astype(np.float32)
 
 
 def preprocess_spec(

@@ -27,6 +27,7 @@ class RidgeFit:
     intercept: np.ndarray  # (n_targets,)
     alphas: np.ndarray  # (n_targets,) chosen penalty per target
     cv_r2: np.ndarray  # (n_targets,) mean held-out R^2 at the chosen penalty
+    cv_prediction_std: np.ndarray  # (n_targets,) std of the out-of-fold predictions (chosen alpha)
 
 
 def _svd_centred(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -53,6 +54,7 @@ def ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: np.ndarra
     if len(x) != len(y) or len(x) != len(groups):
         raise DataError(f"x, y and groups disagree on samples: {len(x)}, {len(y)}, {len(groups)}")
     scores = np.zeros((len(alphas), y.shape[1]))
+    out_of_fold = np.zeros((len(alphas), *y.shape))
     for g in unique:
         train, test = groups != g, groups == g
         x_mean, u, s, vt = _svd_centred(x[train])
@@ -63,8 +65,11 @@ def ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: np.ndarra
             shrink = s / (s**2 + alpha)
             pred = (projected_test * shrink) @ projected_y + y_mean
             scores[a] += r2_per_target(y[test], pred)
+            out_of_fold[a][test] = pred
     scores /= len(unique)
     best = np.argmax(scores, axis=0)
+    columns = np.arange(y.shape[1])
+    prediction_std = out_of_fold[best, :, columns].std(axis=1)  # (n_targets, n) -> per target
     x_mean, u, s, vt = _svd_centred(x)
     y_mean = y.mean(axis=0)
     projected_y = u.T @ (y - y_mean)
@@ -76,5 +81,6 @@ def ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: np.ndarra
         coef=coef.astype(np.float32),
         intercept=(y_mean - x_mean @ coef).astype(np.float32),
         alphas=alphas[best].astype(np.float32),
-        cv_r2=scores[best, np.arange(y.shape[1])].astype(np.float32),
+        cv_r2=scores[best, columns].astype(np.float32),
+        cv_prediction_std=prediction_std.astype(np.float32),
     )

@@ -1,0 +1,350 @@
+"""Train the embedded default render model on the synthetic stimulus world.
+
+    python -m training.train_embedded --out rt_recon/assets/embedded_model --docs docs/embedded
+
+Three components, all in diffusers/transformers format, trained from scratch
+on CPU in about 100 minutes (docs/embedded/record.json has the last run):
+
+1. **VAE** (``AutoencoderKL``, 64x64 RGB -> 4x16x16 latents): L1
+   reconstruction plus a small KL term; afterwards the latent scaling factor
+   is set so the scaled latents have unit variance (as SD's 0.18215).
+2. **Text encoder** (a small ``CLIPTextModel``) with a word-level tokenizer
+   over the caption vocabulary, trained jointly with
+3. **UNet** (``UNet2DConditionModel``, cross-attention on the caption
+   states): a diffusion model that predicts the clean latent (``prediction_type
+   = "sample"``), which keeps 1-4-step sampling sharp (SD-Turbo-style use: no
+   classifier-free guidance). Half of the training timesteps are drawn from
+   the trailing 1-4-step grids the renderer uses, half uniformly. The
+   caption states get a little Gaussian noise during training, so the model
+   tolerates the noisy ``c`` a decoder predicts from brain activity.
+
+The scheduler shipped is ``EulerDiscreteScheduler`` with trailing timestep
+spacing, the same class SD-Turbo uses, so the renderer's code path is the
+same for both. Everything is seeded; the command, configuration, timings,
+machine and final metrics are written to ``<docs>/record.json`` with loss
+curves and sample grids beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+log = logging.getLogger("train_embedded")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    image_size: int = 64
+    max_tokens: int = 16
+    holdout: int = 512  # stimuli never trained on, to measure generalisation
+    # VAE
+    vae_channels: tuple[int, ...] = (32, 64, 64)
+    vae_steps: int = 2000
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-5
+    # text encoder + UNet
+    text_dim: int = 64
+    text_layers: int = 2
+    unet_channels: tuple[int, ...] = (32, 64, 128)
+    unet_steps: int = 4000
+    unet_batch: int = 64
+    unet_lr: float = 5e-4
+    ema_decay: float = 0.999
+    cond_noise: float = 0.2  # std of noise added to caption states, relative to their std
+    grid_fraction: float = 0.5  # share of timesteps drawn from the renderer's trailing grids
+    threads: int = 0  # torch threads; 0 keeps the default
+
+
+def trailing_grid(n_train: int = 1000, max_steps: int = 4) -> list[int]:
+    """Union of the trailing timestep grids for 1..max_steps steps (as diffusers spaces them)."""
+    grid = set()
+    for steps in range(1, max_steps + 1):
+        grid.update(np.round(np.arange(n_train, 0, -n_train / steps)).astype(int) - 1)
+    return sorted(grid)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def build_components(cfg: TrainConfig, vocabulary: list[str]):
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from rt_recon.render.tokenizer import build_word_tokenizer
+
+    torch.manual_seed(cfg.seed)
+    n_levels = len(cfg.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n_levels,
+        up_block_types=("UpDecoderBlock2D",) * n_levels,
+        block_out_channels=cfg.vae_channels,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=cfg.image_size,
+        mid_block_add_attention=False,
+    )
+    tokenizer = build_word_tokenizer(vocabulary, max_length=cfg.max_tokens)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.text_dim,
+            intermediate_size=2 * cfg.text_dim,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=4,
+            max_position_embeddings=cfg.max_tokens,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    latent_side = cfg.image_size // 2 ** (n_levels - 1)
+    unet = UNet2DConditionModel(
+        sample_size=latent_side,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=cfg.unet_channels,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cfg.text_dim,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="sample",
+        timestep_spacing="trailing",
+        steps_offset=1,  # as SD-Turbo's config; unused by trailing spacing, silences diffusers
+    )
+    return vae, tokenizer, text_encoder, unet, scheduler
+
+
+def train_vae(vae, images: torch.Tensor, cfg: TrainConfig, curve: list) -> None:
+    """``images``: ``(n, 3, H, W)`` float in [-1, 1]."""
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
+    vae.train()
+    start = time.perf_counter()
+    for step in range(cfg.vae_steps):
+        _set_lr(optimizer, cosine_lr(step, cfg.vae_steps, cfg.vae_lr))
+        batch = images[torch.randint(0, len(images), (cfg.vae_batch,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        recon = vae.decode(posterior.sample(generator=generator)).sample
+        rec_loss = F.l1_loss(recon, batch)
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        loss = rec_loss + cfg.vae_kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        curve.append({"step": step, "l1": float(rec_loss), "kl": float(kl)})
+        if step % 100 == 0 or step == cfg.vae_steps - 1:
+            log.info(
+                "vae %5d/%d  l1 %.4f  kl %.2f  (%.0f s)",
+                step,
+                cfg.vae_steps,
+                float(rec_loss),
+                float(kl),
+                time.perf_counter() - start,
+            )
+    vae.eval()
+
+
+@torch.inference_mode()
+def encode_all(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat(
+        [vae.encode(images[i : i + batch]).latent_dist.mean for i in range(0, len(images), batch)]
+    )
+
+
+def train_unet(unet, text_encoder, latents, token_ids, scheduler, cfg: TrainConfig, curve: list):
+    """Joint UNet + text encoder training; returns the EMA copy of the UNet."""
+    generator = torch.Generator().manual_seed(cfg.seed + 2)
+    alphas_cumprod = scheduler.alphas_cumprod.float()
+    grid = torch.tensor(trailing_grid())
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-4)
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    unet.train()
+    text_encoder.train()
+    start = time.perf_counter()
+    n = len(latents)
+    for step in range(cfg.unet_steps):
+        _set_lr(optimizer, cosine_lr(step, cfg.unet_steps, cfg.unet_lr))
+        idx = torch.randint(0, n, (cfg.unet_batch,), generator=generator)
+        x0 = latents[idx]
+        uniform = torch.randint(0, 1000, (cfg.unet_batch,), generator=generator)
+        on_grid = grid[torch.randint(0, len(grid), (cfg.unet_batch,), generator=generator)]
+        pick = torch.rand(cfg.unet_batch, generator=generator) < cfg.grid_fraction
+        t = torch.where(pick, on_grid, uniform)
+        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        noise = torch.randn(x0.shape, generator=generator)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        cond = text_encoder(token_ids[idx]).last_hidden_state
+        if cfg.cond_noise > 0:
+            jitter = torch.randn(cond.shape, generator=generator)
+            cond = cond + cfg.cond_noise * cond.detach().std() * jitter
+        pred = unet(x_t, t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, x0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                e.lerp_(p, 1 - cfg.ema_decay)
+        curve.append({"step": step, "mse": float(loss)})
+        if step % 100 == 0 or step == cfg.unet_steps - 1:
+            log.info(
+                "unet %5d/%d  mse %.4f  (%.0f s)",
+                step,
+                cfg.unet_steps,
+                float(loss),
+                time.perf_counter() - start,
+            )
+    text_encoder.eval()
+    return ema
+
+
+def save_model(out: Path, vae, tokenizer, text_encoder, unet, scheduler, scaling: float) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    vae.register_to_config(scaling_factor=scaling)
+    vae.save_pretrained(out / "vae")
+    unet.save_pretrained(out / "unet")
+    text_encoder.save_pretrained(out / "text_encoder")
+    tokenizer.save_pretrained(out / "tokenizer")
+    scheduler.save_pretrained(out / "scheduler")
+    (out / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionPipeline",
+                "vae": ["diffusers", "AutoencoderKL"],
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+                "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+                "safety_checker": [None, None],
+                "feature_extractor": [None, None],
+            },
+            indent=2,
+        )
+    )
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("rt_recon/assets/embedded_model"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/embedded"))
+    for name, field in TrainConfig.__dataclass_fields__.items():
+        if field.type in ("int", "float"):
+            parser.add_argument(f"--{name.replace('_', '-')}", type=eval(field.type))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    from simulators.world import StimulusWorld
+    from training.evaluate_model import evaluate_and_plot
+
+    torch.manual_seed(cfg.seed)
+    world = StimulusWorld(seed=cfg.seed, image_size=cfg.image_size)
+    t0 = time.perf_counter()
+    ids = np.arange(world.n_stimuli)
+    rng = np.random.default_rng(cfg.seed)
+    holdout = np.sort(rng.choice(ids, size=cfg.holdout, replace=False))
+    train_ids = np.setdiff1d(ids, holdout)
+    log.info("drawing %d stimuli", len(ids))
+    pixels = torch.from_numpy(world.images(ids)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    captions = [world.caption(int(i)) for i in ids]
+    vae, tokenizer, text_encoder, unet, scheduler = build_components(cfg, world.vocabulary())
+    token_ids = tokenizer(
+        captions,
+        padding="max_length",
+        max_length=cfg.max_tokens,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    timings = {"draw_s": time.perf_counter() - t0}
+
+    curves: dict[str, list] = {"vae": [], "unet": []}
+    t1 = time.perf_counter()
+    train_vae(vae, pixels[train_ids], cfg, curves["vae"])
+    timings["vae_s"] = time.perf_counter() - t1
+    raw = encode_all(vae, pixels)
+    scaling = float(1.0 / raw[train_ids].std())
+    latents = raw * scaling
+    log.info("latent scaling factor %.4f", scaling)
+
+    t2 = time.perf_counter()
+    ema = train_unet(
+        unet, text_encoder, latents[train_ids], token_ids[train_ids], scheduler, cfg, curves["unet"]
+    )
+    timings["unet_s"] = time.perf_counter() - t2
+    save_model(args.out, vae, tokenizer, text_encoder, ema, scheduler, scaling)
+    timings["total_s"] = time.perf_counter() - t0
+
+    args.docs.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate_and_plot(args.out, world, holdout, train_ids, curves, args.docs)
+    record = {
+        "command": "python -m training.train_embedded "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "config": asdict(cfg),
+        "timings_s": timings,
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads",
+        "versions": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "diffusers": __import__("diffusers").__version__,
+        },
+        "model_mb": folder_mb(args.out),
+        "latent_scaling_factor": scaling,
+        "final": {"vae_l1": curves["vae"][-1]["l1"], "unet_mse": curves["unet"][-1]["mse"]},
+        "metrics": metrics,
+    }
+    (args.docs / "record.json").write_text(json.dumps(record, indent=2))
+    (args.docs / "curves.json").write_text(json.dumps(curves))
+    log.info(
+        "done in %.0f s; model %.1f MB; metrics %s", timings["total_s"], record["model_mb"], metrics
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
