@@ -47,16 +47,44 @@ def _simulate(rng, n_runs=4, n_trials=40, n_vox=120, n_targets=10, tr=1.0, noise
     return runs, Targets(ids=np.arange(n_stim), values={"z": targets}), targets
 
 
-def _fit(runs, targets, n_vox=120, n_targets=10):
+def _fit(runs, targets, n_vox=120, n_targets=10, **settings):
     return fit_decoders(
         runs,
         {"z": np.arange(n_vox)},
         targets,
         {"z": (n_targets,)},
-        FitSection(alphas=(0.1, 10.0, 1000.0), hrf_window_trs=4, zscore_warmup_trs=3, **_PLAIN),
+        FitSection(
+            alphas=(0.1, 10.0, 1000.0),
+            hrf_window_trs=4,
+            zscore_warmup_trs=3,
+            **{**_PLAIN, **settings},
+        ),
         stream={"shape": [n_vox, 1, 1], "n_channels": n_vox, "mask_id": "full"},
         model={"fingerprint": "t", "latent_shape": [n_targets], "cond_shape": [1, 1]},
     )
+
+
+def _held_out_estimates(bundle, run) -> np.ndarray:
+    decoder = OnlineDecoder(bundle)
+    estimates = np.array([decoder.update(v)["z"] for v in run.volumes])
+    samples = trial_samples(run.events, len(run.volumes), 1.0, bundle.preprocess["lag_trs"])
+    return estimates[[t for t, _ in samples]]
+
+
+def test_rescaling_restores_the_spread_ridge_shrinks_away():
+    rng = np.random.default_rng(3)
+    runs, targets, truth = _simulate(rng, noise=6.0)
+    shrunk = _fit(runs[:3], targets, rescale_predictions=False)
+    stretched = _fit(runs[:3], targets, rescale_predictions=True)
+    report = stretched.report["heads"]["z"]
+    assert report["rescaled_outputs"] > 0 and report["median_scale"] > 1.0
+    spread = {
+        name: _held_out_estimates(b, runs[3]).std(axis=0).mean()
+        for name, b in (("shrunk", shrunk), ("stretched", stretched))
+    }
+    target_spread = truth.std(axis=0).mean()
+    assert spread["shrunk"] < spread["stretched"]
+    assert abs(spread["stretched"] - target_spread) < abs(spread["shrunk"] - target_spread)
 
 
 def test_fit_recovers_a_linear_encoding_and_reports_it():

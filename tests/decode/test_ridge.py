@@ -40,6 +40,24 @@ def test_matches_closed_form_cv_and_refit():
     assert fit.cv_r2.mean() > 0.3  # signal is there
 
 
+def test_out_of_fold_prediction_spread_is_that_of_the_held_out_predictions():
+    rng = np.random.default_rng(2)
+    n, p, t = 120, 30, 4
+    x = rng.normal(size=(n, p))
+    y = x @ rng.normal(size=(p, t)) + 4 * rng.normal(size=(n, t))
+    groups = np.repeat(np.arange(3), 40)
+    alphas = np.array([1.0, 100.0, 10000.0])
+    fit = ridge_cv(x, y, groups, alphas)
+    for j in range(t):
+        pred = np.zeros(n)
+        for g in np.unique(groups):
+            tr, te = groups != g, groups == g
+            w, b = _closed_form(x[tr], y[tr][:, [j]], float(fit.alphas[j]))
+            pred[te] = (x[te] @ w + b)[:, 0]
+        np.testing.assert_allclose(fit.cv_prediction_std[j], pred.std(), rtol=1e-3)
+    assert np.all(fit.cv_prediction_std < y.std(axis=0))  # ridge shrinks towards the mean
+
+
 def test_more_features_than_samples():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 300))
