@@ -7,7 +7,14 @@ values); a "decode" is what the decoder node does per TR after
 preprocessing: project, add to the HRF window, expand (low rank), add the
 intercept (``OnlineDecoder.decode``).
 
+The accuracy cost of low rank cannot be read off random weights, so
+``--accuracy`` measures it where a ground truth exists: the demo's synthetic
+session and embedded model, decoders fitted full rank and at each rank, the
+held-out test run decoded and rendered, scored by CV R^2 per head and by
+two-way identification (RGB pixels at 32x32).
+
     python -m benchmarks.bench_decode [--voxels 15000] [--ranks 32 64 128 256] [--no-full]
+                                      [--accuracy [--accuracy-ranks 16 64 128]]
 """
 
 from __future__ import annotations
@@ -93,6 +100,58 @@ def run(
     }
 
 
+def accuracy_cost(ranks=(16, 64, 128)) -> dict:
+    """Full rank vs low rank on the demo session: CV R^2 per head and identification."""
+    from rt_recon.cli import DEFAULT_CONFIG
+    from rt_recon.config import load_config
+    from rt_recon.decode.dataset_fit import fit_dataset
+    from rt_recon.evaluate.offline import evaluate_run
+    from rt_recon.render.embedded import resolve_model_path
+    from rt_recon.render.img2img import Img2ImgRenderer
+    from rt_recon.render.model import load_render_model
+    from simulators.session import ensure_session
+
+    config = load_config(DEFAULT_CONFIG).resolved()
+    dataset = ensure_session(config.simulation, config.paths.cache_dir, config.session.subject)
+    model = load_render_model(resolve_model_path(config), with_text=True)
+    rc = config.renderer
+    renderer = Img2ImgRenderer(model, steps=rc.steps, strength=rc.strength, seed=rc.seed)
+    test = dataset.runs("test")[0]
+    rows = []
+    for rank in (None, *ranks):
+        low_rank = {} if rank is None else {"z": rank, "c": rank}
+        bundle = fit_dataset(dataset, model, config.fit.model_copy(update={"low_rank": low_rank}))
+        heads = bundle.report["heads"]
+        scores = evaluate_run(dataset, test, bundle, renderer).scores
+        rows.append(
+            {
+                "rank": rank,
+                "cv_r2": {h: float(e["cv_r2_mean"]) for h, e in heads.items()},
+                "variance_kept": {h: e.get("target_variance_kept", 1.0) for h, e in heads.items()},
+                "identification": scores.identification,
+                "pixcorr": scores.pixcorr,
+                "n_trials": scores.n_trials,
+            }
+        )
+    lines = [
+        "| decoder | CV R² z | CV R² c | target variance kept z / c | identification | PixCorr |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        name = "full rank (baseline)" if r["rank"] is None else f"low rank k={r['rank']}"
+        kept = " / ".join(f"{r['variance_kept'][h]:.2f}" for h in ("z", "c"))
+        lines.append(
+            f"| {name} | {r['cv_r2']['z']:.3f} | {r['cv_r2']['c']:.3f} | {kept} | "
+            f"{100 * r['identification']:.1f}% | {r['pixcorr']:.3f} |"
+        )
+    return {
+        "session": str(dataset.root),
+        "targets": {"z": list(model.latent_shape), "c": list(model.cond_shape)},
+        "rows": rows,
+        "table": "\n".join(lines),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--voxels", type=int, default=15_000)
@@ -100,6 +159,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-full", action="store_true", help="skip the 5.7 GB full-rank case")
+    parser.add_argument("--accuracy", action="store_true", help="also measure the accuracy cost")
+    parser.add_argument("--accuracy-ranks", type=int, nargs="+", default=[16, 64, 128])
     parser.add_argument("--json")
     args = parser.parse_args()
     result = run(args.voxels, args.ranks, args.repeats, not args.no_full, args.threads)
@@ -108,6 +169,10 @@ def main() -> None:
         f"{result['machine']}, {args.threads} BLAS thread(s)"
     )
     print(result["table"])
+    if args.accuracy:
+        result["accuracy"] = accuracy_cost(args.accuracy_ranks)
+        print("\nAccuracy cost on the demo session (embedded model, held-out run):")
+        print(result["accuracy"]["table"])
     if args.json:
         write_json(args.json, result)
 

@@ -3,15 +3,20 @@
 Both get the same model, latents, conditioning, steps and strength; the
 stock pipeline is called as a user would (``StableDiffusionImg2ImgPipeline``
 with ``image=`` latents and ``prompt_embeds=``, ``guidance_scale=0``,
-``output_type="np"``). Run in the same process, medians and ratio reported.
+``output_type="np"``). With ``--onnx``, the same renderer with UNet and VAE
+decoder in ONNX Runtime (CPU provider here; exported once into a cache).
+Run in the same process, medians and ratios reported.
 
     python -m benchmarks.bench_render [--model DIR] [--steps 4] [--strength 1.0] [--repeats 30]
+                                      [--onnx]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +38,13 @@ def _time(fn, repeats: int, warmup: int = 3) -> list[float]:
     return out
 
 
-def run(model_dir=EMBEDDED_DIR, steps: int = 4, strength: float = 1.0, repeats: int = 30) -> dict:
+def run(
+    model_dir=EMBEDDED_DIR,
+    steps: int = 4,
+    strength: float = 1.0,
+    repeats: int = 30,
+    onnx: bool = False,
+) -> dict:
     from diffusers import StableDiffusionImg2ImgPipeline
 
     model = load_render_model(model_dir)
@@ -69,6 +80,13 @@ def run(model_dir=EMBEDDED_DIR, steps: int = 4, strength: float = 1.0, repeats: 
         Timing.of("diffusers StableDiffusionImg2ImgPipeline (baseline)", _time(stock, repeats)),
         Timing.of("rt_recon Img2ImgRenderer.render", _time(lambda: renderer.render(z, c), repeats)),
     ]
+    if onnx:
+        from rt_recon.render.onnx_backend import OnnxImg2ImgRenderer
+
+        cache = Path(tempfile.gettempdir()) / "rt_recon_bench_onnx"
+        ort_renderer = OnnxImg2ImgRenderer(model, steps, strength, seed=0, cache_dir=cache)
+        name = "rt_recon OnnxImg2ImgRenderer.render (ONNX Runtime, CPU)"
+        rows.append(Timing.of(name, _time(lambda: ort_renderer.render(z, c), repeats)))
     return {
         "model": str(model_dir),
         "unet_calls": renderer.n_unet_calls,
@@ -86,9 +104,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--onnx", action="store_true", help="add the ONNX Runtime backend")
     parser.add_argument("--json")
     args = parser.parse_args()
-    result = run(args.model, args.steps, args.strength, args.repeats)
+    result = run(args.model, args.steps, args.strength, args.repeats, args.onnx)
     print(
         f"render one frame: {result['unet_calls']} UNet call(s) + VAE decode at "
         f"{result['image_size']}px; {result['machine']}, {result['torch_threads']} torch threads"

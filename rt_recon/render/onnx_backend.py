@@ -48,6 +48,7 @@ class _DecoderCall(torch.nn.Module):
 
 
 def _export(module: torch.nn.Module, args: tuple, names: list[str], path: Path) -> None:
+    module.eval()  # the wrapper is new (training mode); the exported graph is for inference
     with torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(
             module, args, str(path), input_names=names, output_names=["out"], dynamo=True

@@ -1,0 +1,41 @@
+"""``python -m benchmarks``: its report keeps hand-written docs and judges budgets correctly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from benchmarks.__main__ import BEGIN, END, SECTIONS, Section, Stage, markdown, write_docs
+
+
+def test_the_generated_block_is_replaced_and_the_rest_of_the_page_kept(tmp_path):
+    page = tmp_path / "performance.md"
+    page.write_text("# Performance\n\nnotes before\n")
+    write_docs(page, "first run")
+    write_docs(page, "second run")
+    text = page.read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert "second run" in text and "first run" not in text
+    assert text.startswith("# Performance\n\nnotes before\n")
+    page.write_text(text + "\nnotes after\n")
+    write_docs(page, "third run")
+    assert page.read_text().endswith("notes after\n") and "third run" in page.read_text()
+
+
+def test_a_stage_over_its_budget_is_marked_over_and_one_within_is_not():
+    over = Stage("render", "300 ms", 300.0, budget_ms=250.0)
+    within = Stage("decode", "1 ms", 1.0, "full rank: 40 ms", 40.0, 5.0)
+    no_budget = Stage("bridge", "3 ms", 3.0)
+    assert over.verdict == "**over**" and within.verdict == "within" and no_budget.verdict == "—"
+    text = markdown([Section("x", "X", "cmd", "body", [over, within, no_budget])], ["bridge"], 60)
+    assert "| render | 300 ms | — | — | ≤ 250 ms | **over** |" in text
+    assert "| decode | 1 ms | full rank: 40 ms | 40.0x | ≤ 5 ms | within |" in text
+    assert "Left out (no ../shared/data here): bridge." in text
+
+
+def test_the_command_lists_every_section():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in SECTIONS:
+        assert name in out
