@@ -5,13 +5,19 @@ UNet2DConditionModel with blocks (320, 640, 1280, 1280), 1024-dim cross
 attention over 77 tokens, on 4x64x64 latents; the SD VAE decoder; TAESD's
 AutoencoderTiny as the tiny decoder; Euler with trailing timesteps. Cases,
 all in one process: steps 1/2/4 with the VAE and with the tiny decoder, the
-torch backend and (``--onnx``) ONNX Runtime, and the stock diffusers
-``StableDiffusionImg2ImgPipeline`` call as the baseline.
+torch backend eager, (``--compile``) torch.compile'd (CUDA graphs on a GPU;
+the compile + warm-up time is reported too) and (``--onnx``) ONNX Runtime,
+and the stock diffusers ``StableDiffusionImg2ImgPipeline`` call as the
+baseline. ``--channels-last`` stores UNet and decoder weights NHWC for every
+case, the stock pipeline's included (they share the modules); SDPA attention
+(``AttnProcessor2_0``) is set explicitly either way.
 
-    python -m benchmarks.bench_render_sdturbo [--device cuda --dtype float16] [--onnx]
+    python -m benchmarks.bench_render_sdturbo [--device cuda --dtype float16] [--compile]
+                                              [--channels-last] [--onnx] [--json OUT]
 
 On a CPU each frame takes seconds (about 5 s per UNet step on 2 cores), so
 repeats are few there; on a GPU use ``--device cuda --dtype float16``.
+benchmarks/gpu_suite.sh runs every GPU case in one go.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 
 from benchmarks._report import Timing, machine, markdown_table, write_json
 from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import RenderModel
+from rt_recon.render.model import RenderModel, prepare_for_inference
 
 
 def build_sdturbo_size(device: str, dtype: torch.dtype, seed: int = 0) -> RenderModel:
@@ -106,6 +112,8 @@ def run(
     warmup: int = 1,
     steps_list=(1, 2, 4),
     onnx: bool = False,
+    compile: bool = False,
+    channels_last: bool = False,
 ) -> dict:
     from diffusers import StableDiffusionImg2ImgPipeline
 
@@ -113,6 +121,7 @@ def run(
         dtype
     ]
     model = build_sdturbo_size(device, torch_dtype)
+    prepare_for_inference(model, channels_last)
     rng = np.random.default_rng(0)
     z = rng.normal(size=model.latent_shape).astype(np.float32)
     c = rng.normal(size=model.cond_shape).astype(np.float32)
@@ -120,6 +129,7 @@ def run(
     c_t = torch.from_numpy(c)[None].to(device, torch_dtype)
     dev = model.device
     rows = []
+    compile_s: dict[str, float] = {}
     tiny = model.tiny_decoder
     for steps in steps_list:
         pipe = StableDiffusionImg2ImgPipeline(
@@ -159,6 +169,17 @@ def run(
                     _time(lambda r=renderer: r.render(z, c), dev, repeats, warmup),
                 )
             )
+            if compile:
+                start = time.perf_counter()
+                compiled = Img2ImgRenderer(model, steps=steps, strength=1.0, compile=True)
+                compile_s[f"{steps} step, {label}"] = time.perf_counter() - start
+                rows.append(
+                    Timing.of(
+                        f"{steps} step: rt_recon torch compiled, {label}",
+                        _time(lambda r=compiled: r.render(z, c), dev, repeats, warmup),
+                    )
+                )
+                del compiled
             if onnx:
                 from rt_recon.render.onnx_backend import OnnxImg2ImgRenderer
 
@@ -176,6 +197,9 @@ def run(
         "device": name,
         "dtype": dtype,
         "torch": torch.__version__,
+        "channels_last": channels_last,
+        "attention": model.attention,
+        "compile_and_warm_up_s": compile_s,
         "rows": rows,
         "table": _table(rows, steps_list),
     }
@@ -198,14 +222,30 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--onnx", action="store_true", help="add ONNX Runtime cases (exports once)")
+    parser.add_argument(
+        "--compile", action="store_true", help="add torch.compile'd cases (CUDA graphs on cuda)"
+    )
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights for every case")
     parser.add_argument("--json")
     args = parser.parse_args()
-    result = run(args.device, args.dtype, args.repeats, args.warmup, args.steps, args.onnx)
+    result = run(
+        args.device,
+        args.dtype,
+        args.repeats,
+        args.warmup,
+        args.steps,
+        args.onnx,
+        args.compile,
+        args.channels_last,
+    )
     print(
         f"SD-Turbo-size img2img at 512x512 (random weights), strength 1; "
-        f"{result['device']}, {args.dtype}, torch {result['torch']}"
+        f"{result['device']}, {args.dtype}, torch {result['torch']}, "
+        f"channels_last {'on' if args.channels_last else 'off'}"
     )
     print(result["table"])
+    for case, seconds in result["compile_and_warm_up_s"].items():
+        print(f"compile + warm-up, {case}: {seconds:.1f} s")
     if args.json:
         write_json(args.json, result)
 

@@ -6,6 +6,12 @@ scheduler arithmetic stays in torch: it is a handful of element-wise ops on
 one latent. Execution providers: CUDA when onnxruntime-gpu sees a GPU
 (inputs and outputs bound to device memory with IO binding, so no host
 copies inside the loop), CPU otherwise.
+
+On CUDA, ONNX Runtime runs on its own stream, so every call synchronises:
+torch's stream before it (the inputs are written) and ORT's outputs after it
+(``synchronize_outputs``, before torch reads them). These host syncs, two per
+network call, are the ONNX backend's price; the torch backend has none inside
+the loop.
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ def export_model(model: RenderModel, cache_dir: str | Path) -> Path:
     return folder
 
 
-def _providers(device: torch.device) -> list[str]:
+def _providers(device: torch.device) -> list[str | tuple[str, dict[str, Any]]]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -106,7 +112,8 @@ def _providers(device: torch.device) -> list[str]:
                 "renderer.device is cuda but onnxruntime has no CUDAExecutionProvider; "
                 f"install onnxruntime-gpu (available: {available})"
             )
-        return ["CUDAExecutionProvider"]
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return [("CUDAExecutionProvider", {"device_id": index})]
     return ["CPUExecutionProvider"]
 
 
@@ -120,6 +127,7 @@ class OnnxImg2ImgRenderer(Img2ImgRenderer):
         strength: float,
         seed: int = 0,
         cache_dir: str | Path = "~/.cache/rt_recon",
+        blend: float = 0.0,
     ):
         try:
             import onnxruntime as ort
@@ -128,50 +136,64 @@ class OnnxImg2ImgRenderer(Img2ImgRenderer):
                 "renderer.backend is onnx but onnxruntime is not installed "
                 "(pip install onnxruntime, or onnxruntime-gpu for CUDA)"
             ) from None
-        super().__init__(model, steps, strength, seed)
+        super().__init__(model, steps, strength, seed, blend=blend)
         folder = export_model(model, Path(cache_dir).expanduser())
         providers = _providers(model.device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._unet = ort.InferenceSession(str(folder / "unet.onnx"), options, providers=providers)
-        self._vae = ort.InferenceSession(
+        self._unet_session = ort.InferenceSession(
+            str(folder / "unet.onnx"), options, providers=providers
+        )
+        self._vae_session = ort.InferenceSession(
             str(folder / "vae_decoder.onnx"), options, providers=providers
+        )
+        shape = self._vae_session.get_outputs()[0].shape  # static: exported at one shape
+        side = model.image_size
+        self._image_shape = (
+            tuple(shape) if all(isinstance(d, int) for d in shape) else (1, 3, side, side)
         )
         self._np_dtype = _NP_DTYPES.get(model.dtype)
         if self._np_dtype is None:
             raise ModelError(f"the ONNX backend runs float32 or float16, not {model.dtype}")
 
     def _run(
-        self, session: Any, inputs: dict[str, torch.Tensor], like: torch.Tensor
+        self, session: Any, inputs: dict[str, torch.Tensor], out_shape: tuple[int, ...]
     ) -> torch.Tensor:
-        if like.device.type == "cuda":
-            binding = session.io_binding()
-            for name, tensor in inputs.items():
-                tensor = tensor.contiguous()
-                binding.bind_input(
-                    name,
-                    "cuda",
-                    tensor.device.index or 0,
-                    _NP_DTYPES[tensor.dtype],
-                    tuple(tensor.shape),
-                    tensor.data_ptr(),
-                )
-            binding.bind_output("out", "cuda", like.device.index or 0)
-            session.run_with_iobinding(binding)
-            return torch.from_dlpack(binding.get_outputs()[0].to_dlpack())
-        feeds = {name: t.detach().cpu().numpy() for name, t in inputs.items()}
-        return torch.from_numpy(session.run(None, feeds)[0])
+        """Run ``session`` on ``inputs``; the output ``out_shape`` on the model's device.
 
-    @torch.inference_mode()
-    def render_tensor(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        self._reset_scheduler()
-        latents = self.scheduler.add_noise(latents, self.noise, self.timesteps[:1])
-        for t in self.timesteps:
-            model_input = self.scheduler.scale_model_input(latents, t)
-            step = t.reshape(1).to(torch.float32)
-            noise_pred = self._run(
-                self._unet, {"sample": model_input, "timestep": step, "cond": cond}, latents
+        On CUDA, inputs and output are bound to device memory (IO binding): the
+        output goes into a tensor allocated here by torch.
+        """
+        device = self.model.device
+        if device.type != "cuda":
+            feeds = {name: t.detach().cpu().numpy() for name, t in inputs.items()}
+            return torch.from_numpy(session.run(None, feeds)[0])
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        bound = {name: t.contiguous() for name, t in inputs.items()}  # alive until the run ends
+        out = torch.empty(out_shape, dtype=self.model.dtype, device=device)
+        binding = session.io_binding()
+        for name, tensor in bound.items():
+            binding.bind_input(
+                name,
+                "cuda",
+                index,
+                _NP_DTYPES[tensor.dtype],
+                tuple(tensor.shape),
+                tensor.data_ptr(),
             )
-            latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-        return self._run(self._vae, {"latents": latents / m.decoder_scaling}, latents)
+        binding.bind_output(
+            "out", "cuda", index, _NP_DTYPES[out.dtype], tuple(out.shape), out.data_ptr()
+        )
+        torch.cuda.current_stream(device).synchronize()  # torch has written the inputs
+        binding.synchronize_inputs()
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()  # ORT has written ``out``
+        return out
+
+    def _unet(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        step = t.reshape(1).to(torch.float32)
+        inputs = {"sample": sample, "timestep": step, "cond": cond}
+        return self._run(self._unet_session, inputs, tuple(sample.shape))
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self._run(self._vae_session, {"latents": latents}, self._image_shape)
