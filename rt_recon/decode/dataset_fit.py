@@ -8,7 +8,7 @@ to one model, whose fingerprint it records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -31,8 +31,12 @@ def fit_dataset(
     model: RenderModel,
     fit: FitSection,
     head_masks: Mapping[str, str] = DEFAULT_HEAD_MASKS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DecoderBundle:
-    """Fit one head per mask on the dataset's ``train`` runs; return the bundle."""
+    """Fit one head per mask on the dataset's ``train`` runs; return the bundle.
+
+    ``progress(done, total)``: see :func:`~rt_recon.decode.fit.fit_decoders`.
+    """
     runs, shape, affine = [], None, None
     for files in dataset.runs("train"):
         recorded = load_nifti_run(files.bold, files.events)
@@ -64,4 +68,5 @@ def fit_dataset(
             "affine": np.asarray(affine).ravel().tolist(),
         },
         model=model.describe(),
+        progress=progress,
     )

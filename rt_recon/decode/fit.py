@@ -15,7 +15,7 @@ cross-validation (:mod:`rt_recon.decode.ridge`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,8 +206,13 @@ def fit_decoders(
     fit: FitSection,
     stream: dict,
     model: dict,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DecoderBundle:
-    """Fit one ridge head per entry of ``head_voxels`` and return the bundle."""
+    """Fit one ridge head per entry of ``head_voxels`` and return the bundle.
+
+    ``progress(done, total)`` is called after each run's preprocessing and after
+    each head's fit (``total`` = runs + heads).
+    """
     if len(runs) < 2:
         raise DataError(f"fitting needs at least 2 runs for cross-validation, found {len(runs)}")
     warmup = fit.zscore_warmup_trs
@@ -238,6 +243,8 @@ def fit_decoders(
         features.append(series[rows])
         ids.append(np.array([sid for _, sid in samples]))
         groups.append(np.full(len(samples), r))
+        if progress is not None:
+            progress(r + 1, len(runs) + len(head_voxels))
     x_all, id_all, group_all = np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
     heads, report = {}, {"n_samples": len(x_all), "lag_trs": lag, "heads": {}}
     for name, head_vox in head_voxels.items():
@@ -248,6 +255,8 @@ def fit_decoders(
         )
         heads[name] = DecoderHead(voxels=np.asarray(head_vox, dtype=np.int64), **head)
         report["heads"][name] = {"n_voxels": len(head_vox), **entry}
+        if progress is not None:
+            progress(len(runs) + len(report["heads"]), len(runs) + len(head_voxels))
         log.info(
             "head %s: %d voxels -> %d targets (rank %s), CV R2 mean %.3f",
             name, len(head_vox), y.shape[1], entry["rank"], entry["cv_r2_mean"],

@@ -58,6 +58,25 @@ def test_out_of_fold_prediction_spread_is_that_of_the_held_out_predictions():
     assert np.all(fit.cv_prediction_std < y.std(axis=0))  # ridge shrinks towards the mean
 
 
+def test_alphas_and_weights_equal_himalayas_ridgecv():
+    """The reference implementation Takagi & Nishimoto fit with (Dupré la Tour et al. 2022)."""
+    himalaya = pytest.importorskip("himalaya.ridge")
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    rng = np.random.default_rng(4)
+    n, p, t = 150, 50, 12
+    x = rng.normal(size=(n, p))
+    y = x @ rng.normal(size=(p, t)) * np.linspace(0.05, 2, t) + 3 * rng.normal(size=(n, t)) - 2
+    groups = np.repeat(np.arange(5), 30)
+    alphas = np.array([0.1, 1.0, 10.0, 100.0, 1000.0])
+    ours = ridge_cv(x, y, groups, alphas)
+    splits = list(model_selection.LeaveOneGroupOut().split(x, y, groups))
+    reference = himalaya.RidgeCV(alphas=alphas, fit_intercept=True, cv=splits).fit(x, y)
+    assert len(set(ours.alphas.tolist())) > 1  # the per-target choice is exercised
+    np.testing.assert_array_equal(ours.alphas, np.asarray(reference.best_alphas_, np.float32))
+    np.testing.assert_allclose(ours.coef, reference.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.intercept, reference.intercept_, rtol=1e-4, atol=1e-5)
+
+
 def test_more_features_than_samples():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 300))
