@@ -6,6 +6,12 @@
   message; ``receive_latest()`` drains everything waiting and returns only
   the newest, counting what it skipped (ZeroMQ's CONFLATE cannot do this for
   multipart messages). Malformed messages are counted and dropped.
+
+Both take the config's ``security`` section (``curve=config.security``): where
+it asks for CURVE on the endpoint (by default: any non-loopback tcp endpoint),
+the publisher is a CURVE server that lets in authorised clients only and the
+subscriber a CURVE client (:mod:`rt_recon.transport.curve`). Without it the
+default policy applies, so a non-loopback endpoint without keys is refused.
 """
 
 from __future__ import annotations
@@ -19,25 +25,51 @@ from typing import Any
 import numpy as np
 import zmq
 
-from rt_recon.errors import ProtocolError, StreamError
+from rt_recon.config import SecuritySection
+from rt_recon.errors import ConfigError, ProtocolError, StreamError
 from rt_recon.protocol import DEFAULT_MAX_MESSAGE_BYTES, Message, decode_message, encode_message
+from rt_recon.transport.curve import (
+    CurveServer,
+    client_keys,
+    configure_client,
+    serve_curve,
+    server_keys,
+)
 
 log = logging.getLogger(__name__)
 
 
 class Publisher:
-    """An XPUB socket bound to ``endpoint`` that sends rt_recon messages."""
+    """An XPUB socket bound to ``endpoint`` that sends rt_recon messages.
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None):
+    ``curve``: the config's ``security`` section; where it puts CURVE on
+    ``endpoint``, only clients with an authorised key can subscribe.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.Context | None = None,
+        curve: SecuritySection | None = None,
+    ):
+        keys = server_keys(curve, endpoint)  # ConfigError before any socket exists
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not only the first
+        self._curve: CurveServer | None = None
         try:
+            if keys is not None:
+                self._curve = serve_curve(self._socket, self._context, keys)
             self._socket.bind(endpoint)
-        except zmq.ZMQError as exc:
+        except (zmq.ZMQError, ConfigError) as exc:
             self._socket.close()
+            if self._curve is not None:
+                self._curve.close()
+            if isinstance(exc, ConfigError):
+                raise
             raise StreamError(f"cannot bind {endpoint}: {exc.strerror}") from None
+        self.curve = keys is not None
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._subscribers: dict[str, int] = {}
 
@@ -85,6 +117,8 @@ class Publisher:
 
     def close(self) -> None:
         self._socket.close(linger=0)
+        if self._curve is not None:  # after the socket: no connection is ever let in unchecked
+            self._curve.close()
 
     def __enter__(self) -> Publisher:
         return self
@@ -103,7 +137,11 @@ class Received:
 
 
 class Subscriber:
-    """A SUB socket connected to ``endpoint``, subscribed to ``topics``."""
+    """A SUB socket connected to ``endpoint``, subscribed to ``topics``.
+
+    ``curve``: the config's ``security`` section; where it puts CURVE on
+    ``endpoint``, the socket connects as a CURVE client with its own key.
+    """
 
     def __init__(
         self,
@@ -112,10 +150,15 @@ class Subscriber:
         context: zmq.Context | None = None,
         max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         rcvhwm: int = 1000,
+        curve: SecuritySection | None = None,
     ):
+        keys = client_keys(curve, endpoint)  # ConfigError before any socket exists
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            configure_client(self._socket, keys)
+        self.curve = keys is not None
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         # Frames larger than the limit are refused by libzmq before they are buffered.
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)

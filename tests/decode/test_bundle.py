@@ -74,6 +74,35 @@ def test_unreadable_and_foreign_files(tmp_path):
         DecoderBundle.load(tmp_path / "plain.safetensors")
 
 
+class _Booby:
+    """Unpickling this creates ``path``: proof that a loader ran pickle."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch.save"])
+def test_a_pickle_renamed_safetensors_is_refused_without_being_unpickled(tmp_path, kind):
+    marker = tmp_path / "unpickled"
+    fake = tmp_path / "bundle.safetensors"
+    if kind == "pickle":
+        import pickle
+
+        fake.write_bytes(pickle.dumps({"z.weights": _Booby(marker)}))
+    else:
+        import torch
+
+        torch.save({"z.weights": _Booby(marker)}, fake)  # a zip of pickles, as a .pt/.bin
+    with pytest.raises(BundleError, match=rf"{fake}: not a safetensors decoder bundle"):
+        DecoderBundle.load(fake)
+    assert not marker.exists(), "the bundle loader unpickled the file"
+
+
 def test_inconsistent_head_is_refused():
     with pytest.raises(BundleError, match="target shape"):
         DecoderHead(
