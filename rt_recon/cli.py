@@ -10,6 +10,7 @@ Subcommands:
   bridge      stream a scanner's real-time export folder over LSL
   convert     write a recorded series (DICOM, PAR/REC, NIfTI) as one 4D NIfTI
   console     web console for the operator and display page for the participant
+  keys        ZeroMQ CURVE certificates for non-loopback endpoints (server, client)
 
 Human output goes to stdout; logs go to stderr.
 """
@@ -17,6 +18,7 @@ Human output goes to stdout; logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -177,19 +179,31 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from rt_recon.dataset import Dataset
     from rt_recon.decode.dataset_fit import fit_dataset
     from rt_recon.render.model import load_render_model
 
     config = _config(args)
     model = load_render_model(args.model, with_text=True)
-    bundle = fit_dataset(Dataset.open(args.dataset), model, config.fit)
+    with tqdm(total=0, desc="fitting (runs, then heads)", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        bundle = fit_dataset(Dataset.open(args.dataset), model, config.fit, progress=progress)
     path = bundle.save(args.out)
-    print(f"wrote {path}")
+    report = path.with_name(path.stem + ".report.json")
+    report.write_text(json.dumps(bundle.report, indent=2))
+    print(f"wrote {path}\nfit report: {report}")
     for head, entry in bundle.report["heads"].items():
+        alphas = ", ".join(f"{a}: {n}" for a, n in entry["alphas_chosen"].items() if n)
         print(
             f"  {head}: {entry['n_voxels']} voxels -> {entry['n_targets']} targets, "
-            f"CV R^2 mean {entry['cv_r2_mean']:.3f}"
+            f"CV R^2 mean {entry['cv_r2_mean']:.3f} (median {entry['cv_r2_median']:.3f}); "
+            f"alphas chosen {alphas}"
         )
     return 0
 
@@ -231,10 +245,17 @@ def _cmd_simulate_replay(args: argparse.Namespace) -> int:
     config = _config(args)
     run = load_run(args.run, args.events, _read_options(args), args.series, args.stream)
     speed = args.speed if args.speed is not None else config.replay.speed
-    ready = ReadyWatcher(args.await_ready, config.stream.source_id) if args.await_ready else None
+    ready = (
+        ReadyWatcher(args.await_ready, config.stream.source_id, curve=config.security)
+        if args.await_ready
+        else None
+    )
     ack = (
         DecoderAck(
-            args.ack_endpoint or config.decoder.latents_endpoint, config.session.id, args.run_id
+            args.ack_endpoint or config.decoder.latents_endpoint,
+            config.session.id,
+            args.run_id,
+            curve=config.security,
         )
         if args.asap
         else None
@@ -327,6 +348,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             print(f"  {what}: {items}")
     for path, reason in series.unreadable:
         print(f"  unreadable: {path.name}: {reason}")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    import zmq.auth
+
+    from rt_recon.transport.curve import write_certificates
+
+    files = write_certificates(args.dir, overwrite=args.force)
+    server_public, _ = zmq.auth.load_certificate(files.server_public)
+    print(f"wrote ZeroMQ CURVE certificates to {args.dir}:")
+    print(f"  {files.server_secret.name}  secret: only on the machines that publish")
+    print(f"  {files.server_public.name}  public: on every machine that subscribes")
+    print(f"  {files.client_secret.name}  secret: on the machines that subscribe")
+    print(
+        f"  {files.authorized_clients.name}/  public keys of the clients let in; "
+        "add a *.key file per extra client"
+    )
+    print(f"server public key (Z85, for clients in other languages): {server_public.decode()}")
+    print("\nconfig lines:\n")
+    print(files.config_lines(), end="")
     return 0
 
 
@@ -504,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out", type=Path, help="output .nii or .nii.gz (a .json sidecar beside)")
     _add_read_options(convert)
     convert.set_defaults(func=_cmd_convert)
+
+    keys = sub.add_parser("keys", help="write ZeroMQ CURVE certificates for non-loopback endpoints")
+    keys.add_argument("dir", type=Path, help="folder to write the certificates into")
+    keys.add_argument("--force", action="store_true", help="replace certificates already there")
+    keys.set_defaults(func=_cmd_keys)
     return parser
 
 

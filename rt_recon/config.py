@@ -151,6 +151,21 @@ class RendererSection(_Section):
         default="torch", description="torch, or onnx (ONNX Runtime; CUDA provider on a GPU)"
     )
     threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves the default")
+    compile: bool = Field(
+        default=False,
+        description="torch.compile UNet and decoder (static shapes; CUDA graphs on cuda), "
+        "warmed up at startup; torch backend only",
+    )
+    channels_last: bool | Literal["auto"] = Field(
+        default="auto",
+        description="NHWC weights for UNet and decoders; auto: on for cuda with the torch backend",
+    )
+    blend: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Latent blending between TRs: init_t = (1 - blend) * z_t + blend * init_t-1",
+    )
     frames_endpoint: str = "tcp://127.0.0.1:5556"
     wait_for_subscribers: int = Field(
         default=0, ge=0, description="Frame subscribers to wait for before taking latents"
@@ -159,6 +174,21 @@ class RendererSection(_Section):
     write_png: bool = True
 
     _endpoint = field_validator("frames_endpoint")(_check_zmq_endpoint)
+
+    @model_validator(mode="after")
+    def _compile_needs_torch(self) -> RendererSection:
+        if self.compile and self.backend != "torch":
+            raise ValueError(
+                f"renderer.compile applies to the torch backend, but backend is "
+                f"{self.backend!r}; set compile: false or backend: torch"
+            )
+        return self
+
+    def use_channels_last(self) -> bool:
+        """``channels_last`` resolved: ``auto`` is on for cuda with the torch backend."""
+        if self.channels_last == "auto":
+            return self.device.startswith("cuda") and self.backend == "torch"
+        return bool(self.channels_last)
 
 
 class RecorderSection(_Section):
@@ -205,6 +235,66 @@ class ConsoleSection(_Section):
         if self.token is not None and self.token_file is not None:
             raise ValueError("set console.token or console.token_file, not both")
         return self
+
+
+#: The security keys that name CURVE certificate files or folders, in the order to set them.
+CURVE_KEYS = (
+    "curve_server_cert",
+    "curve_authorized_clients",
+    "curve_client_cert",
+    "curve_server_public",
+)
+
+
+class SecuritySection(_Section):
+    """ZeroMQ CURVE (encryption + client authentication); see docs/protocol.md, "Security".
+
+    Certificates are ZeroMQ's ZPL text files, as ``rt-recon keys DIR`` writes them.
+    """
+
+    curve: Literal["auto", "always"] = Field(
+        default="auto",
+        description="auto: CURVE on every non-loopback tcp endpoint (and only there); "
+        "always: on every endpoint, loopback included",
+    )
+    curve_server_cert: Path | None = Field(
+        default=None,
+        description="Secret certificate of the publishing nodes (server.key_secret)",
+    )
+    curve_authorized_clients: Path | None = Field(
+        default=None,
+        description="Folder of the public certificates (*.key) of the clients allowed to subscribe",
+    )
+    curve_client_cert: Path | None = Field(
+        default=None, description="Secret certificate of the subscribing nodes (client.key_secret)"
+    )
+    curve_server_public: Path | None = Field(
+        default=None, description="Public certificate of the publishing nodes (server.key)"
+    )
+
+    @field_validator("curve_server_cert", "curve_client_cert", "curve_server_public")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(
+                "expected an existing ZeroMQ certificate file (`rt-recon keys DIR` writes them), "
+                "but no file is there"
+            )
+        return value
+
+    @field_validator("curve_authorized_clients")
+    @classmethod
+    def _existing_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_dir():
+            raise ValueError(
+                "expected an existing folder of client public certificates "
+                "(`rt-recon keys DIR` writes DIR/authorized_clients), but no folder is there"
+            )
+        return value
+
+    def curve_on(self, endpoint: str) -> bool:
+        """Whether ``endpoint`` uses CURVE under this policy."""
+        return self.curve == "always" or not is_loopback_endpoint(endpoint)
 
 
 NodeName = Literal["decoder", "renderer", "recorder", "console"]
@@ -283,6 +373,38 @@ class SessionConfig(_Section):
     run: RunSection = RunSection()
     replay: ReplaySection = ReplaySection()
     fit: FitSection = FitSection()
+    security: SecuritySection = SecuritySection()
+
+    def zmq_endpoints(self) -> dict[str, str]:
+        """The session's ZeroMQ publisher endpoints, by config key."""
+        return {
+            "decoder.latents_endpoint": self.decoder.latents_endpoint,
+            "renderer.frames_endpoint": self.renderer.frames_endpoint,
+            "recorder.status_endpoint": self.recorder.status_endpoint,
+        }
+
+    @model_validator(mode="after")
+    def _curve_keys_where_needed(self) -> SessionConfig:
+        security = self.security
+        missing = [f"security.{k}" for k in CURVE_KEYS if getattr(security, k) is None]
+        if not missing:
+            return self
+        for key, endpoint in self.zmq_endpoints().items():
+            if security.curve_on(endpoint):
+                keys = (
+                    f"set {', '.join(missing)} (`rt-recon keys DIR` writes the certificates "
+                    "and prints these lines)"
+                )
+                if security.curve == "always":
+                    raise ValueError(
+                        f"{key} {endpoint!r} needs ZeroMQ CURVE keys because security.curve "
+                        f"is always: {keys}"
+                    )
+                raise ValueError(
+                    f"{key} {endpoint!r} is not a loopback endpoint, so it needs ZeroMQ CURVE "
+                    f"keys: {keys}, or use a loopback endpoint such as tcp://127.0.0.1:PORT"
+                )
+        return self
 
     def resolved(self) -> SessionConfig:
         """A copy with every path expanded and made absolute."""
@@ -318,6 +440,13 @@ class SessionConfig(_Section):
                 if value is not None
             }
         )
+        security = self.security.model_copy(
+            update={
+                key: absolute(getattr(self.security, key))
+                for key in CURVE_KEYS
+                if getattr(self.security, key) is not None
+            }
+        )
         return self.model_copy(
             update={
                 "paths": paths,
@@ -325,6 +454,7 @@ class SessionConfig(_Section):
                 "renderer": renderer,
                 "recorder": recorder,
                 "console": console,
+                "security": security,
             }
         )
 
@@ -363,6 +493,8 @@ def _describe_error(err: dict[str, Any], data: Any) -> str:
             parent_model = annotation
         allowed = ", ".join(parent_model.model_fields)
         return f"{loc}: unknown key (expected one of: {allowed})"
+    if not err["loc"] and kind == "value_error":  # a check across sections: says it all
+        return str(err["ctx"]["error"])
     found = err.get("input")
     return f"{loc}: {err['msg']}; found {found!r} ({type(found).__name__})"
 

@@ -37,3 +37,14 @@ class ModelError(RtReconError):
 
 class DataError(RtReconError):
     """Input data (a run, an events file, a volume) is missing or malformed."""
+
+
+class StorageError(RtReconError):
+    """A file could not be written: the disk is full, a file size limit was reached, I/O failed.
+
+    ``errno`` is the operating system's error number where it is known.
+    """
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno

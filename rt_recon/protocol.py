@@ -76,6 +76,10 @@ STAGES = (
 # --------------------------------------------------------------------------- LSL
 
 
+#: How a volume stream is paced (see :attr:`VolumeStreamMeta.pace`).
+PACES = ("realtime", "asap")
+
+
 @dataclass(frozen=True, eq=False)
 class VolumeStreamMeta:
     """What a volume stream says about itself in its ``desc``.
@@ -91,6 +95,10 @@ class VolumeStreamMeta:
         n_channels: values per sample (voxels of the volume or of the mask).
         speed: replay speed (1.0 for a scanner); samples arrive every ``tr / speed`` s.
         channel_format: ``"float32"`` or ``"int16"``.
+        pace: ``"realtime"`` (a scanner, or a replay by target timestamps: a gap of
+            k sample intervals means k - 1 TRs never arrived) or ``"asap"`` (a replay
+            as fast as its consumer takes volumes, with back-pressure: nothing is
+            dropped, so every new volume is the next TR whatever the gap).
     """
 
     shape: tuple[int, int, int]
@@ -102,6 +110,7 @@ class VolumeStreamMeta:
     n_channels: int = 0
     speed: float = 1.0
     channel_format: str = "float32"
+    pace: str = "realtime"
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or any(int(s) <= 0 for s in self.shape):
@@ -120,6 +129,8 @@ class VolumeStreamMeta:
             )
         if not (self.tr > 0 and self.speed > 0):
             raise ProtocolError(f"tr and speed must be positive, found {self.tr}, {self.speed}")
+        if self.pace not in PACES:
+            raise ProtocolError(f"pace must be one of {PACES}, found {self.pace!r}")
         if self.channel_format not in ("float32", "int16"):
             raise ProtocolError(
                 f"channel_format must be float32 or int16, found {self.channel_format!r}"
@@ -159,6 +170,7 @@ def make_volume_stream_info(meta: VolumeStreamMeta, name: str, source_id: str) -
         "affine": ",".join(repr(float(v)) for v in meta.affine.ravel()),
         "tr": repr(float(meta.tr)),
         "speed": repr(float(meta.speed)),
+        "pace": meta.pace,
         "mask_id": meta.mask_id,
         "session": meta.session,
         "run": meta.run,
@@ -219,6 +231,7 @@ def parse_volume_stream_info(info: pylsl.StreamInfo) -> VolumeStreamMeta:
         n_channels=info.channel_count(),
         speed=speed,
         channel_format=fmt,
+        pace=node.child_value("pace") or "realtime",  # optional: older sources are realtime
     )
 
 

@@ -18,9 +18,10 @@ Pacing (``pace``):
     ``window`` volumes are in flight (pushed but not yet acknowledged by the
     consumer through ``ack``), so the consumer's LSL buffer never overflows
     and nothing is dropped. Volumes are stamped with their push time and the
-    stream declares ``speed`` (default 1): a consumer that counts TRs from
-    timestamp gaps sees one TR per volume as long as it keeps within 1.5 TR
-    per volume.
+    stream declares ``pace: asap`` in its ``desc``, so a consumer counts every
+    new volume as the next TR instead of reading lost TRs into the gaps (a
+    consumer that stalls for longer than a TR now and then, say on its first
+    volume, is exactly what asap is for).
 
 ``loop`` plays the run that many times back to back (0: until stopped),
 each pass framed by its own ``run_start``/``run_end`` markers (with a
@@ -41,6 +42,7 @@ import numpy as np
 import pylsl
 
 from rt_recon.acquire.nifti import RecordedRun
+from rt_recon.config import SecuritySection
 from rt_recon.errors import ConfigError, StreamError
 from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
 from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
@@ -143,10 +145,10 @@ class DecoderAck:
     status heartbeat's ``volumes`` counter moved past it.
     """
 
-    def __init__(self, endpoint: str, session: str, run: str):
+    def __init__(self, endpoint: str, session: str, run: str, curve: SecuritySection | None = None):
         from rt_recon.transport.zmq import Subscriber
 
-        self._sub = Subscriber(endpoint, [TOPIC_LATENTS, TOPIC_STATUS])
+        self._sub = Subscriber(endpoint, [TOPIC_LATENTS, TOPIC_STATUS], curve=curve)
         self.session, self.run = session, run
         self._latents = 0
         self._baseline: int | None = None
@@ -228,7 +230,13 @@ def replay(
     if len(run.volumes) == 0:
         raise StreamError("the run has no volumes to replay")
     meta = VolumeStreamMeta(
-        shape=run.shape, affine=run.affine, tr=run.tr, session=session, run=run_id, speed=speed
+        shape=run.shape,
+        affine=run.affine,
+        tr=run.tr,
+        session=session,
+        run=run_id,
+        speed=speed,
+        pace=pace,
     )
     report = ReplayReport()
     with VolumeOutlet(meta, name, source_id, buffer_trs=buffer_trs) as outlet:

@@ -87,3 +87,25 @@ def test_sigint_on_demo_stops_every_child(tmp_path):
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.pid for p in alive]}"
     assert "interrupted" in output
+
+
+def test_keys_writes_certificates_and_prints_config_lines_that_validate(tmp_path):
+    from rt_recon.config import validate_config
+
+    folder = tmp_path / "keys"
+    result = _rt_recon("keys", str(folder))
+    assert result.returncode == 0, result.stderr
+    lines = yaml.safe_load(result.stdout.split("config lines:", 1)[1])
+    assert lines["security"]["curve_server_cert"] == str(folder / "server.key_secret")
+    assert (folder / "authorized_clients" / "client.key").is_file()
+    assert "server public key (Z85, for clients in other languages): " in result.stdout
+    config = validate_config({**lines, "decoder": {"latents_endpoint": "tcp://0.0.0.0:5555"}}, "x")
+    assert config.security.curve_on(config.decoder.latents_endpoint)
+
+    again = _rt_recon("keys", str(folder))
+    assert again.returncode == 2
+    assert "expected no certificates in" in again.stderr and "--force" in again.stderr
+    assert "Traceback" not in again.stderr
+    before = (folder / "server.key_secret").read_bytes()
+    assert _rt_recon("keys", str(folder), "--force").returncode == 0
+    assert (folder / "server.key_secret").read_bytes() != before

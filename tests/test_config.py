@@ -92,3 +92,93 @@ def test_json_round_trip(tmp_path):
 )
 def test_loopback_detection(endpoint, loopback):
     assert is_loopback_endpoint(endpoint) is loopback
+
+
+# --- security: ZeroMQ CURVE keys -------------------------------------------------------------
+
+ALL_CURVE_KEYS = (
+    "security.curve_server_cert, security.curve_authorized_clients, "
+    "security.curve_client_cert, security.curve_server_public"
+)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "endpoint"),
+    [
+        ("decoder", "latents_endpoint", "tcp://0.0.0.0:5555"),
+        ("renderer", "frames_endpoint", "tcp://10.1.2.3:5556"),
+        ("recorder", "status_endpoint", "tcp://scanner-pc.local:5557"),
+    ],
+)
+def test_a_non_loopback_endpoint_without_curve_keys_is_a_config_error(
+    tmp_path, section, key, endpoint
+):
+    path = tmp_path / "open.yaml"
+    path.write_text(f"{section}:\n  {key}: {endpoint}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert f"{section}.{key} '{endpoint}' is not a loopback endpoint" in message
+    assert f"needs ZeroMQ CURVE keys: set {ALL_CURVE_KEYS}" in message  # what to set
+    assert "rt-recon keys DIR" in message
+
+
+def test_curve_always_needs_keys_on_loopback_too():
+    with pytest.raises(ConfigError, match=r"decoder.latents_endpoint 'tcp://127.0.0.1:5555' "
+                       r"needs ZeroMQ CURVE keys because security.curve is always"):  # fmt: skip
+        SessionConfig().with_overrides({"security.curve": "always"})
+
+
+def test_partly_set_curve_keys_name_the_missing_ones(tmp_path):
+    from rt_recon.transport.curve import write_certificates
+
+    keys = write_certificates(tmp_path / "keys")
+    path = tmp_path / "half.yaml"
+    path.write_text(
+        f"decoder:\n  latents_endpoint: tcp://0.0.0.0:5555\n"
+        f"security:\n  curve_server_cert: {keys.server_secret}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "set security.curve_authorized_clients, security.curve_client_cert, " in message
+    assert "set security.curve_server_cert" not in message
+
+
+def test_curve_keys_make_a_non_loopback_endpoint_valid_and_resolve(tmp_path, monkeypatch):
+    from rt_recon.transport.curve import write_certificates
+
+    write_certificates(tmp_path / "keys")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "lab.yaml"
+    path.write_text(
+        "decoder:\n  latents_endpoint: tcp://0.0.0.0:5555\n"
+        "security:\n"
+        "  curve_server_cert: keys/server.key_secret\n"
+        "  curve_authorized_clients: keys/authorized_clients\n"
+        "  curve_client_cert: keys/client.key_secret\n"
+        "  curve_server_public: keys/server.key\n"
+    )
+    config = load_config(path)
+    assert config.security.curve_server_cert == tmp_path / "keys" / "server.key_secret"
+    assert config.security.curve_authorized_clients == tmp_path / "keys" / "authorized_clients"
+    assert config.security.curve_on("tcp://0.0.0.0:5555")
+    assert not config.security.curve_on(config.renderer.frames_endpoint)  # loopback: plain
+
+
+def test_a_missing_key_file_or_folder_is_named_with_its_path(tmp_path):
+    absent = tmp_path / "nope.key_secret"
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"security:\n  curve_client_cert: {absent}\n"
+        f"  curve_authorized_clients: {tmp_path / 'no_folder'}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "security.curve_client_cert: " in message
+    assert "expected an existing ZeroMQ certificate file" in message
+    assert f"found '{absent}'" in message
+    assert "security.curve_authorized_clients: " in message
+    assert f"found '{tmp_path / 'no_folder'}'" in message

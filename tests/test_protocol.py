@@ -96,6 +96,11 @@ def test_volume_stream_info_round_trip():
     assert (parsed.tr, parsed.session, parsed.run, parsed.speed) == (1.97, "s1", "02", 2.0)
     assert (parsed.mask_id, parsed.n_channels, parsed.channel_format) == ("full", 210, "float32")
     assert info.desc().child("rt_recon").child_value("voxel_order") == VOXEL_ORDER
+    assert parsed.pace == "realtime"
+    asap = VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr=1.97, pace="asap")
+    assert parse_volume_stream_info(make_volume_stream_info(asap, "v", "src-2")).pace == "asap"
+    with pytest.raises(ProtocolError, match="pace must be one of"):
+        VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr=1.97, pace="fast")
 
 
 def test_flatten_is_x_fastest_and_inverts():

@@ -18,6 +18,7 @@ import zmq
 from pylsl.util import LostError
 from pylsl.util import TimeoutError as LslTimeoutError
 
+from rt_recon.config import SecuritySection
 from rt_recon.errors import ProtocolError, StreamError
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, Message
 from rt_recon.transport.lsl import MarkerInlet, resolve_stream
@@ -68,8 +69,10 @@ class ZmqFeed(_Feed):
         status_endpoints: Iterable[str],
         on_frame: Callable[[Message, float], None],
         on_status: Callable[[dict[str, Any], float], None],
+        curve: SecuritySection | None = None,
     ):
         super().__init__()
+        self._curve = curve
         self.frames_endpoint = frames_endpoint
         self.status_endpoints = list(dict.fromkeys(status_endpoints))
         self._on_frame = on_frame
@@ -78,8 +81,13 @@ class ZmqFeed(_Feed):
 
     def _run(self) -> None:
         context = zmq.Context()
-        frames = Subscriber(self.frames_endpoint, [TOPIC_FRAME], context, rcvhwm=_FRAME_HWM)
-        statuses = [Subscriber(ep, [TOPIC_STATUS], context) for ep in self.status_endpoints]
+        frames = Subscriber(
+            self.frames_endpoint, [TOPIC_FRAME], context, rcvhwm=_FRAME_HWM, curve=self._curve
+        )
+        statuses = [
+            Subscriber(ep, [TOPIC_STATUS], context, curve=self._curve)
+            for ep in self.status_endpoints
+        ]
         poller = zmq.Poller()
         for sub in (frames, *statuses):
             poller.register(sub.socket, zmq.POLLIN)

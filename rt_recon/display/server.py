@@ -219,6 +219,7 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
                 status_endpoints,
                 on_frame,
                 lambda header, now: deliver(hub.on_status, header, now),
+                curve=config.security,
             ),
             MarkerFeed(
                 config.stream.markers_source_id,

@@ -26,6 +26,10 @@ AWAY_AFTER_S = 3 * HEARTBEAT_PERIOD_S
 #: Node states that mean "doing its job" (the recorder says ``streaming``).
 WORKING_STATES = frozenset({"running", "streaming"})
 
+#: Node states that mean "up, but cannot do its job" (the recorder once its disk is full);
+#: the heartbeat's ``error`` says why.
+FAILED_STATES = frozenset({"write_failed"})
+
 #: Nodes shown from the start; others (the recorder) appear once they speak.
 EXPECTED_NODES = ("decoder", "renderer")
 
@@ -46,13 +50,15 @@ class NodeHealth:
     counters: dict[str, Any] = field(default_factory=dict)
 
     def level(self, now: float, away_after_s: float) -> str:
-        """``unknown`` (never heard), ``ok``, ``waiting``, ``stopped`` or ``away``."""
+        """``unknown`` (never heard), ``ok``, ``waiting``, ``failed``, ``stopped`` or ``away``."""
         if self.last_seen is None:
             return "unknown"
         if self.state == "stopped":
             return "stopped"
         if now - self.last_seen > away_after_s:
             return "away"
+        if self.state in FAILED_STATES:
+            return "failed"
         return "ok" if self.state in WORKING_STATES else "waiting"
 
 
@@ -234,6 +240,10 @@ class ConsoleState:
                 out.append({"kind": "away", "text": f"{node.name} away: silent for {age:.1f} s"})
             elif level == "stopped":
                 out.append({"kind": "stopped", "text": f"{node.name} stopped"})
+            elif level == "failed":
+                reason = node.counters.get("error") or "no reason given"
+                text = f"{node.name} {node.state.replace('_', ' ')}: {reason}"
+                out.append({"kind": "failed", "text": text})
         recent = list(self.frames)[-self.warn_window :]
         interval = self.interval_s
         if interval is not None:

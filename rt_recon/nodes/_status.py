@@ -17,6 +17,7 @@ from typing import Any
 
 import pylsl
 
+from rt_recon.config import SecuritySection
 from rt_recon.protocol import TOPIC_STATUS
 from rt_recon.transport.zmq import Publisher
 
@@ -31,11 +32,11 @@ class ReadyWatcher:
     open, so none of them misses the first volume.
     """
 
-    def __init__(self, endpoints: list[str], source_id: str):
+    def __init__(self, endpoints: list[str], source_id: str, curve: SecuritySection | None = None):
         from rt_recon.transport.zmq import Subscriber
 
         self.source_id = source_id
-        self._pending = {e: Subscriber(e, [TOPIC_STATUS]) for e in endpoints}
+        self._pending = {e: Subscriber(e, [TOPIC_STATUS], curve=curve) for e in endpoints}
 
     def __call__(self) -> bool:
         for endpoint, sub in list(self._pending.items()):

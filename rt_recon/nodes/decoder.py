@@ -12,6 +12,7 @@ import logging
 import threading
 import zlib
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import pylsl
@@ -33,25 +34,64 @@ log = logging.getLogger(__name__)
 _MOTION_CHANNELS = ("tx_mm", "ty_mm", "tz_mm", "rx_rad", "ry_rad", "rz_rad")
 
 
+@dataclass(frozen=True)
+class TrStep:
+    """What :meth:`TrCounter.update` made of one volume's timestamp."""
+
+    tr: int | None  # its TR index; None: not assigned one (``rejected`` says why)
+    missed: int = 0  # TRs that never arrived between the last assigned one and this one
+    rejected: Literal["duplicate", "out_of_order"] | None = None
+    dt: float = 0.0  # seconds (LSL clock) since the last volume that was assigned a TR
+
+
 class TrCounter:
     """TR index from timestamps: the first volume is 0; a gap of k intervals advances by k.
 
-    ``update(t)`` returns ``(index, missed)`` where ``missed`` counts TRs that
-    never arrived before this one.
+    A volume stamped less than ``duplicate_below`` intervals from the last
+    assigned one (either side) is a duplicate if it carries the same data
+    (the same CRC-32), or if no CRC is given; one stamped earlier than that,
+    or earlier and with other data, is out of order. Neither is assigned a
+    TR nor moves the count. A volume with other data stamped just after the
+    last one is the next TR: an ``asap`` replay stamps volumes with their push
+    time, which can be any time after the last one (simulators/replay.py).
+
+    With ``sequential`` (a stream paced ``asap``, which drops nothing), every
+    volume that is neither a duplicate nor out of order is the next TR,
+    whatever the gap: gaps there are the consumer's own stalls, not lost TRs.
+
+    Args:
+        interval: seconds between volumes on the wire (the TR divided by the replay speed).
+        duplicate_below: the duplicate window, in intervals (0 < value <= 0.5).
+        sequential: count one TR per accepted volume instead of reading gaps.
     """
 
-    def __init__(self, interval: float):
+    def __init__(self, interval: float, duplicate_below: float = 0.5, sequential: bool = False):
+        if interval <= 0 or not 0 < duplicate_below <= 0.5:
+            raise StreamError(
+                f"TrCounter needs a sample interval > 0 s and 0 < duplicate_below <= 0.5, "
+                f"found {interval} s and {duplicate_below}"
+            )
         self.interval = interval
-        self._last: tuple[int, float] | None = None
+        self.duplicate_below = duplicate_below
+        self.sequential = sequential
+        self._last: tuple[int, float, int | None] | None = None  # (TR, timestamp, CRC)
 
-    def update(self, timestamp: float) -> tuple[int, int]:
+    def update(self, timestamp: float, crc: int | None = None) -> TrStep:
+        """The TR of a volume stamped ``timestamp`` (seconds, LSL clock) whose data have
+        CRC-32 ``crc`` (None: judge by the timestamp alone)."""
         if self._last is None:
-            self._last = (0, timestamp)
-            return 0, 0
-        index, last = self._last
-        step = max(1, round((timestamp - last) / self.interval))
-        self._last = (index + step, timestamp)
-        return index + step, step - 1
+            self._last = (0, timestamp, crc)
+            return TrStep(0)
+        index, last, last_crc = self._last
+        dt = timestamp - last
+        steps = dt / self.interval
+        if abs(steps) < self.duplicate_below and (crc is None or crc == last_crc):
+            return TrStep(None, rejected="duplicate", dt=dt)
+        if steps < 0:
+            return TrStep(None, rejected="out_of_order", dt=dt)
+        step = 1 if self.sequential else max(1, round(steps))
+        self._last = (index + step, timestamp, crc)
+        return TrStep(index + step, missed=step - 1, dt=dt)
 
 
 def _open_markers(config: SessionConfig) -> MarkerInlet | None:
@@ -76,10 +116,12 @@ def _open_markers(config: SessionConfig) -> MarkerInlet | None:
 
 @dataclass
 class DecoderStats:
-    volumes: int = 0
+    volumes: int = 0  # received, whatever became of them
     published: int = 0
-    skipped: int = 0
-    missed: int = 0
+    skipped: int = 0  # assigned a TR but not decodable (DataError, ShapeMismatchError)
+    missed: int = 0  # TRs that never arrived
+    duplicates: int = 0  # the last volume again (its stamp and data): not assigned a TR
+    out_of_order: int = 0  # volumes stamped before the last one: not assigned a TR
 
 
 def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
@@ -90,7 +132,7 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
     # One BLAS thread: the projections are small, and the renderer needs the other cores.
     threadpool_limits(1)
     stats = DecoderStats()
-    with Publisher(config.decoder.latents_endpoint) as pub:
+    with Publisher(config.decoder.latents_endpoint, curve=config.security) as pub:
         log.info("publishing latents and status on %s", pub.endpoint)
         status = StatusPublisher(pub, "decoder")
         pub.wait_for_subscribers(
@@ -116,7 +158,7 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
             meta = inlet.meta
             bundle.check_stream(meta)
             decoder = OnlineDecoder(bundle, stream=meta)
-            counter = TrCounter(meta.sample_interval)
+            counter = TrCounter(meta.sample_interval, sequential=meta.pace == "asap")
             markers = _open_markers(config)
             tracker = TrialTracker(meta.sample_interval, decoder.lag, len(decoder.weights))
             mode = "trial" if markers is not None else "continuous"
@@ -135,11 +177,24 @@ def run_decoder(config: SessionConfig, stop: threading.Event) -> DecoderStats:
                     continue
                 received = pylsl.local_clock()
                 stats.volumes += 1
-                tr, missed = counter.update(stamp)
+                crc = zlib.crc32(inlet.values)
+                step = counter.update(stamp, crc)
+                if step.tr is None:
+                    if step.rejected == "duplicate":
+                        stats.duplicates += 1
+                    else:
+                        stats.out_of_order += 1
+                    log.warning(
+                        "volume stamped %+.3f s from TR %d's skipped (not assigned a TR): %s",
+                        step.dt,
+                        tr,
+                        "a duplicate" if step.rejected == "duplicate" else "out of order",
+                    )
+                    continue
+                tr, missed = step.tr, step.missed
                 if missed:
                     stats.missed += missed
                     log.warning("%d TR(s) missing before TR %d", missed, tr)
-                crc = zlib.crc32(inlet.values)
                 try:
                     features = decoder.preprocess(inlet.values)
                     preprocessed = pylsl.local_clock()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,12 +52,18 @@ class PipelineResult:
 
 
 def run_pipeline(
-    config: SessionConfig, config_path: Path, source: Sequence[str], n_trs: int
+    config: SessionConfig,
+    config_path: Path,
+    source: Sequence[str],
+    n_trs: int,
+    monitor: Callable[[Supervisor], None] | None = None,
 ) -> PipelineResult:
     """Start the nodes and ``rt-recon <source...>``; return when TR ``n_trs - 1`` is rendered.
 
     ``config`` must include :data:`PIPELINE_OVERRIDES`; ``config_path`` is
-    that config as a file, for the children.
+    that config as a file, for the children. ``monitor(supervisor)``, if
+    given, is called about every 0.1 s while the run goes (e.g. to sample
+    the children's memory).
     """
     result = PipelineResult(config.paths.output_dir, n_trs, config.recording_path)
     cfg_arg = ["--config", str(config_path)]
@@ -69,20 +75,26 @@ def run_pipeline(
     ]
     with (
         Supervisor(config.paths.output_dir / "logs") as supervisor,
-        Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS]) as latents,
-        Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME]) as frames,
+        Subscriber(
+            config.decoder.latents_endpoint, [TOPIC_LATENTS], curve=config.security
+        ) as latents,
+        Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME], curve=config.security) as frames,
     ):
         supervisor.start("recorder", ["record", *cfg_arg])
         supervisor.start("renderer", ["render", *cfg_arg])
         supervisor.start("decoder", ["decode", *cfg_arg])
         supervisor.start("source", [*source, *await_ready, *cfg_arg])
-        _collect(supervisor, latents, frames, result)
+        _collect(supervisor, latents, frames, result, monitor)
     result.latency = summarise(f.header["times"] for f in result.frames)
     return result
 
 
 def _collect(
-    supervisor: Supervisor, latents: Subscriber, frames: Subscriber, result: PipelineResult
+    supervisor: Supervisor,
+    latents: Subscriber,
+    frames: Subscriber,
+    result: PipelineResult,
+    monitor: Callable[[Supervisor], None] | None = None,
 ) -> None:
     poller = zmq.Poller()
     poller.register(latents.socket, zmq.POLLIN)
@@ -91,6 +103,8 @@ def _collect(
     last_tr = result.n_trs - 1
     while True:
         ready = dict(poller.poll(100))
+        if monitor is not None:
+            monitor(supervisor)
         if latents.socket in ready:
             message = latents.receive(timeout=0)
             if message is not None:

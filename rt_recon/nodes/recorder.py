@@ -5,6 +5,12 @@ records even if the decoder stops), and subscribes to the decoder's latents
 and status and the renderer's frames and status. Every item is appended and
 flushed as it arrives (:mod:`rt_recon.record.recording`). Its own heartbeats
 go out on ``recorder.status_endpoint``.
+
+When the file cannot be written (a full disk, a file size limit), the
+recorder logs the error, keeps the file as it was at its last flush, and
+stays up in state ``write_failed`` with the error on every heartbeat, taking
+its inputs without recording them: it never stops the session or makes
+another node wait. It exits with the error once asked to stop.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import zmq
 
 from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle
-from rt_recon.errors import BundleError, StreamError
+from rt_recon.errors import BundleError, StorageError, StreamError
 from rt_recon.nodes._signals import waiting
 from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
@@ -40,6 +46,7 @@ class RecorderStats:
     frames: int = 0
     status: int = 0
     rejected: int = 0
+    unrecorded: int = 0  # items taken after a failed write (disk full), not recorded
 
 
 def _shapes(bundle: DecoderBundle) -> RecordingShapes:
@@ -60,9 +67,13 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
     stats = RecorderStats()
     path = config.recording_path
     with (
-        Publisher(config.recorder.status_endpoint) as pub,
-        Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS, TOPIC_STATUS]) as decoder,
-        Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME, TOPIC_STATUS]) as renderer,
+        Publisher(config.recorder.status_endpoint, curve=config.security) as pub,
+        Subscriber(
+            config.decoder.latents_endpoint, [TOPIC_LATENTS, TOPIC_STATUS], curve=config.security
+        ) as decoder,
+        Subscriber(
+            config.renderer.frames_endpoint, [TOPIC_FRAME, TOPIC_STATUS], curve=config.security
+        ) as renderer,
     ):
         status = StatusPublisher(pub, "recorder")
         inlet = VolumeInlet.resolve(
@@ -84,28 +95,68 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
         poller = zmq.Poller()
         poller.register(decoder.socket, zmq.POLLIN)
         poller.register(renderer.socket, zmq.POLLIN)
-        with inlet, RecordingWriter(path, _shapes(bundle), attrs=attrs) as recording:
-            log.info("recording to %s", path)
-            while not stop.is_set():
-                status.beat(
-                    "streaming", source_id=config.stream.source_id, path=str(path), **asdict(stats)
-                )
-                while (stamp := inlet.pull(timeout=0.0)) is not None:
-                    recording.add_volume(inlet.values, stamp)
-                    stats.volumes += 1
-                while markers is not None and (event := markers.pull(timeout=0.0)) is not None:
-                    recording.add_marker(*event)
-                    stats.markers += 1
-                ready = dict(poller.poll(10))
-                for sub in (decoder, renderer):
-                    if sub.socket in ready:
-                        _record_message(sub, recording, stats)
-                recording.flush()
-            status.beat("stopped", path=str(path), **asdict(stats))
+        failure: StorageError | None = None
+        with inlet:
+            try:
+                with RecordingWriter(path, _shapes(bundle), attrs=attrs) as recording:
+                    log.info("recording to %s", path)
+                    while not stop.is_set():
+                        status.beat(
+                            "streaming",
+                            source_id=config.stream.source_id,
+                            path=str(path),
+                            **asdict(stats),
+                        )
+                        while (stamp := inlet.pull(timeout=0.0)) is not None:
+                            recording.add_volume(inlet.values, stamp)
+                            stats.volumes += 1
+                        while markers is not None and (event := markers.pull(timeout=0.0)):
+                            recording.add_marker(*event)
+                            stats.markers += 1
+                        ready = dict(poller.poll(10))
+                        for sub in (decoder, renderer):
+                            if sub.socket in ready:
+                                _record_message(sub, recording, stats)
+                        recording.flush()
+            except StorageError as exc:  # disk full, file size limit: the session goes on
+                failure = exc
+                log.error("%s; the session goes on without a recording", exc)
+                _drain_until_stopped(stop, status, inlet, markers, poller, stats, exc, str(path))
+            failed = {} if failure is None else {"error": str(failure), "errno": failure.errno}
+            status.beat("stopped", path=str(path), **failed, **asdict(stats))
         if markers is not None:
             markers.close()
     log.info("recorder stopped: %s", stats)
+    if failure is not None:
+        raise failure  # the node's own last word: what went wrong with its file
     return stats
+
+
+def _drain_until_stopped(
+    stop: threading.Event,
+    status: StatusPublisher,
+    inlet: VolumeInlet,
+    markers: MarkerInlet | None,
+    poller: zmq.Poller,
+    stats: RecorderStats,
+    error: StorageError,
+    path: str,
+) -> None:
+    """After a failed write: report it on every heartbeat and take (and count) every input
+    without recording it, so that nothing waits on the recorder, until ``stop`` is set."""
+    while not stop.is_set():
+        status.beat("write_failed", path=path, error=str(error), errno=error.errno, **asdict(stats))
+        while inlet.pull(timeout=0.0) is not None:
+            stats.unrecorded += 1
+        while markers is not None and markers.pull(timeout=0.0) is not None:
+            stats.unrecorded += 1
+        for socket, _ in poller.poll(100):
+            while True:
+                try:
+                    socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                stats.unrecorded += 1
 
 
 def stream_attrs(meta: VolumeStreamMeta) -> dict:

@@ -9,11 +9,13 @@ behind. Frames go out as ``[b"frame", header, image]`` (``image``:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pylsl
 import torch
 from PIL import Image
@@ -53,6 +55,19 @@ class RendererStats:
     skipped_stale: int = 0
     rejected: int = 0
     malformed: int = 0
+    png_failed: int = 0  # frames published but not saved as PNG (disk full, ...)
+
+
+def _save_png(image: np.ndarray, path: Path, stats: RendererStats) -> None:
+    """Save a frame as PNG; a disk that cannot take it is logged (once), never fatal."""
+    try:
+        Image.fromarray(image).save(path)
+    except OSError as exc:
+        if not stats.png_failed:
+            log.error("cannot save frames as PNG (%s: %s); rendering goes on", path, exc)
+        stats.png_failed += 1
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)  # no half-written picture left behind
 
 
 def frames_dir(config: SessionConfig) -> Path:
@@ -65,7 +80,11 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
     if rc.threads:
         torch.set_num_threads(rc.threads)
     model = load_render_model(
-        resolve_model_path(config), device=rc.device, dtype=rc.dtype, tiny_decoder=rc.tiny_decoder
+        resolve_model_path(config),
+        device=rc.device,
+        dtype=rc.dtype,
+        tiny_decoder=rc.tiny_decoder,
+        channels_last=rc.use_channels_last(),
     )
     renderer = make_renderer(model, config)
     renderer.render(*_zeros(model))  # warm-up: first calls allocate and pick kernels
@@ -73,7 +92,7 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
     if rc.write_png:
         out_dir.mkdir(parents=True, exist_ok=True)
     stats = RendererStats()
-    with Publisher(rc.frames_endpoint) as pub:
+    with Publisher(rc.frames_endpoint, curve=config.security) as pub:
         log.info("publishing frames and status on %s", pub.endpoint)
         status = StatusPublisher(pub, "renderer")
         pub.wait_for_subscribers(
@@ -82,7 +101,9 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
             rc.subscriber_timeout_s,
             on_wait=waiting(stop, lambda: status.beat("waiting_for_subscribers")),
         )
-        with Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS]) as sub:
+        with Subscriber(
+            config.decoder.latents_endpoint, [TOPIC_LATENTS], curve=config.security
+        ) as sub:
             log.info(
                 "rendering %d UNet step(s) per frame from %s",
                 renderer.n_unet_calls,
@@ -105,7 +126,8 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
                             "latents message needs buffers 'z' and 'c', "
                             f"found {sorted(message.arrays)}"
                         )
-                    image = renderer.render(z, c)
+                    run_id = (message.header.get("session"), message.header.get("run"))
+                    image = renderer.render(z, c, run_id=run_id)  # a new run resets blending
                 except ShapeMismatchError as exc:
                     stats.rejected += 1
                     log.warning(
@@ -128,7 +150,7 @@ def run_renderer(config: SessionConfig, stop: threading.Event) -> RendererStats:
                 stats.rendered += 1
                 last_tr = int(header.get("tr", -1))
                 if rc.write_png:
-                    Image.fromarray(image).save(out_dir / f"tr-{int(header['tr']):05d}.png")
+                    _save_png(image, out_dir / f"tr-{int(header['tr']):05d}.png", stats)
         status.beat("stopped", tr=last_tr, **asdict(stats))
     log.info("renderer stopped: %s", stats)
     return stats

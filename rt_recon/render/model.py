@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,8 @@ class RenderModel:
     text_encoder: Any = None
     tokenizer: Any = None
     tiny_decoder: Any = None  # an AutoencoderTiny that replaces the VAE for decoding
+    channels_last: bool = False  # UNet and decoders hold their weights in NHWC order
+    attention: dict[str, str] = field(default_factory=dict)  # component -> attention processor
 
     @property
     def scaling_factor(self) -> float:
@@ -183,6 +185,48 @@ def _cond_tokens(path: Path) -> int:
     )
 
 
+#: Attention processors that :func:`prepare_for_inference` replaces by ``AttnProcessor2_0``:
+#: the plain ones, which compute the same attention (others, e.g. IP-Adapter's, are kept).
+_PLAIN_PROCESSORS = {"AttnProcessor", "AttnProcessor2_0"}
+
+
+def _use_sdpa(module: Any) -> str:
+    """Set diffusers' ``AttnProcessor2_0`` (torch SDPA) on ``module``; return what it now uses."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    processors = getattr(module, "attn_processors", None)
+    if not processors:  # AutoencoderTiny: no attention layers
+        return "none"
+    kinds = {type(p).__name__ for p in processors.values()}
+    if kinds <= _PLAIN_PROCESSORS:
+        module.set_attn_processor(AttnProcessor2_0())
+        return "AttnProcessor2_0"
+    return "+".join(sorted(kinds))
+
+
+def prepare_for_inference(model: RenderModel, channels_last: bool = False) -> None:
+    """Explicit SDPA attention on every network, and (``channels_last``) NHWC weights.
+
+    ``AttnProcessor2_0`` calls ``torch.nn.functional.scaled_dot_product_attention``
+    (flash / memory-efficient kernels on CUDA). ``channels_last`` stores the
+    convolution weights as NHWC, the layout cuDNN's fp16/bf16 tensor-core
+    kernels want; on a CPU it buys little, so the config turns it on for CUDA
+    only (``renderer.channels_last: auto``). Neither changes what is computed.
+    """
+    parts = {"unet": model.unet, "vae": model.vae, "tiny_decoder": model.tiny_decoder}
+    model.attention = {name: _use_sdpa(m) for name, m in parts.items() if m is not None}
+    if channels_last:
+        for module in parts.values():
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    model.channels_last = channels_last
+    log.info(
+        "render model attention: %s; channels_last %s",
+        ", ".join(f"{k} {v}" for k, v in model.attention.items()),
+        "on" if channels_last else "off",
+    )
+
+
 def load_tiny_decoder(path: str | Path, latent_channels: int, dtype: Any) -> Any:
     """An ``AutoencoderTiny`` folder (e.g. TAESD for SD-class models) to decode with."""
     from diffusers import AutoencoderTiny
@@ -193,7 +237,9 @@ def load_tiny_decoder(path: str | Path, latent_channels: int, dtype: Any) -> Any
             f"tiny autoencoder at {path} is incomplete: need config.json and "
             f"one of {', '.join(_WEIGHT_FILES)}"
         )
-    tiny = AutoencoderTiny.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
+    tiny = AutoencoderTiny.from_pretrained(
+        path, local_files_only=True, torch_dtype=dtype, use_safetensors=True
+    )
     if tiny.config.latent_channels != latent_channels:
         raise ModelError(
             f"tiny autoencoder at {path} takes {tiny.config.latent_channels} latent channels, "
@@ -208,11 +254,13 @@ def load_render_model(
     dtype: str = "float32",
     with_text: bool = False,
     tiny_decoder: str | Path | None = None,
+    channels_last: bool = False,
 ) -> RenderModel:
     """Load a diffusers-format model directory for rendering (and, optionally, its text side).
 
     ``tiny_decoder``: an ``AutoencoderTiny`` folder to decode latents with
     instead of the model's VAE (the VAE is still loaded, to encode targets).
+    ``channels_last``: NHWC weights (see :func:`prepare_for_inference`).
     """
     path = check_model_dir(path, need_text=with_text)
     quiet_hugging_face()
@@ -220,7 +268,8 @@ def load_render_model(
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, found {dtype!r}")
     torch_dtype = DTYPES[dtype]
     torch_device = torch.device(device)
-    kwargs = {"local_files_only": True, "torch_dtype": torch_dtype}
+    # use_safetensors: never fall back to pickled .bin weights (docs/protocol.md, "Security")
+    kwargs = {"local_files_only": True, "torch_dtype": torch_dtype, "use_safetensors": True}
     try:
         unet = _component_class(path / "unet", "config.json").from_pretrained(
             path / "unet", **kwargs
@@ -238,7 +287,7 @@ def load_render_model(
 
         tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
         text_encoder = CLIPTextModel.from_pretrained(
-            path / "text_encoder", local_files_only=True, dtype=torch_dtype
+            path / "text_encoder", local_files_only=True, dtype=torch_dtype, use_safetensors=True
         )
         text_encoder.to(torch_device).eval()
     tiny = None
@@ -263,6 +312,7 @@ def load_render_model(
         tokenizer=tokenizer,
         tiny_decoder=tiny,
     )
+    prepare_for_inference(model, channels_last)
     log.info(
         "loaded render model %s (%s): z %s, c %s, %d px",
         path,

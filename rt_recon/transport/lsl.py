@@ -104,6 +104,10 @@ class VolumeInlet:
         inlet = pylsl.StreamInlet(
             info,
             max_buflen=max(1, math.ceil(buffer_trs / max(info.nominal_srate(), 1e-9))),
+            # A dropped stream reconnects to a new outlet with the same source_id, name,
+            # type and channel count; pull() returns None meanwhile
+            # (tests/nodes/test_stream_faults.py).
+            recover=True,
             processing_flags=pylsl.proc_clocksync,
         )
         try:

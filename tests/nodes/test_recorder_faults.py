@@ -1,0 +1,231 @@
+"""The recorder's disk fills up mid-session: a clear error (log and heartbeat), the file keeps
+what was written before, and the decoder and the renderer go on.
+
+Real OS errors: a small tmpfs mounted by the test (ENOSPC; skipped, with the reason, where
+mounting is not permitted) and a recorder subprocess under RLIMIT_FSIZE with SIGXFSZ
+ignored (EFBIG), which runs everywhere. Real subprocesses, LSL and ZeroMQ throughout.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import zmq
+
+from rt_recon.acquire.nifti import load_nifti_run
+from rt_recon.nodes.supervisor import Supervisor
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS
+from rt_recon.record.recording import RecordingReader
+from rt_recon.transport.zmq import Subscriber
+from tests._disk import file_size_limit, small_tmpfs
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+FRAMES_AFTER_FAILURE = 16  # TRs (2 s at 8x) rendered after the recorder's failure
+
+
+class _Watch:
+    """The renderer's frames and every node's heartbeats, as they arrive."""
+
+    def __init__(self, config):
+        self.subs = [
+            Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME, TOPIC_STATUS]),
+            Subscriber(config.decoder.latents_endpoint, [TOPIC_STATUS]),
+            Subscriber(config.recorder.status_endpoint, [TOPIC_STATUS]),
+        ]
+        self.poller = zmq.Poller()
+        for sub in self.subs:
+            self.poller.register(sub.socket, zmq.POLLIN)
+        self.frame_trs: list[int] = []
+        self.status: dict[str, dict] = {}  # node -> newest heartbeat
+        self.pids: dict[str, set[int]] = {}
+
+    def poll(self) -> None:
+        ready = dict(self.poller.poll(100))
+        for sub in self.subs:
+            if sub.socket not in ready:
+                continue
+            while (message := sub.receive(timeout=0.0)) is not None:
+                if message.topic == TOPIC_FRAME:
+                    self.frame_trs.append(int(message.header["tr"]))
+                else:
+                    node = message.header["node"]
+                    self.status[node] = message.header
+                    self.pids.setdefault(node, set()).add(int(message.header["pid"]))
+
+    def state(self, node: str) -> str | None:
+        return self.status.get(node, {}).get("state")
+
+    def wait(self, done, what: str, alive, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            crashed = alive()
+            assert not crashed, f"{what}: {crashed} exited"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            self.poll()
+
+    def close(self) -> None:
+        for sub in self.subs:
+            sub.close()
+
+
+def _config(node_config, tmp_path: Path, **overrides):
+    config = node_config.with_overrides(
+        {
+            "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+            "decoder.wait_for_subscribers": 2,  # the renderer and the recorder
+            "decoder.mode": "continuous",
+            "stream.buffer_trs": 16,
+            "stream.resolve_timeout_s": 120,  # four processes start on two cores
+            **overrides,
+        }
+    )
+    path = tmp_path / "session.json"
+    path.write_text(config.to_json())
+    return config, path
+
+
+def _start_source(supervisor: Supervisor, config, config_path: Path, bold: Path) -> None:
+    supervisor.start(
+        "source",
+        [
+            "simulate",
+            "replay",
+            str(bold),
+            "--loop",  # until stopped
+            "--await-ready",
+            config.decoder.latents_endpoint,
+            "--await-ready",
+            config.recorder.status_endpoint,
+            "--config",
+            str(config_path),
+        ],
+    )
+
+
+def _session_goes_on_after_the_recorder_fails(watch: _Watch, alive) -> dict:
+    """Wait for the recorder's failure, then for rendering to go on; the failure heartbeat."""
+    watch.wait(lambda: watch.state("recorder") == "write_failed", "the disk to fill", alive)
+    failed = watch.status["recorder"]
+    at_failure = watch.frame_trs[-1] if watch.frame_trs else -1
+    watch.wait(
+        lambda: watch.frame_trs and watch.frame_trs[-1] >= at_failure + FRAMES_AFTER_FAILURE,
+        "frames after the recorder's failure",
+        alive,
+        timeout=60.0,
+    )
+    # The decoder went on unaffected (the same process, still streaming); the recorder is
+    # still up, still says what is wrong, and takes its inputs without recording them.
+    assert watch.state("decoder") == "streaming" and len(watch.pids["decoder"]) == 1
+    assert watch.status["decoder"]["published"] > failed["latents"]
+    assert watch.state("recorder") == "write_failed" and len(watch.pids["recorder"]) == 1
+    assert watch.status["recorder"]["unrecorded"] > 0
+    assert watch.status["recorder"]["error"] == failed["error"]
+    return failed
+
+
+def _assert_the_file_keeps_what_was_written(path: Path, error: str, run_crcs: list[int]) -> None:
+    kept = int(re.search(r"keeps the (\d+) volumes, (\d+) latents", error).group(1))
+    assert kept > 3
+    with RecordingReader(path) as reader:
+        values, _ = reader.volumes()
+        headers, _, _ = reader.latents()
+        frame_headers, _ = reader.frames()
+    # Every volume flushed before the failure, each exactly the one replayed at that place.
+    assert [zlib.crc32(v) for v in values] == [run_crcs[i % len(run_crcs)] for i in range(kept)]
+    assert headers and all(h["volume_crc32"] == run_crcs[h["tr"] % len(run_crcs)] for h in headers)
+    trs = [h["tr"] for h in frame_headers]
+    assert trs == sorted(trs)
+
+
+def test_a_full_disk_stops_the_recording_with_a_clear_error_and_rendering_goes_on(
+    node_config, small_dataset, tmp_path
+):
+    files = small_dataset.runs("test")[0]
+    run_crcs = [zlib.crc32(v) for v in load_nifti_run(files.bold).volumes]
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        # The recording and the renderer's PNG frames share the small disk; logs do not.
+        config, config_path = _config(node_config, tmp_path, **{"paths.output_dir": str(disk)})
+        recording = config.recording_path
+        assert recording.parent == disk
+        watch = _Watch(config)
+        try:
+            with Supervisor(tmp_path / "logs") as supervisor:
+                for node in ("recorder", "renderer", "decoder"):
+                    supervisor.start(node, [{"recorder": "record", "renderer": "render",
+                                             "decoder": "decode"}[node],
+                                            "--config", str(config_path)])  # fmt: skip
+                _start_source(supervisor, config, config_path, files.bold)
+                failed = _session_goes_on_after_the_recorder_fails(watch, supervisor.exited)
+                assert watch.status["renderer"]["png_failed"] > 0  # its own writes fail too
+                assert watch.state("renderer") == "running"
+                supervisor.stop_all()
+                recorder = supervisor.children["recorder"]
+                assert recorder.process.returncode == 2  # it says so once stopped
+                log = recorder.tail(400)
+        finally:
+            watch.close()
+        error = failed["error"]
+        assert error.startswith(
+            f"cannot write the recording {recording}: No space left on device (ENOSPC): "
+            "the disk is full; the file keeps the "
+        )
+        assert failed["errno"] == 28
+        assert f"{error}; the session goes on without a recording" in log
+        assert f"rt-recon: error: {error}" in log
+        _assert_the_file_keeps_what_was_written(recording, error, run_crcs)
+
+
+def test_a_file_size_limit_stops_the_recording_with_a_clear_error_and_rendering_goes_on(
+    node_config, small_dataset, tmp_path
+):
+    files = small_dataset.runs("test")[0]
+    run_crcs = [zlib.crc32(v) for v in load_nifti_run(files.bold).volumes]
+    config, config_path = _config(node_config, tmp_path)
+    recording = config.recording_path
+    log_path = tmp_path / "recorder.log"
+    watch = _Watch(config)
+    recorder = None
+    try:
+        with Supervisor(tmp_path / "logs") as supervisor, log_path.open("w") as log_file:
+            recorder = subprocess.Popen(
+                [sys.executable, "-m", "rt_recon", "record", "--config", str(config_path)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=file_size_limit(400_000),  # the log stays far below it
+            )
+
+            def alive() -> dict[str, int]:
+                exited = supervisor.exited()
+                if recorder.poll() is not None:
+                    exited["recorder"] = recorder.returncode
+                return exited
+
+            supervisor.start("renderer", ["render", "--config", str(config_path)])
+            supervisor.start("decoder", ["decode", "--config", str(config_path)])
+            _start_source(supervisor, config, config_path, files.bold)
+            failed = _session_goes_on_after_the_recorder_fails(watch, alive)
+            recorder.terminate()
+            assert recorder.wait(timeout=30) == 2
+    finally:
+        watch.close()
+        if recorder is not None and recorder.poll() is None:
+            recorder.kill()
+    error = failed["error"]
+    assert error.startswith(
+        f"cannot write the recording {recording}: File too large (EFBIG): the file reached "
+        "the largest size allowed"
+    )
+    assert failed["errno"] == 27
+    log = log_path.read_text()
+    assert f"{error}; the session goes on without a recording" in log
+    assert f"rt-recon: error: {error}" in log
+    _assert_the_file_keeps_what_was_written(recording, error, run_crcs)
