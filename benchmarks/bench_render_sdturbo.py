@@ -70,6 +70,7 @@ def build_sdturbo_size(device: str, dtype: torch.dtype, seed: int = 0) -> Render
         beta_end=0.012,
         beta_schedule="scaled_linear",
         timestep_spacing="trailing",
+        steps_offset=1,  # SD-Turbo's scheduler_config.json (unused by trailing spacing)
     )
     model = RenderModel(
         path=Path("sd-turbo-size (random weights)"),
