@@ -25,6 +25,7 @@ from benchmarks._report import Timing, machine, markdown_table, write_json
 from rt_recon.render.embedded import EMBEDDED_DIR
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import load_render_model
+from rt_recon.render.stock import stock_pipeline
 
 
 def _time(fn, repeats: int, warmup: int = 3) -> list[float]:
@@ -45,24 +46,12 @@ def run(
     repeats: int = 30,
     onnx: bool = False,
 ) -> dict:
-    from diffusers import StableDiffusionImg2ImgPipeline
-
     model = load_render_model(model_dir)
     rng = np.random.default_rng(0)
     z = rng.normal(size=model.latent_shape).astype(np.float32)
     c = rng.normal(size=model.cond_shape).astype(np.float32)
     renderer = Img2ImgRenderer(model, steps=steps, strength=strength, seed=0)
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=model.vae,
-        text_encoder=None,
-        tokenizer=None,
-        unet=model.unet,
-        scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = stock_pipeline(model)
     z_t, c_t = torch.from_numpy(z)[None], torch.from_numpy(c)[None]
 
     def stock() -> None:

@@ -33,6 +33,7 @@ import torch
 from benchmarks._report import Timing, machine, markdown_table, write_json
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import RenderModel, prepare_for_inference
+from rt_recon.render.stock import stock_pipeline
 
 
 def build_sdturbo_size(device: str, dtype: torch.dtype, seed: int = 0) -> RenderModel:
@@ -116,8 +117,6 @@ def run(
     compile: bool = False,
     channels_last: bool = False,
 ) -> dict:
-    from diffusers import StableDiffusionImg2ImgPipeline
-
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
         dtype
     ]
@@ -133,17 +132,7 @@ def run(
     compile_s: dict[str, float] = {}
     tiny = model.tiny_decoder
     for steps in steps_list:
-        pipe = StableDiffusionImg2ImgPipeline(
-            vae=model.vae,
-            text_encoder=None,
-            tokenizer=None,
-            unet=model.unet,
-            scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.set_progress_bar_config(disable=True)
+        pipe = stock_pipeline(model)
 
         def stock(pipe=pipe, steps=steps) -> None:
             pipe(

@@ -246,15 +246,22 @@ class CertificateFiles:
     client_public: Path
     authorized_clients: Path
 
+    def settings(self) -> dict[str, str]:
+        """The ``security`` keys that use these certificates (key -> path)."""
+        return {
+            "curve_server_cert": str(self.server_secret),
+            "curve_authorized_clients": str(self.authorized_clients),
+            "curve_client_cert": str(self.client_secret),
+            "curve_server_public": str(self.server_public),
+        }
+
+    def overrides(self) -> dict[str, str]:
+        """:meth:`settings` as dotted config overrides (``security.curve_server_cert``...)."""
+        return {f"security.{key}": value for key, value in self.settings().items()}
+
     def config_lines(self) -> str:
         """The ``security`` section that uses these certificates (YAML)."""
-        return (
-            "security:\n"
-            f"  curve_server_cert: {self.server_secret}\n"
-            f"  curve_authorized_clients: {self.authorized_clients}\n"
-            f"  curve_client_cert: {self.client_secret}\n"
-            f"  curve_server_public: {self.server_public}\n"
-        )
+        return "security:\n" + "".join(f"  {k}: {v}\n" for k, v in self.settings().items())
 
 
 def write_certificates(folder: str | Path, overwrite: bool = False) -> CertificateFiles:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -72,10 +71,7 @@ def test_decoder_and_renderer_on_two_hosts_over_lsl_and_curve_zeromq(
             "decoder.mode": "continuous",
             "renderer.frames_endpoint": f"tcp://{ip_a}:{free_port()}",
             "stream.resolve_timeout_s": 60,
-            "security.curve_server_cert": str(keys.server_secret),
-            "security.curve_authorized_clients": str(keys.authorized_clients),
-            "security.curve_client_cert": str(keys.client_secret),
-            "security.curve_server_public": str(keys.server_public),
+            **keys.overrides(),
         }
     )
     config_path = tmp_path / "session.json"

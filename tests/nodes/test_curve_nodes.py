@@ -23,10 +23,7 @@ def test_the_decoder_node_serves_heartbeats_to_authorised_subscribers_only(node_
         {
             "decoder.wait_for_subscribers": 0,
             "security.curve": "always",
-            "security.curve_server_cert": str(keys.server_secret),
-            "security.curve_authorized_clients": str(keys.authorized_clients),
-            "security.curve_client_cert": str(keys.client_secret),
-            "security.curve_server_public": str(keys.server_public),
+            **keys.overrides(),
         }
     )
     config_path = tmp_path / "session.json"

@@ -9,6 +9,7 @@ import torch
 from rt_recon.errors import ConfigError, ModelError, ShapeMismatchError
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import check_model_dir, load_render_model, model_fingerprint
+from rt_recon.render.stock import stock_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -18,22 +19,10 @@ def model(tiny_model_dir):
 
 @pytest.mark.parametrize(("steps", "strength"), [(4, 0.75), (2, 0.5), (1, 1.0)])
 def test_frame_equals_stock_img2img_pipeline(model, steps, strength):
-    from diffusers import StableDiffusionImg2ImgPipeline
-
     rng = np.random.default_rng(0)
     z = rng.normal(size=model.latent_shape).astype(np.float32)
     c = rng.normal(size=model.cond_shape).astype(np.float32)
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=model.vae,
-        text_encoder=None,
-        tokenizer=None,
-        unet=model.unet,
-        scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = stock_pipeline(model)
     expected = pipe(
         prompt_embeds=torch.from_numpy(c)[None],
         image=torch.from_numpy(z)[None],  # 4 channels: taken as (scaled) latents
@@ -140,24 +129,12 @@ def tiny_decoder_dir(tmp_path_factory):
 
 
 def test_tiny_decoder_frame_equals_the_pipeline_with_that_decoder(tiny_model_dir, tiny_decoder_dir):
-    from diffusers import StableDiffusionImg2ImgPipeline
-
     model = load_render_model(tiny_model_dir, tiny_decoder=tiny_decoder_dir)
     assert model.decoder is model.tiny_decoder and model.decoder_scaling == 1.0
     rng = np.random.default_rng(2)
     z = rng.normal(size=model.latent_shape).astype(np.float32)
     c = rng.normal(size=model.cond_shape).astype(np.float32)
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=model.tiny_decoder,
-        text_encoder=None,
-        tokenizer=None,
-        unet=model.unet,
-        scheduler=model.scheduler.__class__.from_config(model.scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = stock_pipeline(model, vae=model.tiny_decoder)
     expected = pipe(
         prompt_embeds=torch.from_numpy(c)[None],
         image=torch.from_numpy(z)[None],

@@ -15,6 +15,7 @@ from rt_recon.config import RendererSection, SessionConfig, validate_config
 from rt_recon.errors import ConfigError, ModelError
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import load_render_model, prepare_for_inference
+from rt_recon.render.stock import stock_pipeline
 
 #: channels_last runs other CPU convolution kernels (oneDNN, NHWC); on pictures in [-1, 1]
 #: the frame agrees with the default layout to this absolute tolerance (2e-6 measured).
@@ -186,23 +187,13 @@ def test_a_frame_does_no_scheduler_setup(model):
 
 def test_precomputed_noising_matches_the_pipeline_for_a_ddim_scheduler(model):
     """Another scheduler family (``sqrt(a) x + sqrt(1 - a) n``, reset by set_timesteps)."""
-    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+    from diffusers import DDIMScheduler
 
     # clip_sample=False: the pipeline's constructor sets it so when the config lacks the key
     scheduler = DDIMScheduler.from_config(model.scheduler.config, clip_sample=False)
     ddim = dataclasses.replace(model, scheduler=scheduler)
     z, c = _inputs(model, 10)
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=model.vae,
-        text_encoder=None,
-        tokenizer=None,
-        unet=model.unet,
-        scheduler=DDIMScheduler.from_config(scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = stock_pipeline(model, scheduler=DDIMScheduler.from_config(scheduler.config))
     expected = pipe(
         prompt_embeds=torch.from_numpy(c)[None],
         image=torch.from_numpy(z)[None],

@@ -44,13 +44,7 @@ def other_keys(tmp_path):
 @pytest.fixture
 def security(keys):
     """CURVE on every endpoint (loopback included), with the session's own certificates."""
-    return SecuritySection(
-        curve="always",
-        curve_server_cert=keys.server_secret,
-        curve_authorized_clients=keys.authorized_clients,
-        curve_client_cert=keys.client_secret,
-        curve_server_public=keys.server_public,
-    )
+    return SecuritySection(curve="always", **keys.settings())
 
 
 def handshake(sub: Subscriber, endpoint: str, timeout_s: float = 10.0) -> str:
