@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
+
 from rt_recon.render.model import RenderModel
 
 
@@ -37,3 +40,20 @@ def stock_pipeline(model: RenderModel, scheduler: Any = None, vae: Any = None) -
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def stock_frame(
+    pipe: Any, z: np.ndarray, c: np.ndarray, steps: int, strength: float, seed: int
+) -> np.ndarray:
+    """One img2img frame as a user calls the pipeline: ``z (C, h, w)`` (scaled latents, taken
+    as latents because they have the VAE's latent channels) and ``c (L, D)`` as
+    ``prompt_embeds``, no guidance; ``(H, W, 3)`` float in [0, 1]."""
+    return pipe(
+        prompt_embeds=torch.from_numpy(c)[None],
+        image=torch.from_numpy(z)[None],
+        strength=strength,
+        num_inference_steps=steps,
+        guidance_scale=0.0,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="np",
+    ).images[0]

@@ -9,7 +9,7 @@ import torch
 from rt_recon.errors import ConfigError, ModelError, ShapeMismatchError
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import check_model_dir, load_render_model, model_fingerprint
-from rt_recon.render.stock import stock_pipeline
+from rt_recon.render.stock import stock_frame, stock_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +23,7 @@ def test_frame_equals_stock_img2img_pipeline(model, steps, strength):
     z = rng.normal(size=model.latent_shape).astype(np.float32)
     c = rng.normal(size=model.cond_shape).astype(np.float32)
     pipe = stock_pipeline(model)
-    expected = pipe(
-        prompt_embeds=torch.from_numpy(c)[None],
-        image=torch.from_numpy(z)[None],  # 4 channels: taken as (scaled) latents
-        strength=strength,
-        num_inference_steps=steps,
-        guidance_scale=0.0,
-        generator=torch.Generator().manual_seed(11),
-        output_type="np",
-    ).images[0]
+    expected = stock_frame(pipe, z, c, steps, strength, 11)
     renderer = Img2ImgRenderer(model, steps=steps, strength=strength, seed=11)
     with torch.inference_mode():
         ours = renderer.render_tensor(torch.from_numpy(z)[None], torch.from_numpy(c)[None])
@@ -135,15 +127,7 @@ def test_tiny_decoder_frame_equals_the_pipeline_with_that_decoder(tiny_model_dir
     z = rng.normal(size=model.latent_shape).astype(np.float32)
     c = rng.normal(size=model.cond_shape).astype(np.float32)
     pipe = stock_pipeline(model, vae=model.tiny_decoder)
-    expected = pipe(
-        prompt_embeds=torch.from_numpy(c)[None],
-        image=torch.from_numpy(z)[None],
-        strength=0.75,
-        num_inference_steps=4,
-        guidance_scale=0.0,
-        generator=torch.Generator().manual_seed(4),
-        output_type="np",
-    ).images[0]
+    expected = stock_frame(pipe, z, c, 4, 0.75, 4)
     frame = Img2ImgRenderer(model, steps=4, strength=0.75, seed=4).render(z, c)
     np.testing.assert_array_equal(frame, np.round(expected * 255).astype(np.uint8))
     plain = Img2ImgRenderer(load_render_model(tiny_model_dir), steps=4, strength=0.75, seed=4)

@@ -15,7 +15,7 @@ from rt_recon.config import RendererSection, SessionConfig, validate_config
 from rt_recon.errors import ConfigError, ModelError
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import load_render_model, prepare_for_inference
-from rt_recon.render.stock import stock_pipeline
+from rt_recon.render.stock import stock_frame, stock_pipeline
 
 #: channels_last runs other CPU convolution kernels (oneDNN, NHWC); on pictures in [-1, 1]
 #: the frame agrees with the default layout to this absolute tolerance (2e-6 measured).
@@ -194,15 +194,7 @@ def test_precomputed_noising_matches_the_pipeline_for_a_ddim_scheduler(model):
     ddim = dataclasses.replace(model, scheduler=scheduler)
     z, c = _inputs(model, 10)
     pipe = stock_pipeline(model, scheduler=DDIMScheduler.from_config(scheduler.config))
-    expected = pipe(
-        prompt_embeds=torch.from_numpy(c)[None],
-        image=torch.from_numpy(z)[None],
-        strength=0.75,
-        num_inference_steps=4,
-        guidance_scale=0.0,
-        generator=torch.Generator().manual_seed(6),
-        output_type="np",
-    ).images[0]
+    expected = stock_frame(pipe, z, c, 4, 0.75, 6)
     renderer = Img2ImgRenderer(ddim, 4, 0.75, seed=6)
     for _ in range(2):  # the second frame proves the per-frame reset
         np.testing.assert_array_equal(
