@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import pylsl
@@ -86,6 +87,23 @@ def _wait_until_streaming(node_config, latents: _Latents, supervisor: Supervisor
         latents.wait_for(ready, "the decoder to report streaming", supervisor)
     finally:
         ready.close()
+
+
+@contextmanager
+def _streaming_decoder(node_config, tmp_path, meta):
+    """A decoder process streaming from an outlet of this test: ``(supervisor, outlet,
+    latents)``; the latents collector stays readable after the block."""
+    latents = _Latents(node_config.decoder.latents_endpoint)
+    try:
+        with (
+            Supervisor(tmp_path / "logs") as supervisor,
+            VolumeOutlet(meta, node_config.stream.name, node_config.stream.source_id, 16) as out,
+        ):
+            _start_decoder(node_config, tmp_path, supervisor)
+            _wait_until_streaming(node_config, latents, supervisor)
+            yield supervisor, out, latents
+    finally:
+        latents.close()
 
 
 def _crc(run: RecordedRun, index: int) -> int:
@@ -209,27 +227,18 @@ def test_duplicated_out_of_order_and_missing_volumes_are_never_misassigned(
     # volume 5 (out of order); volumes 7 and 8 never sent.
     items = [(0, 0), (1, 1), (2, 2), (2, 2), (3, 3), (5, 5), (4, 4), (6, 6)]
     items += [(9, 9), (10, 10), (11, 11)]
-    latents = _Latents(node_config.decoder.latents_endpoint)
-    try:
-        with (
-            Supervisor(tmp_path / "logs") as supervisor,
-            VolumeOutlet(meta, node_config.stream.name, node_config.stream.source_id, 16) as out,
-        ):
-            _start_decoder(node_config, tmp_path, supervisor)
-            _wait_until_streaming(node_config, latents, supervisor)
-            push_on_schedule(out, run, pylsl.local_clock() + 0.2, items)
-            latents.wait_for(
-                lambda: (
-                    latents.status.get("volumes") == len(items)
-                    and latents.headers
-                    and latents.headers[-1]["tr"] == 11
-                ),
-                "every volume to be taken",
-                supervisor,
-            )
-            log = supervisor.children["decoder"].tail(400)
-    finally:
-        latents.close()
+    with _streaming_decoder(node_config, tmp_path, meta) as (supervisor, out, latents):
+        push_on_schedule(out, run, pylsl.local_clock() + 0.2, items)
+        latents.wait_for(
+            lambda: (
+                latents.status.get("volumes") == len(items)
+                and latents.headers
+                and latents.headers[-1]["tr"] == 11
+            ),
+            "every volume to be taken",
+            supervisor,
+        )
+        log = supervisor.children["decoder"].tail(400)
     headers = latents.headers
     assert [h["tr"] for h in headers] == [0, 1, 2, 3, 5, 6, 9, 10, 11]
     assert [h["volume_crc32"] for h in headers] == [_crc(run, h["tr"]) for h in headers]
@@ -247,34 +256,23 @@ def test_a_nan_volume_is_a_flagged_skipped_tr_and_the_decoder_goes_on(
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold)
     meta = stream_meta(run, SPEED)
-    latents = _Latents(node_config.decoder.latents_endpoint)
-    try:
-        with (
-            Supervisor(tmp_path / "logs") as supervisor,
-            VolumeOutlet(meta, node_config.stream.name, node_config.stream.source_id, 16) as out,
-        ):
-            _start_decoder(node_config, tmp_path, supervisor)
-            _wait_until_streaming(node_config, latents, supervisor)
-            t0 = pylsl.local_clock() + 0.2
-            push_on_schedule(out, run, t0, [(i, i) for i in range(3)])
-            bad = volume(run, 3)
-            bad[: len(bad) // 2] = float("nan")  # a broken reconstruction on the scanner
-            while pylsl.local_clock() < t0 + 3 * meta.sample_interval:
-                time.sleep(0.005)
-            out.push(bad, t0 + 3 * meta.sample_interval)
-            push_on_schedule(out, run, t0, [(i, i) for i in range(4, 7)])
-            latents.wait_for(
-                lambda: latents.headers and latents.headers[-1]["tr"] == 6,
-                "the volumes after the NaN one",
-                supervisor,
-            )
-            latents.wait_for(
-                lambda: latents.status.get("volumes") == 7, "the heartbeat", supervisor
-            )
-            log = supervisor.children["decoder"].tail(400)
-            assert supervisor.exited() == {}  # the node survived
-    finally:
-        latents.close()
+    with _streaming_decoder(node_config, tmp_path, meta) as (supervisor, out, latents):
+        t0 = pylsl.local_clock() + 0.2
+        push_on_schedule(out, run, t0, [(i, i) for i in range(3)])
+        bad = volume(run, 3)
+        bad[: len(bad) // 2] = float("nan")  # a broken reconstruction on the scanner
+        while pylsl.local_clock() < t0 + 3 * meta.sample_interval:
+            time.sleep(0.005)
+        out.push(bad, t0 + 3 * meta.sample_interval)
+        push_on_schedule(out, run, t0, [(i, i) for i in range(4, 7)])
+        latents.wait_for(
+            lambda: latents.headers and latents.headers[-1]["tr"] == 6,
+            "the volumes after the NaN one",
+            supervisor,
+        )
+        latents.wait_for(lambda: latents.status.get("volumes") == 7, "the heartbeat", supervisor)
+        log = supervisor.children["decoder"].tail(400)
+        assert supervisor.exited() == {}  # the node survived
     headers = latents.headers
     assert [h["tr"] for h in headers] == [0, 1, 2, 4, 5, 6]
     assert [h["volume_crc32"] for h in headers] == [_crc(run, h["tr"]) for h in headers]
