@@ -179,7 +179,14 @@ class FolderWatcher:
             self._apply(event)
 
     def finished(self, path: Path) -> None:
-        """``path`` was read (or belongs to a unit that was): never hand it out again unchanged."""
+        """``path`` was read (or belongs to a unit that was): never hand it out again unchanged.
+
+        The file is looked at again first: a partner read before its own
+        events were handled (the .rec of a .par, checked whole against the
+        header while its writer had not yet closed it) is taken as it is now,
+        so those late events are not news about it.
+        """
+        self._observe(path, pylsl.local_clock())
         self._set(path, "done")
 
     def incomplete(self, path: Path) -> None:
@@ -238,9 +245,24 @@ class FolderWatcher:
             return
         tracked.evented = True
         if kind == "closed":
+            closed_before = tracked.closed_at is not None
             tracked.closed_at = when
-            if not changed and tracked.status in ("done", "failed", "attempted"):
-                tracked.status = "pending"  # rewritten with the same size and time: read again
+            if not changed and self._read_again_on_close(tracked.status, closed_before):
+                tracked.status = "pending"
+
+    @staticmethod
+    def _read_again_on_close(status: Status, closed_before: bool) -> bool:
+        """Whether a close event that changed nothing calls for another read.
+
+        A file tried before its writer closed it (``attempted``, ``failed``)
+        gets its read now. A ``done`` file is read again only if it had been
+        closed before: then this close is a second write of the same bytes
+        with the same time. A ``done`` file closed for the first time was read
+        whole before its writer let go of it (a PAR/REC partner): nothing new.
+        """
+        if status in ("attempted", "failed"):
+            return True
+        return status == "done" and closed_before
 
     def _observe(self, path: Path, now: float, initial: bool = False) -> bool:
         """Stat ``path`` and record a change; True if it changed (or is new)."""
