@@ -3,7 +3,10 @@
 A feed hands every message to a callback together with its receive time
 (``time.monotonic()``); the server's callbacks move them onto its event loop.
 Frames are taken latest-only (drain the socket, keep the newest), heartbeats
-and markers one by one.
+and markers one by one. The ZeroMQ feed also watches each heartbeat socket's
+connection (a libzmq socket monitor): a node whose process dies closes its
+end at once, long before three heartbeats are missed, and the console can say
+it is reconnecting rather than merely silent.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
 from pylsl.util import LostError
 from pylsl.util import TimeoutError as LslTimeoutError
+from zmq.utils.monitor import recv_monitor_message
 
 from rt_recon.config import SecuritySection
 from rt_recon.errors import ProtocolError, StreamError
@@ -29,6 +33,10 @@ log = logging.getLogger(__name__)
 #: Frames buffered per socket before ZeroMQ drops: the console only ever wants the newest.
 _FRAME_HWM = 4
 _POLL_MS = 100
+
+#: Socket-monitor events that mean the connection to a node is up, or lost.
+_LINK_UP = zmq.EVENT_CONNECTED
+_LINK_DOWN = zmq.EVENT_DISCONNECTED
 
 
 class _Feed:
@@ -59,24 +67,35 @@ class _Feed:
 
 
 class ZmqFeed(_Feed):
-    """Frames from the renderer's endpoint, heartbeats from every node's endpoint."""
+    """Frames from the renderer's endpoint, heartbeats from every node's endpoint.
+
+    Args:
+        frames_endpoint: the renderer's frames socket.
+        status_endpoints: node name -> the endpoint it publishes heartbeats on.
+        on_frame, on_status: called with each message (or header) and its receive time.
+        on_link: called with (node, connected, time) when the connection to a
+            node's heartbeat socket comes up or is lost.
+        curve: the config's security section.
+    """
 
     name = "console-zmq"
 
     def __init__(
         self,
         frames_endpoint: str,
-        status_endpoints: Iterable[str],
+        status_endpoints: Mapping[str, str],
         on_frame: Callable[[Message, float], None],
         on_status: Callable[[dict[str, Any], float], None],
+        on_link: Callable[[str, bool, float], None] | None = None,
         curve: SecuritySection | None = None,
     ):
         super().__init__()
         self._curve = curve
         self.frames_endpoint = frames_endpoint
-        self.status_endpoints = list(dict.fromkeys(status_endpoints))
+        self.status_endpoints = dict(status_endpoints)
         self._on_frame = on_frame
         self._on_status = on_status
+        self._on_link = on_link
         self.skipped_frames = 0
 
     def _run(self) -> None:
@@ -86,20 +105,30 @@ class ZmqFeed(_Feed):
         )
         statuses = [
             Subscriber(ep, [TOPIC_STATUS], context, curve=self._curve)
-            for ep in self.status_endpoints
+            for ep in self.status_endpoints.values()
         ]
+        # one monitor per heartbeat socket, started before it can connect: no event is missed
+        monitors = {
+            sub.socket.get_monitor_socket(_LINK_UP | _LINK_DOWN): node
+            for node, sub in zip(self.status_endpoints, statuses, strict=True)
+        }
         poller = zmq.Poller()
-        for sub in (frames, *statuses):
-            poller.register(sub.socket, zmq.POLLIN)
+        for socket in (frames.socket, *(sub.socket for sub in statuses), *monitors):
+            poller.register(socket, zmq.POLLIN)
         log.info(
             "console listening: frames on %s, heartbeats on %s",
             self.frames_endpoint,
-            ", ".join(self.status_endpoints),
+            ", ".join(self.status_endpoints.values()),
         )
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(_POLL_MS))
                 now = time.monotonic()
+                for monitor, node in monitors.items():
+                    while monitor in ready and monitor.poll(0):
+                        event = recv_monitor_message(monitor)
+                        if self._on_link is not None:
+                            self._on_link(node, event["event"] == _LINK_UP, now)
                 for sub in statuses:
                     if sub.socket in ready:
                         while (message := sub.receive(timeout=0)) is not None:
@@ -110,6 +139,10 @@ class ZmqFeed(_Feed):
                     if got.message is not None:
                         self._on_frame(got.message, now)
         finally:
+            for sub in statuses:
+                sub.socket.disable_monitor()
+            for monitor in monitors:
+                monitor.close(linger=0)
             for sub in (frames, *statuses):
                 sub.close()
             context.term()

@@ -29,8 +29,20 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["participant", "console"]
 
-#: Sent to a participant page when there is no picture to show (renderer away).
-WAITING_MESSAGE = json.dumps({"type": "waiting"})
+
+def waiting_message(reason: str | None = None) -> str:
+    """What a participant page is sent when there is no picture to show, and why.
+
+    ``reason`` is the renderer's level (:meth:`ConsoleState.node_level`):
+    ``reconnecting``, ``away``, ``stopped``; None before it was ever heard.
+    """
+    return json.dumps({"type": "waiting", "reason": reason})
+
+
+def is_waiting(message: str | bytes) -> bool:
+    """True for a :func:`waiting_message` (pictures are bytes)."""
+    return isinstance(message, str) and json.loads(message).get("type") == "waiting"
+
 
 #: A page that has not acked a picture for this long gets the next one anyway.
 ACK_TIMEOUT_S = 2.0
@@ -42,6 +54,7 @@ class _Channel:
 
     version: int = 0
     payload: bytes | None = None
+    reason: str | None = None  # why there is no payload (see waiting_message)
 
 
 class Client:
@@ -72,15 +85,18 @@ class Hub:
         self._channels: dict[Kind, _Channel] = {"participant": _Channel(), "console": _Channel()}
         self._state_json = ""
         self._state_version = 0
-        self._renderer_present = False
         self.closed = False
 
     # -------------------------------------------------------- inputs (event loop)
 
     def on_status(self, header: Mapping[str, Any], now: float) -> None:
         self.state.on_status(header, now)
-        if not self.state.renderer_present(now):
-            self._renderer_gone()
+        self._check_renderer(now)
+
+    def on_link(self, node: str, connected: bool, now: float) -> None:
+        """The console's connection to ``node`` came up or was lost (a ZeroMQ socket event)."""
+        self.state.on_link(node, connected, now)
+        self._check_renderer(now)
 
     def on_marker(self, event: Mapping[str, Any], stamp: float) -> None:
         self.state.on_marker(event, stamp)
@@ -88,7 +104,6 @@ class Hub:
     def on_frame(self, header: Mapping[str, Any], image: np.ndarray, now: float) -> None:
         """A frame from the renderer: becomes the newest picture of every page."""
         record = self.state.on_frame(header, now)
-        self._renderer_present = True
         common = {"tr": record.tr, "seq": record.seq, "times": header.get("times", {})}
         self._set("participant", encode_frame(common, image))
         self._set(
@@ -108,8 +123,7 @@ class Hub:
 
     def tick(self, now: float) -> None:
         """Refresh the console state, notice a renderer gone, free pages that never acked."""
-        if self._renderer_present and not self.state.renderer_present(now):
-            self._renderer_gone()
+        self._check_renderer(now)
         self._state_json = json.dumps(self.snapshot(now), allow_nan=False)
         self._state_version += 1
         for client in self.clients:
@@ -141,17 +155,21 @@ class Hub:
         for client in self.clients:
             client.wake.set()
 
-    def _renderer_gone(self) -> None:
-        self._renderer_present = False
+    def _check_renderer(self, now: float) -> None:
+        """No renderer (away, reconnecting, stopped): the participant page waits, told why."""
+        if self.state.renderer_present(now):
+            return
+        level = self.state.node_level("renderer", now)
         channel = self._channels["participant"]
-        if channel.payload is not None:
-            log.info("renderer away: participant display back to waiting")
-            self._set("participant", None)
+        if channel.payload is not None or (channel.version and channel.reason != level):
+            log.info("renderer %s: participant display waiting", level)
+            self._set("participant", None, reason=level)
 
-    def _set(self, kind: Kind, payload: bytes | None) -> None:
+    def _set(self, kind: Kind, payload: bytes | None, reason: str | None = None) -> None:
         channel = self._channels[kind]
         channel.version += 1
         channel.payload = payload
+        channel.reason = reason
         for client in self.clients:
             if client.kind == kind:
                 client.wake.set()
@@ -167,7 +185,7 @@ class Hub:
         if channel.version > client.frame_version:
             if channel.payload is None:
                 client.frame_version = channel.version
-                return WAITING_MESSAGE
+                return waiting_message(channel.reason)
             if client.credit:
                 client.frame_version = channel.version
                 client.credit = False

@@ -186,11 +186,11 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
         ),
         picture_ids=pictures,
     )
-    status_endpoints = [
-        config.decoder.latents_endpoint,
-        config.renderer.frames_endpoint,
-        config.recorder.status_endpoint,
-    ]
+    status_endpoints = {
+        "decoder": config.decoder.latents_endpoint,
+        "renderer": config.renderer.frames_endpoint,
+        "recorder": config.recorder.status_endpoint,
+    }
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -219,6 +219,7 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
                 status_endpoints,
                 on_frame,
                 lambda header, now: deliver(hub.on_status, header, now),
+                lambda node, connected, now: deliver(hub.on_link, node, connected, now),
                 curve=config.security,
             ),
             MarkerFeed(

@@ -48,13 +48,21 @@ class NodeHealth:
     pid: int | None = None
     uptime_s: float | None = None
     counters: dict[str, Any] = field(default_factory=dict)
+    #: The console's connection to the node's socket: True up, False lost, None not known.
+    link: bool | None = None
+    #: Times the node came back as a new process (a new pid in its heartbeats).
+    restarts: int = 0
 
     def level(self, now: float, away_after_s: float) -> str:
-        """``unknown`` (never heard), ``ok``, ``waiting``, ``failed``, ``stopped`` or ``away``."""
+        """``unknown`` (never heard), ``ok``, ``waiting``, ``failed``, ``stopped``,
+        ``reconnecting`` (its socket closed: the process is gone, the console is
+        connecting again) or ``away`` (silent, though its socket is still up)."""
         if self.last_seen is None:
             return "unknown"
         if self.state == "stopped":
             return "stopped"
+        if self.link is False:
+            return "reconnecting"
         if now - self.last_seen > away_after_s:
             return "away"
         if self.state in FAILED_STATES:
@@ -123,10 +131,23 @@ class ConsoleState:
         node = self.nodes.setdefault(name, NodeHealth(name))
         node.state = str(header.get("state", "unknown"))
         node.last_seen = now
-        node.pid = header.get("pid") if isinstance(header.get("pid"), int) else None
+        node.link = True  # a heartbeat came over it
+        pid = header.get("pid") if isinstance(header.get("pid"), int) else None
+        if node.pid is not None and pid is not None and pid != node.pid:
+            node.restarts += 1
+        node.pid = pid
         uptime = header.get("uptime_s")
         node.uptime_s = float(uptime) if isinstance(uptime, int | float) else None
         node.counters = {k: v for k, v in header.items() if k not in _STATUS_KEYS}
+
+    def on_link(self, name: str, connected: bool, now: float) -> None:
+        """The console's connection to ``name``'s socket came up or was lost.
+
+        A node not shown yet (the recorder before it spoke) stays hidden.
+        """
+        node = self.nodes.get(name)
+        if node is not None:
+            node.link = connected
 
     def on_marker(self, event: Mapping[str, Any], stamp: float) -> None:
         """A marker-stream event and its LSL timestamp."""
@@ -238,6 +259,10 @@ class ConsoleState:
             if level == "away" and node.last_seen is not None:
                 age = now - node.last_seen
                 out.append({"kind": "away", "text": f"{node.name} away: silent for {age:.1f} s"})
+            elif level == "reconnecting" and node.last_seen is not None:
+                age = now - node.last_seen
+                text = f"{node.name} reconnecting: its socket closed, last heard {age:.1f} s ago"
+                out.append({"kind": "reconnecting", "text": text})
             elif level == "stopped":
                 out.append({"kind": "stopped", "text": f"{node.name} stopped"})
             elif level == "failed":
@@ -304,6 +329,7 @@ class ConsoleState:
                     "age_s": None if node.last_seen is None else round(now - node.last_seen, 2),
                     "pid": node.pid,
                     "uptime_s": node.uptime_s,
+                    "restarts": node.restarts,
                     "counters": node.counters,
                 }
                 for node in self.nodes.values()

@@ -133,6 +133,17 @@ def test_participant_page_waits_shows_each_new_picture_and_waits_again_when_the_
         _wait_js(page, "document.body.dataset.state === 'waiting'", timeout_ms=15_000)
         back_to_waiting = time.monotonic() - silent_since
         assert page.locator("#fixation").is_visible()
+        assert page.evaluate("document.body.dataset.reason") == "away"  # silent, socket up
+        assert page.inner_text("#notice") == ""
+
+        # then its socket closes (the process is gone): the page says it is reconnecting
+        closed_at = time.monotonic()
+        renderer.close()
+        _wait_js(page, "document.body.dataset.reason === 'reconnecting'", timeout_ms=15_000)
+        to_reconnecting = time.monotonic() - closed_at
+        assert page.evaluate("document.body.dataset.state") == "waiting"
+        assert page.inner_text("#notice") == "reconnecting to the renderer…"
+        assert page.locator("#fixation").is_visible()
     assert not errors
 
     report = {
@@ -140,6 +151,7 @@ def test_participant_page_waits_shows_each_new_picture_and_waits_again_when_the_
         "publish_to_drawn_ms": _summary(delays["drawnAt"]),
         "publish_to_next_animation_frame_ms": _summary(delays["nextFrameAt"]),
         "renderer_silent_to_waiting_s": round(back_to_waiting, 2),
+        "renderer_socket_closed_to_reconnecting_s": round(to_reconnecting, 2),
     }
     for key, value in report.items():
         record_property(key, value)
@@ -296,15 +308,16 @@ def test_console_shows_node_health_change_when_real_nodes_stop(
             )
             assert "renderer stopped" in page.locator("#warnings li").all_inner_texts()
 
-            nodes["decoder"].kill()  # a crash says nothing: its heartbeats stop
+            nodes["decoder"].kill()  # a crash says nothing, but its socket closes with it
             nodes["decoder"].wait(timeout=20)
             killed = time.monotonic()
             page.wait_for_selector(
-                '#nodes li[data-node="decoder"][data-level="away"]', timeout=15_000
+                '#nodes li[data-node="decoder"][data-level="reconnecting"]', timeout=15_000
             )
-            seen_away = time.monotonic() - killed
+            seen_reconnecting = time.monotonic() - killed
+            assert page.inner_text('#nodes li[data-node="decoder"] .state') == "reconnecting"
             assert any(
-                w.startswith("decoder away: silent for")
+                w.startswith("decoder reconnecting: its socket closed")
                 for w in page.locator("#warnings li").all_inner_texts()
             )
         finally:
@@ -313,8 +326,10 @@ def test_console_shows_node_health_change_when_real_nodes_stop(
                     process.kill()
                     process.wait()
     assert not errors
-    record_property("killed_node_shown_away_after_s", round(seen_away, 2))
-    print(f"\nconsole showed the killed decoder as away {seen_away:.2f} s after SIGKILL")
+    record_property("killed_node_shown_reconnecting_after_s", round(seen_reconnecting, 2))
+    print(
+        f"\nconsole showed the killed decoder reconnecting {seen_reconnecting:.2f} s after SIGKILL"
+    )
 
 
 def test_browser_without_the_token_gets_neither_page_nor_socket(context, tmp_path):

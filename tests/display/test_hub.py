@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rt_recon.display.frames import decode_frame, encode_frame
-from rt_recon.display.hub import ACK_TIMEOUT_S, WAITING_MESSAGE, Client, Hub
+from rt_recon.display.hub import ACK_TIMEOUT_S, Client, Hub, waiting_message
 from rt_recon.display.state import AWAY_AFTER_S, ConsoleState
 from rt_recon.errors import ProtocolError
 from rt_recon.evaluate.latency import CPU_BUDGET_MS
@@ -81,14 +81,14 @@ def test_participants_go_back_to_waiting_when_the_renderer_is_away_the_console_k
     hub.tick(AWAY_AFTER_S - 0.5)
     assert hub.next_message(participant, now=AWAY_AFTER_S - 0.5) is None
     hub.tick(AWAY_AFTER_S + 0.5)
-    assert hub.next_message(participant, now=AWAY_AFTER_S + 0.5) == WAITING_MESSAGE
+    assert hub.next_message(participant, now=AWAY_AFTER_S + 0.5) == waiting_message("away")
     state = json.loads(hub.next_message(console, now=AWAY_AFTER_S + 0.5))
     assert state["type"] == "state"
     assert {n["name"]: n["level"] for n in state["nodes"]}["renderer"] == "away"
     assert hub.next_message(console, now=AWAY_AFTER_S + 0.5) is None  # its picture stays up
     late = Client("participant")  # a page opened now waits too: no stale picture
     hub.clients.add(late)
-    assert hub.next_message(late, now=AWAY_AFTER_S + 0.6) == WAITING_MESSAGE
+    assert hub.next_message(late, now=AWAY_AFTER_S + 0.6) == waiting_message("away")
 
 
 def test_a_stopped_renderer_sends_participants_to_waiting_at_once():
@@ -98,7 +98,47 @@ def test_a_stopped_renderer_sends_participants_to_waiting_at_once():
     hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
     hub.next_message(participant, now=0.0)
     hub.on_status(status_header("renderer", "stopped", 1), now=0.2)
-    assert hub.next_message(participant, now=0.2) == WAITING_MESSAGE
+    assert hub.next_message(participant, now=0.2) == waiting_message("stopped")
+
+
+def test_a_renderer_whose_socket_closed_is_reconnecting_and_its_restart_is_counted():
+    hub = _hub()
+    participant = Client("participant")
+    hub.clients.add(participant)
+    hub.on_link("renderer", True, now=0.0)
+    hub.on_status(status_header("renderer", "running", 0, pid=100), now=0.0)
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    hub.next_message(participant, now=0.0)
+    participant.ack()
+    # killed: the connection drops long before three heartbeats are missed
+    hub.on_link("renderer", False, now=0.5)
+    assert hub.state.node_level("renderer", 0.5) == "reconnecting"
+    assert hub.next_message(participant, now=0.5) == waiting_message("reconnecting")
+    hub.tick(AWAY_AFTER_S + 1.0)  # still reconnecting, not merely away: nothing new to say
+    assert hub.next_message(participant, now=AWAY_AFTER_S + 1.0) is None
+    snapshot = hub.snapshot(AWAY_AFTER_S + 1.0)
+    assert {w["kind"] for w in snapshot["warnings"]} >= {"reconnecting"}
+    # the supervisor's new renderer connects and speaks with a new pid
+    hub.on_link("renderer", True, now=5.0)
+    hub.on_status(status_header("renderer", "running", 0, pid=200), now=5.1)
+    renderer = {n["name"]: n for n in hub.snapshot(5.1)["nodes"]}["renderer"]
+    assert (renderer["level"], renderer["pid"], renderer["restarts"]) == ("ok", 200, 1)
+    hub.on_frame(frame_header(9, 100.0), pattern(9), now=5.2)
+    assert decode_frame(hub.next_message(participant, now=5.2))[0]["tr"] == 9
+
+
+def test_a_renderer_silent_on_an_open_socket_is_away_then_reconnecting_once_it_closes():
+    hub = _hub()
+    participant = Client("participant")
+    hub.clients.add(participant)
+    hub.on_status(status_header("renderer", "running", 0), now=0.0)
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    hub.next_message(participant, now=0.0)
+    hub.tick(AWAY_AFTER_S + 0.5)  # hung, socket up
+    assert hub.next_message(participant, now=AWAY_AFTER_S + 0.5) == waiting_message("away")
+    hub.on_link("renderer", False, now=AWAY_AFTER_S + 1.0)  # then the process goes
+    later = AWAY_AFTER_S + 1.0
+    assert hub.next_message(participant, now=later) == waiting_message("reconnecting")
 
 
 def test_console_pictures_carry_the_paired_stimulus_and_its_picture_url():

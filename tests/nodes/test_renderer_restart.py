@@ -1,6 +1,7 @@
 """The renderer is killed mid-session under ``rt-recon run``: the decoder and the recorder go on
-untouched, the supervisor restarts the renderer, the console calls it away (the participant
-display back to waiting) and then healthy again, and pictures of later TRs come back.
+untouched, the supervisor restarts the renderer, the console shows it reconnecting (its socket
+closed with the process; the participant display waits and says so) and then healthy again as a
+new process, and pictures of later TRs come back.
 
 Real processes (``rt-recon run`` with renderer, decoder and recorder, and a looping replay),
 real ZeroMQ, and the console's own feed, state and hub (rt_recon/display) driven from here.
@@ -9,6 +10,7 @@ real ZeroMQ, and the console's own feed, state and hub (rt_recon/display) driven
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -21,7 +23,7 @@ import pytest
 
 from rt_recon.display.feeds import ZmqFeed
 from rt_recon.display.frames import decode_frame
-from rt_recon.display.hub import WAITING_MESSAGE, Client, Hub
+from rt_recon.display.hub import Client, Hub, is_waiting
 from rt_recon.display.state import ConsoleState
 from rt_recon.evaluate.latency import CPU_BUDGET_MS
 from rt_recon.record.recording import RecordingReader
@@ -39,19 +41,20 @@ class _Console:
         self.inbox: queue.Queue = queue.Queue()
         self.feed = ZmqFeed(
             config.renderer.frames_endpoint,
-            [
-                config.decoder.latents_endpoint,
-                config.renderer.frames_endpoint,
-                config.recorder.status_endpoint,
-            ],
+            {
+                "decoder": config.decoder.latents_endpoint,
+                "renderer": config.renderer.frames_endpoint,
+                "recorder": config.recorder.status_endpoint,
+            },
             on_frame=lambda message, now: self.inbox.put(("frame", message, now)),
             on_status=lambda header, now: self.inbox.put(("status", header, now)),
+            on_link=lambda node, up, now: self.inbox.put(("link", (node, up), now)),
         )
         self.state = ConsoleState(CPU_BUDGET_MS)
         self.hub = Hub(self.state)
         self.page = Client("participant")
         self.hub.clients.add(self.page)
-        self.shown: list[int | str] = []  # the participant page: picture TRs and "waiting"
+        self.shown: list[int | str] = []  # the participant page: picture TRs and waiting reasons
         self.renderer_levels: list[tuple[str, int | None]] = []  # (level, pid), on change
         self.feed.start()
 
@@ -61,6 +64,8 @@ class _Console:
             kind, item, now = self.inbox.get(timeout=0.05)
             if kind == "frame":
                 self.hub.on_frame(item.header, item.arrays["image"], now)
+            elif kind == "link":
+                self.hub.on_link(*item, now)
             else:
                 self.hub.on_status(item, now)
         except queue.Empty:
@@ -68,8 +73,8 @@ class _Console:
         now = time.monotonic()
         self.hub.tick(now)
         while (message := self.hub.next_message(self.page, now)) is not None:
-            if message == WAITING_MESSAGE:
-                self.shown.append("waiting")
+            if is_waiting(message):
+                self.shown.append(f"waiting: {json.loads(message)['reason']}")
             else:
                 header, _ = decode_frame(message)
                 self.shown.append(int(header["tr"]))
@@ -97,7 +102,7 @@ class _Console:
 
 
 def _pictures(shown: list) -> list[int]:
-    return [s for s in shown if s != "waiting"]
+    return [s for s in shown if isinstance(s, int)]
 
 
 def test_a_killed_renderer_comes_back_with_later_pictures_and_nothing_else_is_touched(
@@ -147,17 +152,25 @@ def test_a_killed_renderer_comes_back_with_later_pictures_and_nothing_else_is_to
         assert renderer_pid != os.getpid()  # psutil.Process(None) would be this process
         last_before = _pictures(console.shown)[-1]
 
-        # 2. The renderer is killed: the console calls it away, the page goes back to waiting.
+        # 2. The renderer is killed: its socket closes, the console shows it reconnecting and
+        #    the page goes back to waiting, saying why.
         psutil.Process(renderer_pid).send_signal(signal.SIGKILL)
         killed_at = len(console.shown)
-        console.wait(lambda: console.state.node_level("renderer", time.monotonic()) == "away",
-                     "the renderer to be called away", session)  # fmt: skip
-        console.wait(lambda: "waiting" in console.shown[killed_at:], "the waiting page", session)
+        console.wait(
+            lambda: console.state.node_level("renderer", time.monotonic()) == "reconnecting",
+            "the renderer to be shown reconnecting",
+            session,
+        )
+        console.wait(
+            lambda: "waiting: reconnecting" in console.shown[killed_at:],
+            "the waiting page",
+            session,
+        )
         during = {n: dict(console.counters(n)) for n in ("decoder", "recorder")}
 
         # 3. The supervisor restarts it: healthy again (a new pid), later pictures come back.
         def back() -> bool:
-            after = [s for s in console.shown[killed_at:] if s != "waiting"]
+            after = _pictures(console.shown[killed_at:])
             return (
                 console.renderer_levels[-1][0] == "ok"
                 and console.pid("renderer") not in (None, renderer_pid)
@@ -166,7 +179,7 @@ def test_a_killed_renderer_comes_back_with_later_pictures_and_nothing_else_is_to
             )
 
         console.wait(back, "the restarted renderer's pictures", session)
-        first_after = next(s for s in console.shown[killed_at:] if s != "waiting")
+        first_after = _pictures(console.shown[killed_at:])[0]
         console.wait(
             lambda: console.counters("recorder").get("frames", 0) > during["recorder"]["frames"],
             "the recorder to record the new renderer's frames",
@@ -190,14 +203,15 @@ def test_a_killed_renderer_comes_back_with_later_pictures_and_nothing_else_is_to
                 process.kill()
                 process.wait(timeout=10)
 
-    # The console's view of the renderer: ok, then away, then ok again as a new process.
+    # The console's view of the renderer: ok, then reconnecting, then ok again as a new process.
     levels = [level for level, _ in console.renderer_levels]
-    first_away = levels.index("away")
-    assert "ok" in levels[:first_away] and "ok" in levels[first_away:]
+    first_gone = levels.index("reconnecting")
+    assert "ok" in levels[:first_gone] and "ok" in levels[first_gone:]
     assert console.renderer_levels[-1][1] not in (None, renderer_pid)
+    assert console.state.nodes["renderer"].restarts == 1
     # The participant page: pictures, then waiting (never a stale picture), then later ones.
     page = console.shown
-    assert page.index("waiting", killed_at) < page.index(first_after, killed_at)
+    assert page.index("waiting: reconnecting", killed_at) < page.index(first_after, killed_at)
     assert first_after > last_before
     assert "renderer stopped" in log and "restarting it (1/5)" in log
 

@@ -33,10 +33,18 @@ function describeNode(node) {
   const parts = [];
   if (node.age_s !== null) parts.push(`heard ${node.age_s.toFixed(1)} s ago`);
   if (node.pid) parts.push(`pid ${node.pid}`);
+  if (node.restarts) parts.push(`restarted ${node.restarts}×`);
   for (const key of ["tr", "volumes", "published", "rendered", "missed", "skipped_stale"]) {
     if (key in node.counters) parts.push(`${key} ${node.counters[key]}`);
   }
   return parts.join(" · ");
+}
+
+// What a node is doing, in words: its own state while it speaks, the console's view when it does not.
+function levelText(node) {
+  if (node.level === "unknown") return "not seen";
+  if (node.level === "away" || node.level === "reconnecting") return node.level;
+  return node.state.replaceAll("_", " ");
 }
 
 function showNodes(nodes) {
@@ -47,7 +55,7 @@ function showNodes(nodes) {
       item.append(
         element("span", { class: "dot" }),
         element("b", {}, node.name),
-        element("span", { class: "state" }, node.level === "unknown" ? "not seen" : node.level === "away" ? "away" : node.state.replaceAll("_", " ")),
+        element("span", { class: "state" }, levelText(node)),
         element("span", { class: "detail" }, describeNode(node)),
       );
       return item;

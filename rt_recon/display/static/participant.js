@@ -3,14 +3,26 @@ import { connect, drawFrame, now } from "/static/common.js";
 
 const canvas = document.getElementById("picture");
 const body = document.body;
+const notice = document.getElementById("notice");
 
 // What was shown last, with timestamps (epoch ms) for latency measurements,
 // and the sequence numbers of the last pictures drawn.
 const HISTORY = 200;
 window.rtParticipant = { drawn: 0, shown: null, seqs: [] };
 
-function waiting() {
+// While the page reconnects, one dim line at the foot of the screen says to what, for the
+// operator watching the participant's screen.
+const NOTICES = {
+  reconnecting: "reconnecting to the renderer…",
+  console: "reconnecting to the console…",
+};
+
+// No picture: the fixation cross. `reason`: the renderer's level from the console
+// (reconnecting, away, stopped), or "console" when this page's own socket closed.
+function waiting(reason = null) {
   body.dataset.state = "waiting";
+  body.dataset.reason = reason ?? "";
+  notice.textContent = NOTICES[reason] ?? "";
 }
 
 connect("/ws/participant", {
@@ -19,10 +31,10 @@ connect("/ws/participant", {
   },
   onClose: () => {
     body.dataset.socket = "closed";
-    waiting(); // never leave a stale picture up when the console is gone
+    waiting("console"); // never leave a stale picture up when the console is gone
   },
   onText: (message) => {
-    if (message.type === "waiting") waiting();
+    if (message.type === "waiting") waiting(message.reason);
   },
   onFrame: (frame) => {
     drawFrame(canvas, frame);
@@ -34,6 +46,8 @@ connect("/ws/participant", {
       nextFrameAt: null, // the next animation frame: when the browser composes the picture
     };
     body.dataset.state = "showing";
+    body.dataset.reason = "";
+    notice.textContent = "";
     body.dataset.seq = String(shown.seq);
     window.rtParticipant.shown = shown;
     window.rtParticipant.drawn += 1;
