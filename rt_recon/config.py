@@ -196,6 +196,14 @@ class RecorderSection(_Section):
         default=None, description="Recording file; null: <output_dir>/recording.h5"
     )
     status_endpoint: str = "tcp://127.0.0.1:5557"
+    low_disk_mb: float = Field(
+        default=1024.0, ge=0, description="Free space (MB) under which the console warns"
+    )
+    low_disk_minutes: float = Field(
+        default=30.0,
+        ge=0,
+        description="Minutes of recording left (at the current rate) under which the console warns",
+    )
 
     _endpoint = field_validator("status_endpoint")(_check_zmq_endpoint)
 

@@ -269,6 +269,7 @@ class ConsoleState:
                 reason = node.counters.get("error") or "no reason given"
                 text = f"{node.name} {node.state.replace('_', ' ')}: {reason}"
                 out.append({"kind": "failed", "text": text})
+        out += self._disk_warnings()
         recent = list(self.frames)[-self.warn_window :]
         interval = self.interval_s
         if interval is not None:
@@ -308,6 +309,20 @@ class ConsoleState:
                     f"{worst.tr} (threshold {self.fd_threshold_mm:g} mm)",
                 }
             )
+        return out
+
+    def _disk_warnings(self) -> list[dict[str, str]]:
+        """A node writing to a disk that is running out (the recorder's ``disk_low``)."""
+        out = []
+        for node in self.nodes.values():
+            counters = node.counters
+            if counters.get("disk_low") is not True or node.state in FAILED_STATES:
+                continue
+            text = f"{node.name} disk low: {_number(counters.get('disk_free_mb'))} MB free"
+            minutes = counters.get("disk_minutes_left")
+            if isinstance(minutes, int | float):
+                text += f", about {minutes:.0f} min of recording left"
+            out.append({"kind": "disk", "text": text})
         return out
 
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -356,6 +371,10 @@ class ConsoleState:
             ],
             "warnings": self.warnings(now),
         }
+
+
+def _number(value: Any) -> str:
+    return f"{value:.0f}" if isinstance(value, int | float) else "?"
 
 
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:

@@ -10,13 +10,17 @@ When the file cannot be written (a full disk, a file size limit), the
 recorder logs the error, keeps the file as it was at its last flush, and
 stays up in state ``write_failed`` with the error on every heartbeat, taking
 its inputs without recording them: it never stops the session or makes
-another node wait. It exits with the error once asked to stop.
+another node wait. It exits with the error once asked to stop. Before it comes to that, every
+heartbeat carries the free space and the minutes of recording left, and
+``disk_low`` under ``recorder.low_disk_mb`` / ``low_disk_minutes``
+(:mod:`rt_recon.record.disk`), which the console shows as a warning.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass
 
 import zmq
@@ -27,6 +31,7 @@ from rt_recon.errors import BundleError, StorageError, StreamError
 from rt_recon.nodes._signals import waiting
 from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
+from rt_recon.record.disk import DiskWatch
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
 from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
 from rt_recon.transport.zmq import Publisher, Subscriber
@@ -96,6 +101,11 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
         poller.register(decoder.socket, zmq.POLLIN)
         poller.register(renderer.socket, zmq.POLLIN)
         failure: StorageError | None = None
+        disk = DiskWatch(
+            path,
+            low_free_mb=config.recorder.low_disk_mb,
+            low_minutes=config.recorder.low_disk_minutes,
+        )
         with inlet:
             try:
                 with RecordingWriter(path, _shapes(bundle), attrs=attrs) as recording:
@@ -105,6 +115,7 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
                             "streaming",
                             source_id=config.stream.source_id,
                             path=str(path),
+                            **disk.fields(time.monotonic()),
                             **asdict(stats),
                         )
                         while (stamp := inlet.pull(timeout=0.0)) is not None:

@@ -22,3 +22,20 @@ def test_a_recorder_whose_disk_is_full_is_failed_with_its_error_until_it_goes_si
     assert {"kind": "failed", "text": f"recorder write failed: {ERROR}"} in warnings
     # Silent for good: away, like any node.
     assert state.node_level("recorder", 2.0 + AWAY_AFTER_S + 0.1) == "away"
+
+
+def test_a_recorder_whose_disk_runs_low_is_warned_about_while_it_still_records():
+    state = ConsoleState(CPU_BUDGET_MS)
+    low = {"disk_free_mb": 612.4, "disk_minutes_left": 7.6, "disk_low": True}
+    state.on_status(status_header("recorder", "streaming", 0, disk_low=False), now=1.0)
+    assert not [w for w in state.warnings(1.0) if w["kind"] == "disk"]
+    state.on_status(status_header("recorder", "streaming", 1, **low), now=2.0)
+    assert state.node_level("recorder", 2.0) == "ok"  # still recording
+    assert {
+        "kind": "disk",
+        "text": "recorder disk low: 612 MB free, about 8 min of recording left",
+    } in state.warnings(2.0)
+    # once the write fails, the failure says it all
+    state.on_status(status_header("recorder", "write_failed", 2, error=ERROR, **low), now=3.0)
+    kinds = [w["kind"] for w in state.warnings(3.0)]
+    assert "failed" in kinds and "disk" not in kinds

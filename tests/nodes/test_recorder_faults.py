@@ -45,6 +45,7 @@ class _Watch:
             self.poller.register(sub.socket, zmq.POLLIN)
         self.frame_trs: list[int] = []
         self.status: dict[str, dict] = {}  # node -> newest heartbeat
+        self.low_disk_before_failure: dict | None = None  # the first streaming disk_low beat
         self.pids: dict[str, set[int]] = {}
 
     def poll(self) -> None:
@@ -58,6 +59,9 @@ class _Watch:
                 else:
                     node = message.header["node"]
                     self.status[node] = message.header
+                    header = message.header
+                    if header.get("disk_low") is True and header["state"] == "streaming":
+                        self.low_disk_before_failure = self.low_disk_before_failure or header
                     self.pids.setdefault(node, set()).add(int(message.header["pid"]))
 
     def state(self, node: str) -> str | None:
@@ -164,6 +168,9 @@ def test_a_full_disk_stops_the_recording_with_a_clear_error_and_rendering_goes_o
                                             "--config", str(config_path)])  # fmt: skip
                 _start_source(supervisor, config, config_path, files.bold)
                 failed = _session_goes_on_after_the_recorder_fails(watch, supervisor.exited)
+                # warned before it failed: a 1 MB disk is under recorder.low_disk_mb (1024)
+                warned = watch.low_disk_before_failure
+                assert warned is not None and 0 <= warned["disk_free_mb"] <= 1.0
                 assert watch.status["renderer"]["png_failed"] > 0  # its own writes fail too
                 assert watch.state("renderer") == "running"
                 supervisor.stop_all()
