@@ -196,6 +196,10 @@ class RecorderSection(_Section):
         default=None, description="Recording file; null: <output_dir>/recording.h5"
     )
     status_endpoint: str = "tcp://127.0.0.1:5557"
+    control_endpoint: str | None = Field(
+        default="tcp://127.0.0.1:5558",
+        description="REP socket for start/stop recording (the console's button); null: none",
+    )
     low_disk_mb: float = Field(
         default=1024.0, ge=0, description="Free space (MB) under which the console warns"
     )
@@ -206,6 +210,11 @@ class RecorderSection(_Section):
     )
 
     _endpoint = field_validator("status_endpoint")(_check_zmq_endpoint)
+
+    @field_validator("control_endpoint")
+    @classmethod
+    def _control(cls, value: str | None) -> str | None:
+        return None if value is None else _check_zmq_endpoint(value)
 
 
 class ConsoleSection(_Section):
@@ -384,11 +393,13 @@ class SessionConfig(_Section):
     security: SecuritySection = SecuritySection()
 
     def zmq_endpoints(self) -> dict[str, str]:
-        """The session's ZeroMQ publisher endpoints, by config key."""
+        """The session's bound ZeroMQ endpoints (publishers, the recorder's control), by key."""
+        control = self.recorder.control_endpoint
         return {
             "decoder.latents_endpoint": self.decoder.latents_endpoint,
             "renderer.frames_endpoint": self.renderer.frames_endpoint,
             "recorder.status_endpoint": self.recorder.status_endpoint,
+            **({"recorder.control_endpoint": control} if control is not None else {}),
         }
 
     @model_validator(mode="after")

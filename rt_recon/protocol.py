@@ -42,6 +42,7 @@ VOXEL_ORDER = "xyz-fortran"
 TOPIC_LATENTS = "latents"
 TOPIC_FRAME = "frame"
 TOPIC_STATUS = "status"
+TOPIC_CONTROL = "control"  # request and reply on a node's control socket (REQ/REP)
 
 #: dtypes a buffer may have on the ZeroMQ wire (numpy names, little-endian).
 WIRE_DTYPES = frozenset({"uint8", "int16", "uint16", "int32", "float16", "float32", "float64"})

@@ -108,6 +108,7 @@ ALL_CURVE_KEYS = (
         ("decoder", "latents_endpoint", "tcp://0.0.0.0:5555"),
         ("renderer", "frames_endpoint", "tcp://10.1.2.3:5556"),
         ("recorder", "status_endpoint", "tcp://scanner-pc.local:5557"),
+        ("recorder", "control_endpoint", "tcp://192.168.1.20:5558"),
     ],
 )
 def test_a_non_loopback_endpoint_without_curve_keys_is_a_config_error(

@@ -13,6 +13,7 @@ Routes::
     /static/{name}      scripts and styles
     /stimuli/{id}.png   true stimulus pictures (when console.dataset is set)
     /api/state          the console state as JSON (what the console page draws)
+    /api/record         POST {"command": "start" | "stop"}: recording on or off (record_control)
     /ws/participant     pictures, and {"type": "waiting"} when there is none to show
     /ws/console         pictures with their pairing, and the console state
 """
@@ -43,10 +44,12 @@ from rt_recon.display.auth import AccessGuard, resolve_token
 from rt_recon.display.feeds import MarkerFeed, ZmqFeed
 from rt_recon.display.hub import Client, Hub, Kind
 from rt_recon.display.pictures import StimulusPictures
+from rt_recon.display.record_control import RecordRequest, record_endpoint
 from rt_recon.display.state import STAGE_NAMES, ConsoleState
 from rt_recon.errors import ConfigError, StreamError
 from rt_recon.evaluate.latency import CPU_BUDGET_MS
 from rt_recon.protocol import Message
+from rt_recon.transport.control import request
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,9 @@ def build_app(
     pictures: StimulusPictures | None = None,
     lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    record: RecordRequest | None = None,
 ) -> Starlette:
-    """The ASGI app: pages, assets, stimulus pictures, state and the two WebSockets."""
+    """The ASGI app: pages, assets, stimulus pictures, state, record control, the WebSockets."""
     assets = assets or StaticAssets()
 
     def page(name: str) -> Callable[[Request], Any]:
@@ -107,6 +111,7 @@ def build_app(
         Route("/static/{name}", static),
         Route("/stimuli/{stimulus_id:int}.png", stimulus),
         Route("/api/state", state),
+        Route("/api/record", record_endpoint(record), methods=["POST"]),
         WebSocketRoute("/ws/participant", socket_endpoint("participant")),
         WebSocketRoute("/ws/console", socket_endpoint("console")),
     ]
@@ -239,7 +244,14 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
                 await asyncio.to_thread(feed.stop)
 
     sock = _bind(section.host, section.port)
-    app = build_app(hub, token=token, port=section.port, pictures=pictures, lifespan=lifespan)
+    app = build_app(
+        hub,
+        token=token,
+        port=section.port,
+        pictures=pictures,
+        lifespan=lifespan,
+        record=_recorder_control(config),
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -261,6 +273,18 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
     )
     asyncio.run(_serve(server, sock, stop))
     log.info("console stopped")
+
+
+def _recorder_control(config: SessionConfig) -> RecordRequest | None:
+    """Sends the console's record commands to the recorder (None: no control endpoint)."""
+    endpoint = config.recorder.control_endpoint
+    if endpoint is None:
+        return None
+
+    def send(command: str) -> dict[str, Any]:
+        return request(endpoint, {"command": command, "by": "console"}, curve=config.security)
+
+    return send
 
 
 async def _tick(hub: Hub) -> None:

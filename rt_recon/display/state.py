@@ -265,6 +265,12 @@ class ConsoleState:
                 out.append({"kind": "reconnecting", "text": text})
             elif level == "stopped":
                 out.append({"kind": "stopped", "text": f"{node.name} stopped"})
+            elif node.state == "paused":
+                taken = node.counters.get("paused")
+                text = f"{node.name} paused: recording stopped at the operator's request"
+                if isinstance(taken, int):
+                    text += f"; {taken} items not recorded"
+                out.append({"kind": "paused", "text": text})
             elif level == "failed":
                 reason = node.counters.get("error") or "no reason given"
                 text = f"{node.name} {node.state.replace('_', ' ')}: {reason}"

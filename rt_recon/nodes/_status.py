@@ -24,6 +24,10 @@ from rt_recon.transport.zmq import Publisher
 #: Seconds between heartbeats; a node silent for three periods is away.
 HEARTBEAT_PERIOD_S = 1.0
 
+#: States in which a node's inlet is open on its stream (the recorder's ``paused``: open,
+#: taking volumes without recording them, until the operator starts recording again).
+_INLET_OPEN_STATES = frozenset({"streaming", "paused"})
+
 
 class ReadyWatcher:
     """``watcher()`` is True once every endpoint's node reported ``streaming`` ``source_id``.
@@ -42,7 +46,8 @@ class ReadyWatcher:
         for endpoint, sub in list(self._pending.items()):
             while (message := sub.receive(timeout=0.0)) is not None:
                 header = message.header
-                if header.get("state") == "streaming" and header.get("source_id") == self.source_id:
+                inlet_open = header.get("state") in _INLET_OPEN_STATES
+                if inlet_open and header.get("source_id") == self.source_id:
                     sub.close()
                     del self._pending[endpoint]
                     break

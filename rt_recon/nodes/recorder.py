@@ -14,15 +14,25 @@ another node wait. It exits with the error once asked to stop. Before it comes t
 heartbeat carries the free space and the minutes of recording left, and
 ``disk_low`` under ``recorder.low_disk_mb`` / ``low_disk_minutes``
 (:mod:`rt_recon.record.disk`), which the console shows as a warning.
+
+The operator can stop and start recording (the console's button) through
+``recorder.control_endpoint`` (:mod:`rt_recon.transport.control`): while
+stopped, the recorder is in state ``paused`` and takes its inputs without
+recording them (counted as ``paused``); each stop and start is itself
+recorded, as a ``status`` entry (``record_stop`` / ``record_start``, who
+asked and when), so the file says where its gaps are and why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import pylsl
 import zmq
 
 from rt_recon.config import SessionConfig
@@ -33,6 +43,7 @@ from rt_recon.nodes._status import StatusPublisher
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
 from rt_recon.record.disk import DiskWatch
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
+from rt_recon.transport.control import ControlServer
 from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
 from rt_recon.transport.zmq import Publisher, Subscriber
 
@@ -52,6 +63,50 @@ class RecorderStats:
     status: int = 0
     rejected: int = 0
     unrecorded: int = 0  # items taken after a failed write (disk full), not recorded
+    paused: int = 0  # items taken while the operator had stopped recording
+
+
+class RecordSwitch:
+    """Recording on or off at the operator's request; answers control requests.
+
+    Commands (``{"command": ..., "by": ...}``): ``start``, ``stop``, ``query``.
+    Each change is kept in :attr:`changes` until the recorder writes it. A
+    change takes effect at the time it was asked for (LSL clock), not when
+    the recorder gets to it: a volume acquired before a stop but still on its
+    way is recorded, one acquired before a start (a backlog from the pause)
+    is not (:meth:`records`).
+    """
+
+    COMMANDS = ("start", "stop", "query")
+
+    def __init__(self, recording: bool = True):
+        self.recording = recording
+        self.changes: list[dict[str, Any]] = []
+        self.refusal: str | None = None  # set once the file cannot be written
+        self._since: list[tuple[float, bool]] = [(-float("inf"), recording)]
+
+    def records(self, stamp: float) -> bool:
+        """Whether an item stamped ``stamp`` (LSL clock) falls in a recorded stretch."""
+        return next(recording for since, recording in reversed(self._since) if stamp >= since)
+
+    def handle(self, header: dict[str, Any]) -> dict[str, Any]:
+        command = header.get("command")
+        if command not in self.COMMANDS:
+            raise ValueError(f"unknown command {command!r}; expected one of {list(self.COMMANDS)}")
+        if command != "query":
+            if self.refusal is not None:
+                raise ValueError(f"cannot {command} recording: {self.refusal}")
+            wanted = command == "start"
+            if wanted != self.recording:
+                self.recording = wanted
+                by = str(header.get("by", "unknown"))
+                event = "record_start" if wanted else "record_stop"
+                now = pylsl.local_clock()
+                self._since.append((now, wanted))  # a few per session: operators' clicks
+                self.changes.append({"node": "recorder", "event": event, "by": by, "t": now})
+                done = "started" if wanted else "stopped"
+                log.warning("recording %s at the request of %s", done, by)
+        return {"recording": self.recording}
 
 
 def _shapes(bundle: DecoderBundle) -> RecordingShapes:
@@ -71,8 +126,10 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
     bundle = DecoderBundle.load(config.decoder.bundle)
     stats = RecorderStats()
     path = config.recording_path
+    switch = RecordSwitch()
     with (
         Publisher(config.recorder.status_endpoint, curve=config.security) as pub,
+        _control_server(config) as control,
         Subscriber(
             config.decoder.latents_endpoint, [TOPIC_LATENTS, TOPIC_STATUS], curve=config.security
         ) as decoder,
@@ -81,13 +138,20 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
         ) as renderer,
     ):
         status = StatusPublisher(pub, "recorder")
+
+        def serve() -> None:
+            if control is not None:
+                control.serve(switch.handle)
+
+        def waiting_beat() -> None:
+            serve()
+            status.beat("waiting_for_stream", path=str(path), **asdict(stats))
+
         inlet = VolumeInlet.resolve(
             config.stream.source_id,
             config.stream.resolve_timeout_s,
             _BACKLOG_TRS,
-            on_wait=waiting(
-                stop, lambda: status.beat("waiting_for_stream", path=str(path), **asdict(stats))
-            ),
+            on_wait=waiting(stop, waiting_beat),
         )
         # The file is created once the stream is known, so it carries its geometry;
         # ZeroMQ messages wait in the sockets meanwhile (none flow before volumes do).
@@ -96,10 +160,7 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
             "bundle_model": bundle.model,
             "stream": stream_attrs(inlet.meta),
         }
-        markers = _open_markers(config)
-        poller = zmq.Poller()
-        poller.register(decoder.socket, zmq.POLLIN)
-        poller.register(renderer.socket, zmq.POLLIN)
+        inputs = _Inputs(inlet, _open_markers(config), decoder, renderer)
         failure: StorageError | None = None
         disk = DiskWatch(
             path,
@@ -111,63 +172,109 @@ def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
                 with RecordingWriter(path, _shapes(bundle), attrs=attrs) as recording:
                     log.info("recording to %s", path)
                     while not stop.is_set():
+                        serve()
+                        for change in switch.changes:  # where the gaps are, and who asked
+                            recording.add_status(change)
+                        switch.changes.clear()
                         status.beat(
-                            "streaming",
+                            "streaming" if switch.recording else "paused",
                             source_id=config.stream.source_id,
                             path=str(path),
                             **disk.fields(time.monotonic()),
                             **asdict(stats),
                         )
-                        while (stamp := inlet.pull(timeout=0.0)) is not None:
-                            recording.add_volume(inlet.values, stamp)
-                            stats.volumes += 1
-                        while markers is not None and (event := markers.pull(timeout=0.0)):
-                            recording.add_marker(*event)
-                            stats.markers += 1
-                        ready = dict(poller.poll(10))
-                        for sub in (decoder, renderer):
-                            if sub.socket in ready:
-                                _record_message(sub, recording, stats)
+                        inputs.record(recording, stats, switch)
                         recording.flush()
             except StorageError as exc:  # disk full, file size limit: the session goes on
                 failure = exc
+                switch.refusal = str(exc)
                 log.error("%s; the session goes on without a recording", exc)
-                _drain_until_stopped(stop, status, inlet, markers, poller, stats, exc, str(path))
+                while not stop.is_set():  # nothing waits on the recorder; it says what is wrong
+                    serve()
+                    status.beat("write_failed", path=str(path), error=str(exc),
+                                errno=exc.errno, **asdict(stats))  # fmt: skip
+                    stats.unrecorded += inputs.take(wait_ms=100)
             failed = {} if failure is None else {"error": str(failure), "errno": failure.errno}
             status.beat("stopped", path=str(path), **failed, **asdict(stats))
-        if markers is not None:
-            markers.close()
+        inputs.close()
     log.info("recorder stopped: %s", stats)
     if failure is not None:
         raise failure  # the node's own last word: what went wrong with its file
     return stats
 
 
-def _drain_until_stopped(
-    stop: threading.Event,
-    status: StatusPublisher,
-    inlet: VolumeInlet,
-    markers: MarkerInlet | None,
-    poller: zmq.Poller,
-    stats: RecorderStats,
-    error: StorageError,
-    path: str,
-) -> None:
-    """After a failed write: report it on every heartbeat and take (and count) every input
-    without recording it, so that nothing waits on the recorder, until ``stop`` is set."""
-    while not stop.is_set():
-        status.beat("write_failed", path=path, error=str(error), errno=error.errno, **asdict(stats))
-        while inlet.pull(timeout=0.0) is not None:
-            stats.unrecorded += 1
-        while markers is not None and markers.pull(timeout=0.0) is not None:
-            stats.unrecorded += 1
-        for socket, _ in poller.poll(100):
+def _control_server(config: SessionConfig) -> contextlib.AbstractContextManager:
+    """The recorder's control socket, or nothing where ``recorder.control_endpoint`` is null."""
+    endpoint = config.recorder.control_endpoint
+    if endpoint is None:
+        return contextlib.nullcontext(None)
+    return ControlServer(endpoint, curve=config.security)
+
+
+@dataclass
+class _Inputs:
+    """Everything the recorder takes in: volumes, markers, and two ZeroMQ subscriptions."""
+
+    inlet: VolumeInlet
+    markers: MarkerInlet | None
+    decoder: Subscriber
+    renderer: Subscriber
+
+    def __post_init__(self) -> None:
+        self.poller = zmq.Poller()
+        self.poller.register(self.decoder.socket, zmq.POLLIN)
+        self.poller.register(self.renderer.socket, zmq.POLLIN)
+
+    def record(
+        self, recording: RecordingWriter, stats: RecorderStats, switch: RecordSwitch
+    ) -> None:
+        """Append everything waiting that ``switch`` says to record (volumes and markers by
+        their stamps, messages by the switch as it is now); count the rest as ``paused``.
+        Waits up to 10 ms for messages."""
+        while (stamp := self.inlet.pull(timeout=0.0)) is not None:
+            if switch.records(stamp):
+                recording.add_volume(self.inlet.values, stamp)
+                stats.volumes += 1
+            else:
+                stats.paused += 1
+        while self.markers is not None and (event := self.markers.pull(timeout=0.0)):
+            if switch.records(event[1]):
+                recording.add_marker(*event)
+                stats.markers += 1
+            else:
+                stats.paused += 1
+        if not switch.recording:
+            stats.paused += self._take_messages(wait_ms=10)
+            return
+        ready = dict(self.poller.poll(10))
+        for sub in (self.decoder, self.renderer):
+            if sub.socket in ready:
+                _record_message(sub, recording, stats)
+
+    def take(self, wait_ms: int) -> int:
+        """Take everything waiting without recording it (so nothing waits on the recorder);
+        how many items."""
+        taken = 0
+        while self.inlet.pull(timeout=0.0) is not None:
+            taken += 1
+        while self.markers is not None and self.markers.pull(timeout=0.0) is not None:
+            taken += 1
+        return taken + self._take_messages(wait_ms)
+
+    def _take_messages(self, wait_ms: int) -> int:
+        taken = 0
+        for socket, _ in self.poller.poll(wait_ms):
             while True:
                 try:
                     socket.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                stats.unrecorded += 1
+                taken += 1
+        return taken
+
+    def close(self) -> None:
+        if self.markers is not None:
+            self.markers.close()
 
 
 def stream_attrs(meta: VolumeStreamMeta) -> dict:

@@ -46,7 +46,8 @@ def bound_endpoints(config: SessionConfig, node: str) -> list[str]:
     if node == "renderer":
         return [config.renderer.frames_endpoint]
     if node == "recorder":
-        return [config.recorder.status_endpoint]
+        control = config.recorder.control_endpoint
+        return [config.recorder.status_endpoint, *([control] if control else [])]
     console = getattr(config, "console", None)
     if node == "console" and console is not None:
         return [f"tcp://{console.host}:{console.port}"]

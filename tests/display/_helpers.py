@@ -45,7 +45,10 @@ def console_config(tmp_path: Path, **console: Any) -> SessionConfig:
             "stream": {"markers_source_id": unique("mrk_src"), "markers_name": unique("mrk")},
             "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{free_port()}"},
             "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{free_port()}"},
-            "recorder": {"status_endpoint": f"tcp://127.0.0.1:{free_port()}"},
+            "recorder": {
+                "status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+                "control_endpoint": f"tcp://127.0.0.1:{free_port()}",
+            },
             "console": {"port": free_port(), **console},
         }
     ).resolved()
@@ -124,9 +127,20 @@ class ConsoleProcess:
         self, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0
     ) -> tuple[int, dict[str, str], bytes]:
         """One raw HTTP GET (the path goes out exactly as given, unnormalised)."""
+        return self.request("GET", path, headers=headers, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One raw HTTP request."""
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            connection.request("GET", path, headers=headers or {})
+            connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
             return response.status, dict(response.getheaders()), response.read()
         finally:

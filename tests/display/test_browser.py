@@ -19,6 +19,7 @@ import pylsl
 import pytest
 
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS
+from rt_recon.record.recording import RecordingReader
 from rt_recon.transport.lsl import MarkerOutlet
 from rt_recon.transport.zmq import Publisher
 from tests.conftest import free_port
@@ -330,6 +331,65 @@ def test_console_shows_node_health_change_when_real_nodes_stop(
     print(
         f"\nconsole showed the killed decoder reconnecting {seen_reconnecting:.2f} s after SIGKILL"
     )
+
+
+def test_console_stops_and_starts_a_real_recorder(context, node_config, small_dataset, tmp_path):
+    config = node_config.with_overrides(
+        {
+            "console.port": free_port(),
+            "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+            "stream.resolve_timeout_s": 60,
+        }
+    )
+    config_path = tmp_path / "session.json"
+    bold = small_dataset.runs("test")[0].bold
+    errors: list[str] = []
+    with ConsoleProcess(config, config_path) as console:
+        nodes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "rt_recon", *command, "--config", str(config_path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for command in (
+                ["record"],
+                ["simulate", "replay", str(bold), "--loop",
+                 "--await-ready", config.recorder.status_endpoint],
+            )
+        ]  # fmt: skip
+        try:
+            page = _open(context, console.url + "/console", errors)
+            page.on("dialog", lambda dialog: dialog.accept())  # "Stop recording?" -> OK
+            page.wait_for_selector('#recording[data-recording="on"]', timeout=90_000)
+            assert page.inner_text("#record") == "Stop recording"
+            page.click("#record")
+            page.wait_for_selector('#recording[data-recording="off"]', timeout=15_000)
+            assert page.inner_text("#record") == "Start recording"
+            assert page.inner_text("#record-state") == "stopped: nothing is being recorded"
+            _wait_js(
+                page,
+                "[...document.querySelectorAll('#warnings li')].some((li) => li.textContent"
+                '.startsWith("recorder paused: recording stopped at the operator\'s request"))',
+            )
+            page.click("#record")
+            page.wait_for_selector('#recording[data-recording="on"]', timeout=15_000)
+            assert page.locator("#record-error").is_hidden()
+            nodes[0].send_signal(signal.SIGTERM)
+            assert nodes[0].wait(timeout=30) == 0
+        finally:
+            for process in nodes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert not errors
+    with RecordingReader(config.recording_path) as reading:
+        events = [b for b in reading.status() if b.get("node") == "recorder"]
+        n_volumes = reading.count("volumes")
+    assert [(e["event"], e["by"]) for e in events] == [
+        ("record_stop", "console"),
+        ("record_start", "console"),
+    ]
+    assert n_volumes > 0
 
 
 def test_browser_without_the_token_gets_neither_page_nor_socket(context, tmp_path):

@@ -1,5 +1,6 @@
-"""The recorder process records volumes, markers, latents, frames and heartbeats, and its
-file survives a SIGKILL with every TR up to the last complete one."""
+"""The recorder process records volumes, markers, latents, frames and heartbeats, its file
+survives a SIGKILL with every TR up to the last complete one, and recording stops and starts
+on request with the gap marked in the file."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pylsl
 import pytest
 
 from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.nodes.recorder import RecordSwitch
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
 from rt_recon.record.recording import RecordingReader
+from rt_recon.transport.control import request
 from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
 from rt_recon.transport.zmq import Publisher, Subscriber
 from tests.conftest import free_port
@@ -104,3 +107,100 @@ def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path)
     assert np.all(images[:, 0, 0, 0] == np.arange(len(frame_headers)) % 256)
     assert [e["trial"] for e, _ in events] == list(range(len(events))) and len(events) >= 15
     assert any(b.get("node") == "decoder" for b in beats)
+
+
+def test_recording_stopped_and_started_by_request_leaves_a_marked_gap(node_config, tmp_path):
+    """The console's Stop/Start recording, sent as it sends them: real recorder, real REQ/REP."""
+    config = node_config.with_overrides(
+        {"recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}"}
+    )
+    config_path = tmp_path / "session.json"
+    config_path.write_text(config.to_json())
+    bundle = DecoderBundle.load(config.decoder.bundle)
+    meta = VolumeStreamMeta(
+        shape=tuple(bundle.stream["shape"]), affine=np.eye(4), tr=1.0, speed=10.0
+    )
+    rng = np.random.default_rng(1)
+    volumes = rng.normal(1000, 10, size=(90, meta.n_channels)).astype(np.float32)
+    control = config.recorder.control_endpoint
+
+    def send(command: str, by: str = "test") -> dict:
+        return request(control, {"command": command, "by": by}, timeout=10)
+
+    with VolumeOutlet(meta, config.stream.name, config.stream.source_id) as outlet:
+        recorder = subprocess.Popen(
+            [sys.executable, "-m", "rt_recon", "record", "--config", str(config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_state(config.recorder.status_endpoint, "streaming")
+            assert send("query") == {"ok": True, "recording": True}
+            stamps = []
+            for t, volume in enumerate(volumes):
+                if t == 30:
+                    assert send("stop", by="console") == {"ok": True, "recording": False}
+                    paused = _wait_for_state(config.recorder.status_endpoint, "paused")
+                    assert paused["source_id"] == config.stream.source_id  # inlet still open
+                if t == 60:
+                    assert send("start", by="console") == {"ok": True, "recording": True}
+                    assert send("start")["recording"] is True  # again: nothing changes
+                    _wait_for_state(config.recorder.status_endpoint, "streaming")
+                stamps.append(pylsl.local_clock())
+                outlet.push(volume, stamps[-1])
+                time.sleep(0.02)
+            refused = send("pause")
+            assert (
+                not refused["ok"]
+                and "expected one of ['start', 'stop', 'query']" in refused["error"]
+            )
+            time.sleep(1.0)  # the last volumes reach the file
+            beat = _wait_for_state(config.recorder.status_endpoint, "streaming")
+            recorder.send_signal(signal.SIGTERM)
+            assert recorder.wait(timeout=30) == 0, recorder.stderr.read()
+            log = recorder.stderr.read()
+        finally:
+            if recorder.poll() is None:
+                recorder.kill()
+
+    assert "recording stopped at the request of console" in log
+    assert "recording started at the request of console" in log
+    with RecordingReader(config.recording_path) as reading:
+        values, times = reading.volumes()
+        events = [b for b in reading.status() if b.get("node") == "recorder"]
+    # Before the stop and after the start, every volume, exactly; none from the pause between.
+    recorded = [zlib.crc32(v) for v in values]
+    sent = [zlib.crc32(v) for v in volumes]
+    assert recorded[:30] == sent[:30] and recorded[-30:] == sent[-30:]
+    assert set(recorded) <= set(sent) and not set(recorded) & set(sent[35:58])
+    assert beat["paused"] >= 20 and beat["paused"] + len(values) == len(volumes)
+    # The file says where its gap is, who made it and when.
+    assert [(e["event"], e["by"]) for e in events] == [
+        ("record_stop", "console"),
+        ("record_start", "console"),
+    ]
+    stop_t, start_t = events[0]["t"], events[1]["t"]
+    assert stamps[29] < stop_t < stamps[30] and stamps[59] < start_t < stamps[60]
+    assert np.all((times <= stop_t) | (times >= start_t))
+
+
+def test_the_record_switch_goes_by_when_each_change_was_asked_for():
+    switch = RecordSwitch()
+    assert switch.records(0.0) and switch.handle({"command": "query"}) == {"recording": True}
+    assert switch.handle({"command": "stop", "by": "console"}) == {"recording": False}
+    stopped = switch.changes[-1]["t"]
+    assert switch.handle({"command": "stop"}) == {"recording": False} and len(switch.changes) == 1
+    switch.handle({"command": "start", "by": "console"})
+    started = switch.changes[-1]["t"]
+    # a volume acquired before the stop but late to arrive is still recorded, one from the
+    # pause is not, however late it comes
+    assert switch.records(stopped - 0.001) and not switch.records((stopped + started) / 2)
+    assert switch.records(started)
+    assert [c["event"] for c in switch.changes] == ["record_stop", "record_start"]
+    with pytest.raises(ValueError, match=r"unknown command 'pause'; expected one of"):
+        switch.handle({"command": "pause"})
+    switch.refusal = "the disk is full"
+    with pytest.raises(ValueError, match="cannot stop recording: the disk is full"):
+        switch.handle({"command": "stop"})
+    assert switch.handle({"command": "query"}) == {"recording": True}

@@ -162,9 +162,56 @@ function motionPlot(state) {
   });
 }
 
+// The Start/Stop recording button follows the recorder's own heartbeat (streaming or paused).
+function showRecording(nodes) {
+  const recorder = nodes.find((node) => node.name === "recorder");
+  const button = $("#record");
+  const box = $("#recording");
+  const live = recorder && (recorder.level === "ok" || recorder.level === "waiting");
+  const state = live ? recorder.state : "unknown";
+  box.dataset.recording = state === "streaming" ? "on" : state === "paused" ? "off" : "unknown";
+  if (state === "streaming" || state === "paused") {
+    const on = state === "streaming";
+    $("#record-state").textContent = on ? "recording" : "stopped: nothing is being recorded";
+    button.textContent = on ? "Stop recording" : "Start recording";
+    button.dataset.command = on ? "stop" : "start";
+    button.disabled = false;
+  } else {
+    $("#record-state").textContent = recorder ? `recorder ${levelText(recorder)}` : "no recorder";
+    button.disabled = true;
+  }
+}
+
+async function sendRecord(command) {
+  const error = $("#record-error");
+  error.hidden = true;
+  const button = $("#record");
+  button.disabled = true;
+  try {
+    const response = await fetch("/api/record", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ command }),
+    });
+    const reply = await response.json();
+    if (!reply.ok) throw new Error(reply.error || `HTTP ${response.status}`);
+  } catch (failure) {
+    error.textContent = `could not ${command} recording: ${failure.message}`;
+    error.hidden = false;
+    button.disabled = false;
+  }
+}
+
+$("#record").addEventListener("click", () => {
+  const command = $("#record").dataset.command;
+  if (command === "stop" && !window.confirm("Stop recording? Nothing is recorded until you start it again.")) return;
+  sendRecord(command);
+});
+
 function showState(state) {
   latest = state;
   showNodes(state.nodes);
+  showRecording(state.nodes);
   showCounts(state);
   showWarnings(state.warnings);
   latencyPlot(state);

@@ -1,0 +1,144 @@
+"""Requests to a running node and its replies: ZeroMQ REQ/REP with the rt_recon framing.
+
+A node that takes commands (the recorder: start and stop recording) binds a
+:class:`ControlServer`; a client (the console) calls :func:`request`. Both
+messages are a header only, topic ``control``::
+
+    request  {"command": "pause", "by": "console"}
+    reply    {"ok": true, ...node-specific fields}  or  {"ok": false, "error": "..."}
+
+CURVE applies as on the PUB/SUB sockets (``curve=config.security``). The
+server answers every request, a malformed one with ``ok: false`` and the
+reason, so a client never hangs on it; a client that gets no answer within
+its timeout gets a StreamError naming the endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import zmq
+
+from rt_recon.config import SecuritySection
+from rt_recon.errors import ConfigError, ProtocolError, StreamError
+from rt_recon.protocol import TOPIC_CONTROL, decode_message, encode_message
+from rt_recon.transport.curve import (
+    CurveServer,
+    client_keys,
+    configure_client,
+    serve_curve,
+    server_keys,
+)
+
+log = logging.getLogger(__name__)
+
+#: A request or reply is a small JSON header; anything larger is refused by libzmq.
+MAX_CONTROL_BYTES = 64 * 1024
+
+#: Header keys every message carries (protocol.encode_message), not part of a reply's content.
+_FRAMING_KEYS = frozenset({"protocol", "version", "buffers"})
+
+Handler = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+class ControlServer:
+    """A REP socket bound to ``endpoint``; :meth:`serve` answers the requests waiting."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.Context | None = None,
+        curve: SecuritySection | None = None,
+    ):
+        keys = server_keys(curve, endpoint)  # ConfigError before any socket exists
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.REP)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
+        self._curve: CurveServer | None = None
+        try:
+            if keys is not None:
+                self._curve = serve_curve(self._socket, self._context, keys)
+            self._socket.bind(endpoint)
+        except (zmq.ZMQError, ConfigError) as exc:
+            self.close()
+            if isinstance(exc, ConfigError):
+                raise
+            raise StreamError(f"cannot bind {endpoint}: {exc.strerror}") from None
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.malformed = 0
+
+    @property
+    def socket(self) -> zmq.Socket:
+        return self._socket
+
+    def serve(self, handle: Handler, timeout: float = 0.0) -> int:
+        """Answer every request waiting (the first up to ``timeout`` s away); how many."""
+        answered = 0
+        wait_ms = int(timeout * 1000)
+        while self._socket.poll(wait_ms, zmq.POLLIN):
+            wait_ms = 0
+            frames = self._socket.recv_multipart(copy=False)
+            try:
+                message = decode_message(frames, MAX_CONTROL_BYTES)
+                if message.topic != TOPIC_CONTROL:
+                    raise ProtocolError(
+                        f"expected topic {TOPIC_CONTROL!r}, found {message.topic!r}"
+                    )
+                reply = {"ok": True, **handle(message.header)}
+            except (ProtocolError, ValueError) as exc:
+                self.malformed += isinstance(exc, ProtocolError)
+                log.warning("control request refused: %s", exc)
+                reply = {"ok": False, "error": str(exc)}
+            self._socket.send_multipart(encode_message(TOPIC_CONTROL, reply), copy=False)
+            answered += 1
+        return answered
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+        if self._curve is not None:
+            self._curve.close()
+
+    def __enter__(self) -> ControlServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def request(
+    endpoint: str,
+    header: Mapping[str, Any],
+    timeout: float = 2.0,
+    curve: SecuritySection | None = None,
+) -> dict[str, Any]:
+    """Send one request to the :class:`ControlServer` at ``endpoint``; its reply header.
+
+    Raises:
+        StreamError: no reply within ``timeout`` seconds, or a malformed reply.
+    """
+    keys = client_keys(curve, endpoint)
+    context = zmq.Context.instance()
+    socket = context.socket(zmq.REQ)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
+    try:
+        if keys is not None:
+            configure_client(socket, keys)
+        socket.connect(endpoint)
+        socket.send_multipart(encode_message(TOPIC_CONTROL, header), copy=False)
+        if not socket.poll(int(timeout * 1000), zmq.POLLIN):
+            raise StreamError(f"no reply from {endpoint} within {timeout:g} s (is the node up?)")
+        try:
+            reply = decode_message(socket.recv_multipart(copy=False), MAX_CONTROL_BYTES)
+        except ProtocolError as exc:
+            raise StreamError(f"malformed reply from {endpoint}: {exc}") from None
+        return {
+            k: v for k, v in reply.header.items() if k not in ("protocol", "version", "buffers")
+        }
+    except zmq.ZMQError as exc:
+        raise StreamError(f"cannot reach {endpoint}: {exc.strerror}") from None
+    finally:
+        socket.close(linger=0)
