@@ -2,7 +2,7 @@
 
 Runs the embedded-default session as the demo does (cached synthetic session,
 fitted decoders, embedded render model) with real processes: replay ->
-decoder -> renderer -> console, then drives headless Chromium to both pages
+decoder -> renderer -> console, and the recorder, then drives headless Chromium to both pages
 and saves ``console.png`` and ``participant.png`` next to this file.
 
     python docs/screenshots/make_screenshots.py [--config configs/demo.yaml] [--tr 40]
@@ -73,13 +73,14 @@ def main() -> None:
                 "decoder.latents_endpoint": f"tcp://127.0.0.1:{_free_port()}",
                 "renderer.frames_endpoint": f"tcp://127.0.0.1:{_free_port()}",
                 "recorder.status_endpoint": f"tcp://127.0.0.1:{_free_port()}",
+                "recorder.control_endpoint": f"tcp://127.0.0.1:{_free_port()}",
                 "renderer.write_png": False,
             }
         )
         node_config, dataset, config_path = prepare(config)
         node_config = node_config.with_overrides(
             {
-                "decoder.wait_for_subscribers": 1,  # the renderer
+                "decoder.wait_for_subscribers": 2,  # the renderer and the recorder
                 "renderer.wait_for_subscribers": 1,  # the console
                 "console.port": _free_port(),
                 "console.dataset": str(dataset.root),
@@ -93,6 +94,7 @@ def main() -> None:
             supervisor.start("console", ["console", *cfg])
             supervisor.start("renderer", ["render", *cfg])
             supervisor.start("decoder", ["decode", *cfg])
+            supervisor.start("recorder", ["record", *cfg])
             browser = playwright.chromium.launch(
                 executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
             )
@@ -108,9 +110,10 @@ def main() -> None:
                         if time.monotonic() > deadline:
                             raise
                         time.sleep(0.5)
-            supervisor.start(
-                "replay", ["simulate", "replay", str(test.bold), "--events", str(test.events), *cfg]
-            )
+            replay = ["simulate", "replay", str(test.bold), "--events", str(test.events), *cfg]
+            replay += ["--await-ready", node_config.decoder.latents_endpoint]
+            replay += ["--await-ready", node_config.recorder.status_endpoint]
+            supervisor.start("replay", replay)
             # after --tr, at a TR whose reconstruction is of a picture that was shown
             _wait(
                 console,
