@@ -25,6 +25,16 @@ def _names(watcher: FolderWatcher, seconds: float) -> list[str]:
     return out
 
 
+def _handed_out(watcher: FolderWatcher, expected: list[str], timeout: float = 10.0) -> list[str]:
+    """Files handed out until ``expected`` have been (or ``timeout`` s have passed), then for
+    0.2 s more, so a second handout of the same file shows."""
+    deadline = pylsl.local_clock() + timeout
+    out: list[str] = []
+    while sorted(out) != sorted(expected) and (left := deadline - pylsl.local_clock()) > 0:
+        out += [ready.path.name for ready in watcher.wait(left)]
+    return out + _names(watcher, 0.2)
+
+
 def _watcher(folder: Path) -> FolderWatcher:
     return FolderWatcher(folder, settle_without_close=30.0, rescan_interval=0.2)
 
@@ -32,7 +42,7 @@ def _watcher(folder: Path) -> FolderWatcher:
 def test_a_closed_file_is_handed_out_once(tmp_path):
     with _watcher(tmp_path) as watcher:
         (tmp_path / "a.nii").write_bytes(b"x" * 1000)
-        assert _names(watcher, 0.5) == ["a.nii"]
+        assert _handed_out(watcher, ["a.nii"]) == ["a.nii"]
         watcher.finished(tmp_path / "a.nii")
         assert _names(watcher, 0.5) == []
 
@@ -46,7 +56,7 @@ def test_a_partner_read_before_its_writer_closed_it_is_not_read_again(tmp_path):
                 fh.flush()
             # the .par arrives, is read with this .rec (already whole), and both are done
             (tmp_path / "dump.par").write_text("header")
-            assert _names(watcher, 0.5) == ["dump.par"]
+            assert _handed_out(watcher, ["dump.par"]) == ["dump.par"]
             watcher.finished(tmp_path / "dump.par")
             watcher.finished(rec)
         # the .rec's writer lets go only now; its events are handled after the read
@@ -57,12 +67,12 @@ def test_a_file_written_again_with_the_same_bytes_and_time_is_read_again(tmp_pat
     path = tmp_path / "a.nii"
     with _watcher(tmp_path) as watcher:
         path.write_bytes(b"x" * 1000)
-        assert _names(watcher, 0.5) == ["a.nii"]
+        assert _handed_out(watcher, ["a.nii"]) == ["a.nii"]
         watcher.finished(path)
         stat = path.stat()
         path.write_bytes(b"x" * 1000)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        assert _names(watcher, 0.5) == ["a.nii"]
+        assert _handed_out(watcher, ["a.nii"]) == ["a.nii"]
 
 
 def test_a_file_tried_before_it_was_closed_is_tried_again_at_its_close(tmp_path):
@@ -71,17 +81,17 @@ def test_a_file_tried_before_it_was_closed_is_tried_again_at_its_close(tmp_path)
         with path.open("wb") as fh:
             fh.write(b"x" * 1000)
             fh.flush()
-            assert _names(watcher, 0.5) == ["a.nii"]  # quiet long enough without a close
+            assert _handed_out(watcher, ["a.nii"]) == ["a.nii"]  # quiet long enough without a close
             watcher.incomplete(path)
             assert _names(watcher, 0.3) == []
-        assert _names(watcher, 0.5) == ["a.nii"]
+        assert _handed_out(watcher, ["a.nii"]) == ["a.nii"]
 
 
 def test_a_changed_file_is_handed_out_again(tmp_path):
     path = tmp_path / "a.nii"
     with _watcher(tmp_path) as watcher:
         path.write_bytes(b"x" * 1000)
-        assert _names(watcher, 0.5) == ["a.nii"]
+        assert _handed_out(watcher, ["a.nii"]) == ["a.nii"]
         watcher.finished(path)
         path.write_bytes(b"y" * 2000)
-        assert _names(watcher, 0.5) == ["a.nii"]
+        assert _handed_out(watcher, ["a.nii"]) == ["a.nii"]
