@@ -16,6 +16,27 @@ def test_demo_config_loads_and_resolves_paths():
     assert config.simulation.tr == 1.5
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_shipped_config_loads_and_binds_loopback_only(name):
+    config = load_config(REPO / "configs" / name)
+    assert all(is_loopback_endpoint(e) for e in config.zmq_endpoints().values())
+    assert config.console.host == "127.0.0.1"
+
+
+def test_the_scanner_config_runs_a_live_session():
+    config = load_config(REPO / "configs" / "scanner.yaml")
+    assert set(config.run.nodes) == {"decoder", "renderer", "recorder", "console"}
+    assert config.decoder.wait_for_subscribers == 2  # renderer and recorder miss no TR
+    assert config.recorder.control_endpoint is not None  # the console's record button
+    assert config.stream.resolve_timeout_s >= 300  # set up before the scanner starts
+
+
+def test_the_sd_turbo_config_renders_on_cuda_in_half_precision():
+    renderer = load_config(REPO / "configs" / "sd-turbo.yaml").renderer
+    assert (renderer.device, renderer.dtype, renderer.compile) == ("cuda", "float16", True)
+    assert renderer.use_channels_last() and renderer.steps <= 4
+
+
 def test_unknown_key_names_file_key_and_expected_keys(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("renderer:\n  stepz: 4\n")
