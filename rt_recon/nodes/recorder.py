@@ -80,10 +80,15 @@ class RecordSwitch:
     COMMANDS = ("start", "stop", "query")
 
     def __init__(self, recording: bool = True):
-        self.recording = recording
         self.changes: list[dict[str, Any]] = []
         self.refusal: str | None = None  # set once the file cannot be written
+        # (since when, recording): one entry per change, a few per session (operators' clicks)
         self._since: list[tuple[float, bool]] = [(-float("inf"), recording)]
+
+    @property
+    def recording(self) -> bool:
+        """Whether the recorder records now."""
+        return self._since[-1][1]
 
     def records(self, stamp: float) -> bool:
         """Whether an item stamped ``stamp`` (LSL clock) falls in a recorded stretch."""
@@ -98,11 +103,10 @@ class RecordSwitch:
                 raise ValueError(f"cannot {command} recording: {self.refusal}")
             wanted = command == "start"
             if wanted != self.recording:
-                self.recording = wanted
                 by = str(header.get("by", "unknown"))
                 event = "record_start" if wanted else "record_stop"
                 now = pylsl.local_clock()
-                self._since.append((now, wanted))  # a few per session: operators' clicks
+                self._since.append((now, wanted))
                 self.changes.append({"node": "recorder", "event": event, "by": by, "t": now})
                 done = "started" if wanted else "stopped"
                 log.warning("recording %s at the request of %s", done, by)

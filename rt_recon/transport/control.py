@@ -22,15 +22,10 @@ from typing import Any
 import zmq
 
 from rt_recon.config import SecuritySection
-from rt_recon.errors import ConfigError, ProtocolError, StreamError
+from rt_recon.errors import ProtocolError, StreamError
 from rt_recon.protocol import TOPIC_CONTROL, decode_message, encode_message
-from rt_recon.transport.curve import (
-    CurveServer,
-    client_keys,
-    configure_client,
-    serve_curve,
-    server_keys,
-)
+from rt_recon.transport.curve import client_keys, configure_client
+from rt_recon.transport.zmq import BoundSocket
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +38,7 @@ _FRAMING_KEYS = frozenset({"protocol", "version", "buffers"})
 Handler = Callable[[dict[str, Any]], Mapping[str, Any]]
 
 
-class ControlServer:
+class ControlServer(BoundSocket):
     """A REP socket bound to ``endpoint``; :meth:`serve` answers the requests waiting."""
 
     def __init__(
@@ -52,27 +47,8 @@ class ControlServer:
         context: zmq.Context | None = None,
         curve: SecuritySection | None = None,
     ):
-        keys = server_keys(curve, endpoint)  # ConfigError before any socket exists
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.REP)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
-        self._curve: CurveServer | None = None
-        try:
-            if keys is not None:
-                self._curve = serve_curve(self._socket, self._context, keys)
-            self._socket.bind(endpoint)
-        except (zmq.ZMQError, ConfigError) as exc:
-            self.close()
-            if isinstance(exc, ConfigError):
-                raise
-            raise StreamError(f"cannot bind {endpoint}: {exc.strerror}") from None
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        super().__init__(zmq.REP, endpoint, context, curve, {zmq.MAXMSGSIZE: MAX_CONTROL_BYTES})
         self.malformed = 0
-
-    @property
-    def socket(self) -> zmq.Socket:
-        return self._socket
 
     def serve(self, handle: Handler, timeout: float = 0.0) -> int:
         """Answer every request waiting (the first up to ``timeout`` s away); how many."""
@@ -95,17 +71,6 @@ class ControlServer:
             self._socket.send_multipart(encode_message(TOPIC_CONTROL, reply), copy=False)
             answered += 1
         return answered
-
-    def close(self) -> None:
-        self._socket.close(linger=0)
-        if self._curve is not None:
-            self._curve.close()
-
-    def __enter__(self) -> ControlServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def request(

@@ -1,5 +1,8 @@
 """ZeroMQ PUB/SUB with the rt_recon multipart framing and latest-only consumption.
 
+* :class:`BoundSocket` is what every bound socket shares (CURVE server
+  where the policy asks, clear bind errors); the control socket
+  (:mod:`rt_recon.transport.control`) is one too.
 * :class:`Publisher` binds an XPUB socket, so it can wait until subscribers
   are there (no ``sleep()`` against the slow-joiner problem).
 * :class:`Subscriber` connects a SUB socket. ``receive()`` returns the next
@@ -20,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import zmq
@@ -39,7 +42,61 @@ from rt_recon.transport.curve import (
 log = logging.getLogger(__name__)
 
 
-class Publisher:
+class BoundSocket:
+    """A socket of ``kind`` bound to ``endpoint``, a CURVE server where the policy asks.
+
+    The common part of :class:`Publisher` and
+    :class:`rt_recon.transport.control.ControlServer`: CURVE keys are checked
+    before any socket exists (ConfigError), a failed bind is a StreamError
+    naming the endpoint, and :meth:`close` closes the socket before its
+    authenticator, so no connection is ever let in unchecked.
+    """
+
+    def __init__(
+        self,
+        kind: int,
+        endpoint: str,
+        context: zmq.Context | None = None,
+        curve: SecuritySection | None = None,
+        options: Mapping[int, int] | None = None,
+    ):
+        keys = server_keys(curve, endpoint)  # ConfigError before any socket exists
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(kind)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        for option, value in (options or {}).items():
+            self._socket.setsockopt(option, value)
+        self._curve: CurveServer | None = None
+        try:
+            if keys is not None:
+                self._curve = serve_curve(self._socket, self._context, keys)
+            self._socket.bind(endpoint)
+        except (zmq.ZMQError, ConfigError) as exc:
+            self.close()
+            if isinstance(exc, ConfigError):
+                raise
+            raise StreamError(f"cannot bind {endpoint}: {exc.strerror}") from None
+        self.curve = keys is not None
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The underlying socket (to register with a ``zmq.Poller``)."""
+        return self._socket
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+        if self._curve is not None:  # after the socket: no connection is ever let in unchecked
+            self._curve.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Publisher(BoundSocket):
     """An XPUB socket bound to ``endpoint`` that sends rt_recon messages.
 
     ``curve``: the config's ``security`` section; where it puts CURVE on
@@ -52,25 +109,8 @@ class Publisher:
         context: zmq.Context | None = None,
         curve: SecuritySection | None = None,
     ):
-        keys = server_keys(curve, endpoint)  # ConfigError before any socket exists
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.XPUB)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not only the first
-        self._curve: CurveServer | None = None
-        try:
-            if keys is not None:
-                self._curve = serve_curve(self._socket, self._context, keys)
-            self._socket.bind(endpoint)
-        except (zmq.ZMQError, ConfigError) as exc:
-            self._socket.close()
-            if self._curve is not None:
-                self._curve.close()
-            if isinstance(exc, ConfigError):
-                raise
-            raise StreamError(f"cannot bind {endpoint}: {exc.strerror}") from None
-        self.curve = keys is not None
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        # XPUB_VERBOSE: see every subscription, not only the first
+        super().__init__(zmq.XPUB, endpoint, context, curve, {zmq.XPUB_VERBOSE: 1})
         self._subscribers: dict[str, int] = {}
 
     def subscribers(self, topic: str) -> int:
@@ -114,17 +154,6 @@ class Publisher:
     def send_frames(self, frames: Iterable[Any]) -> None:
         """Send raw frames (used by tests of malformed input)."""
         self._socket.send_multipart(list(frames), copy=False)
-
-    def close(self) -> None:
-        self._socket.close(linger=0)
-        if self._curve is not None:  # after the socket: no connection is ever let in unchecked
-            self._curve.close()
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass

@@ -36,7 +36,8 @@ def _wait_for_state(endpoint: str, state: str, timeout: float = 30.0) -> dict:
     raise AssertionError(f"no {state!r} heartbeat from {endpoint}")
 
 
-def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path):
+def _recorder_session(node_config, tmp_path):
+    """A config with its own recorder status port, written out; its bundle; the stream's meta."""
     config = node_config.with_overrides(
         {"recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}"}
     )
@@ -45,6 +46,11 @@ def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path)
     bundle = DecoderBundle.load(config.decoder.bundle)
     shape = tuple(bundle.stream["shape"])
     meta = VolumeStreamMeta(shape=shape, affine=np.eye(4), tr=1.0, speed=10.0)
+    return config, config_path, bundle, meta
+
+
+def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path):
+    config, config_path, bundle, meta = _recorder_session(node_config, tmp_path)
     z_shape, c_shape = tuple(bundle.model["latent_shape"]), tuple(bundle.model["cond_shape"])
     side = bundle.model["image_size"]
     rng = np.random.default_rng(0)
@@ -111,15 +117,7 @@ def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path)
 
 def test_recording_stopped_and_started_by_request_leaves_a_marked_gap(node_config, tmp_path):
     """The console's Stop/Start recording, sent as it sends them: real recorder, real REQ/REP."""
-    config = node_config.with_overrides(
-        {"recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}"}
-    )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
-    bundle = DecoderBundle.load(config.decoder.bundle)
-    meta = VolumeStreamMeta(
-        shape=tuple(bundle.stream["shape"]), affine=np.eye(4), tr=1.0, speed=10.0
-    )
+    config, config_path, _, meta = _recorder_session(node_config, tmp_path)
     rng = np.random.default_rng(1)
     volumes = rng.normal(1000, 10, size=(90, meta.n_channels)).astype(np.float32)
     control = config.recorder.control_endpoint
