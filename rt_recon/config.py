@@ -217,6 +217,58 @@ class RecorderSection(_Section):
         return None if value is None else _check_zmq_endpoint(value)
 
 
+#: Per-TR latency budgets in milliseconds, by stage (../shared/DESIGN.md, "Performance
+#: budget"): ``cpu`` with the embedded default model, ``gpu`` an SD-Turbo-size model on an
+#: H100-class GPU. The stage names are the protocol's (rt_recon.protocol.STAGE_NAMES; a test
+#: holds them equal).
+BUDGET_PRESETS_MS: dict[str, dict[str, float]] = {
+    "cpu": {
+        "lsl_transport": 1.0,
+        "preprocess": 30.0,
+        "decode": 5.0,
+        "zmq_latents": 1.0,
+        "render": 250.0,
+        "end_to_end": 300.0,
+    },
+    "gpu": {
+        "lsl_transport": 1.0,
+        "preprocess": 30.0,
+        "decode": 2.0,
+        "zmq_latents": 1.0,
+        "render": 15.0,
+        "end_to_end": 50.0,
+    },
+}
+
+
+class BudgetsSection(_Section):
+    """Per-stage latency budgets, in ms: what the console warns on and the evaluation judges by.
+
+    ``preset`` picks a column of :data:`BUDGET_PRESETS_MS` (``auto``: ``gpu`` when
+    ``renderer.device`` is a CUDA device, else ``cpu``); a stage set here overrides it.
+    """
+
+    preset: Literal["auto", "cpu", "gpu"] = "auto"
+    lsl_transport: float | None = Field(default=None, gt=0)
+    preprocess: float | None = Field(default=None, gt=0)
+    decode: float | None = Field(default=None, gt=0)
+    zmq_latents: float | None = Field(default=None, gt=0)
+    render: float | None = Field(default=None, gt=0)
+    end_to_end: float | None = Field(default=None, gt=0)
+
+    def ms(self, device: str = "cpu") -> dict[str, float]:
+        """Budget per stage in ms, the preset's with this section's overrides."""
+        preset = self.preset
+        if preset == "auto":
+            preset = "gpu" if device.startswith("cuda") else "cpu"
+        budgets = dict(BUDGET_PRESETS_MS[preset])
+        for stage in budgets:
+            override = getattr(self, stage)
+            if override is not None:
+                budgets[stage] = float(override)
+        return budgets
+
+
 class ConsoleSection(_Section):
     """The web console (``rt-recon console``): operator page and participant display."""
 
@@ -236,11 +288,6 @@ class ConsoleSection(_Section):
     dataset: Path | None = Field(
         default=None,
         description="Dataset folder whose stimuli/ pictures are shown beside reconstructions",
-    )
-    budgets_ms: dict[str, float] = Field(
-        default_factory=dict,
-        description="Per-stage budget overrides in ms, e.g. {render: 15} on a GPU "
-        "(defaults: the CPU budgets of rt_recon/evaluate/latency.py)",
     )
     fd_threshold_mm: float = Field(
         default=0.5, gt=0, description="Framewise displacement flagged as motion, in mm"
@@ -391,6 +438,11 @@ class SessionConfig(_Section):
     replay: ReplaySection = ReplaySection()
     fit: FitSection = FitSection()
     security: SecuritySection = SecuritySection()
+    budgets: BudgetsSection = BudgetsSection()
+
+    def budgets_ms(self) -> dict[str, float]:
+        """The session's latency budget per stage, in ms (``budgets`` for ``renderer.device``)."""
+        return self.budgets.ms(self.renderer.device)
 
     def zmq_endpoints(self) -> dict[str, str]:
         """The session's bound ZeroMQ endpoints (publishers, the recorder's control), by key."""

@@ -16,16 +16,22 @@ pickle). Per head (``z``, ``c``):
 reference volume, when the preprocessing realigns volumes.
 
 The JSON holds the bundle version, the stream the decoder was fitted on
-(shape, channel count, mask id, affine), the preprocessing spec (motion
+(:class:`StreamSpec`: shape, channel count, mask id, affine), the
+preprocessing spec (:class:`~rt_recon.preprocess.PreprocessSpec`: motion
 correction with the reference's affine, despiking, detrending, running
-z-score warm-up, HRF window weights and lag), the render model it targets
-(fingerprint, latent and conditioning shapes) and a fit report.
+z-score warm-up) together with the decoder's temporal window
+(:class:`WindowSpec`: HRF weights, lag, TR) under ``preprocess``, the render
+model it targets (:class:`ModelSpec`: fingerprint, latent and conditioning
+shapes, picture size) and a fit report. Each spec is typed, written and read
+back here without loss; loading a bundle against a stream or a render model
+it does not fit is an error naming both sides.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +41,163 @@ from safetensors import SafetensorError, safe_open
 
 from rt_recon._safetensors import save_arrays
 from rt_recon.errors import BundleError, ShapeMismatchError
+from rt_recon.preprocess import PreprocessSpec
 from rt_recon.protocol import VolumeStreamMeta
 
 BUNDLE_VERSION = 1
 _METADATA_KEY = "rt_recon_bundle"
 _HEAD_ARRAYS = ("voxels", "weights", "intercept", "alphas")
+
+
+def _require(entry: Any, name: str, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise BundleError(f"bundle {name} must be an object, found {entry!r}")
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        raise BundleError(f"bundle {name} lacks {missing} (has {sorted(entry)})")
+    return entry
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """The volume stream a bundle was fitted on.
+
+    Attributes:
+        shape: ``(x, y, z)`` voxels; n_channels: values per volume on the wire;
+        mask_id: ``"full"`` or the mask the channels are; affine: ``(4, 4)`` RAS+ mm,
+        or None when unknown.
+    """
+
+    shape: tuple[int, int, int]
+    n_channels: int
+    mask_id: str = "full"
+    affine: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if self.affine is not None:
+            affine = np.asarray(self.affine, dtype=np.float64).reshape(4, 4)
+            object.__setattr__(self, "affine", affine)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "shape": list(self.shape),
+            "n_channels": self.n_channels,
+            "mask_id": self.mask_id,
+        }
+        if self.affine is not None:
+            out["affine"] = self.affine.ravel().tolist()
+        return out
+
+    @classmethod
+    def from_json(cls, entry: Any) -> StreamSpec:
+        entry = _require(entry, "stream", ("shape", "n_channels", "mask_id"))
+        return cls(
+            shape=tuple(entry["shape"]),  # type: ignore[arg-type]
+            n_channels=int(entry["n_channels"]),
+            mask_id=str(entry["mask_id"]),
+            affine=entry.get("affine"),
+        )
+
+    def check(self, meta: VolumeStreamMeta) -> None:
+        """Raise ShapeMismatchError unless ``meta`` is a stream like the one fitted on."""
+        if meta.n_channels != self.n_channels:
+            raise ShapeMismatchError(
+                f"decoder bundle was fitted on {self.n_channels} voxels "
+                f"(shape {self.shape}, mask {self.mask_id!r}), but the stream "
+                f"sends {meta.n_channels} voxels (shape {meta.shape}, mask {meta.mask_id!r})"
+            )
+        if tuple(meta.shape) != self.shape or meta.mask_id != self.mask_id:
+            raise ShapeMismatchError(
+                f"decoder bundle was fitted on volumes of shape {self.shape} with "
+                f"mask {self.mask_id!r}, the stream sends shape {meta.shape} with mask "
+                f"{meta.mask_id!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The render model a bundle's targets came from (``RenderModel.describe()``).
+
+    Attributes:
+        fingerprint: the model's id (:func:`rt_recon.render.model.model_fingerprint`).
+        latent_shape: ``z``'s ``(C, h, w)``; cond_shape: ``c``'s ``(L, D)``;
+        image_size: the picture's side in pixels.
+    """
+
+    fingerprint: str
+    latent_shape: tuple[int, ...]
+    cond_shape: tuple[int, ...]
+    image_size: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latent_shape", tuple(int(s) for s in self.latent_shape))
+        object.__setattr__(self, "cond_shape", tuple(int(s) for s in self.cond_shape))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "latent_shape": list(self.latent_shape),
+            "cond_shape": list(self.cond_shape),
+            "image_size": self.image_size,
+        }
+
+    @classmethod
+    def from_json(cls, entry: Any) -> ModelSpec:
+        keys = ("fingerprint", "latent_shape", "cond_shape", "image_size")
+        entry = _require(entry, "model", keys)
+        return cls(
+            fingerprint=str(entry["fingerprint"]),
+            latent_shape=tuple(entry["latent_shape"]),
+            cond_shape=tuple(entry["cond_shape"]),
+            image_size=int(entry["image_size"]),
+        )
+
+    def check(self, loaded: ModelSpec, where: str = "") -> None:
+        """Raise BundleError unless ``loaded`` is the model this bundle was fitted for.
+
+        ``where`` (e.g. the model's path) is named in the message.
+        """
+        if loaded.fingerprint == self.fingerprint:
+            return
+        shapes = ""
+        if (loaded.latent_shape, loaded.cond_shape) != (self.latent_shape, self.cond_shape):
+            shapes = (
+                f" (z {self.latent_shape} vs {loaded.latent_shape}, "
+                f"c {self.cond_shape} vs {loaded.cond_shape})"
+            )
+        place = f" at {where}" if where else ""
+        raise BundleError(
+            f"decoder bundle was fitted for render model {self.fingerprint}, but the render "
+            f"model{place} is {loaded.fingerprint}{shapes}; refit with `rt-recon fit --model` "
+            "that model, or render with the one the bundle was fitted for"
+        )
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The decoder's temporal model: estimates are HRF-weighted sums over the window.
+
+    Attributes:
+        hrf_weights: weight ``m`` applies to the volume ``m`` TRs before the estimate's TR;
+        lag_trs: TRs from a trial's onset to its complete estimate;
+        tr_s: the repetition time fitted on, seconds (``tr`` in the JSON).
+    """
+
+    hrf_weights: tuple[float, ...]
+    lag_trs: int
+    tr_s: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hrf_weights", tuple(float(w) for w in self.hrf_weights))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hrf_weights": list(self.hrf_weights), "lag_trs": self.lag_trs, "tr": self.tr_s}
+
+    @classmethod
+    def from_json(cls, entry: Any) -> WindowSpec:
+        entry = _require(entry, "preprocess", ("hrf_weights", "lag_trs", "tr"))
+        return cls(tuple(entry["hrf_weights"]), int(entry["lag_trs"]), float(entry["tr"]))
 
 
 @dataclass
@@ -88,10 +246,13 @@ class DecoderHead:
 
 @dataclass
 class DecoderBundle:
+    """Heads, and the typed specs of the stream, preprocessing, window and model they fit."""
+
     heads: dict[str, DecoderHead]
-    stream: dict[str, Any]  # shape, n_channels, mask_id, affine
-    preprocess: dict[str, Any]  # zscore_warmup_trs, hrf_weights, lag_trs, tr
-    model: dict[str, Any]  # fingerprint, latent_shape, cond_shape, image_size
+    stream: StreamSpec
+    preprocess: PreprocessSpec
+    window: WindowSpec
+    model: ModelSpec
     report: dict[str, Any] = field(default_factory=dict)
     version: int = BUNDLE_VERSION
     reference: np.ndarray | None = None  # (x, y, z) motion-correction reference volume
@@ -100,29 +261,11 @@ class DecoderBundle:
 
     def check_stream(self, meta: VolumeStreamMeta) -> None:
         """Raise ShapeMismatchError unless the stream is the one the bundle was fitted on."""
-        fitted = self.stream
-        if meta.n_channels != fitted["n_channels"]:
-            raise ShapeMismatchError(
-                f"decoder bundle was fitted on {fitted['n_channels']} voxels "
-                f"(shape {tuple(fitted['shape'])}, mask {fitted['mask_id']!r}), but the stream "
-                f"sends {meta.n_channels} voxels (shape {meta.shape}, mask {meta.mask_id!r})"
-            )
-        if tuple(meta.shape) != tuple(fitted["shape"]) or meta.mask_id != fitted["mask_id"]:
-            raise ShapeMismatchError(
-                f"decoder bundle was fitted on volumes of shape {tuple(fitted['shape'])} with "
-                f"mask {fitted['mask_id']!r}, the stream sends shape {meta.shape} with mask "
-                f"{meta.mask_id!r}"
-            )
+        self.stream.check(meta)
 
-    def check_model(self, model: dict[str, Any]) -> None:
-        """Raise ShapeMismatchError unless the render model takes this bundle's z and c."""
-        for key in ("latent_shape", "cond_shape"):
-            if list(model[key]) != list(self.model[key]):
-                raise ShapeMismatchError(
-                    f"decoder bundle predicts {key} {tuple(self.model[key])} for model "
-                    f"{self.model['fingerprint']}, the loaded model "
-                    f"{model['fingerprint']} needs {tuple(model[key])}"
-                )
+    def check_model(self, loaded: ModelSpec, where: str = "") -> None:
+        """Raise BundleError unless ``loaded`` is the render model the bundle was fitted for."""
+        self.model.check(loaded, where)
 
     # --------------------------------------------------------------------- I/O
 
@@ -144,9 +287,9 @@ class DecoderBundle:
         meta = {
             "version": self.version,
             "heads": heads_meta,
-            "stream": self.stream,
-            "preprocess": self.preprocess,
-            "model": self.model,
+            "stream": self.stream.to_json(),
+            "preprocess": {**self.preprocess.to_json(), **self.window.to_json()},
+            "model": self.model.to_json(),
             "report": self.report,
         }
         tmp = path.with_name(path.name + ".partial")
@@ -186,11 +329,19 @@ class DecoderBundle:
                 components=arrays.get(f"{name}.components"),
                 **{a: arrays[f"{name}.{a}"] for a in _HEAD_ARRAYS},
             )
+        try:
+            window = WindowSpec.from_json(meta["preprocess"])
+            spec = {k: v for k, v in meta["preprocess"].items() if k not in window.to_json()}
+            stream, model = StreamSpec.from_json(meta["stream"]), ModelSpec.from_json(meta["model"])
+            preprocess = PreprocessSpec.from_json(spec)
+        except BundleError as exc:
+            raise BundleError(f"{path}: {exc}") from None
         return cls(
             heads=heads,
-            stream=meta["stream"],
-            preprocess=meta["preprocess"],
-            model=meta["model"],
+            stream=stream,
+            preprocess=preprocess,
+            window=window,
+            model=model,
             report=meta.get("report", {}),
             version=meta["version"],
             reference=arrays.get("preprocess.reference"),

@@ -1,11 +1,13 @@
 """Fit linear decoders offline, with the same preprocessing the online decoder runs.
 
 One sample per trial, as Takagi & Nishimoto fit on per-trial response
-estimates: the feature of a trial is the HRF-window sum of running-z-scored
-volumes (:class:`~rt_recon.preprocess.zscore.RunningZScore`,
-:class:`~rt_recon.decode.window.HrfWindow`, exactly the objects the online
-decoder uses) at the TR ``lag`` TRs after its onset, where the window holds
-the most of its response; the target is the ``z``/``c`` of its picture.
+estimates: the feature of a trial is the HRF-window sum of preprocessed
+volumes (the chain the bundle's :class:`~rt_recon.preprocess.PreprocessSpec`
+builds and :class:`~rt_recon.decode.window.HrfWindow`, exactly the objects the
+online decoder uses) at the trial's scored TR, ``lag`` TRs after its onset
+(the protocol's trial rule, :func:`rt_recon.protocol.trial_samples`), where
+the window holds the most of its response; the target is the ``z``/``c`` of
+its picture.
 The online decoder computes the same window sum every TR, so at each
 trial's TR it produces exactly the estimate the decoders were fitted on.
 Ridge regression with a penalty chosen per target by leave-one-run-out
@@ -22,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from rt_recon.config import FitSection
-from rt_recon.decode.bundle import DecoderBundle, DecoderHead
+from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
 from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.ridge import RidgeFit, ridge_cv
 from rt_recon.decode.window import HrfWindow
 from rt_recon.errors import DataError
 from rt_recon.hrf import matched_window
+from rt_recon.preprocess import PreprocessSpec
+from rt_recon.protocol import Marker, is_trial_event, trial_samples
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,12 @@ _REFERENCE_VOLUMES = 5
 
 @dataclass
 class TrainingRun:
-    """One run to fit on: ``volumes (n_trs, n_channels)`` in stream order, events, TR (s)."""
+    """One run to fit on: ``volumes (n_trs, n_channels)`` in stream order, its events
+    (BIDS rows: ``onset``/``duration`` in seconds from the run's start), its TR in seconds."""
 
     volumes: np.ndarray
     events: list[dict]
-    tr: float
+    tr_s: float
 
 
 @dataclass
@@ -58,22 +63,6 @@ class Targets:
             raise DataError(f"no {head!r} target for stimulus ids {missing[:10]}")
         rows = np.array([row_of[int(s)] for s in stimulus_ids])
         return self.values[head][rows].reshape(len(rows), -1)
-
-
-def trial_samples(events: Sequence[dict], n_trs: int, tr: float, lag: int) -> list[tuple[int, int]]:
-    """``(tr_index, stimulus_id)`` per trial: the TR ``lag`` TRs after its onset TR.
-
-    Trials whose TR falls beyond the run are left out. An onset TR is the
-    TR whose start is nearest the onset.
-    """
-    samples = []
-    for event in events:
-        if "stimulus_id" not in event:
-            continue
-        t = round(float(event["onset"]) / tr) + lag
-        if t < n_trs:
-            samples.append((t, int(event["stimulus_id"])))
-    return samples
 
 
 def _fit_head(
@@ -147,35 +136,10 @@ def _spread_scale(ridge: RidgeFit, y: np.ndarray, fit: FitSection, entry: dict) 
     return scale.astype(np.float32)
 
 
-def preprocess_spec(
-    fit: FitSection, reference_affine: np.ndarray | None, tr: float
-) -> dict[str, Any]:
-    """The preprocessing a bundle fitted with ``fit`` applies (its ``preprocess`` entry).
-
-    ``reference_affine``: of the motion-correction reference (None: no realignment);
-    ``tr``: seconds, to express the high-pass cutoff in TRs.
-    """
-    spec: dict[str, Any] = {"zscore_warmup_trs": fit.zscore_warmup_trs}
-    if fit.motion_correction and reference_affine is not None:
-        spec["motion"] = {
-            "reference_affine": np.asarray(reference_affine, dtype=float).ravel().tolist(),
-            "fwhm": 5.0,
-            "sep": 4.0,
-            "quality": 0.9,
-        }
-    if fit.despike:
-        spec["despike"] = {"threshold": 4.0}
-    if fit.detrend == "highpass":
-        spec["detrend"] = {"method": "highpass", "cutoff_trs": fit.highpass_cutoff_s / tr}
-    elif fit.detrend == "glm":
-        spec["detrend"] = {"method": "glm", "degree": fit.glm_degree, "motion": fit.glm_motion}
-    return spec
-
-
 def feature_series(
     volumes: np.ndarray,
     voxels: np.ndarray,
-    spec: Mapping[str, Any],
+    spec: PreprocessSpec,
     hrf_weights: np.ndarray,
     shape: tuple[int, int, int] | None = None,
     affine: np.ndarray | None = None,
@@ -183,7 +147,7 @@ def feature_series(
 ) -> np.ndarray:
     """``(n_trs, n_channels)`` run -> ``(n_trs, n_selected)`` HRF-window features, TR by TR.
 
-    ``spec`` is the bundle's ``preprocess`` entry; the preprocessing is the
+    ``spec`` is the bundle's preprocessing spec; the preprocessing is the
     online decoder's own :class:`~rt_recon.decode.features.FeatureExtractor`
     (``shape``/``affine`` of the volumes, default a flat ``(n_channels, 1, 1)``
     grid; ``reference`` for motion correction).
@@ -204,8 +168,8 @@ def fit_decoders(
     targets: Targets,
     target_shapes: Mapping[str, tuple[int, ...]],
     fit: FitSection,
-    stream: dict,
-    model: dict,
+    stream: StreamSpec,
+    model: ModelSpec,
     progress: Callable[[int, int], None] | None = None,
 ) -> DecoderBundle:
     """Fit one ridge head per entry of ``head_voxels`` and return the bundle.
@@ -216,30 +180,32 @@ def fit_decoders(
     if len(runs) < 2:
         raise DataError(f"fitting needs at least 2 runs for cross-validation, found {len(runs)}")
     warmup = fit.zscore_warmup_trs
-    shape = tuple(int(s) for s in stream["shape"])
-    affine = np.asarray(stream["affine"], dtype=float).reshape(4, 4) if "affine" in stream else None
+    shape, affine = stream.shape, stream.affine
     reference = None
     if fit.motion_correction and affine is not None and min(shape) > 1:
         # the realignment target: the mean of the first training run's first volumes
         reference = runs[0].volumes[:_REFERENCE_VOLUMES].mean(axis=0).reshape(shape, order="F")
-    tr = runs[0].tr
-    spec = preprocess_spec(fit, affine if reference is not None else None, tr)
-    durations = [float(e["duration"]) for r in runs for e in r.events if "stimulus_id" in e]
-    if not durations:
-        raise DataError("the training runs have no events with a stimulus_id")
-    weights, lag = matched_window(tr, float(np.median(durations)), fit.hrf_window_trs)
+    tr_s = runs[0].tr_s
+    spec = PreprocessSpec.from_fit(fit, affine if reference is not None else None, tr_s)
+    trials = [m for r in runs for e in r.events if is_trial_event(m := Marker.from_json(e))]
+    if not trials:
+        raise DataError("the training runs have no trial events (events with a stimulus_id)")
+    durations = [m.duration or 0.0 for m in trials]
+    weights, lag = matched_window(tr_s, float(np.median(durations)), fit.hrf_window_trs)
     voxels = np.unique(np.concatenate(list(head_voxels.values())))
     features, groups, ids = [], [], []
     for r, run in enumerate(runs):
-        if abs(run.tr - tr) > 1e-6:
-            raise DataError(f"all runs must share one TR: run 0 has {tr} s, run {r} has {run.tr} s")
+        if abs(run.tr_s - tr_s) > 1e-6:
+            raise DataError(
+                f"all runs must share one TR: run 0 has {tr_s} s, run {r} has {run.tr_s} s"
+            )
         samples = [
-            s for s in trial_samples(run.events, len(run.volumes), tr, lag) if s[0] >= warmup
+            s for s in trial_samples(run.events, len(run.volumes), tr_s, lag) if s[0] >= warmup
         ]
         if not samples:
             raise DataError(f"run {r} has no trial whose response window ends inside the run")
         rows = np.array([t for t, _ in samples])
-        series = feature_series(run.volumes, voxels, spec, weights, shape, affine, reference)
+        series = feature_series(run.volumes, voxels, spec, weights, shape, stream.affine, reference)
         features.append(series[rows])
         ids.append(np.array([sid for _, sid in samples]))
         groups.append(np.full(len(samples), r))
@@ -264,7 +230,8 @@ def fit_decoders(
     return DecoderBundle(
         heads=heads,
         stream=stream,
-        preprocess={**spec, "hrf_weights": [float(w) for w in weights], "lag_trs": lag, "tr": tr},
+        preprocess=spec,
+        window=WindowSpec(tuple(float(w) for w in weights), lag, tr_s),
         model=model,
         report=report,
         reference=None if reference is None else reference.astype(np.float32),

@@ -24,7 +24,7 @@ import numpy as np
 
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead
 from rt_recon.decode.features import FeatureExtractor
-from rt_recon.protocol import VolumeStreamMeta
+from rt_recon.protocol import TrialWindow, VolumeStreamMeta
 
 
 def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
@@ -39,14 +39,17 @@ class OnlineDecoder:
         """``stream``: the live stream's geometry (default: the one the bundle was fitted on)."""
         self.bundle = bundle
         self.voxels = selected_voxels(bundle)
-        spec = bundle.preprocess
-        shape = tuple(bundle.stream["shape"]) if stream is None else stream.shape
-        affine = bundle.stream.get("affine", np.eye(4).ravel()) if stream is None else stream.affine
+        if stream is not None:
+            shape, affine = stream.shape, stream.affine
+        else:
+            fitted = bundle.stream
+            shape, affine = fitted.shape, fitted.affine if fitted.affine is not None else np.eye(4)
         self.features = FeatureExtractor(
-            spec, self.voxels, shape, np.asarray(affine).reshape(4, 4), bundle.reference
+            bundle.preprocess, self.voxels, shape, affine, bundle.reference
         )
-        self.weights = np.asarray(spec["hrf_weights"], dtype=np.float32)
-        self.lag = int(spec["lag_trs"])
+        self.weights = np.asarray(bundle.window.hrf_weights, dtype=np.float32)
+        self.lag = bundle.window.lag_trs
+        self.window = TrialWindow(self.lag, len(self.weights))
         self._heads: list[tuple[str, DecoderHead, np.ndarray]] = [
             (name, head, np.searchsorted(self.voxels, head.voxels))
             for name, head in bundle.heads.items()
@@ -64,8 +67,9 @@ class OnlineDecoder:
         return self.features.update(values)
 
     def window_trs(self, onset: int) -> list[int]:
-        """The TRs whose projections make the estimate of a trial with onset TR ``onset``."""
-        return [onset + self.lag - m for m in range(len(self.weights))]
+        """The TRs whose projections make the estimate of a trial with onset TR ``onset``
+        (the trial rule's window, :class:`~rt_recon.protocol.TrialWindow`)."""
+        return self.window.trs(onset)
 
     def decode(
         self, features: np.ndarray, tr: int | None = None, trial_onset: int | None = None

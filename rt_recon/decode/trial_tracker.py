@@ -1,8 +1,12 @@
-"""Which trial each TR belongs to, from marker events and volume timestamps (no I/O).
+"""Which trial each TR belongs to, online, from marker events and volume timestamps (no I/O).
 
-A marker (a stimulus event) and the volumes are stamped on one clock (LSL).
-A trial's onset TR is the TR whose volume timestamp is nearest the marker's;
-markers may arrive just before or just after that volume.
+A marker and the volumes are stamped on one clock (LSL). Which markers are
+trials and which TR is a trial's onset is the protocol's trial rule
+(:func:`rt_recon.protocol.is_trial_event`, :func:`rt_recon.protocol.onset_tr`:
+the volume stamped nearest the marker, ties to the later), the same rule
+fitting, the console and the scoring use. A marker may arrive before or
+after the volume of its onset; it waits until a volume stamped at or after
+it (less half an interval) has arrived.
 
 At TR ``t`` the current trial is the earliest one whose estimate window has
 begun (``onset + lag - (n_window - 1) <= t``) and is not complete yet
@@ -14,46 +18,45 @@ even when windows are longer than the time between trials.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from rt_recon.protocol import Marker, TrialWindow, is_trial_event, onset_tr
 
 
 @dataclass(frozen=True)
 class Trial:
     index: int
     onset_tr: int
-    event: dict[str, Any]
+    event: Marker
 
     @property
     def stimulus_id(self) -> int | None:
-        sid = self.event.get("stimulus_id")
-        return None if sid is None else int(sid)
+        return self.event.stimulus_id
 
 
 class TrialTracker:
     """Feed ``add_volume(tr, t)`` and ``add_marker(event, t)``; ask ``current(tr)``.
 
     Args:
-        interval: seconds between volumes on the wire (``tr / speed``).
+        interval: seconds between volumes on the wire (``tr_s / speed``).
         lag: the decoder's lag in TRs; ``n_window``: its HRF window length.
+        history: volumes remembered for late markers.
     """
 
     def __init__(self, interval: float, lag: int, n_window: int, history: int = 64):
         self.interval = interval
-        self.lag = lag
-        self.first_tr_offset = lag - (n_window - 1)  # the window begins this many TRs after onset
+        self.window = TrialWindow(lag, n_window)
         self._volumes: deque[tuple[int, float]] = deque(maxlen=history)
-        self._pending: list[tuple[dict[str, Any], float]] = []
+        self._pending: list[tuple[Marker, float]] = []
         self.trials: list[Trial] = []
 
-    @staticmethod
-    def is_trial_event(event: dict[str, Any]) -> bool:
-        return event.get("type", "event") == "event" and "stimulus_id" in event
-
-    def add_marker(self, event: dict[str, Any], timestamp: float) -> None:
-        if not self.is_trial_event(event):
+    def add_marker(self, event: Marker | Mapping[str, Any], timestamp: float) -> None:
+        marker = event if isinstance(event, Marker) else Marker.from_json(event)
+        if not is_trial_event(marker):
             return
-        self._pending.append((event, timestamp))
+        self._pending.append((marker, timestamp))
         self._assign()
 
     def add_volume(self, tr: int, timestamp: float) -> None:
@@ -64,19 +67,20 @@ class TrialTracker:
         if not self._volumes:
             return
         newest = self._volumes[-1][1]
+        trs = [tr for tr, _ in self._volumes]
+        stamps = [t for _, t in self._volumes]
         still = []
-        for event, t in self._pending:
+        for marker, t in self._pending:
             if t > newest + self.interval / 2:  # its volume has not arrived yet
-                still.append((event, t))
+                still.append((marker, t))
                 continue
-            onset = min(self._volumes, key=lambda v: abs(v[1] - t))[0]
-            self.trials.append(Trial(len(self.trials), onset, event))
+            self.trials.append(Trial(len(self.trials), onset_tr(t, trs, stamps), marker))
         self._pending = still
 
     def current(self, tr: int) -> Trial | None:
         """The trial to estimate at TR ``tr`` (see the module docstring), or None."""
-        begun = [t for t in self.trials if t.onset_tr + self.first_tr_offset <= tr]
-        in_progress = [t for t in begun if tr <= t.onset_tr + self.lag]
+        begun = [t for t in self.trials if self.window.first_tr(t.onset_tr) <= tr]
+        in_progress = [t for t in begun if tr <= self.window.scored_tr(t.onset_tr)]
         if in_progress:
             return in_progress[0]
         return begun[-1] if begun else None

@@ -38,16 +38,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from rt_recon.config import ConsoleSection, SessionConfig
+from rt_recon.config import SessionConfig
 from rt_recon.display.assets import StaticAssets
 from rt_recon.display.auth import AccessGuard, resolve_token
 from rt_recon.display.feeds import MarkerFeed, ZmqFeed
 from rt_recon.display.hub import Client, Hub, Kind
 from rt_recon.display.pictures import StimulusPictures
 from rt_recon.display.record_control import RecordRequest, record_endpoint
-from rt_recon.display.state import STAGE_NAMES, ConsoleState
-from rt_recon.errors import ConfigError, StreamError
-from rt_recon.evaluate.latency import CPU_BUDGET_MS
+from rt_recon.display.state import ConsoleState
+from rt_recon.errors import StreamError
 from rt_recon.protocol import Message
 from rt_recon.transport.control import request
 
@@ -57,16 +56,6 @@ log = logging.getLogger(__name__)
 TICK_S = 0.25
 
 _PAGES = {"/": "index.html", "/participant": "participant.html", "/console": "console.html"}
-
-
-def stage_budgets(section: ConsoleSection) -> dict[str, float]:
-    """The CPU budgets of :mod:`rt_recon.evaluate.latency`, with the config's overrides."""
-    unknown = sorted(set(section.budgets_ms) - set(STAGE_NAMES))
-    if unknown:
-        raise ConfigError(
-            f"console.budgets_ms: unknown stage(s) {unknown}; expected some of {list(STAGE_NAMES)}"
-        )
-    return {**CPU_BUDGET_MS, **section.budgets_ms}
 
 
 def build_app(
@@ -185,7 +174,7 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
     pictures = StimulusPictures.open(section.dataset) if section.dataset is not None else None
     hub = Hub(
         ConsoleState(
-            stage_budgets(section),
+            config.budgets_ms(),
             fd_threshold_mm=section.fd_threshold_mm,
             history=section.history_trs,
         ),

@@ -17,18 +17,13 @@ from typing import Any
 import numpy as np
 
 from rt_recon.display.timeline import FrameClock, StimulusTimeline, Truth
-from rt_recon.nodes._status import HEARTBEAT_PERIOD_S
-from rt_recon.protocol import STAGES, stage_latencies
-
-#: A node silent this long (three heartbeat periods) is away (docs/protocol.md 3.3).
-AWAY_AFTER_S = 3 * HEARTBEAT_PERIOD_S
-
-#: Node states that mean "doing its job" (the recorder says ``streaming``).
-WORKING_STATES = frozenset({"running", "streaming"})
-
-#: Node states that mean "up, but cannot do its job" (the recorder once its disk is full);
-#: the heartbeat's ``error`` says why.
-FAILED_STATES = frozenset({"write_failed"})
+from rt_recon.protocol import (
+    AWAY_AFTER_S,
+    FAILED_STATES,
+    STAGES,
+    WORKING_STATES,
+    stage_latencies,
+)
 
 #: Nodes shown from the start; others (the recorder) appear once they speak.
 EXPECTED_NODES = ("decoder", "renderer")

@@ -1,4 +1,8 @@
-"""Per-stage latency over a session, from the times in frame and latents headers."""
+"""Per-stage latency over a session, from the times in frame and latents headers.
+
+Budgets are the session's own (``config.budgets_ms()``: CPU or GPU preset with
+the config's overrides), so a GPU session is judged by GPU budgets.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from rt_recon.protocol import STAGES, stage_latencies
-
-#: Per-TR budgets in milliseconds, CPU with the embedded default (../shared/DESIGN.md).
-CPU_BUDGET_MS = {
-    "lsl_transport": 1.0,
-    "preprocess": 30.0,
-    "decode": 5.0,
-    "zmq_latents": 1.0,
-    "render": 250.0,
-    "end_to_end": 300.0,
-}
 
 
 @dataclass(frozen=True)
@@ -40,9 +34,10 @@ def stage_samples(times: Iterable[Mapping[str, float]]) -> dict[str, list[float]
 
 
 def summarise(
-    times: Iterable[Mapping[str, float]], budgets: Mapping[str, float] = CPU_BUDGET_MS
+    times: Iterable[Mapping[str, float]], budgets: Mapping[str, float]
 ) -> list[StageSummary]:
-    """One row per stage of :data:`~rt_recon.protocol.STAGES` present in ``times``."""
+    """One row per stage of :data:`~rt_recon.protocol.STAGES` present in ``times``, beside
+    its budget in ms (``budgets``: the session's, ``SessionConfig.budgets_ms()``)."""
     rows = []
     for name, values in stage_samples(times).items():
         if not values:

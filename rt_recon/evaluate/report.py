@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_recon.evaluate.latency import CPU_BUDGET_MS
 from rt_recon.evaluate.session_eval import SessionEvaluation
 from rt_recon.evaluate.trials import save_grid
 
@@ -58,7 +57,7 @@ def write_report(evaluation: SessionEvaluation, out_dir: str | Path) -> Path:
     plot = _latency_plot(evaluation.latency_samples)
     rows = "".join(
         f"<tr><td>{r.stage}</td><td>{r.n}</td><td>{r.p50_ms:.2f}</td><td>{r.p95_ms:.2f}</td>"
-        f"<td>{r.max_ms:.2f}</td><td>{CPU_BUDGET_MS.get(r.stage, '')}</td></tr>"
+        f"<td>{r.max_ms:.2f}</td><td>{'' if r.budget_ms is None else f'{r.budget_ms:g}'}</td></tr>"
         for r in evaluation.latency
     )
     trials = "".join(
@@ -90,7 +89,7 @@ th {{ background: #f3f3f3; }} .big {{ font-size: 1.4em; }}
 <img alt="true vs reconstructed" src="{_png_data_uri(grid)}">
 <h2>Latency</h2>
 <table><tr><th>stage</th><th>n</th><th>p50 ms</th><th>p95 ms</th><th>max ms</th>
-<th>CPU budget ms</th></tr>{rows}</table>
+<th>budget ms</th></tr>{rows}</table>
 <img alt="latency per stage" src="{_png_data_uri(plot)}">
 <h2>Trials</h2>
 <table><tr><th>trial</th><th>stimulus</th><th>onset TR</th><th>frame TR</th>

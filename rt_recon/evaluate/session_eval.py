@@ -1,14 +1,19 @@
 """Score a recorded session: each trial's frame against the picture shown, and the latency.
 
-Pairing is by content, not by counting: a trial's onset TR is the recorded
-volume whose timestamp is nearest the trial's marker; its frame is the one
-rendered from the volume ``lag_trs`` later, found by the CRC-32 the decoder
-puts in every header. A session that dropped or duplicated TRs is scored on
-the trials whose frames exist; the others are counted as missing.
+Pairing is by content, not by counting. The trials and their onsets follow
+the protocol's trial rule (:mod:`rt_recon.protocol`, ``is_trial_event`` and
+``onset_tr``: the recorded volume stamped nearest the trial's marker), the
+same rule the decoder and the console apply live; a trial's frame is the one
+rendered from the volume at its scored TR (``lag_trs`` later), found by the
+CRC-32 the decoder puts in every header. A session that dropped or
+duplicated TRs is scored on the trials whose frames exist; the others are
+counted as missing. Latency is judged by the session's own budgets (its
+recorded config), so a GPU session meets GPU budgets.
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_recon.errors import DataError
+from rt_recon.config import SessionConfig, validate_config
+from rt_recon.errors import ConfigError, DataError
 from rt_recon.evaluate.latency import StageSummary, stage_samples, summarise
 from rt_recon.evaluate.metrics import PIXEL_SPACE, correlation_matrix, pixel_features
 from rt_recon.evaluate.ssim import mean_ssim
 from rt_recon.evaluate.trials import match_size, score
+from rt_recon.protocol import Marker, TrialWindow, is_trial_event, onset_tr
 from rt_recon.record.recording import RecordingReader
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,7 +66,13 @@ class SessionEvaluation:
             "ssim": self.ssim,
             "feature_space": self.feature_space,
             "latency_ms": {
-                r.stage: {"n": r.n, "p50": r.p50_ms, "p95": r.p95_ms, "max": r.max_ms}
+                r.stage: {
+                    "n": r.n,
+                    "p50": r.p50_ms,
+                    "p95": r.p95_ms,
+                    "max": r.max_ms,
+                    "budget": r.budget_ms,
+                }
                 for r in self.latency
             },
         }
@@ -73,6 +88,8 @@ def evaluate_recording(
         values, stamps = reader.volumes()
         markers = reader.markers()
         headers, images = reader.frames()
+        recorded = reader.attr("config")
+    budgets = _recorded_budgets(path, recorded)
     if len(values) == 0:
         raise DataError(f"{path}: the recording holds no volumes")
     volume_crcs = [zlib.crc32(v) for v in values]
@@ -80,17 +97,19 @@ def evaluate_recording(
     lags = {h["lag_trs"] for h in headers if "lag_trs" in h}
     if len(lags) != 1:
         raise DataError(f"{path}: frames must carry one lag_trs, found {sorted(lags)}")
-    lag = lags.pop()
-    events = [(e, t) for e, t in markers if e.get("type") == "event" and "stimulus_id" in e]
+    window = TrialWindow(lags.pop(), 1)
+    events = [(m, t) for e, t in markers if is_trial_event(m := Marker.from_json(e))]
+    indices = range(len(stamps))  # recorded volumes, in acquisition order
     rows, recons, truths = [], [], []
     for k, (event, stamp) in enumerate(events):
         if progress is not None:
             progress(k + 1, len(events))
-        onset = int(np.argmin(np.abs(stamps - stamp)))
-        sid = int(event["stimulus_id"])
+        onset = onset_tr(stamp, indices, stamps)
+        sid = int(event.stimulus_id)  # type: ignore[arg-type]
         if sid not in stimuli:
             raise DataError(f"{path}: stimulus {sid} of trial {k} has no picture")
-        frame = frame_of_crc.get(volume_crcs[onset + lag]) if onset + lag < len(values) else None
+        scored = window.scored_tr(onset)
+        frame = frame_of_crc.get(volume_crcs[scored]) if scored < len(values) else None
         rows.append(TrialRow(k, sid, onset, None if frame is None else int(headers[frame]["tr"])))
         if frame is not None:
             recons.append(images[frame])
@@ -112,9 +131,22 @@ def evaluate_recording(
         pixcorr=scores.pixcorr,
         ssim=mean_ssim(recons_arr, truths_arr),
         feature_space=PIXEL_SPACE,
-        latency=summarise(times),
+        latency=summarise(times, budgets),
         latency_samples=stage_samples(times),
         trials=rows,
         recons=recons_arr,
         truths=truths_arr,
     )
+
+
+def _recorded_budgets(path: str | Path, recorded: object) -> dict[str, float]:
+    """The latency budgets of the session as recorded (its config); the defaults, with a
+    warning, for a recording whose config this version cannot read."""
+    if recorded is None:
+        log.warning("%s holds no session config; judging latency by the default budgets", path)
+        return SessionConfig().budgets_ms()
+    try:
+        return validate_config(recorded, f"{path} (recorded config)").budgets_ms()
+    except ConfigError as exc:
+        log.warning("%s; judging latency by the default budgets", exc)
+        return SessionConfig().budgets_ms()

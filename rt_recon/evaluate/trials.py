@@ -1,8 +1,9 @@
 """Score a run's reconstructions trial by trial against the pictures that were shown.
 
-Each trial is scored on the frame of the TR ``lag`` TRs after its onset:
-the TR at which the decoder's HRF window holds that trial's response (the
-same TR the decoders were fitted on, see :mod:`rt_recon.decode.fit`).
+Each trial is scored on the frame of its scored TR, ``lag`` TRs after its
+onset: the TR at which the decoder's HRF window holds that trial's response,
+the TR the decoders were fitted on (the protocol's trial rule,
+:func:`rt_recon.protocol.trial_samples`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rt_recon.decode.fit import trial_samples
 from rt_recon.errors import DataError
 from rt_recon.evaluate.metrics import PIXEL_SPACE, pixcorr, pixel_features, two_way_identification
+from rt_recon.protocol import trial_samples
 
 
 @dataclass

@@ -47,6 +47,10 @@ from rt_recon.preprocess._checks import check_volume
 log = logging.getLogger(__name__)
 
 
+#: Robust z above which a value counts as a spike (the default of every despike spec).
+DEFAULT_THRESHOLD = 4.0
+
+
 def clipped_second_moment(threshold: float) -> float:
     """``E[min(Z^2, k^2)]`` for a standard normal ``Z`` and ``k = threshold``."""
     k = float(threshold)
@@ -75,7 +79,7 @@ class SpikeDetector:
     def __init__(
         self,
         n_features: int,
-        threshold: float = 4.0,
+        threshold: float = DEFAULT_THRESHOLD,
         alpha: float = 0.3,
         beta: float = 0.05,
         warmup: int = 10,

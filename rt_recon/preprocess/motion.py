@@ -58,6 +58,12 @@ from rt_recon.preprocess.rigid import rigid_jacobian, rigid_matrix, rigid_params
 
 log = logging.getLogger(__name__)
 
+#: SPM's realignment defaults (spm_realign: quality 0.9, 5 mm smoothing, 4 mm sampling),
+#: which every motion spec starts from (:class:`rt_recon.preprocess.spec.MotionSpec`).
+SPM_QUALITY = 0.9
+SPM_FWHM_MM = 5.0
+SPM_SEP_MM = 4.0
+
 #: Lever arm (mm) turning a rotation update into a displacement for the stopping rule.
 _LEVER_MM = 50.0
 
@@ -120,9 +126,9 @@ class MotionCorrection:
         *,
         volume_affine: np.ndarray | None = None,
         volume_shape: tuple[int, int, int] | None = None,
-        quality: float = 0.9,
-        fwhm: float = 5.0,
-        sep: float = 4.0,
+        quality: float = SPM_QUALITY,
+        fwhm: float = SPM_FWHM_MM,
+        sep: float = SPM_SEP_MM,
         order: int = 1,
         reslice_order: int = 1,
         tolerance_mm: float = 5e-3,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pylsl
@@ -21,6 +22,7 @@ from rt_recon._liblsl import quiet_liblsl
 from rt_recon.errors import StreamError
 from rt_recon.protocol import (
     DECODED_CHANNELS,
+    Marker,
     VolumeStreamMeta,
     decode_marker,
     encode_marker,
@@ -213,7 +215,8 @@ class MarkerOutlet:
     def wait_for_consumers(self, timeout: float) -> bool:
         return bool(self._outlet.wait_for_consumers(timeout))
 
-    def push(self, event: dict, timestamp: float) -> None:
+    def push(self, event: Marker | Mapping[str, Any], timestamp: float) -> None:
+        """Send one event stamped ``timestamp`` (LSL clock)."""
         self._outlet.push_sample([encode_marker(event)], timestamp)
 
     def close(self) -> None:
@@ -221,22 +224,35 @@ class MarkerOutlet:
 
 
 class MarkerInlet:
-    """Pulls JSON events from a ``Markers`` stream."""
+    """Pulls JSON events from a ``Markers`` stream: as validated :class:`Marker` objects
+    (:meth:`pull`), or as the text that arrived (:meth:`pull_text`, for the recorder, which
+    keeps every marker as sent, well-formed or not)."""
 
     def __init__(self, info: pylsl.StreamInfo):
         quiet_liblsl()
         self._inlet = pylsl.StreamInlet(info, processing_flags=pylsl.proc_clocksync)
         self._inlet.open_stream(timeout=10.0)
 
-    def pull(self, timeout: float) -> tuple[dict, float] | None:
-        """The next event and its timestamp, or None if none arrives within ``timeout`` s."""
+    def pull_text(self, timeout: float) -> tuple[str, float] | None:
+        """The next sample's text and timestamp, or None if none arrives within ``timeout`` s."""
         try:
             sample, stamp = self._inlet.pull_sample(timeout=timeout)
         except LslTimeoutError:  # clock sync failed: the outlet is gone
             return None
         if sample is None:
             return None
-        return decode_marker(sample[0]), float(stamp)
+        return sample[0], float(stamp)
+
+    def pull(self, timeout: float) -> tuple[Marker, float] | None:
+        """The next event and its timestamp, or None if none arrives within ``timeout`` s.
+
+        Raises:
+            ProtocolError: the sample is no valid marker (it is consumed).
+        """
+        got = self.pull_text(timeout)
+        if got is None:
+            return None
+        return decode_marker(got[0]), got[1]
 
     def close(self) -> None:
         self._inlet.close_stream()

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from rt_recon.decode.bundle import DecoderBundle, DecoderHead
+from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
 from rt_recon.errors import BundleError, ShapeMismatchError
+from rt_recon.preprocess import DespikeSpec, GlmSpec, MotionSpec, PreprocessSpec
 from rt_recon.protocol import VolumeStreamMeta
 
 
@@ -18,9 +19,10 @@ def make_bundle(n_channels=60, shape=(3, 4, 5)) -> DecoderBundle:
     )
     return DecoderBundle(
         heads={"z": head},
-        stream={"shape": list(shape), "n_channels": n_channels, "mask_id": "full"},
-        preprocess={"zscore_warmup_trs": 3, "hrf_weights": [0.6, 0.4], "lag_trs": 4, "tr": 1.0},
-        model={"fingerprint": "abc", "latent_shape": [2, 2, 2], "cond_shape": [3, 4]},
+        stream=StreamSpec(shape, n_channels, "full"),
+        preprocess=PreprocessSpec(zscore_warmup_trs=3),
+        window=WindowSpec((0.6, 0.4), lag_trs=4, tr_s=1.0),
+        model=ModelSpec("abc", (2, 2, 2), (3, 4), image_size=16),
         report={"note": "test"},
     )
 
@@ -33,6 +35,7 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.heads["z"].voxels, bundle.heads["z"].voxels)
     assert loaded.heads["z"].target_shape == (2, 2, 2)
     assert loaded.preprocess == bundle.preprocess and loaded.report == {"note": "test"}
+    assert loaded.window == bundle.window and loaded.model == bundle.model
     assert not (tmp_path / "b.safetensors.partial").exists()
 
 
@@ -54,10 +57,49 @@ def test_stream_with_same_count_but_other_shape_is_refused():
     bundle.check_stream(VolumeStreamMeta(shape=(3, 4, 5), affine=np.eye(4), tr=1.0))
 
 
-def test_model_mismatch_names_both_models():
+def test_model_mismatch_names_both_fingerprints_and_shapes():
     bundle = make_bundle()
-    with pytest.raises(ShapeMismatchError, match=r"latent_shape \(2, 2, 2\).*xyz.*\(4, 8, 8\)"):
-        bundle.check_model({"fingerprint": "xyz", "latent_shape": [4, 8, 8], "cond_shape": [3, 4]})
+    other = ModelSpec("xyz", (4, 8, 8), (3, 4), image_size=64)
+    with pytest.raises(BundleError, match=r"fitted for render model abc.*/models/x is xyz") as info:
+        bundle.check_model(other, "/models/x")
+    assert "z (2, 2, 2) vs (4, 8, 8)" in str(info.value)
+    same_shapes = ModelSpec("xyz", (2, 2, 2), (3, 4), image_size=16)
+    with pytest.raises(BundleError, match=r"fitted for render model abc.* is xyz"):
+        bundle.check_model(same_shapes)  # same shapes, other weights: refused all the same
+    bundle.check_model(ModelSpec("abc", (2, 2, 2), (3, 4), image_size=16))
+
+
+def test_every_preprocessing_setting_survives_the_round_trip(tmp_path):
+    bundle = make_bundle()
+    affine = np.diag([3.0, 3.0, 3.5, 1.0])
+    bundle.preprocess = PreprocessSpec(
+        zscore_warmup_trs=6,
+        motion=MotionSpec(affine, fwhm=6.0, sep=3.0, quality=0.8),
+        despike=DespikeSpec(threshold=3.5),
+        detrend=GlmSpec(degree=3, motion=False),
+    )
+    bundle.reference = np.ones((3, 4, 5), np.float32)
+    loaded = DecoderBundle.load(bundle.save(tmp_path / "spec.safetensors"))
+    assert loaded.preprocess.to_json() == bundle.preprocess.to_json()
+    assert loaded.preprocess.despike == DespikeSpec(threshold=3.5)
+    assert loaded.preprocess.detrend == GlmSpec(degree=3, motion=False)
+    np.testing.assert_array_equal(loaded.preprocess.motion.reference_affine, affine)
+
+
+def test_an_unknown_preprocessing_key_is_refused(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    path = make_bundle().save(tmp_path / "b.safetensors")
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = json.loads(fh.metadata()["rt_recon_bundle"])
+        arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    meta["preprocess"]["despike"] = {"threshold": 4.0, "window": 9}
+    save_file(arrays, str(path), metadata={"rt_recon_bundle": json.dumps(meta)})
+    with pytest.raises(BundleError, match=r"preprocess.despike: expected keys \['threshold'\]"):
+        DecoderBundle.load(path)
 
 
 def test_unreadable_and_foreign_files(tmp_path):

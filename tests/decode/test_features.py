@@ -9,8 +9,8 @@ from safetensors.numpy import load_file
 from rt_recon.acquire.nifti import load_mask, load_nifti_run
 from rt_recon.config import FitSection
 from rt_recon.decode.features import FeatureExtractor
-from rt_recon.decode.fit import preprocess_spec
 from rt_recon.errors import DataError, ShapeMismatchError
+from rt_recon.preprocess import DespikeSpec, PreprocessSpec
 from rt_recon.preprocess.highpass import RecursiveHighPass
 from tests.conftest import SMALL_SIM
 
@@ -21,7 +21,7 @@ def _extractor(dataset):
     run = load_nifti_run(files.bold, files.events)
     voxels = load_mask(dataset.mask_path("ev"), run.shape)
     reference = run.volumes[:5].mean(axis=0).reshape(run.shape, order="F")
-    spec = preprocess_spec(fit, run.affine, run.tr)
+    spec = PreprocessSpec.from_fit(fit, run.affine, run.tr)
     return run, FeatureExtractor(spec, voxels, run.shape, run.affine, reference)
 
 
@@ -75,3 +75,13 @@ def test_high_pass_removes_drift_and_keeps_a_trial_length_response():
     assert out[151] - out[145] > 0.8
     with pytest.raises(ValueError, match="cutoff_trs"):
         RecursiveHighPass(3, cutoff_trs=1.0)
+
+
+def test_the_despike_threshold_of_the_spec_is_the_one_applied(small_dataset):
+    files = small_dataset.runs("train")[0]
+    run = load_nifti_run(files.bold, files.events)
+    voxels = load_mask(small_dataset.mask_path("ev"), run.shape)
+    for threshold in (2.5, 6.0):
+        spec = PreprocessSpec(despike=DespikeSpec(threshold=threshold))
+        chain = FeatureExtractor(spec, voxels, run.shape, run.affine).chain
+        assert chain.despike is not None and chain.despike.threshold == threshold

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from rt_recon.config import FitSection
-from rt_recon.decode.fit import Targets, TrainingRun, feature_series, fit_decoders, trial_samples
+from rt_recon.decode.bundle import ModelSpec, StreamSpec
+from rt_recon.decode.fit import Targets, TrainingRun, feature_series, fit_decoders
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.errors import DataError
 from rt_recon.hrf import regressors
+from rt_recon.protocol import trial_samples
 
 
 def test_trial_samples_are_lag_trs_after_each_onset():
@@ -17,7 +19,7 @@ def test_trial_samples_are_lag_trs_after_each_onset():
         {"onset": 7.0, "duration": 1.0, "trial_type": "fixation"},
         {"onset": 8.0, "duration": 1.0, "stimulus_id": 4},
     ]
-    assert trial_samples(events, n_trs=11, tr=1.0, lag=3) == [(5, 5), (9, 9)]  # 11 is beyond
+    assert trial_samples(events, n_trs=11, tr_s=1.0, lag_trs=3) == [(5, 5), (9, 9)]  # 11: beyond
 
 
 #: These tests are about fitting and applying linear maps to flat voxel vectors (no
@@ -59,15 +61,15 @@ def _fit(runs, targets, n_vox=120, n_targets=10, **settings):
             zscore_warmup_trs=3,
             **{**_PLAIN, **settings},
         ),
-        stream={"shape": [n_vox, 1, 1], "n_channels": n_vox, "mask_id": "full"},
-        model={"fingerprint": "t", "latent_shape": [n_targets], "cond_shape": [1, 1]},
+        stream=StreamSpec((n_vox, 1, 1), n_vox, "full"),
+        model=ModelSpec("t", (n_targets,), (1, 1), image_size=16),
     )
 
 
 def _held_out_estimates(bundle, run) -> np.ndarray:
     decoder = OnlineDecoder(bundle)
     estimates = np.array([decoder.update(v)["z"] for v in run.volumes])
-    samples = trial_samples(run.events, len(run.volumes), 1.0, bundle.preprocess["lag_trs"])
+    samples = trial_samples(run.events, len(run.volumes), 1.0, bundle.window.lag_trs)
     return estimates[[t for t, _ in samples]]
 
 
@@ -98,9 +100,7 @@ def test_fit_recovers_a_linear_encoding_and_reports_it():
     held_out = runs[3]
     decoder = OnlineDecoder(bundle)
     estimates = np.array([decoder.update(v)["z"] for v in held_out.volumes])
-    samples = trial_samples(
-        held_out.events, len(held_out.volumes), 1.0, bundle.preprocess["lag_trs"]
-    )
+    samples = trial_samples(held_out.events, len(held_out.volumes), 1.0, bundle.window.lag_trs)
     truth = targets.lookup("z", np.array([sid for _, sid in samples]))
     est = estimates[[t for t, _ in samples]]
     r = np.corrcoef(est.ravel(), truth.ravel())[0, 1]
@@ -116,12 +116,12 @@ def test_online_decoding_equals_offline_features_times_weights():
         runs[0].volumes,
         head.voxels,
         bundle.preprocess,
-        np.asarray(bundle.preprocess["hrf_weights"]),
+        np.asarray(bundle.window.hrf_weights),
     )
     offline = features @ head.weights + head.intercept
     decoder = OnlineDecoder(bundle)
     online = np.array([decoder.update(v)["z"] for v in runs[0].volumes])
-    full = len(bundle.preprocess["hrf_weights"]) - 1  # first TR whose window is complete
+    full = len(bundle.window.hrf_weights) - 1  # first TR whose window is complete
     np.testing.assert_allclose(online[full:], offline[full:], rtol=1e-4, atol=1e-4)
 
 
@@ -160,8 +160,8 @@ def _fit_low_rank(runs, targets, rank, n_vox=120, n_targets=10):
             low_rank={"z": rank},
             **_PLAIN,
         ),
-        stream={"shape": [n_vox, 1, 1], "n_channels": n_vox, "mask_id": "full"},
-        model={"fingerprint": "t", "latent_shape": [n_targets], "cond_shape": [1, 1]},
+        stream=StreamSpec((n_vox, 1, 1), n_vox, "full"),
+        model=ModelSpec("t", (n_targets,), (1, 1), image_size=16),
     )
 
 
@@ -179,7 +179,7 @@ def test_low_rank_head_predicts_through_target_components():
     full_est = np.array([OnlineDecoder(full).update(v)["z"] for v in runs[3].volumes])
     decoder = OnlineDecoder(low)
     low_est = np.array([decoder.update(v)["z"] for v in runs[3].volumes])
-    samples = trial_samples(runs[3].events, len(runs[3].volumes), 1.0, low.preprocess["lag_trs"])
+    samples = trial_samples(runs[3].events, len(runs[3].volumes), 1.0, low.window.lag_trs)
     rows = [t for t, _ in samples]
     truth = targets.lookup("z", np.array([sid for _, sid in samples]))
     r_low = np.corrcoef(low_est[rows].ravel(), truth.ravel())[0, 1]
@@ -196,12 +196,12 @@ def test_low_rank_online_equals_offline_features():
         runs[0].volumes,
         head.voxels,
         bundle.preprocess,
-        np.asarray(bundle.preprocess["hrf_weights"]),
+        np.asarray(bundle.window.hrf_weights),
     )
     offline = features @ head.weights @ head.components + head.intercept
     decoder = OnlineDecoder(bundle)
     online = np.array([decoder.update(v)["z"] for v in runs[0].volumes])
-    full = len(bundle.preprocess["hrf_weights"]) - 1
+    full = len(bundle.window.hrf_weights) - 1
     np.testing.assert_allclose(online[full:], offline[full:], rtol=1e-4, atol=1e-4)
 
 
@@ -217,7 +217,7 @@ def test_trial_mode_estimates_grow_into_the_continuous_estimate_at_the_trials_tr
     runs, targets, _ = _simulate(rng, n_runs=2)
     bundle = _fit(runs, targets)
     run = runs[0]
-    lag, k = bundle.preprocess["lag_trs"], len(bundle.preprocess["hrf_weights"])
+    lag, k = bundle.window.lag_trs, len(bundle.window.hrf_weights)
     onset = round(run.events[5]["onset"])  # tr = 1 s
     continuous, trial = OnlineDecoder(bundle), OnlineDecoder(bundle)
     by_tr_cont, by_tr_trial = {}, {}
@@ -241,7 +241,7 @@ def test_missed_trs_are_left_out_of_the_window_not_misassigned():
     bundle = _fit(runs, targets)
     volumes = runs[0].volumes
     complete, gappy = OnlineDecoder(bundle), OnlineDecoder(bundle)
-    lag = bundle.preprocess["lag_trs"]
+    lag = bundle.window.lag_trs
     t_end = 40
     for tr in range(t_end + 1):
         features = complete.preprocess(volumes[tr])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from rt_recon.config import BUDGET_PRESETS_MS
 from rt_recon.decode.fit import trial_samples
 from rt_recon.display.state import AWAY_AFTER_S, ConsoleState
 from rt_recon.display.timeline import FrameClock, StimulusTimeline
-from rt_recon.evaluate.latency import CPU_BUDGET_MS
 from tests.display._helpers import frame_header, status_header
 
 INTERVAL = 0.375  # TR 1.5 s replayed at speed 4
@@ -15,7 +15,7 @@ HEALTHY_RENDER_MS = 160.0 - 17.6  # rendered - render_received in HEALTHY_MS
 
 
 def _state(**kwargs) -> ConsoleState:
-    return ConsoleState(CPU_BUDGET_MS, **kwargs)
+    return ConsoleState(BUDGET_PRESETS_MS["cpu"], **kwargs)
 
 
 def _levels(state: ConsoleState, now: float) -> dict[str, str]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from rt_recon.config import BUDGET_PRESETS_MS
 from rt_recon.display.state import AWAY_AFTER_S, ConsoleState
-from rt_recon.evaluate.latency import CPU_BUDGET_MS
 from tests.display._helpers import status_header
 
 ERROR = "cannot write the recording /d/rec.h5: No space left on device (ENOSPC): the disk is full"
 
 
 def test_a_recorder_whose_disk_is_full_is_failed_with_its_error_until_it_goes_silent():
-    state = ConsoleState(CPU_BUDGET_MS)
+    state = ConsoleState(BUDGET_PRESETS_MS["cpu"])
     state.on_status(status_header("recorder", "streaming", 0, volumes=10), now=1.0)
     state.on_status(status_header("renderer", "running", 0, rendered=9), now=1.0)
     state.on_status(status_header("recorder", "write_failed", 1, error=ERROR, errno=28), now=2.0)
@@ -25,7 +25,7 @@ def test_a_recorder_whose_disk_is_full_is_failed_with_its_error_until_it_goes_si
 
 
 def test_a_recorder_whose_disk_runs_low_is_warned_about_while_it_still_records():
-    state = ConsoleState(CPU_BUDGET_MS)
+    state = ConsoleState(BUDGET_PRESETS_MS["cpu"])
     low = {"disk_free_mb": 612.4, "disk_minutes_left": 7.6, "disk_low": True}
     state.on_status(status_header("recorder", "streaming", 0, disk_low=False), now=1.0)
     assert not [w for w in state.warnings(1.0) if w["kind"] == "disk"]

@@ -1,35 +1,24 @@
-"""Every wire format of rt_recon, in one place (described for humans in docs/protocol.md).
+"""The LSL side of the protocol: the volume stream, the marker stream, the decoded summary.
 
-Two wires:
-
-* **LSL** carries volumes (stream type ``fMRI``, one sample = one volume) and
-  events (stream type ``Markers``, one JSON object per sample). The volume
-  stream's ``desc/rt_recon`` element describes the geometry once.
-* **ZeroMQ** PUB/SUB carries latents, frames and status as multipart
-  messages ``[topic, header, *buffers]``: the header is UTF-8 JSON, each
-  buffer a raw C-order array whose dtype and shape the header lists.
-
-No pickle anywhere: a consumer in any language can read both from the doc.
+A volume stream (type ``fMRI``) carries one volume per sample; its
+``desc/rt_recon`` element describes the geometry once (docs/protocol.md 1).
+Markers (type ``Markers``) carry one JSON object per sample
+(:mod:`rt_recon.protocol._markers`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pylsl
 
 from rt_recon._liblsl import quiet_liblsl
 from rt_recon.errors import ProtocolError
+from rt_recon.protocol._framing import PROTOCOL_NAME, PROTOCOL_VERSION
 
 quiet_liblsl()  # before anything below touches liblsl
-
-PROTOCOL_NAME = "rt_recon"
-PROTOCOL_VERSION = 1
 
 VOLUME_STREAM_TYPE = "fMRI"
 MARKER_STREAM_TYPE = "Markers"
@@ -37,45 +26,6 @@ MARKER_STREAM_TYPE = "Markers"
 #: Voxel order of a flattened volume: Fortran order over (x, y, z), i.e. x
 #: varies fastest, as in a NIfTI file on disk.
 VOXEL_ORDER = "xyz-fortran"
-
-#: ZeroMQ topics (the first frame of every message).
-TOPIC_LATENTS = "latents"
-TOPIC_FRAME = "frame"
-TOPIC_STATUS = "status"
-TOPIC_CONTROL = "control"  # request and reply on a node's control socket (REQ/REP)
-
-#: dtypes a buffer may have on the ZeroMQ wire (numpy names, little-endian).
-WIRE_DTYPES = frozenset({"uint8", "int16", "uint16", "int32", "float16", "float32", "float64"})
-
-#: Default upper bound on one message's buffers, in bytes.
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-#: Named timestamps a message can carry in ``header["times"]``, in pipeline order.
-#: All are seconds on the LSL clock (``pylsl.local_clock()``).
-TIME_KEYS = (
-    "acquired",  # the volume's LSL timestamp: acquisition time
-    "received",  # decoder pulled the volume from LSL
-    "preprocessed",  # decoder finished preprocessing
-    "decoded",  # decoder finished applying the decoders
-    "sent",  # decoder handed the latents message to ZeroMQ
-    "render_received",  # renderer took the latents message off its socket
-    "rendered",  # renderer finished diffusion and VAE decode
-    "published",  # renderer handed the frame to ZeroMQ
-)
-
-#: Latency stages reported per TR: (name, start key, end key).
-STAGES = (
-    ("lsl_transport", "acquired", "received"),
-    ("preprocess", "received", "preprocessed"),
-    ("decode", "preprocessed", "decoded"),
-    ("zmq_latents", "sent", "render_received"),
-    ("render", "render_received", "rendered"),
-    ("end_to_end", "acquired", "published"),
-)
-
-
-# --------------------------------------------------------------------------- LSL
-
 
 #: How a volume stream is paced (see :attr:`VolumeStreamMeta.pace`).
 PACES = ("realtime", "asap")
@@ -213,7 +163,7 @@ def parse_volume_stream_info(info: pylsl.StreamInfo) -> VolumeStreamMeta:
     try:
         shape = tuple(int(s) for s in value("shape").split(","))
         affine = np.array([float(v) for v in value("affine").split(",")]).reshape(4, 4)
-        tr = float(value("tr"))
+        tr_s = float(value("tr"))
         speed = float(value("speed"))
     except ValueError as exc:
         raise ProtocolError(f"stream {info.name()!r}: malformed geometry in desc: {exc}") from None
@@ -225,7 +175,7 @@ def parse_volume_stream_info(info: pylsl.StreamInfo) -> VolumeStreamMeta:
     return VolumeStreamMeta(
         shape=shape,  # type: ignore[arg-type]
         affine=affine,
-        tr=tr,
+        tr=tr_s,
         session=value("session"),
         run=value("run"),
         mask_id=value("mask_id"),
@@ -283,141 +233,3 @@ def make_marker_stream_info(name: str, source_id: str) -> pylsl.StreamInfo:
         "protocol_version", str(PROTOCOL_VERSION)
     )
     return info
-
-
-def encode_marker(event: Mapping[str, Any]) -> str:
-    return json.dumps(dict(event), separators=(",", ":"), allow_nan=False)
-
-
-def decode_marker(text: str) -> dict[str, Any]:
-    try:
-        event = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"marker is not JSON ({exc}): {text[:80]!r}") from None
-    if not isinstance(event, dict):
-        raise ProtocolError(f"marker must be a JSON object, found {type(event).__name__}")
-    return event
-
-
-# ---------------------------------------------------------------------- ZeroMQ
-
-
-@dataclass
-class Message:
-    """A decoded ZeroMQ message: topic, JSON header and named arrays (read-only views)."""
-
-    topic: str
-    header: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def times(self) -> dict[str, float]:
-        return self.header.setdefault("times", {})
-
-
-def encode_message(
-    topic: str, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
-) -> list[Any]:
-    """Frames ``[topic, header, *buffers]`` ready for ``socket.send_multipart(..., copy=False)``.
-
-    The header gets ``protocol``, ``version`` and a ``buffers`` list
-    (``name``, ``dtype``, ``shape`` per array); arrays are sent as their raw
-    C-order bytes without copying.
-    """
-    arrays = arrays or {}
-    specs = []
-    buffers = []
-    for name, array in arrays.items():
-        arr = np.ascontiguousarray(array)
-        dtype = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
-        if dtype.name not in WIRE_DTYPES:
-            raise ProtocolError(
-                f"array {name!r} has dtype {arr.dtype}, expected one of {sorted(WIRE_DTYPES)}"
-            )
-        arr = arr.astype(dtype.newbyteorder("<"), copy=False)
-        specs.append({"name": name, "dtype": dtype.name, "shape": list(arr.shape)})
-        buffers.append(arr)
-    full_header = {"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION, **header}
-    full_header["buffers"] = specs
-    try:
-        header_bytes = json.dumps(full_header, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"header is not JSON-serialisable: {exc}") from None
-    return [topic.encode(), header_bytes, *buffers]
-
-
-def _frame_bytes(frame: Any) -> memoryview:
-    buffer = getattr(frame, "buffer", frame)  # zmq.Frame exposes .buffer
-    return memoryview(buffer)
-
-
-def decode_message(frames: Sequence[Any], max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
-    """Parse and validate ``[topic, header, *buffers]``; raise :class:`ProtocolError` if malformed.
-
-    The arrays are zero-copy, read-only views of the received frames.
-    """
-    if len(frames) < 2:
-        raise ProtocolError(f"expected at least 2 frames (topic, header), found {len(frames)}")
-    total = sum(_frame_bytes(f).nbytes for f in frames)
-    if total > max_bytes:
-        raise ProtocolError(f"message of {total} bytes exceeds the limit of {max_bytes} bytes")
-    try:
-        topic = bytes(_frame_bytes(frames[0])).decode()
-        header = json.loads(bytes(_frame_bytes(frames[1])))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"topic/header is not UTF-8 JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(f"header must be a JSON object, found {type(header).__name__}")
-    if header.get("protocol") != PROTOCOL_NAME or header.get("version") != PROTOCOL_VERSION:
-        raise ProtocolError(
-            f"expected protocol {PROTOCOL_NAME!r} version {PROTOCOL_VERSION}, found "
-            f"{header.get('protocol')!r} version {header.get('version')!r}"
-        )
-    specs = header.get("buffers", [])
-    if not isinstance(specs, list) or len(specs) != len(frames) - 2:
-        n_specs = len(specs) if isinstance(specs, list) else "no"
-        raise ProtocolError(
-            f"header lists {n_specs} buffers but the message carries {len(frames) - 2}"
-        )
-    arrays: dict[str, np.ndarray] = {}
-    for spec, frame in zip(specs, frames[2:], strict=True):
-        arrays[_check_spec_name(spec)] = _array_from_frame(spec, frame)
-    return Message(topic=topic, header=header, arrays=arrays)
-
-
-def _check_spec_name(spec: Any) -> str:
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise ProtocolError(f"buffer spec must be an object with a name, found {spec!r}")
-    return spec["name"]
-
-
-def _array_from_frame(spec: dict[str, Any], frame: Any) -> np.ndarray:
-    name = spec["name"]
-    dtype_name = spec.get("dtype")
-    shape = spec.get("shape")
-    if dtype_name not in WIRE_DTYPES:
-        raise ProtocolError(
-            f"buffer {name!r}: dtype {dtype_name!r} is not one of {sorted(WIRE_DTYPES)}"
-        )
-    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-        raise ProtocolError(
-            f"buffer {name!r}: shape must be a list of non-negative ints, found {shape!r}"
-        )
-    dtype = np.dtype(dtype_name).newbyteorder("<")
-    view = _frame_bytes(frame)
-    expected = math.prod(shape) * dtype.itemsize
-    if view.nbytes != expected:
-        raise ProtocolError(
-            f"buffer {name!r}: dtype {dtype_name} shape {shape} needs {expected} bytes, "
-            f"found {view.nbytes}"
-        )
-    return np.frombuffer(view, dtype=dtype).reshape(shape)
-
-
-def stage_latencies(times: Mapping[str, float]) -> dict[str, float]:
-    """Per-stage latencies in seconds for the :data:`STAGES` whose two ends are present."""
-    return {
-        name: times[end] - times[start]
-        for name, start, end in STAGES
-        if start in times and end in times
-    }

@@ -1,3 +1,5 @@
+"""The ZeroMQ framing and the LSL stream description, round-tripped and refused."""
+
 import json
 
 import numpy as np
@@ -136,7 +138,7 @@ def test_parse_rejects_foreign_stream():
 
 def test_markers_round_trip_and_errors():
     event = {"onset": 9.0, "stimulus_id": 4, "caption": "a red circle"}
-    assert decode_marker(encode_marker(event)) == event
+    assert decode_marker(encode_marker(event)).to_json() == {"type": "event", **event}
     with pytest.raises(ProtocolError, match="not JSON"):
         decode_marker("onset=9")
     with pytest.raises(ProtocolError, match="JSON object"):
