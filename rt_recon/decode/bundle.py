@@ -297,25 +297,46 @@ class DecoderBundle:
         tmp.replace(path)  # atomic: a reader never sees half a bundle
         return path
 
-    @classmethod
-    def load(cls, path: str | Path) -> DecoderBundle:
+    @staticmethod
+    def _read(path: str | Path, with_arrays: bool) -> tuple[Path, dict[str, Any], dict]:
+        """``(path, metadata, arrays)`` of a bundle file (arrays empty unless asked for)."""
         path = Path(path)
         if not path.is_file():
             raise BundleError(f"decoder bundle not found: {path} (expected a .safetensors file)")
         try:
             with safe_open(str(path), framework="numpy") as fh:
                 raw = (fh.metadata() or {}).get(_METADATA_KEY)
-                arrays = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+                keys = list(fh.keys()) if with_arrays else []
+                arrays = {key: fh.get_tensor(key) for key in keys}
         except (SafetensorError, OSError, ValueError) as exc:
             raise BundleError(f"{path}: not a safetensors decoder bundle: {exc}") from None
         if raw is None:
             raise BundleError(f"{path}: safetensors file has no {_METADATA_KEY!r} metadata")
-        meta = json.loads(raw)
-        if meta.get("version") != BUNDLE_VERSION:
+        try:
+            meta = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{path}: bundle metadata is not JSON: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("version") != BUNDLE_VERSION:
+            found = meta.get("version") if isinstance(meta, dict) else meta
             raise BundleError(
-                f"{path}: bundle version {meta.get('version')!r}, this rt_recon reads "
+                f"{path}: bundle version {found!r}, this rt_recon reads "
                 f"version {BUNDLE_VERSION}; refit with `rt-recon fit`"
             )
+        return path, meta, arrays
+
+    @classmethod
+    def read_specs(cls, path: str | Path) -> tuple[StreamSpec, ModelSpec]:
+        """The stream and render model a bundle file fits, from its metadata alone (no
+        arrays read: cheap for a node that needs only the shapes)."""
+        path, meta, _ = cls._read(path, with_arrays=False)
+        try:
+            return StreamSpec.from_json(meta.get("stream")), ModelSpec.from_json(meta.get("model"))
+        except BundleError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> DecoderBundle:
+        path, meta, arrays = cls._read(path, with_arrays=True)
         heads = {}
         for name, head_meta in meta["heads"].items():
             missing = [f"{name}.{a}" for a in _HEAD_ARRAYS if f"{name}.{a}" not in arrays]

@@ -3,8 +3,9 @@
 It reads the volume and marker streams with its own LSL inlets (so it
 records even if the decoder stops), and subscribes to the decoder's latents
 and status and the renderer's frames and status. Every item is appended and
-flushed as it arrives (:mod:`rt_recon.record.recording`). Its own heartbeats
-go out on ``recorder.status_endpoint``.
+flushed as it arrives (:mod:`rt_recon.record.recording`); markers are kept
+as they were sent, also one the decoder and console refuse as malformed.
+Its own heartbeats go out on ``recorder.status_endpoint``.
 
 When the file cannot be written (a full disk, a file size limit), the
 recorder logs the error, keeps the file as it was at its last flush, and
@@ -26,26 +27,36 @@ asked and when), so the file says where its gaps are and why.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import numpy as np
 import pylsl
 import zmq
 
 from rt_recon.config import SessionConfig
-from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.bundle import DecoderBundle, ModelSpec
 from rt_recon.errors import BundleError, StorageError, StreamError
-from rt_recon.nodes._signals import waiting
-from rt_recon.nodes._status import StatusPublisher
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
+from rt_recon.nodes.runner import Node, NodeContext, run_node
+from rt_recon.protocol import (
+    TOPIC_FRAME,
+    TOPIC_LATENTS,
+    TOPIC_STATUS,
+    ControlReply,
+    ControlRequest,
+    Message,
+    RecorderCounters,
+    VolumeStreamMeta,
+)
 from rt_recon.record.disk import DiskWatch
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
 from rt_recon.transport.control import ControlServer
 from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
-from rt_recon.transport.zmq import Publisher, Subscriber
+from rt_recon.transport.zmq import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +65,14 @@ log = logging.getLogger(__name__)
 _BACKLOG_TRS = 300
 
 
-@dataclass
-class RecorderStats:
-    volumes: int = 0
-    markers: int = 0
-    latents: int = 0
-    frames: int = 0
-    status: int = 0
-    rejected: int = 0
-    unrecorded: int = 0  # items taken after a failed write (disk full), not recorded
-    paused: int = 0  # items taken while the operator had stopped recording
-
-
 class RecordSwitch:
     """Recording on or off at the operator's request; answers control requests.
 
-    Commands (``{"command": ..., "by": ...}``): ``start``, ``stop``, ``query``.
-    Each change is kept in :attr:`changes` until the recorder writes it. A
-    change takes effect at the time it was asked for (LSL clock), not when
-    the recorder gets to it: a volume acquired before a stop but still on its
-    way is recorded, one acquired before a start (a backlog from the pause)
+    Commands (:class:`~rt_recon.protocol.ControlRequest`): ``start``, ``stop``,
+    ``query``. Each change is kept in :attr:`changes` until the recorder writes
+    it. A change takes effect at the time it was asked for (LSL clock), not
+    when the recorder gets to it: a volume acquired before a stop but still on
+    its way is recorded, one acquired before a start (a backlog from the pause)
     is not (:meth:`records`).
     """
 
@@ -94,8 +93,8 @@ class RecordSwitch:
         """Whether an item stamped ``stamp`` (LSL clock) falls in a recorded stretch."""
         return next(recording for since, recording in reversed(self._since) if stamp >= since)
 
-    def handle(self, header: dict[str, Any]) -> dict[str, Any]:
-        command = header.get("command")
+    def handle(self, request: ControlRequest) -> ControlReply:
+        command = request.command
         if command not in self.COMMANDS:
             raise ValueError(f"unknown command {command!r}; expected one of {list(self.COMMANDS)}")
         if command != "query":
@@ -103,182 +102,15 @@ class RecordSwitch:
                 raise ValueError(f"cannot {command} recording: {self.refusal}")
             wanted = command == "start"
             if wanted != self.recording:
-                by = str(header.get("by", "unknown"))
                 event = "record_start" if wanted else "record_stop"
                 now = pylsl.local_clock()
                 self._since.append((now, wanted))
-                self.changes.append({"node": "recorder", "event": event, "by": by, "t": now})
+                self.changes.append(
+                    {"node": "recorder", "event": event, "by": request.by, "t": now}
+                )
                 done = "started" if wanted else "stopped"
-                log.warning("recording %s at the request of %s", done, by)
-        return {"recording": self.recording}
-
-
-def _shapes(bundle: DecoderBundle) -> RecordingShapes:
-    side = int(bundle.model["image_size"])
-    return RecordingShapes(
-        n_channels=int(bundle.stream["n_channels"]),
-        z_shape=tuple(bundle.model["latent_shape"]),
-        c_shape=tuple(bundle.model["cond_shape"]),
-        image_shape=(side, side, 3),
-    )
-
-
-def run_recorder(config: SessionConfig, stop: threading.Event) -> RecorderStats:
-    """Record until ``stop`` is set; returns what was written."""
-    if config.decoder.bundle is None:
-        raise BundleError("the recorder needs decoder.bundle to know the shapes it records")
-    bundle = DecoderBundle.load(config.decoder.bundle)
-    stats = RecorderStats()
-    path = config.recording_path
-    switch = RecordSwitch()
-    with (
-        Publisher(config.recorder.status_endpoint, curve=config.security) as pub,
-        _control_server(config) as control,
-        Subscriber(
-            config.decoder.latents_endpoint, [TOPIC_LATENTS, TOPIC_STATUS], curve=config.security
-        ) as decoder,
-        Subscriber(
-            config.renderer.frames_endpoint, [TOPIC_FRAME, TOPIC_STATUS], curve=config.security
-        ) as renderer,
-    ):
-        status = StatusPublisher(pub, "recorder")
-
-        def serve() -> None:
-            if control is not None:
-                control.serve(switch.handle)
-
-        def waiting_beat() -> None:
-            serve()
-            status.beat("waiting_for_stream", path=str(path), **asdict(stats))
-
-        inlet = VolumeInlet.resolve(
-            config.stream.source_id,
-            config.stream.resolve_timeout_s,
-            _BACKLOG_TRS,
-            on_wait=waiting(stop, waiting_beat),
-        )
-        # The file is created once the stream is known, so it carries its geometry;
-        # ZeroMQ messages wait in the sockets meanwhile (none flow before volumes do).
-        attrs = {
-            "config": config.model_dump(mode="json"),
-            "bundle_model": bundle.model,
-            "stream": stream_attrs(inlet.meta),
-        }
-        inputs = _Inputs(inlet, _open_markers(config), decoder, renderer)
-        failure: StorageError | None = None
-        disk = DiskWatch(
-            path,
-            low_free_mb=config.recorder.low_disk_mb,
-            low_minutes=config.recorder.low_disk_minutes,
-        )
-        with inlet:
-            try:
-                with RecordingWriter(path, _shapes(bundle), attrs=attrs) as recording:
-                    log.info("recording to %s", path)
-                    while not stop.is_set():
-                        serve()
-                        for change in switch.changes:  # where the gaps are, and who asked
-                            recording.add_status(change)
-                        switch.changes.clear()
-                        status.beat(
-                            "streaming" if switch.recording else "paused",
-                            source_id=config.stream.source_id,
-                            path=str(path),
-                            **disk.fields(time.monotonic()),
-                            **asdict(stats),
-                        )
-                        inputs.record(recording, stats, switch)
-                        recording.flush()
-            except StorageError as exc:  # disk full, file size limit: the session goes on
-                failure = exc
-                switch.refusal = str(exc)
-                log.error("%s; the session goes on without a recording", exc)
-                while not stop.is_set():  # nothing waits on the recorder; it says what is wrong
-                    serve()
-                    status.beat("write_failed", path=str(path), error=str(exc),
-                                errno=exc.errno, **asdict(stats))  # fmt: skip
-                    stats.unrecorded += inputs.take(wait_ms=100)
-            failed = {} if failure is None else {"error": str(failure), "errno": failure.errno}
-            status.beat("stopped", path=str(path), **failed, **asdict(stats))
-        inputs.close()
-    log.info("recorder stopped: %s", stats)
-    if failure is not None:
-        raise failure  # the node's own last word: what went wrong with its file
-    return stats
-
-
-def _control_server(config: SessionConfig) -> contextlib.AbstractContextManager:
-    """The recorder's control socket, or nothing where ``recorder.control_endpoint`` is null."""
-    endpoint = config.recorder.control_endpoint
-    if endpoint is None:
-        return contextlib.nullcontext(None)
-    return ControlServer(endpoint, curve=config.security)
-
-
-@dataclass
-class _Inputs:
-    """Everything the recorder takes in: volumes, markers, and two ZeroMQ subscriptions."""
-
-    inlet: VolumeInlet
-    markers: MarkerInlet | None
-    decoder: Subscriber
-    renderer: Subscriber
-
-    def __post_init__(self) -> None:
-        self.poller = zmq.Poller()
-        self.poller.register(self.decoder.socket, zmq.POLLIN)
-        self.poller.register(self.renderer.socket, zmq.POLLIN)
-
-    def record(
-        self, recording: RecordingWriter, stats: RecorderStats, switch: RecordSwitch
-    ) -> None:
-        """Append everything waiting that ``switch`` says to record (volumes and markers by
-        their stamps, messages by the switch as it is now); count the rest as ``paused``.
-        Waits up to 10 ms for messages."""
-        while (stamp := self.inlet.pull(timeout=0.0)) is not None:
-            if switch.records(stamp):
-                recording.add_volume(self.inlet.values, stamp)
-                stats.volumes += 1
-            else:
-                stats.paused += 1
-        while self.markers is not None and (event := self.markers.pull(timeout=0.0)):
-            if switch.records(event[1]):
-                recording.add_marker(*event)
-                stats.markers += 1
-            else:
-                stats.paused += 1
-        if not switch.recording:
-            stats.paused += self._take_messages(wait_ms=10)
-            return
-        ready = dict(self.poller.poll(10))
-        for sub in (self.decoder, self.renderer):
-            if sub.socket in ready:
-                _record_message(sub, recording, stats)
-
-    def take(self, wait_ms: int) -> int:
-        """Take everything waiting without recording it (so nothing waits on the recorder);
-        how many items."""
-        taken = 0
-        while self.inlet.pull(timeout=0.0) is not None:
-            taken += 1
-        while self.markers is not None and self.markers.pull(timeout=0.0) is not None:
-            taken += 1
-        return taken + self._take_messages(wait_ms)
-
-    def _take_messages(self, wait_ms: int) -> int:
-        taken = 0
-        for socket, _ in self.poller.poll(wait_ms):
-            while True:
-                try:
-                    socket.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                taken += 1
-        return taken
-
-    def close(self) -> None:
-        if self.markers is not None:
-            self.markers.close()
+                log.warning("recording %s at the request of %s", done, request.by)
+        return ControlReply(ok=True, recording=self.recording)
 
 
 def stream_attrs(meta: VolumeStreamMeta) -> dict:
@@ -305,24 +137,302 @@ def _open_markers(config: SessionConfig) -> MarkerInlet | None:
         return None
 
 
-def _record_message(sub: Subscriber, recording: RecordingWriter, stats: RecorderStats) -> None:
-    """Drain one socket's waiting messages into the recording (every message, not the latest)."""
-    while (message := sub.receive(timeout=0.0)) is not None:
-        try:
-            if message.topic == TOPIC_LATENTS:
-                recording.add_latents(message.header, message.arrays["z"], message.arrays["c"])
-                stats.latents += 1
-            elif message.topic == TOPIC_FRAME:
-                recording.add_frame(message.header, message.arrays["image"])
-                stats.frames += 1
-            elif message.topic == TOPIC_STATUS:
-                recording.add_status(message.header)
-                stats.status += 1
-        except (KeyError, TypeError, ValueError) as exc:
-            stats.rejected += 1
-            log.warning(
-                "not recorded: %s message seq %s does not fit the recording: %s",
-                message.topic,
-                message.header.get("seq"),
-                exc,
+class VolumeSource(Protocol):
+    """Volumes with their stamps (a :class:`VolumeInlet`, or a test's fake)."""
+
+    meta: VolumeStreamMeta
+    values: np.ndarray
+
+    def pull(self, timeout: float) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+class MarkerTextSource(Protocol):
+    """Marker samples as sent (a :class:`MarkerInlet`, or a test's fake)."""
+
+    def pull_text(self, timeout: float) -> tuple[str, float] | None: ...
+
+    def close(self) -> None: ...
+
+
+class MessageSource(Protocol):
+    """The ZeroMQ messages to record (:class:`ZmqMessages`, or a test's fake)."""
+
+    def receive(self, wait_ms: int) -> list[Message]:
+        """Every valid message waiting (the first up to ``wait_ms`` away), in arrival order."""
+        ...
+
+    def take(self, wait_ms: int) -> int:
+        """Drop every message waiting; how many."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ZmqMessages:
+    """The decoder's latents and status and the renderer's frames and status, as they come."""
+
+    def __init__(self, config: SessionConfig):
+        curve = config.security
+        self.decoder = Subscriber(
+            config.decoder.latents_endpoint, [TOPIC_LATENTS, TOPIC_STATUS], curve=curve
+        )
+        self.renderer = Subscriber(
+            config.renderer.frames_endpoint, [TOPIC_FRAME, TOPIC_STATUS], curve=curve
+        )
+        self.poller = zmq.Poller()
+        self.poller.register(self.decoder.socket, zmq.POLLIN)
+        self.poller.register(self.renderer.socket, zmq.POLLIN)
+
+    def receive(self, wait_ms: int) -> list[Message]:
+        ready = dict(self.poller.poll(wait_ms))
+        messages = []
+        for sub in (self.decoder, self.renderer):
+            if sub.socket in ready:
+                while (message := sub.receive(timeout=0.0)) is not None:
+                    messages.append(message)
+        return messages
+
+    def take(self, wait_ms: int) -> int:
+        taken = 0
+        for socket, _ in self.poller.poll(wait_ms):
+            while True:
+                try:
+                    socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                taken += 1
+        return taken
+
+    def close(self) -> None:
+        self.decoder.close()
+        self.renderer.close()
+
+
+@dataclass
+class RecorderInputs:
+    """Everything the recorder takes in: volumes, markers and ZeroMQ messages."""
+
+    volumes: VolumeSource
+    markers: MarkerTextSource | None
+    messages: MessageSource
+
+    def record(
+        self, recording: RecordingWriter, counters: RecorderCounters, switch: RecordSwitch
+    ) -> None:
+        """Append everything waiting that ``switch`` says to record (volumes and markers by
+        their stamps, messages by the switch as it is now); count the rest as ``paused``.
+        Waits up to 10 ms for messages."""
+        while (stamp := self.volumes.pull(timeout=0.0)) is not None:
+            if switch.records(stamp):
+                recording.add_volume(self.volumes.values, stamp)
+                counters.volumes += 1
+            else:
+                counters.paused += 1
+        while self.markers is not None and (got := self.markers.pull_text(timeout=0.0)):
+            text, stamp = got
+            if not switch.records(stamp):
+                counters.paused += 1
+                continue
+            try:
+                event = json.loads(text)
+            except json.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict):
+                counters.rejected += 1
+                log.warning("not recorded: a marker that is no JSON object: %.80r", text)
+                continue
+            recording.add_marker(event, stamp)  # as sent: validated by whoever reads it
+            counters.markers += 1
+        if not switch.recording:
+            counters.paused += self.messages.take(wait_ms=10)
+            return
+        for message in self.messages.receive(wait_ms=10):
+            _record_message(message, recording, counters)
+
+    def take(self, wait_ms: int) -> int:
+        """Take everything waiting without recording it (so nothing waits on the recorder);
+        how many items."""
+        taken = 0
+        while self.volumes.pull(timeout=0.0) is not None:
+            taken += 1
+        while self.markers is not None and self.markers.pull_text(timeout=0.0) is not None:
+            taken += 1
+        return taken + self.messages.take(wait_ms)
+
+    def close(self) -> None:
+        for part in (self.markers, self.volumes, self.messages):
+            if part is not None:
+                part.close()
+
+
+def _record_message(
+    message: Message, recording: RecordingWriter, counters: RecorderCounters
+) -> None:
+    """One message into the recording, its header as it arrived (the file keeps what was
+    sent); one that does not fit is counted and logged."""
+    try:
+        if message.topic == TOPIC_LATENTS:
+            recording.add_latents(message.header, message.arrays["z"], message.arrays["c"])
+            counters.latents += 1
+        elif message.topic == TOPIC_FRAME:
+            recording.add_frame(message.header, message.arrays["image"])
+            counters.frames += 1
+        elif message.topic == TOPIC_STATUS:
+            recording.add_status(message.header)
+            counters.status += 1
+    except (KeyError, TypeError, ValueError) as exc:
+        counters.rejected += 1
+        log.warning(
+            "not recorded: %s message seq %s does not fit the recording: %s",
+            message.topic,
+            message.header.get("seq"),
+            exc,
+        )
+
+
+class RecorderNode(Node):
+    """Records a session (see the module docstring)."""
+
+    name = "recorder"
+    working_state = "streaming"
+
+    def __init__(self, config: SessionConfig):
+        self.config = config
+        self.path = config.recording_path
+        self.counters = RecorderCounters(source_id=config.stream.source_id, path=str(self.path))
+        self.switch = RecordSwitch()
+        self.failure: StorageError | None = None
+        self.ctx: NodeContext | None = None
+        self._stack = contextlib.ExitStack()
+        self.inputs: RecorderInputs | None = None
+        self.recording: RecordingWriter | None = None
+        self.control: ControlServer | None = None
+        self.shapes: RecordingShapes | None = None
+        self.model: ModelSpec | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.recorder.status_endpoint
+
+    def prepare(self) -> None:
+        """The shapes to record, from the decoder bundle's metadata."""
+        if self.config.decoder.bundle is None:
+            raise BundleError("the recorder needs decoder.bundle to know the shapes it records")
+        stream, model = DecoderBundle.read_specs(self.config.decoder.bundle)
+        self.model = model
+        self.shapes = RecordingShapes(
+            n_channels=stream.n_channels,
+            z_shape=model.latent_shape,
+            c_shape=model.cond_shape,
+            image_shape=(model.image_size, model.image_size, 3),
+        )
+
+    def open(self, ctx: NodeContext) -> None:
+        config = self.config
+        endpoint = config.recorder.control_endpoint
+        if endpoint is not None:
+            self.control = self._stack.enter_context(ControlServer(endpoint, curve=config.security))
+
+        def waiting() -> None:
+            self._serve()
+            ctx.check_stop()
+
+        with contextlib.ExitStack() as opened:  # closed here only if opening fails
+            messages = ZmqMessages(config)
+            opened.callback(messages.close)
+            ctx.state = "waiting_for_stream"
+            inlet = VolumeInlet.resolve(
+                config.stream.source_id,
+                config.stream.resolve_timeout_s,
+                _BACKLOG_TRS,
+                on_wait=waiting,
             )
+            opened.callback(inlet.close)
+            markers = _open_markers(config)
+            if markers is not None:
+                opened.callback(markers.close)
+            opened.pop_all()  # start() takes them over
+        self.start(ctx, RecorderInputs(inlet, markers, messages))
+
+    def start(self, ctx: NodeContext, inputs: RecorderInputs) -> None:
+        """Record from ``inputs``: the file is created now, with the stream's geometry.
+
+        ZeroMQ messages wait in their sockets meanwhile (none flow before volumes do).
+        """
+        if self.shapes is None:
+            self.prepare()
+        assert self.shapes is not None and self.model is not None
+        self.ctx, self.inputs = ctx, inputs
+        self._stack.callback(inputs.close)
+        config = self.config
+        attrs = {
+            "config": config.model_dump(mode="json"),
+            "bundle_model": self.model.to_json(),
+            "stream": stream_attrs(inputs.volumes.meta),
+        }
+        self.disk = DiskWatch(
+            self.path,
+            low_free_mb=config.recorder.low_disk_mb,
+            low_minutes=config.recorder.low_disk_minutes,
+        )
+        try:
+            self.recording = RecordingWriter(self.path, self.shapes, attrs=attrs)
+        except StorageError as exc:  # no room for even an empty file: the session goes on
+            self._failed(exc)
+            return
+        log.info("recording to %s", self.path)
+
+    def _serve(self) -> None:
+        if self.control is not None:
+            self.control.serve(self.switch.handle)
+
+    def step(self) -> None:
+        """Answer control requests, then record (or, after a failed write, take) what waits."""
+        assert self.ctx is not None and self.inputs is not None, "open() first"
+        self._serve()
+        if self.failure is not None:  # nothing waits on the recorder; it says what is wrong
+            self.counters.unrecorded += self.inputs.take(wait_ms=100)
+            return
+        assert self.recording is not None
+        try:
+            for change in self.switch.changes:  # where the gaps are, and who asked
+                self.recording.add_status(change)
+            self.switch.changes.clear()
+            self.ctx.state = "streaming" if self.switch.recording else "paused"
+            for key, value in self.disk.fields(time.monotonic()).items():
+                setattr(self.counters, key, value)
+            self.inputs.record(self.recording, self.counters, self.switch)
+            self.recording.flush()
+        except StorageError as exc:  # disk full, file size limit: the session goes on
+            self._failed(exc)
+
+    def _failed(self, exc: StorageError) -> None:
+        assert self.ctx is not None
+        self.failure = exc
+        self.switch.refusal = str(exc)
+        self.counters.error, self.counters.errno = str(exc), exc.errno
+        log.error("%s; the session goes on without a recording", exc)
+        self.ctx.state = "write_failed"
+        if self.recording is not None:
+            with contextlib.suppress(StorageError):
+                self.recording.close()  # keeps the file as it was at its last flush
+            self.recording = None
+
+    def close(self) -> None:
+        try:
+            if self.recording is not None:
+                self.recording.close()
+        except StorageError as exc:
+            self.failure = self.failure or exc
+        finally:
+            self.recording = None
+            self._stack.close()
+        if self.failure is not None:
+            raise self.failure  # the node's own last word: what went wrong with its file
+
+
+def run_recorder(config: SessionConfig, stop: threading.Event) -> Any:
+    """Record until ``stop`` is set; returns the counters."""
+    return run_node(RecorderNode(config), stop, config.security)

@@ -281,6 +281,7 @@ class DecoderCounters:
     missed: int = 0  # TRs that never arrived
     duplicates: int = 0  # the last volume again (its stamp and data): not assigned a TR
     out_of_order: int = 0  # volumes stamped before the last one: not assigned a TR
+    bad_markers: int = 0  # marker samples that were no valid marker (dropped, logged)
 
 
 @dataclass

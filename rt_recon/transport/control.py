@@ -2,10 +2,16 @@
 
 A node that takes commands (the recorder: start and stop recording) binds a
 :class:`ControlServer`; a client (the console) calls :func:`request`. Both
-messages are a header only, topic ``control``::
+messages are a header only, topic ``control``, typed as
+:class:`~rt_recon.protocol.ControlRequest` and
+:class:`~rt_recon.protocol.ControlReply`::
 
-    request  {"command": "pause", "by": "console"}
+    request  {"command": "stop", "by": "console"}
     reply    {"ok": true, ...node-specific fields}  or  {"ok": false, "error": "..."}
+
+A request may leave out the framing keys (``protocol``, ``version``,
+``buffers``): ``["control", '{"command": "query"}']`` from a plain ZeroMQ REQ
+socket is a whole request (docs/protocol.md 3.7). Replies always carry them.
 
 CURVE applies as on the PUB/SUB sockets (``curve=config.security``). The
 server answers every request, a malformed one with ``ok: false`` and the
@@ -23,7 +29,14 @@ import zmq
 
 from rt_recon.config import SecuritySection
 from rt_recon.errors import ProtocolError, StreamError
-from rt_recon.protocol import TOPIC_CONTROL, decode_message, encode_message
+from rt_recon.protocol import (
+    SCHEMA_KEY,
+    TOPIC_CONTROL,
+    ControlReply,
+    ControlRequest,
+    decode_message,
+    encode_message,
+)
 from rt_recon.transport.curve import client_keys, configure_client
 from rt_recon.transport.zmq import BoundSocket
 
@@ -32,10 +45,8 @@ log = logging.getLogger(__name__)
 #: A request or reply is a small JSON header; anything larger is refused by libzmq.
 MAX_CONTROL_BYTES = 64 * 1024
 
-#: Header keys every message carries (protocol.encode_message), not part of a reply's content.
-_FRAMING_KEYS = frozenset({"protocol", "version", "buffers"})
-
-Handler = Callable[[dict[str, Any]], Mapping[str, Any]]
+#: A node's answer to one request; a ValueError becomes ``{"ok": false, "error": ...}``.
+Handler = Callable[[ControlRequest], ControlReply]
 
 
 class ControlServer(BoundSocket):
@@ -58,17 +69,17 @@ class ControlServer(BoundSocket):
             wait_ms = 0
             frames = self._socket.recv_multipart(copy=False)
             try:
-                message = decode_message(frames, MAX_CONTROL_BYTES)
+                message = decode_message(frames, MAX_CONTROL_BYTES, require_framing=False)
                 if message.topic != TOPIC_CONTROL:
                     raise ProtocolError(
                         f"expected topic {TOPIC_CONTROL!r}, found {message.topic!r}"
                     )
-                reply = {"ok": True, **handle(message.header)}
+                reply = handle(ControlRequest.from_json(message.header))
             except (ProtocolError, ValueError) as exc:
                 self.malformed += isinstance(exc, ProtocolError)
                 log.warning("control request refused: %s", exc)
-                reply = {"ok": False, "error": str(exc)}
-            self._socket.send_multipart(encode_message(TOPIC_CONTROL, reply), copy=False)
+                reply = ControlReply(ok=False, error=str(exc))
+            self._socket.send_multipart(reply.encode(), copy=False)
             answered += 1
         return answered
 
@@ -97,12 +108,11 @@ def request(
         if not socket.poll(int(timeout * 1000), zmq.POLLIN):
             raise StreamError(f"no reply from {endpoint} within {timeout:g} s (is the node up?)")
         try:
-            reply = decode_message(socket.recv_multipart(copy=False), MAX_CONTROL_BYTES)
+            message = decode_message(socket.recv_multipart(copy=False), MAX_CONTROL_BYTES)
+            reply = ControlReply.from_json(message.header)
         except ProtocolError as exc:
             raise StreamError(f"malformed reply from {endpoint}: {exc}") from None
-        return {
-            k: v for k, v in reply.header.items() if k not in ("protocol", "version", "buffers")
-        }
+        return {k: v for k, v in reply.to_json().items() if k != SCHEMA_KEY}
     except zmq.ZMQError as exc:
         raise StreamError(f"cannot reach {endpoint}: {exc.strerror}") from None
     finally:

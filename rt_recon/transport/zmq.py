@@ -20,6 +20,7 @@ default policy applies, so a non-loopback endpoint without keys is refused.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -101,6 +102,9 @@ class Publisher(BoundSocket):
 
     ``curve``: the config's ``security`` section; where it puts CURVE on
     ``endpoint``, only clients with an authorised key can subscribe.
+
+    Thread-safe: a lock serialises every use of the socket, so a node's work
+    loop and its heartbeat thread (:mod:`rt_recon.nodes.runner`) can both send.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Publisher(BoundSocket):
         # XPUB_VERBOSE: see every subscription, not only the first
         super().__init__(zmq.XPUB, endpoint, context, curve, {zmq.XPUB_VERBOSE: 1})
         self._subscribers: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def subscribers(self, topic: str) -> int:
         """Subscriptions to ``topic`` seen so far (processes pending subscription messages)."""
@@ -138,22 +143,25 @@ class Publisher(BoundSocket):
             self._read_subscriptions(timeout_ms=int(min(remaining, 0.1) * 1000))
 
     def _read_subscriptions(self, timeout_ms: int) -> None:
-        while self._socket.poll(timeout_ms, zmq.POLLIN):
-            event = self._socket.recv()
-            if event and event[0] in (0, 1):
-                topic = event[1:].decode(errors="replace")
-                delta = 1 if event[0] == 1 else -1
-                self._subscribers[topic] = max(0, self._subscribers.get(topic, 0) + delta)
-            timeout_ms = 0
+        with self._lock:
+            while self._socket.poll(timeout_ms, zmq.POLLIN):
+                event = self._socket.recv()
+                if event and event[0] in (0, 1):
+                    topic = event[1:].decode(errors="replace")
+                    delta = 1 if event[0] == 1 else -1
+                    self._subscribers[topic] = max(0, self._subscribers.get(topic, 0) + delta)
+                timeout_ms = 0
 
     def send(
         self, topic: str, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
     ) -> None:
-        self._socket.send_multipart(encode_message(topic, header, arrays), copy=False)
+        self.send_frames(encode_message(topic, header, arrays))
 
     def send_frames(self, frames: Iterable[Any]) -> None:
-        """Send raw frames (used by tests of malformed input)."""
-        self._socket.send_multipart(list(frames), copy=False)
+        """Send one message's frames (a typed message's ``encode()``, or raw frames)."""
+        frames = list(frames)
+        with self._lock:
+            self._socket.send_multipart(frames, copy=False)
 
 
 @dataclass

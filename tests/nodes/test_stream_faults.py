@@ -20,7 +20,7 @@ import pylsl
 import pytest
 
 from rt_recon.acquire.nifti import RecordedRun, load_nifti_run
-from rt_recon.nodes._status import ReadyWatcher
+from rt_recon.nodes.ready import ReadyWatcher
 from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS
 from rt_recon.transport.lsl import VolumeOutlet

@@ -1,0 +1,275 @@
+"""The nodes' per-TR steps, in process: fake inlets and publishers, no process, no socket.
+
+The runner (sockets, heartbeat thread) is tested in tests/nodes/test_runner.py; here
+each node gets a :class:`~rt_recon.nodes.runner.NodeContext` whose publisher collects
+what it sends, and inputs that hand it volumes, markers and messages from lists.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from rt_recon.acquire.nifti import load_nifti_run
+from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.online import OnlineDecoder
+from rt_recon.nodes.decoder import DecoderNode
+from rt_recon.nodes.recorder import RecorderInputs, RecorderNode
+from rt_recon.nodes.renderer import RendererNode
+from rt_recon.nodes.runner import NodeContext
+from rt_recon.protocol import (
+    Frame,
+    Latents,
+    Marker,
+    Message,
+    VolumeStreamMeta,
+    decode_message,
+    encode_marker,
+    onset_tr_from_seconds,
+)
+from rt_recon.record.recording import RecordingReader
+
+
+class Collect:
+    """A publisher that keeps every message it is given, decoded."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def send_frames(self, frames: list) -> None:
+        self.messages.append(decode_message(frames))
+
+    def of(self, topic: str) -> list[Message]:
+        return [m for m in self.messages if m.topic == topic]
+
+
+class ListInlet:
+    """Volumes from a list, each with its stamp, as a VolumeInlet hands them out."""
+
+    def __init__(self, meta: VolumeStreamMeta, volumes, stamps):
+        self.meta = meta
+        self._items = list(zip(volumes, stamps, strict=True))
+        self.values = np.zeros(meta.n_channels, np.float32)
+        self.last_stamp = -np.inf
+        self.closed = False
+
+    def pull(self, timeout: float) -> float | None:
+        if not self._items:
+            return None
+        volume, stamp = self._items.pop(0)
+        self.values = np.asarray(volume, dtype=np.float32)
+        self.last_stamp = stamp
+        return stamp
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ListMarkers:
+    """Marker samples that 'arrive' once the inlet's last volume is within half a TR of them."""
+
+    def __init__(self, inlet: ListInlet, samples: list[tuple[str, float]], interval: float):
+        self._inlet, self._samples, self._interval = inlet, list(samples), interval
+
+    def pull_text(self, timeout: float) -> tuple[str, float] | None:
+        if self._samples and self._samples[0][1] <= self._inlet.last_stamp + self._interval / 2:
+            return self._samples.pop(0)
+        return None
+
+    def pull(self, timeout: float) -> tuple[Marker, float] | None:
+        from rt_recon.protocol import decode_marker
+
+        got = self.pull_text(timeout)
+        return None if got is None else (decode_marker(got[0]), got[1])
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def test_run(small_dataset):
+    files = small_dataset.runs("test")[0]
+    run = load_nifti_run(files.bold, files.events)
+    meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr=run.tr, session="s", run="9")
+    return run, meta
+
+
+def _decoder(node_config, bundle):
+    node, ctx = DecoderNode(node_config, bundle), NodeContext(Collect())
+    return node, ctx
+
+
+def test_the_decoders_step_publishes_exactly_the_offline_latents(node_config, test_run):
+    run, meta = test_run
+    bundle = DecoderBundle.load(node_config.decoder.bundle)
+    node, ctx = _decoder(node_config, bundle)
+    t0 = 1000.0
+    stamps = [t0 + i * run.tr for i in range(len(run.volumes))]
+    inlet = ListInlet(meta, run.volumes, stamps)
+    node.start(ctx, inlet)  # no markers: continuous mode
+    for _ in range(len(run.volumes) + 2):  # two more: nothing left to pull
+        node.step()
+    offline = OnlineDecoder(bundle)
+    expected = [offline.update(v) for v in run.volumes]
+    published = [Latents.from_message(m) for m in ctx.publisher.of("latents")]
+    assert [p.header.tr for p in published] == list(range(len(run.volumes)))
+    for got, want, volume in zip(published, expected, run.volumes, strict=True):
+        np.testing.assert_array_equal(got.z, want["z"])
+        np.testing.assert_array_equal(got.c, want["c"])
+        assert got.header.volume_crc32 == zlib.crc32(volume.astype(np.float32))
+        assert got.header.mode == "continuous" and got.header.trial is None
+        assert got.header.model_fingerprint == bundle.model.fingerprint
+    assert node.counters.published == node.counters.volumes == len(run.volumes)
+    node.close()
+    assert inlet.closed
+
+
+def test_the_decoders_step_takes_trials_from_markers_without_type(node_config, test_run):
+    run, meta = test_run
+    bundle = DecoderBundle.load(node_config.decoder.bundle)
+    node, ctx = _decoder(node_config, bundle)
+    t0 = 50.0
+    inlet = ListInlet(meta, run.volumes, [t0 + i * run.tr for i in range(len(run.volumes))])
+    events = [e for e in run.events if "stimulus_id" in e]
+    samples = [(encode_marker({k: v for k, v in e.items() if k != "type"}), t0 + e["onset"])
+               for e in events]  # fmt: skip
+    samples.insert(1, ("not json", samples[0][1]))  # dropped and counted, not fatal
+    node.start(ctx, inlet, ListMarkers(inlet, samples, run.tr))
+    for _ in range(len(run.volumes)):
+        node.step()
+    headers = [Latents.from_message(m).header for m in ctx.publisher.of("latents")]
+    onsets = {onset_tr_from_seconds(e["onset"], run.tr): int(e["stimulus_id"]) for e in events}
+    complete = {
+        h.trial.onset_tr: h.trial.stimulus_id for h in headers if h.trial and h.trial.complete
+    }
+    assert all(h.mode == "trial" for h in headers)
+    last_tr = len(run.volumes) - 1
+    scored = {o: s for o, s in onsets.items() if o + bundle.window.lag_trs <= last_tr}
+    assert complete == scored  # every trial reached its complete estimate, at its own onset
+    assert node.counters.bad_markers == 1
+
+
+def test_the_decoder_counts_gaps_and_gives_duplicates_no_tr(node_config, test_run):
+    run, meta = test_run
+    node, ctx = _decoder(node_config, DecoderBundle.load(node_config.decoder.bundle))
+    v = run.volumes
+    stamps = [0.0, 1.0, 4.0, 4.0, 5.0]  # TRs 2 and 3 never arrive; the volume at 4 s twice
+    node.start(ctx, ListInlet(meta, [v[0], v[1], v[4], v[4], v[5]], stamps))
+    for _ in range(5):
+        node.step()
+    headers = [Latents.from_message(m).header for m in ctx.publisher.of("latents")]
+    assert [h.tr for h in headers] == [0, 1, 4, 5]
+    assert [h.missed_before for h in headers] == [0, 0, 2, 0]
+    assert (node.counters.missed, node.counters.duplicates, node.counters.volumes) == (2, 1, 5)
+
+
+def _latents_message(node_config, fingerprint: str, *, with_c: bool = True) -> Message:
+    bundle = DecoderBundle.load(node_config.decoder.bundle)
+    from rt_recon.protocol import LatentsHeader, Times
+
+    header = LatentsHeader(
+        seq=0, tr=3, volume_crc32=1, session="s", run="1", model_fingerprint=fingerprint,
+        lag_trs=bundle.window.lag_trs, mode="continuous", times=Times(acquired=1.0, sent=1.01),
+    )  # fmt: skip
+    z = np.zeros(bundle.model.latent_shape, np.float32)
+    c = np.zeros(bundle.model.cond_shape, np.float32)
+    message = Latents(header, z, c)
+    frames = message.encode() if with_c else message.encode()[:-1]
+    if not with_c:
+        head = json.loads(frames[1])
+        head["buffers"] = head["buffers"][:1]
+        frames[1] = json.dumps(head).encode()
+    return decode_message(frames)
+
+
+@pytest.fixture
+def renderer_node(node_config, tmp_path):
+    from rt_recon.render import load_render_model, make_renderer
+
+    config = node_config.with_overrides({"paths.output_dir": str(tmp_path / "out")})
+    model = load_render_model(config.renderer.model)
+    node = RendererNode(config, renderer=make_renderer(model, config))
+    node.prepare()
+    node.ctx = NodeContext(Collect())
+    return node
+
+
+def test_the_renderers_step_renders_and_passes_the_header_on(renderer_node, node_config):
+    fingerprint = renderer_node.model.fingerprint
+    frame = renderer_node.process(_latents_message(node_config, fingerprint), received=1.02)
+    assert frame is not None
+    (sent,) = renderer_node.ctx.publisher.of("frame")
+    back = Frame.from_message(sent)
+    assert back.header.tr == 3 and back.header.model_fingerprint == fingerprint
+    assert back.header.times.render_received == 1.02
+    assert back.image.shape == (*(renderer_node.model.image_size,) * 2, 3)
+    assert (renderer_node.config.paths.output_dir / "frames" / "tr-00003.png").is_file()
+
+
+def test_latents_for_another_model_are_skipped_and_counted_never_rendered(
+    renderer_node, node_config
+):
+    for _ in range(3):
+        assert renderer_node.process(_latents_message(node_config, "someothermodel"), 1.0) is None
+    assert renderer_node.counters.foreign_model == 3
+    assert renderer_node.counters.rendered == 0
+    assert renderer_node.ctx.publisher.messages == []
+    missing_c = _latents_message(node_config, renderer_node.model.fingerprint, with_c=False)
+    assert renderer_node.process(missing_c, 1.0) is None
+    assert renderer_node.counters.malformed == 1
+
+
+class ListMessages:
+    def __init__(self, messages: list[Message]):
+        self._messages = list(messages)
+        self.closed = False
+
+    def receive(self, wait_ms: int) -> list[Message]:
+        out, self._messages = self._messages, []
+        return out
+
+    def take(self, wait_ms: int) -> int:
+        n, self._messages = len(self._messages), []
+        return n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_recorders_step_records_everything_as_sent(node_config, test_run, tmp_path):
+    run, meta = test_run
+    config = node_config.with_overrides({"recorder.path": str(tmp_path / "rec.h5")})
+    node, ctx = RecorderNode(config), NodeContext(Collect())
+    inlet = ListInlet(meta, run.volumes[:6], [10.0 + i for i in range(6)])
+    markers = ListMarkers(
+        inlet,
+        [
+            (encode_marker({"stimulus_id": 3, "onset": 1.0}), 11.0),
+            ('{"stimulus_id": "not a number"}', 12.0),  # malformed for the decoder: kept
+            ("[1, 2]", 13.0),  # no JSON object: not recordable
+        ],
+        interval=1.0,
+    )
+    latents = _latents_message(node_config, "anything")
+    messages = ListMessages([latents])
+    node.start(ctx, RecorderInputs(inlet, markers, messages))
+    for _ in range(8):
+        node.step()
+    node.close()
+    assert messages.closed and inlet.closed
+    with RecordingReader(config.recording_path) as reader:
+        values, stamps = reader.volumes()
+        recorded_markers = reader.markers()
+        headers, _, _ = reader.latents()
+    np.testing.assert_array_equal(values, run.volumes[:6])
+    assert list(stamps) == [10.0 + i for i in range(6)]
+    assert [m for m, _ in recorded_markers] == [
+        {"stimulus_id": 3, "onset": 1.0},  # as sent: no type added
+        {"stimulus_id": "not a number"},
+    ]
+    assert headers[0]["model_fingerprint"] == "anything"
+    c = node.counters
+    assert (c.volumes, c.markers, c.latents, c.rejected) == (6, 2, 1, 1)
