@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,10 +231,22 @@ class ScannerBridge:
 
     ``run(stop)`` blocks until ``stop`` is set (or ``idle_stop`` /
     ``max_volumes`` end it) and returns the :class:`BridgeReport`.
+
+    ``clock`` (seconds, LSL clock by default) is the "now" of the bridge's
+    time decisions: the sequencer's reorder wait (when a gap is given up) and
+    ``idle_stop``. Tests pass a fake clock to drive them without waiting. What
+    is measured stays on the LSL clock: when a file was found complete (the
+    watcher), when a volume was pushed, and so the stamps and latencies.
     """
 
-    def __init__(self, folder, options: BridgeOptions = BridgeOptions()):
+    def __init__(
+        self,
+        folder,
+        options: BridgeOptions = BridgeOptions(),
+        clock: Callable[[], float] = pylsl.local_clock,
+    ):
         self.options = options
+        self._clock = clock
         self.report = BridgeReport()
         self._watcher = FolderWatcher(
             folder,
@@ -247,7 +260,7 @@ class ScannerBridge:
         self._stacker = SliceStacker()
         self._stream: _SeriesStream | None = None
         self._skipped_series: set[str] = set()
-        self._last_new = pylsl.local_clock()
+        self._last_new = clock()
         self._stop = threading.Event()
         #: Set once the folder is being watched (files written from then on are seen by events).
         self.watching = threading.Event()
@@ -266,7 +279,7 @@ class ScannerBridge:
                             f"still incomplete after {self.options.give_up:g} s without a change",
                         )
                     if self._stream is not None:
-                        for volume in self._stream.sequencer.due(pylsl.local_clock()):
+                        for volume in self._stream.sequencer.due(self._clock()):
                             self._stream.push(volume, self.report)
             finally:
                 self._close_stream(linger=True)
@@ -291,7 +304,7 @@ class ScannerBridge:
             self._watcher.failed(path)
             self._unreadable(path.name, str(exc))
             return
-        self._last_new = pylsl.local_clock()
+        self._last_new = self._clock()
         for item in items:
             sources = (item.source,) if isinstance(item, SliceImage) else item.sources
             for source in sources:
@@ -320,7 +333,7 @@ class ScannerBridge:
             self.report.series.append(volume.series_label)
         stream = self._stream
         stream.complete_at[volume.index] = complete_at
-        for ready in stream.sequencer.add(volume, pylsl.local_clock()):
+        for ready in stream.sequencer.add(volume, self._clock()):
             stream.push(ready, self.report)
 
     def _close_stream(self, linger: bool) -> None:
@@ -344,7 +357,7 @@ class ScannerBridge:
         if self._stream is not None:
             deadline = self._stream.sequencer.deadline()
             if deadline is not None:
-                timeout = min(timeout, max(deadline - pylsl.local_clock(), 0.0))
+                timeout = min(timeout, max(deadline - self._clock(), 0.0))
         return timeout
 
     def _finished(self) -> bool:
@@ -352,7 +365,7 @@ class ScannerBridge:
         if o.max_volumes is not None and len(self.report.streamed) >= o.max_volumes:
             return True
         if o.idle_stop is not None and self.report.streamed:
-            return pylsl.local_clock() - self._last_new >= o.idle_stop
+            return self._clock() - self._last_new >= o.idle_stop
         return False
 
 

@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pylsl
 
 from rt_recon.acquire.bridge import BridgeOptions, BridgeReport, ScannerBridge
 from rt_recon.transport.lsl import VolumeInlet
 from tests.conftest import unique
+
+
+class FakeClock:
+    """A clock (seconds) that moves only when the test says so: ``advance(s)``.
+
+    Passed as the bridge's ``clock``, it drives the reorder wait without
+    sleeping. Read from the bridge's thread, written from the test's: a float
+    attribute is read and written whole.
+    """
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Return once ``condition()`` is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"expected {what} within {timeout:g} s; it did not"
+        time.sleep(0.02)
 
 
 class RunningBridge:
@@ -19,7 +48,7 @@ class RunningBridge:
     never fails silently.
     """
 
-    def __init__(self, folder: Path, **overrides):
+    def __init__(self, folder: Path, clock: Callable[[], float] = pylsl.local_clock, **overrides):
         self.source_id = unique("bridge_src")
         options = {
             "name": unique("bridge"),
@@ -28,7 +57,7 @@ class RunningBridge:
             "give_up": 2.0,
             **overrides,
         }
-        self.bridge = ScannerBridge(folder, BridgeOptions(**options))
+        self.bridge = ScannerBridge(folder, BridgeOptions(**options), clock=clock)
         self._stop = threading.Event()
         self._result: dict = {}
         self._thread = threading.Thread(target=self._run, daemon=True)

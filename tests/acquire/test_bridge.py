@@ -17,20 +17,25 @@ import pytest
 
 from rt_recon.acquire.formats import read_file
 from tests.acquire._enhanced_builder import oblique_affine, write_enhanced
-from tests.acquire._harness import RunningBridge
+from tests.acquire._harness import FakeClock, RunningBridge, wait_until
 
 SERIES_UID = "1.2.826.0.1.3680043.8.498.1"
+
+#: The writer's pause between the two halves of a file: well over the poll mode's
+#: ``settle`` (0.2 s here), so a poll does look at the half file, and well under
+#: the events mode's ``settle_without_close`` (2 s), so events wait for the close.
+_WRITER_PAUSE_S = 1.0
 
 
 @pytest.fixture
 def volumes(tmp_path) -> dict[int, Path]:
-    """Six single-volume enhanced DICOM files (XA-style), written outside the watch folder."""
+    """Seven single-volume enhanced DICOM files (XA-style), written outside the watch folder."""
     source = tmp_path / "source"
     source.mkdir()
     rng = np.random.default_rng(7)
     affine = oblique_affine()
     out = {}
-    for index in range(1, 7):
+    for index in range(1, 8):
         data = rng.integers(0, 3000, size=(10, 12, 6)).astype(np.uint16)
         out[index] = write_enhanced(
             source / f"vol_{index:03d}.dcm", data, affine, instance=index, series_uid=SERIES_UID
@@ -61,14 +66,14 @@ def test_a_file_written_in_two_halves_with_a_pause_is_read_only_when_complete(
         target = watch / "vol_001.dcm"
         if reopen:  # the writer closes after the first half and opens again to append
             target.write_bytes(content[:half])
-            time.sleep(1.5)
+            time.sleep(_WRITER_PAUSE_S)  # the scenario itself: a writer that pauses
             with target.open("ab") as fh:
                 fh.write(content[half:])
         else:  # one open handle, a pause between the halves
             with target.open("wb") as fh:
                 fh.write(content[:half])
                 fh.flush()
-                time.sleep(1.5)
+                time.sleep(_WRITER_PAUSE_S)  # the scenario itself: a writer that pauses
                 fh.write(content[half:])
         second_half_done = pylsl.local_clock()
         _drop(volumes[2], watch / "vol_002.dcm")
@@ -95,10 +100,14 @@ def test_a_corrupt_file_is_reported_by_name_and_the_stream_goes_on(tmp_path, vol
         truncated = volumes[4].read_bytes()
         (watch / "vol_004.dcm").write_bytes(truncated[: len(truncated) * 2 // 3])  # never finished
         for index in (5, 6):
-            time.sleep(0.1)
             _drop(volumes[index], watch / f"vol_{index:03d}.dcm")
         stamps, values = bridge.collect(4)
-        time.sleep(2.5)  # the truncated file is given up after give_up (2 s) without change
+        # the truncated file is given up once unchanged for give_up (2 s)
+        wait_until(
+            lambda: "vol_004.dcm" in dict(bridge.bridge.report.unreadable),
+            timeout=10,
+            what="vol_004.dcm reported unreadable",
+        )
         report = bridge.stop()
     assert [v.index for v in report.streamed] == [1, 2, 5, 6]
     for got, index in zip(values, (1, 2, 5, 6), strict=True):
@@ -113,32 +122,52 @@ def test_a_corrupt_file_is_reported_by_name_and_the_stream_goes_on(tmp_path, vol
 
 
 def test_missing_duplicate_late_and_out_of_order_volumes_are_reported(tmp_path, volumes):
+    """The reorder wait runs on a fake clock: it runs out when the test advances it, never before.
+
+    The files are named in the order they are written, so the watcher hands
+    them out in that order however it batches them (events come in order, a
+    batch goes in name order): the sequencer sees the arrival order set here.
+    """
     watch = tmp_path / "export"
     watch.mkdir()
-    with RunningBridge(watch, reorder_wait=0.5) as bridge:
-        _drop(volumes[1], watch / "vol_001.dcm")
-        bridge.collect(1)
-        _drop(volumes[2], watch / "vol_002.dcm")
-        _drop(volumes[4], watch / "vol_004.dcm")
-        time.sleep(0.1)
-        _drop(volumes[3], watch / "vol_003.dcm")  # within the reorder wait: put back in order
-        _drop(volumes[2], watch / "copy_of_002.dcm")  # the same volume again
-        _drop(volumes[6], watch / "vol_006.dcm")  # 5 is late: given up after 0.5 s
-        time.sleep(1.2)
-        _drop(volumes[5], watch / "vol_005.dcm")
-        _, values = bridge.collect(4, timeout=3)
-        time.sleep(0.5)
+    clock = FakeClock()
+    with RunningBridge(watch, clock=clock, reorder_wait=0.5) as bridge:
+        _drop(volumes[1], watch / "01_vol_001.dcm")
+        _, values = bridge.collect(1)
+        _drop(volumes[2], watch / "02_vol_002.dcm")
+        _drop(volumes[4], watch / "03_vol_004.dcm")  # held: 3 is missing
+        _drop(volumes[3], watch / "04_vol_003.dcm")  # after 4, within the wait: put back in order
+        _drop(volumes[2], watch / "05_copy_of_002.dcm")  # the same volume again
+        _drop(volumes[6], watch / "06_vol_006.dcm")  # held: 5 is missing
+        stamps, got = bridge.collect(4, timeout=1.0)
+        values += got
+        # 2, 3, 4 only: 6 waits for 5 while the fake clock stands still, although
+        # the real time passed (over 1 s) is twice the reorder wait
+        assert len(stamps) == 3
+        # the reorder wait runs out: 5 is given up, 6 goes (at the first step, unless
+        # the bridge had not taken 6 yet when the clock moved: then at the next)
+        got = []
+        for _ in range(10):
+            clock.advance(0.5)
+            _, got = bridge.collect(1, timeout=1.0)
+            if got:
+                break
+        values += got
+        _drop(volumes[5], watch / "07_vol_005.dcm")  # late: its slot was given up
+        _drop(volumes[7], watch / "08_vol_007.dcm")
+        _, got = bridge.collect(1)  # 7: so 5 was handled by now
+        values += got
         report = bridge.stop()
-    assert [v.index for v in report.streamed] == [1, 2, 3, 4, 6]
-    for got, index in zip(values, (2, 3, 4, 6), strict=True):
+    assert [v.index for v in report.streamed] == [1, 2, 3, 4, 6, 7]
+    for got, index in zip(values, (1, 2, 3, 4, 6, 7), strict=True):
         np.testing.assert_array_equal(got, _expected(volumes[index]))
     assert report.issues_of("out_of_order") == [3]
     assert report.issues_of("duplicate") == [2]
     assert report.issues_of("missing") == [5]
     assert report.issues_of("late") == [5]
     late = next(i for i in report.issues if i.kind == "late")
-    assert late.file == "vol_005.dcm"
-    assert (watch / "vol_005.dcm").is_file()  # the data stays on disk
+    assert late.file == "07_vol_005.dcm"
+    assert (watch / "07_vol_005.dcm").is_file()  # the data stays on disk
 
 
 def test_files_already_in_the_folder_are_left_alone_unless_asked(tmp_path, volumes):
@@ -188,7 +217,6 @@ def test_nifti_volumes_written_one_per_file_are_streamed_in_canonical_order(tmp_
     with RunningBridge(watch, read=ReadOptions(tr=1.5)) as bridge:
         for t in range(3):
             nib.save(nib.Nifti1Image(data[..., t], affine), watch / f"vol_{t + 1:04d}.nii.gz")
-            time.sleep(0.05)
         meta = bridge.inlet().meta
         _, values = bridge.collect(3)
         report = bridge.stop()

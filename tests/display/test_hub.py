@@ -9,16 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from rt_recon.config import BUDGET_PRESETS_MS
 from rt_recon.display.frames import decode_frame, encode_frame
 from rt_recon.display.hub import ACK_TIMEOUT_S, Client, Hub, waiting_message
 from rt_recon.display.state import AWAY_AFTER_S, ConsoleState
 from rt_recon.errors import ProtocolError
-from rt_recon.evaluate.latency import CPU_BUDGET_MS
 from tests.display._helpers import frame_header, pattern, status_header
 
 
 def _hub(picture_ids=None) -> Hub:
-    return Hub(ConsoleState(CPU_BUDGET_MS), picture_ids=picture_ids)
+    return Hub(ConsoleState(BUDGET_PRESETS_MS["cpu"]), picture_ids=picture_ids)
 
 
 def test_frame_message_round_trips_header_and_pixels():
@@ -165,29 +165,51 @@ def test_console_pictures_carry_the_paired_stimulus_and_its_picture_url():
     assert hub.snapshot(14.0)["pairs"][-1]["truth"]["picture"] is None
 
 
+async def _pump_idle(client: Client, timeout: float = 1.0) -> None:
+    """Return once the pump has done all it will do with what it was woken for.
+
+    The pump clears ``client.wake`` when it takes it up and then, with a
+    ``send`` that does not suspend, runs on to its next wait without yielding:
+    a cleared wake seen from here means it is parked again.
+    """
+
+    async def cleared() -> None:
+        while client.wake.is_set():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(cleared(), timeout)
+
+
 def test_pump_sends_what_is_due_and_waits_for_more():
-    async def scenario() -> list:
+    async def scenario() -> list[list[int]]:
         hub = _hub()
         page = Client("participant")
         hub.clients.add(page)
         sent: list = []
+        seen: list[list[int]] = []
 
         async def send(message) -> None:
             sent.append(message)
 
+        def seqs() -> list[int]:
+            return [decode_frame(m)[0]["seq"] for m in sent]
+
         pump = asyncio.create_task(hub.pump(page, send, clock=lambda: 0.0))
         hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
-        await asyncio.sleep(0.01)
+        await _pump_idle(page)
+        seen.append(seqs())
         hub.on_frame(frame_header(1, 101.0), pattern(1), now=0.0)
         hub.on_frame(frame_header(2, 102.0), pattern(2), now=0.0)
-        await asyncio.sleep(0.01)
+        await _pump_idle(page)
+        seen.append(seqs())  # woken, but picture 0 is not acked: nothing sent
         page.ack()
-        await asyncio.sleep(0.01)
+        await _pump_idle(page)
+        seen.append(seqs())
         hub.close()
         await asyncio.wait_for(pump, timeout=1.0)
-        return sent
+        return seen
 
     # its own thread: Playwright's sync API may hold an event loop in this one
     with ThreadPoolExecutor(max_workers=1) as pool:
-        sent = pool.submit(asyncio.run, scenario()).result(timeout=10)
-    assert [decode_frame(m)[0]["seq"] for m in sent] == [0, 2]
+        seen = pool.submit(asyncio.run, scenario()).result(timeout=10)
+    assert seen == [[0], [0], [0, 2]]
