@@ -3,9 +3,9 @@
 Both get the same model, latents, conditioning, steps and strength; the
 stock pipeline is called as a user would (``StableDiffusionImg2ImgPipeline``
 with ``image=`` latents and ``prompt_embeds=``, ``guidance_scale=0``,
-``output_type="np"``). With ``--onnx``, the same renderer with UNet and VAE
-decoder in ONNX Runtime (CPU provider here; exported once into a cache).
-Run in the same process, medians and ratios reported.
+``output_type="np"``). The renderer runs the torch eager executor; with
+``--onnx`` also the ONNX Runtime executor (CPU provider here; exported once
+into a cache). Run in the same process, medians and ratios reported.
 
     python -m benchmarks.bench_render [--model DIR] [--steps 4] [--strength 1.0] [--repeats 30]
                                       [--onnx]
@@ -22,9 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks._report import Timing, machine, markdown_table, write_json
-from rt_recon.render.embedded import EMBEDDED_DIR
-from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import load_render_model
+from rt_recon.render import EMBEDDED_DIR, Img2ImgRenderer, TorchEagerExecutor, load_render_model
 from rt_recon.render.stock import stock_pipeline
 
 
@@ -50,7 +48,9 @@ def run(
     rng = np.random.default_rng(0)
     z = rng.normal(size=model.latent_shape).astype(np.float32)
     c = rng.normal(size=model.cond_shape).astype(np.float32)
-    renderer = Img2ImgRenderer(model, steps=steps, strength=strength, seed=0)
+    renderer = Img2ImgRenderer(
+        model, steps=steps, strength=strength, seed=0, executor=TorchEagerExecutor(model)
+    )
     pipe = stock_pipeline(model)
     z_t, c_t = torch.from_numpy(z)[None], torch.from_numpy(c)[None]
 
@@ -67,14 +67,18 @@ def run(
 
     rows = [
         Timing.of("diffusers StableDiffusionImg2ImgPipeline (baseline)", _time(stock, repeats)),
-        Timing.of("rt_recon Img2ImgRenderer.render", _time(lambda: renderer.render(z, c), repeats)),
+        Timing.of(
+            "rt_recon Img2ImgRenderer.render, TorchEagerExecutor",
+            _time(lambda: renderer.render(z, c), repeats),
+        ),
     ]
     if onnx:
-        from rt_recon.render.onnx_backend import OnnxImg2ImgRenderer
+        from rt_recon.render import OnnxExecutor
 
         cache = Path(tempfile.gettempdir()) / "rt_recon_bench_onnx"
-        ort_renderer = OnnxImg2ImgRenderer(model, steps, strength, seed=0, cache_dir=cache)
-        name = "rt_recon OnnxImg2ImgRenderer.render (ONNX Runtime, CPU)"
+        executor = OnnxExecutor(model, cache_dir=cache)
+        ort_renderer = Img2ImgRenderer(model, steps, strength, seed=0, executor=executor)
+        name = "rt_recon Img2ImgRenderer.render, OnnxExecutor (ONNX Runtime, CPU)"
         rows.append(Timing.of(name, _time(lambda: ort_renderer.render(z, c), repeats)))
     return {
         "model": str(model_dir),

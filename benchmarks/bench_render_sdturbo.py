@@ -5,12 +5,13 @@ UNet2DConditionModel with blocks (320, 640, 1280, 1280), 1024-dim cross
 attention over 77 tokens, on 4x64x64 latents; the SD VAE decoder; TAESD's
 AutoencoderTiny as the tiny decoder; Euler with trailing timesteps. Cases,
 all in one process: steps 1/2/4 with the VAE and with the tiny decoder, the
-torch backend eager, (``--compile``) torch.compile'd (CUDA graphs on a GPU;
-the compile + warm-up time is reported too) and (``--onnx``) ONNX Runtime,
-and the stock diffusers ``StableDiffusionImg2ImgPipeline`` call as the
-baseline. ``--channels-last`` stores UNet and decoder weights NHWC for every
-case, the stock pipeline's included (they share the modules); SDPA attention
-(``AttnProcessor2_0``) is set explicitly either way.
+renderer with the torch eager executor, (``--compile``) the torch.compile
+executor (CUDA graphs on a GPU; the compile + warm-up time is reported too)
+and (``--onnx``) the ONNX Runtime executor, and the stock diffusers
+``StableDiffusionImg2ImgPipeline`` call as the baseline. ``--channels-last``
+stores UNet and decoder weights NHWC for every case, the stock pipeline's
+included (they share the modules); SDPA attention (``AttnProcessor2_0``) is
+set explicitly either way.
 
     python -m benchmarks.bench_render_sdturbo [--device cuda --dtype float16] [--compile]
                                               [--channels-last] [--onnx] [--json OUT]
@@ -31,8 +32,13 @@ import numpy as np
 import torch
 
 from benchmarks._report import Timing, machine, markdown_table, write_json
-from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import RenderModel, prepare_for_inference
+from rt_recon.render import (
+    Img2ImgRenderer,
+    RenderModel,
+    TorchCompiledExecutor,
+    TorchEagerExecutor,
+)
+from rt_recon.render.model import prepare_for_inference
 from rt_recon.render.stock import stock_pipeline
 
 
@@ -152,7 +158,10 @@ def run(
         )
         for label, decoder in (("VAE", None), ("tiny AE", tiny)):
             model.tiny_decoder = decoder
-            renderer = Img2ImgRenderer(model, steps=steps, strength=1.0)
+            # an executor decodes with what model.decoder is when it is built (VAE or tiny AE)
+            renderer = Img2ImgRenderer(
+                model, steps=steps, strength=1.0, executor=TorchEagerExecutor(model)
+            )
             rows.append(
                 Timing.of(
                     f"{steps} step: rt_recon torch, {label}",
@@ -161,7 +170,9 @@ def run(
             )
             if compile:
                 start = time.perf_counter()
-                compiled = Img2ImgRenderer(model, steps=steps, strength=1.0, compile=True)
+                compiled = Img2ImgRenderer(
+                    model, steps=steps, strength=1.0, executor=TorchCompiledExecutor(model)
+                )
                 compile_s[f"{steps} step, {label}"] = time.perf_counter() - start
                 rows.append(
                     Timing.of(
@@ -171,10 +182,11 @@ def run(
                 )
                 del compiled
             if onnx:
-                from rt_recon.render.onnx_backend import OnnxImg2ImgRenderer
+                from rt_recon.render import OnnxExecutor
 
                 cache = Path(tempfile.gettempdir()) / "rt_recon_bench_onnx"
-                ort_renderer = OnnxImg2ImgRenderer(model, steps, 1.0, cache_dir=cache)
+                executor = OnnxExecutor(model, cache_dir=cache)
+                ort_renderer = Img2ImgRenderer(model, steps, 1.0, executor=executor)
                 rows.append(
                     Timing.of(
                         f"{steps} step: rt_recon ONNX Runtime, {label}",

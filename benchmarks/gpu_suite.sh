@@ -7,12 +7,14 @@
 # device; onnxruntime-gpu (pip install -e '.[gpu]') for the ONNX Runtime rows.
 # Writes to OUT_DIR:
 #   environment.json              torch / CUDA / GPU / onnxruntime versions and providers
-#   test_gpu.xml, test_gpu.txt    tests/render/test_gpu.py (fp16/bf16 + compile +
-#                                 channels_last vs fp32 eager, no host sync, ORT CUDA + IO binding)
+#   test_gpu.xml, test_gpu.txt    tests/render/test_gpu.py (fp16/bf16 + compiled executor +
+#                                 channels_last vs fp32 eager, no host sync, ONNX executor on
+#                                 ORT's CUDA provider with IO binding)
 #   sdturbo_fp16.json/.md         SD-Turbo-size model at 512², float16, 1/2/4 steps, VAE and
-#                                 tiny AE: stock diffusers pipeline, rt_recon torch eager,
-#                                 torch compiled (CUDA graphs, with compile time), ONNX Runtime
-#   sdturbo_fp16_channels_last.json/.md   the same torch cases with channels_last weights
+#                                 tiny AE: stock diffusers pipeline, then rt_recon's renderer
+#                                 with each executor: torch eager, torch compiled (CUDA graphs,
+#                                 with compile time), ONNX Runtime
+#   sdturbo_fp16_channels_last.json/.md   the same torch executors with channels_last weights
 # Each step runs even if an earlier one failed; the exit status is non-zero if any did.
 # Expect roughly 10-20 minutes on one H100-class GPU (most of it compiling and exporting).
 set -uo pipefail

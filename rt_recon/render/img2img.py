@@ -12,17 +12,24 @@ cortex), without classifier-free guidance (SD-Turbo-style):
 3. for each timestep: ``scale_model_input`` -> UNet -> ``scheduler.step``;
 4. VAE-decode ``latents / scaling_factor`` to pixels.
 
+:class:`Img2ImgRenderer` owns that scheduler math; a
+:class:`~rt_recon.render.executor.NetworkExecutor` passed to it runs the
+two networks (torch eager by default, torch compiled, or ONNX Runtime).
 Everything that does not depend on the TR (timesteps, noise, the noising
-coefficients, scheduler state) is prepared once in ``__init__``.
+coefficients, the scheduler's setup) is prepared once in ``__init__``. The
+scheduler is used through its public API only (``set_timesteps``,
+``set_begin_index``, ``add_noise``, ``scale_model_input``, ``step``).
 
 Host synchronisation. A frame costs one host-to-device copy of ``z`` and ``c``
 before the loop and one device-to-host copy of the picture after it
 (:meth:`Img2ImgRenderer.render`); nothing inside the loop waits for the
-device, with Euler (SD-Turbo's and the embedded model's scheduler):
+device, with Euler (SD-Turbo's and the embedded model's scheduler) and a
+torch executor:
 
-- the timesteps stay on the device and the scheduler is reset by its step
-  index alone (no ``set_timesteps`` per frame: its numpy work and two
-  host-to-device copies happen once);
+- the scheduler is prepared once (``set_timesteps``, ``set_begin_index``;
+  the timesteps stay on the device) and each frame steps a shallow copy of
+  it (no ``set_timesteps`` per frame: its numpy work and two host-to-device
+  copies happen once; a copy is a Python dict copy);
 - noising is ``keep * z + noise_term``, both tensors computed once with the
   scheduler's own ``add_noise`` (``add_noise`` is linear in latents and noise),
   instead of an ``add_noise`` call that copies the sigma table to the device
@@ -35,14 +42,13 @@ device, with Euler (SD-Turbo's and the embedded model's scheduler):
 
 What remains: other schedulers are reset with ``set_timesteps`` every frame;
 a scheduler without ``set_begin_index`` looks its first step up with
-``nonzero().item()`` (a device sync); the ONNX backend synchronises around
+``nonzero().item()`` (a device sync); the ONNX executor synchronises around
 every ONNX Runtime call (see ``onnx_backend``).
 """
 
 from __future__ import annotations
 
-import logging
-import time
+import copy
 from collections.abc import Hashable
 from typing import Any
 
@@ -50,23 +56,49 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from rt_recon.errors import ConfigError, ModelError, ShapeMismatchError
+from rt_recon.errors import ConfigError, ShapeMismatchError
+from rt_recon.render.executor import NetworkExecutor, TorchEagerExecutor
 from rt_recon.render.model import RenderModel
 
-log = logging.getLogger(__name__)
+#: Schedulers a frame may step as a shallow copy of the one prepared once. Checked in
+#: diffusers' source (0.42): EulerDiscreteScheduler's ``scale_model_input`` and ``step``
+#: only rebind attributes on the instance (``_step_index``, set from ``begin_index`` on the
+#: first call and advanced by each ``step``; ``is_scale_input_called``) and never write
+#: into a tensor or container it holds (``sigmas`` and ``timesteps`` are only read; results
+#: are new tensors). So copies can share the prepared tensors, and a frame never changes
+#: the prepared scheduler. Others are set up again every frame (some keep state in lists
+#: they mutate in place, e.g. DPMSolverMultistep's ``model_outputs``, which a shallow copy
+#: would share).
+_COPY_PER_FRAME = frozenset({"EulerDiscreteScheduler"})
 
-#: Schedulers whose only per-frame state is the step index (checked in diffusers' source:
-#: ``step`` and ``scale_model_input`` change nothing else), so a frame can start by resetting
-#: it instead of calling ``set_timesteps`` again.
-_STEP_INDEX_ONLY = frozenset({"EulerDiscreteScheduler"})
+
+def kept_steps(steps: int, strength: float) -> int:
+    """UNet calls of a frame, as the img2img pipeline counts them: ``int(steps * strength)``."""
+    return min(int(steps * strength), steps)
+
+
+def check_settings(steps: int, strength: float, blend: float) -> None:
+    """Raise :class:`ConfigError` unless the settings give a frame at least one step and
+    ``blend`` is in [0, 1) (before anything costly, e.g. an executor's export, is built)."""
+    if not 0.0 <= blend < 1.0:
+        raise ConfigError(f"renderer.blend must be in [0, 1), found {blend!r}")
+    if kept_steps(steps, strength) < 1:
+        raise ConfigError(
+            f"renderer: steps * strength must reach at least one step, found "
+            f"{steps} * {strength} -> {steps * strength:g}"
+        )
 
 
 class Img2ImgRenderer:
     """Renders one picture per call: ``render(z, c) -> (H, W, 3) uint8``.
 
-    ``blend`` in [0, 1): latent blending between TRs (see :meth:`init_latents`).
-    ``compile``: ``torch.compile`` the UNet and the decoder and warm them up
-    here, so the first TR is as fast as the rest (see ``_compile``).
+    ``steps``, ``strength``: the img2img pipeline's ``num_inference_steps`` and
+    ``strength`` (``int(steps * strength)`` UNet calls per frame). ``seed``:
+    of the session's fixed noise. ``blend`` in [0, 1): latent blending between
+    TRs (see :meth:`init_latents`). ``executor``: what runs the UNet and the
+    decoder (default :class:`~rt_recon.render.executor.TorchEagerExecutor`);
+    it is prepared here (a compiling executor compiles and warms up, so the
+    first TR is as fast as the rest).
     """
 
     def __init__(
@@ -76,25 +108,25 @@ class Img2ImgRenderer:
         strength: float,
         seed: int = 0,
         blend: float = 0.0,
-        compile: bool = False,
+        *,
+        executor: NetworkExecutor | None = None,
     ):
-        if not 0.0 <= blend < 1.0:
-            raise ConfigError(f"renderer.blend must be in [0, 1), found {blend!r}")
+        check_settings(steps, strength, blend)
         self.model = model
+        self.executor: NetworkExecutor = (
+            executor if executor is not None else TorchEagerExecutor(model)
+        )
         self.steps = steps
         self.strength = strength
         self.blend = float(blend)
-        self.scheduler = model.scheduler.__class__.from_config(model.scheduler.config)
+        #: The scheduler prepared once; frames step copies of it (or reset it, see
+        #: :data:`_COPY_PER_FRAME`).
+        self.scheduler: Any = model.scheduler.__class__.from_config(model.scheduler.config)
         self.scheduler.set_timesteps(steps, device=model.device)
-        kept = min(int(steps * strength), steps)
-        if kept < 1:
-            raise ConfigError(
-                f"renderer: steps * strength must reach at least one step, found "
-                f"{steps} * {strength} -> {steps * strength:g}"
-            )
-        self._begin = (steps - kept) * self.scheduler.order
+        self._begin = (steps - kept_steps(steps, strength)) * self.scheduler.order
         self.timesteps = self.scheduler.timesteps[self._begin :]
-        self._index_reset = type(self.scheduler).__name__ in _STEP_INDEX_ONLY
+        self._copy_per_frame = type(self.scheduler).__name__ in _COPY_PER_FRAME
+        self._set_begin(self.scheduler)
         generator = torch.Generator(device=model.device).manual_seed(seed)
         self.noise = randn_tensor(
             (1, *model.latent_shape), generator=generator, device=model.device, dtype=model.dtype
@@ -102,33 +134,34 @@ class Img2ImgRenderer:
         # add_noise(x, n, t) is a_t * x + b_t * n in every diffusers scheduler (Euler: a_t = 1,
         # b_t = sigma_t): keep a_t and b_t * noise, computed by add_noise itself, so a frame
         # needs no add_noise call and gets the same numbers.
-        self._set_begin()
         zeros, first = torch.zeros_like(self.noise), self.timesteps[:1]
         self._keep = self.scheduler.add_noise(torch.ones_like(self.noise), zeros, first)
         self._noise_term = self.scheduler.add_noise(zeros, self.noise, first)
         self._previous: torch.Tensor | None = None  # the last init latent, for blending
         self._run_id: Hashable = None
-        self._unet_fn: Any = model.unet
-        self._decode_fn: Any = model.decoder.decode
-        self._cudagraphs = False  # outputs live in CUDA-graph buffers reused by the next call
-        self.compiled = False
-        if compile:
-            self._compile()
+        self.executor.prepare(self.warm_up)
 
     @property
     def n_unet_calls(self) -> int:
         return len(self.timesteps)
 
-    def _set_begin(self) -> None:
-        if hasattr(self.scheduler, "set_begin_index"):
-            self.scheduler.set_begin_index(self._begin)
+    def _set_begin(self, scheduler: Any) -> None:
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(self._begin)
 
-    def _reset_scheduler(self) -> None:
-        if self._index_reset:
-            self.scheduler._step_index = None  # all the state a frame leaves behind
-        else:
-            self.scheduler.set_timesteps(self.steps, device=self.model.device)
-        self._set_begin()
+    def _frame_scheduler(self) -> Any:
+        """A scheduler at the first kept timestep, for one frame to step through.
+
+        Euler: a shallow copy of :attr:`scheduler` (what a frame changes, the
+        step index, is rebound on the copy; the tensors are shared and only
+        read). Other schedulers: :attr:`scheduler` itself, set up again with
+        ``set_timesteps`` and ``set_begin_index``, as the pipeline does per call.
+        """
+        if self._copy_per_frame:
+            return copy.copy(self.scheduler)
+        self.scheduler.set_timesteps(self.steps, device=self.model.device)
+        self._set_begin(self.scheduler)
+        return self.scheduler
 
     def reset(self) -> None:
         """Forget the previous TR's init latent (a new run: blending starts afresh)."""
@@ -152,71 +185,6 @@ class Img2ImgRenderer:
             latents = (1.0 - self.blend) * latents + self.blend * self._previous
         self._previous = latents.clone()  # the caller may reuse its tensor
         return latents
-
-    def _unet(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """One UNet call: noise prediction ``(1, C, h, w)``."""
-        if self._cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()  # the last output has been consumed
-        if self.compiled:
-            sample = sample.contiguous()  # one memory format: no recompile on strides
-        return self._unet_fn(sample, t, encoder_hidden_states=cond, return_dict=False)[0]
-
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Unscaled latents ``(1, C, h, w)`` -> picture ``(1, 3, H, W)`` in [-1, 1]."""
-        if self._cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        if self.compiled:
-            latents = latents.contiguous()
-        image = self._decode_fn(latents, return_dict=False)[0]
-        # a CUDA-graph output is overwritten by the next frame: hand out a copy
-        return image.clone() if self._cudagraphs else image
-
-    def _compile(self) -> None:
-        """Compile UNet and decoder (static shapes) and warm them up: a :class:`ModelError`
-        here, at startup, if the toolchain is missing or compilation fails.
-
-        ``fullgraph=True`` first; a graph break falls back to ``fullgraph=False``
-        with a warning. On CUDA (CUDA graphs) the warm-up renders three frames:
-        inductor's CUDA-graph trees run once eagerly, record on the second call
-        and replay from the third.
-        """
-        from rt_recon.render._compile import check_toolchain, compile_network, describe_failure
-
-        device = self.model.device
-        check_toolchain(device)
-        started = time.perf_counter()
-        for fullgraph in (True, False):
-            self._unet_fn = compile_network(self.model.unet, device, fullgraph)
-            self._decode_fn = compile_network(self.model.decoder.decode, device, fullgraph)
-            self.compiled = True
-            self._cudagraphs = device.type == "cuda"
-            try:
-                self.warm_up(3 if self._cudagraphs else 1)
-                break
-            except torch._dynamo.exc.Unsupported as exc:
-                if not fullgraph:
-                    raise ModelError(
-                        f"renderer.compile: torch.compile cannot trace the render model "
-                        f"({describe_failure(exc)}); set renderer.compile: false"
-                    ) from exc
-                log.warning(
-                    "renderer.compile: the UNet or decoder does not trace as one graph (%s); "
-                    "compiling with graph breaks",
-                    describe_failure(exc),
-                )
-            except Exception as exc:
-                raise ModelError(
-                    f"renderer.compile: torch.compile of the UNet and decoder failed on "
-                    f"{device} ({describe_failure(exc)}); fix the toolchain it names or set "
-                    "renderer.compile: false"
-                ) from exc
-        log.info(
-            "renderer.compile: UNet and decoder compiled (mode %s, fullgraph %s, static shapes) "
-            "and warmed up in %.1f s",
-            "reduce-overhead (CUDA graphs)" if self._cudagraphs else "default",
-            fullgraph,
-            time.perf_counter() - started,
-        )
 
     def warm_up(self, frames: int = 1) -> None:
         """Render ``frames`` frames of zeros (kernels picked, graphs captured); the
@@ -254,13 +222,13 @@ class Img2ImgRenderer:
         renderer remembers ``latents`` for the next call (:meth:`init_latents`).
         """
         latents = self.init_latents(latents)
-        self._reset_scheduler()
+        scheduler = self._frame_scheduler()
         latents = latents * self._keep + self._noise_term  # = scheduler.add_noise(...)
         for t in self.timesteps:
-            model_input = self.scheduler.scale_model_input(latents, t)
-            noise_pred = self._unet(model_input, t, cond)
-            latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-        return self._decode(latents / self.model.decoder_scaling)
+            model_input = scheduler.scale_model_input(latents, t)
+            noise_pred = self.executor.unet(model_input, t, cond)
+            latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        return self.executor.decode(latents / self.model.decoder_scaling)
 
     def render(self, z: np.ndarray, c: np.ndarray, run_id: Hashable = None) -> np.ndarray:
         """Decoded ``z (C, h, w)`` and ``c (L, D)`` -> picture ``(H, W, 3)`` uint8.

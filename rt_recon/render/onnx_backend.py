@@ -1,17 +1,17 @@
-"""ONNX Runtime backend: the same img2img loop, with the UNet and VAE decoder run by ORT.
+"""The ONNX Runtime executor: the UNet and the latent decoder run by ORT.
 
 The two networks are exported once per model (``torch.onnx.export``, the
 dynamo exporter) into ``<cache>/onnx/<fingerprint>/`` and reused. The
-scheduler arithmetic stays in torch: it is a handful of element-wise ops on
-one latent. Execution providers: CUDA when onnxruntime-gpu sees a GPU
-(inputs and outputs bound to device memory with IO binding, so no host
-copies inside the loop), CPU otherwise.
+renderer's scheduler arithmetic stays in torch: it is a handful of
+element-wise ops on one latent. Execution providers: CUDA when
+onnxruntime-gpu sees a GPU (inputs and outputs bound to device memory with
+IO binding, so no host copies inside the loop), CPU otherwise.
 
 On CUDA, ONNX Runtime runs on its own stream, so every call synchronises:
 torch's stream before it (the inputs are written) and ORT's outputs after it
 (``synchronize_outputs``, before torch reads them). These host syncs, two per
-network call, are the ONNX backend's price; the torch backend has none inside
-the loop.
+network call, are the ONNX executor's price; the torch executors have none
+inside the loop.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rt_recon.errors import ModelError
-from rt_recon.render.img2img import Img2ImgRenderer
+from rt_recon.render.executor import WarmUp
 from rt_recon.render.model import RenderModel
 
 log = logging.getLogger(__name__)
@@ -117,18 +117,18 @@ def _providers(device: torch.device) -> list[str | tuple[str, dict[str, Any]]]:
     return ["CPUExecutionProvider"]
 
 
-class OnnxImg2ImgRenderer(Img2ImgRenderer):
-    """:class:`Img2ImgRenderer` with the UNet and VAE decoder in ONNX Runtime."""
+class OnnxExecutor:
+    """UNet and VAE decoder in ONNX Runtime sessions (CUDA provider on a GPU, else CPU).
 
-    def __init__(
-        self,
-        model: RenderModel,
-        steps: int,
-        strength: float,
-        seed: int = 0,
-        cache_dir: str | Path = "~/.cache/rt_recon",
-        blend: float = 0.0,
-    ):
+    Building it exports the networks of ``model`` into ``cache_dir`` unless an
+    export of that model is already there (:func:`export_model`) and opens one
+    session per network. Inputs and outputs are torch tensors on the model's
+    device, as for every executor.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: RenderModel, cache_dir: str | Path = "~/.cache/rt_recon"):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -136,7 +136,10 @@ class OnnxImg2ImgRenderer(Img2ImgRenderer):
                 "renderer.backend is onnx but onnxruntime is not installed "
                 "(pip install onnxruntime, or onnxruntime-gpu for CUDA)"
             ) from None
-        super().__init__(model, steps, strength, seed, blend=blend)
+        self._np_dtype = _NP_DTYPES.get(model.dtype)
+        if self._np_dtype is None:
+            raise ModelError(f"the ONNX backend runs float32 or float16, not {model.dtype}")
+        self.model = model
         folder = export_model(model, Path(cache_dir).expanduser())
         providers = _providers(model.device)
         options = ort.SessionOptions()
@@ -152,9 +155,6 @@ class OnnxImg2ImgRenderer(Img2ImgRenderer):
         self._image_shape = (
             tuple(shape) if all(isinstance(d, int) for d in shape) else (1, 3, side, side)
         )
-        self._np_dtype = _NP_DTYPES.get(model.dtype)
-        if self._np_dtype is None:
-            raise ModelError(f"the ONNX backend runs float32 or float16, not {model.dtype}")
 
     def _run(
         self, session: Any, inputs: dict[str, torch.Tensor], out_shape: tuple[int, ...]
@@ -190,10 +190,13 @@ class OnnxImg2ImgRenderer(Img2ImgRenderer):
         binding.synchronize_outputs()  # ORT has written ``out``
         return out
 
-    def _unet(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def unet(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         step = t.reshape(1).to(torch.float32)
         inputs = {"sample": sample, "timestep": step, "cond": cond}
         return self._run(self._unet_session, inputs, tuple(sample.shape))
 
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self._run(self._vae_session, {"latents": latents}, self._image_shape)
+
+    def prepare(self, warm_up: WarmUp) -> None:
+        return None  # exported and loaded when built; ORT picks its kernels on the first run

@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from rt_recon.evaluate.metrics import pixcorr, pixel_features, two_way_identification
-from rt_recon.render.embedded import EMBEDDED_DIR
-from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import load_render_model
-from rt_recon.render.targets import encode_captions, encode_images
-from simulators.world import StimulusWorld
+from rt_recon.render import (
+    EMBEDDED_DIR,
+    Img2ImgRenderer,
+    encode_captions,
+    encode_images,
+    load_render_model,
+)
+from rt_recon.simulators.world import StimulusWorld
 
 
 @pytest.fixture(scope="module")

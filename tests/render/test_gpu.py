@@ -1,6 +1,7 @@
-"""The renderer on a CUDA device: reduced precision, torch.compile (CUDA graphs) and
-channels_last against float32 eager; no host sync inside the loop; ONNX Runtime's CUDA
-provider with IO binding. Skipped where no CUDA device (or no onnxruntime-gpu) is present.
+"""The renderer on a CUDA device: reduced precision, the torch.compile executor (CUDA
+graphs) and channels_last against float32 eager; no host sync inside the loop; the ONNX
+Runtime executor on the CUDA provider with IO binding. Skipped where no CUDA device (or no
+onnxruntime-gpu) is present.
 
     pytest -m gpu tests/render/test_gpu.py
 """
@@ -11,8 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import load_render_model
+from rt_recon.render import (
+    Img2ImgRenderer,
+    NetworkExecutor,
+    RenderModel,
+    TorchCompiledExecutor,
+    TorchEagerExecutor,
+    load_render_model,
+)
 
 pytestmark = [
     pytest.mark.gpu,
@@ -31,6 +38,10 @@ TOLERANCE = {  # dtype -> (max abs, mean abs)
 #: ONNX Runtime's CUDA kernels (TF32 convolutions by default) against torch, float32.
 ONNX_TOLERANCE = (2e-2, 2e-3)
 STEPS, STRENGTH, SEED = 4, 0.75, 3
+
+
+def _executor(model: RenderModel, compile: bool) -> NetworkExecutor:
+    return TorchCompiledExecutor(model) if compile else TorchEagerExecutor(model)
 
 
 def _inputs(model, seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,9 +82,10 @@ def test_fast_paths_match_float32_eager(tiny_model_dir, reference, dtype, compil
         tiny_model_dir, device="cuda", dtype=dtype, channels_last=channels_last
     )
     assert model.attention["unet"] == "AttnProcessor2_0"
-    renderer = Img2ImgRenderer(model, STEPS, STRENGTH, seed=SEED, compile=compile)
-    assert renderer.compiled is compile
-    assert renderer._cudagraphs is compile  # CUDA graphs ("reduce-overhead") on CUDA
+    executor = _executor(model, compile)
+    renderer = Img2ImgRenderer(model, STEPS, STRENGTH, seed=SEED, executor=executor)
+    if compile:  # CUDA graphs ("reduce-overhead") on CUDA
+        assert executor.cudagraphs and executor.fullgraph is not None
     frames = {s: renderer.render_tensor(*_inputs(model, s, model.dtype)) for s in (1, 2)}
     for s in (1, 2):  # the first frame is still intact after the second was rendered
         _assert_close(frames[s], expected[s], dtype)
@@ -85,7 +97,8 @@ def test_no_host_sync_inside_a_frame(tiny_model_dir, compile):
     """With the inputs on the device, a whole frame (blending, noising, every step and
     the decode) runs without one device synchronisation."""
     model = load_render_model(tiny_model_dir, device="cuda", dtype="float16", channels_last=True)
-    renderer = Img2ImgRenderer(model, STEPS, STRENGTH, seed=SEED, blend=0.3, compile=compile)
+    executor = _executor(model, compile)
+    renderer = Img2ImgRenderer(model, STEPS, STRENGTH, seed=SEED, blend=0.3, executor=executor)
     inputs = [_inputs(model, s, model.dtype) for s in (1, 2, 3)]
     renderer.render_tensor(*inputs[0])  # warm: kernels picked, blending state set
     torch.cuda.synchronize()
@@ -99,14 +112,15 @@ def test_no_host_sync_inside_a_frame(tiny_model_dir, compile):
     assert torch.isfinite(image).all()
 
 
-def test_onnx_backend_runs_on_the_cuda_provider_with_io_binding(reference, tmp_path):
-    ort = pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime-gpu")
+def test_onnx_executor_runs_on_the_cuda_provider_with_io_binding(reference, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the ONNX executor needs onnxruntime-gpu")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip(f"onnxruntime has no CUDA provider ({ort.get_available_providers()})")
-    from rt_recon.render.onnx_backend import OnnxImg2ImgRenderer
+    from rt_recon.render import OnnxExecutor
 
     model, expected = reference
-    renderer = OnnxImg2ImgRenderer(model, STEPS, STRENGTH, seed=SEED, cache_dir=tmp_path)
+    executor = OnnxExecutor(model, cache_dir=tmp_path)
+    renderer = Img2ImgRenderer(model, STEPS, STRENGTH, seed=SEED, executor=executor)
 
     class Spy:
         """Records which session methods the renderer uses."""
@@ -118,14 +132,14 @@ def test_onnx_backend_runs_on_the_cuda_provider_with_io_binding(reference, tmp_p
             self.used.append(name)
             return getattr(self.session, name)
 
-    sessions = {"unet": renderer._unet_session, "vae": renderer._vae_session}
+    sessions = {"unet": executor._unet_session, "vae": executor._vae_session}
     for name, session in sessions.items():
         assert session.get_providers()[0] == "CUDAExecutionProvider", name
-    renderer._unet_session, renderer._vae_session = Spy(sessions["unet"]), Spy(sessions["vae"])
+    executor._unet_session, executor._vae_session = Spy(sessions["unet"]), Spy(sessions["vae"])
     got = renderer.render_tensor(*_inputs(model, 1, torch.float32))
-    for spy in (renderer._unet_session, renderer._vae_session):
+    for spy in (executor._unet_session, executor._vae_session):
         assert "run_with_iobinding" in spy.used and "run" not in spy.used
-    assert renderer._unet_session.used.count("run_with_iobinding") == renderer.n_unet_calls
+    assert executor._unet_session.used.count("run_with_iobinding") == renderer.n_unet_calls
     assert got.device.type == "cuda"
     diff = (got - expected[1]).abs()
     assert diff.max().item() <= ONNX_TOLERANCE[0] and diff.mean().item() <= ONNX_TOLERANCE[1]

@@ -1,4 +1,5 @@
-"""The renderer against diffusers' own img2img pipeline, on a tiny random model."""
+"""The renderer (torch eager executor) against diffusers' own img2img pipeline, on a tiny
+random model."""
 
 import shutil
 
@@ -7,8 +8,13 @@ import pytest
 import torch
 
 from rt_recon.errors import ConfigError, ModelError, ShapeMismatchError
-from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import check_model_dir, load_render_model, model_fingerprint
+from rt_recon.render import (
+    Img2ImgRenderer,
+    TorchEagerExecutor,
+    check_model_dir,
+    load_render_model,
+    model_fingerprint,
+)
 from rt_recon.render.stock import stock_frame, stock_pipeline
 
 
@@ -24,7 +30,9 @@ def test_frame_equals_stock_img2img_pipeline(model, steps, strength):
     c = rng.normal(size=model.cond_shape).astype(np.float32)
     pipe = stock_pipeline(model)
     expected = stock_frame(pipe, z, c, steps, strength, 11)
-    renderer = Img2ImgRenderer(model, steps=steps, strength=strength, seed=11)
+    renderer = Img2ImgRenderer(
+        model, steps=steps, strength=strength, seed=11, executor=TorchEagerExecutor(model)
+    )
     with torch.inference_mode():
         ours = renderer.render_tensor(torch.from_numpy(z)[None], torch.from_numpy(c)[None])
     ours = (ours / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)[0].numpy()
@@ -70,9 +78,11 @@ def test_bad_latents_are_refused_with_both_shapes(model, z_shape, c_shape, dtype
         renderer.render(z, c)
 
 
-def test_strength_too_low_for_any_step(model):
+def test_strength_too_low_for_any_step_and_blend_out_of_range(model):
     with pytest.raises(ConfigError, match="at least one step"):
         Img2ImgRenderer(model, steps=2, strength=0.4)
+    with pytest.raises(ConfigError, match=r"blend must be in \[0, 1\), found 1.0"):
+        Img2ImgRenderer(model, steps=2, strength=0.5, blend=1.0)
 
 
 def test_missing_and_incomplete_model_dirs_name_the_component(tiny_model_dir, tmp_path):

@@ -1,5 +1,6 @@
 """Production-renderer options on the CPU: SDPA attention, channels_last, latent blending,
-per-frame host work, and torch.compile (static shapes), each against the eager frame."""
+per-frame host work, the factory's executor choice, and the torch.compile executor (static
+shapes), each against the eager frame."""
 
 from __future__ import annotations
 
@@ -13,8 +14,15 @@ import torch
 
 from rt_recon.config import RendererSection, SessionConfig, validate_config
 from rt_recon.errors import ConfigError, ModelError
-from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import load_render_model, prepare_for_inference
+from rt_recon.render import (
+    Img2ImgRenderer,
+    TorchCompiledExecutor,
+    TorchEagerExecutor,
+    load_render_model,
+    make_executor,
+    make_renderer,
+)
+from rt_recon.render.model import prepare_for_inference
 from rt_recon.render.stock import stock_frame, stock_pipeline
 
 #: channels_last runs other CPU convolution kernels (oneDNN, NHWC); on pictures in [-1, 1]
@@ -111,11 +119,40 @@ def test_bad_renderer_options_are_config_errors(renderer, match):
         validate_config({"renderer": renderer}, "test.yaml")
 
 
-def test_factory_passes_blend_and_compile(model):
-    from rt_recon.render.factory import make_renderer
+def _config(tmp_path=None, **renderer) -> SessionConfig:
+    paths = {"paths": {"cache_dir": str(tmp_path)}} if tmp_path else {}
+    return SessionConfig.model_validate({"renderer": renderer, **paths})
 
-    renderer = make_renderer(model, SessionConfig.model_validate({"renderer": {"blend": 0.25}}))
-    assert renderer.blend == 0.25 and not renderer.compiled
+
+def test_factory_passes_the_settings_and_picks_the_executor(model, tmp_path, monkeypatch):
+    settings = {"steps": 3, "strength": 0.7, "seed": 4, "blend": 0.25}
+    renderer = make_renderer(model, _config(**settings))
+    assert (renderer.steps, renderer.strength, renderer.blend) == (3, 0.7, 0.25)
+    assert type(renderer.executor) is TorchEagerExecutor
+    z, c = _inputs(model, 14)
+    expected = Img2ImgRenderer(model, 3, 0.7, seed=4, blend=0.25).render(z, c)
+    np.testing.assert_array_equal(renderer.render(z, c), expected)
+    # built only: the compiled executor compiles when a renderer prepares it
+    assert type(make_executor(model, _config(compile=True))) is TorchCompiledExecutor
+    import rt_recon.render.onnx_backend as onnx_backend
+
+    built = []
+    monkeypatch.setattr(
+        onnx_backend, "OnnxExecutor", lambda m, cache_dir: built.append((m, cache_dir)) or "ort"
+    )
+    assert make_executor(model, _config(tmp_path, backend="onnx")) == "ort"
+    assert built == [(model, tmp_path)]
+
+
+def test_factory_refuses_bad_settings_before_building_the_executor(model, monkeypatch):
+    import rt_recon.render.onnx_backend as onnx_backend
+
+    def never(*args, **kwargs):
+        raise AssertionError("the executor was built (an ONNX export) before the check")
+
+    monkeypatch.setattr(onnx_backend, "OnnxExecutor", never)
+    with pytest.raises(ConfigError, match=r"at least one step, found 2 \* 0\.4"):
+        make_renderer(model, _config(backend="onnx", steps=2, strength=0.4))
 
 
 def test_blend_zero_equals_the_unblended_frame(model):
@@ -179,7 +216,7 @@ def test_a_frame_does_no_scheduler_setup(model):
     def refuse(*args, **kwargs):
         raise AssertionError("per-frame scheduler setup")
 
-    renderer.scheduler.set_timesteps = refuse
+    renderer.scheduler.set_timesteps = refuse  # frames step copies: the patch is in each
     renderer.scheduler.add_noise = refuse
     np.testing.assert_array_equal(renderer.render(z, c), expected)
     np.testing.assert_array_equal(renderer.render(z, c), expected)
@@ -209,11 +246,11 @@ def test_compile_without_a_cpp_compiler_fails_at_startup(model):
         inductor_config.patch({"cpp.cxx": (None, "no-such-cxx-compiler")}),
         pytest.raises(ModelError, match=r"needs a C\+\+ compiler.*renderer.compile: false"),
     ):
-        Img2ImgRenderer(model, 2, 0.5, compile=True)
+        TorchCompiledExecutor(model)  # at startup: before any renderer or compilation
 
 
 def test_compile_failure_during_warm_up_is_a_model_error(model, monkeypatch):
-    import rt_recon.render._compile as compile_module
+    import rt_recon.render.compiled as compile_module
 
     def broken(fn, device, fullgraph):
         def call(*args, **kwargs):
@@ -223,7 +260,7 @@ def test_compile_failure_during_warm_up_is_a_model_error(model, monkeypatch):
 
     monkeypatch.setattr(compile_module, "compile_network", broken)
     with pytest.raises(ModelError) as info:
-        Img2ImgRenderer(model, 2, 0.5, compile=True)
+        Img2ImgRenderer(model, 2, 0.5, executor=TorchCompiledExecutor(model))
     message = str(info.value)
     assert "torch.compile of the UNet and decoder failed on cpu" in message
     assert "RuntimeError: inductor could not build kernel 7" in message
@@ -231,7 +268,7 @@ def test_compile_failure_during_warm_up_is_a_model_error(model, monkeypatch):
 
 
 def test_a_graph_break_falls_back_to_compiling_with_breaks(model, monkeypatch, caplog):
-    import rt_recon.render._compile as compile_module
+    import rt_recon.render.compiled as compile_module
 
     calls = []
 
@@ -246,10 +283,13 @@ def test_a_graph_break_falls_back_to_compiling_with_breaks(model, monkeypatch, c
         return call
 
     monkeypatch.setattr(compile_module, "compile_network", fake)
-    with caplog.at_level(logging.WARNING, logger="rt_recon.render.img2img"):
-        renderer = Img2ImgRenderer(model, 2, 0.5, seed=1, compile=True)
+    executor = TorchCompiledExecutor(model)
+    with caplog.at_level(logging.WARNING, logger="rt_recon.render.compiled"):
+        renderer = Img2ImgRenderer(model, 2, 0.5, seed=1, executor=executor)
     assert calls == [True, True, False, False]  # UNet and decoder, fullgraph then not
-    assert renderer.compiled and "data-dependent branch" in caplog.text
+    assert executor.fullgraph is False and "data-dependent branch" in caplog.text
+    Img2ImgRenderer(model, 4, 0.75, executor=executor)  # prepared again: warm-up only
+    assert calls == [True, True, False, False]
     z, c = _inputs(model, 11)
     expected = Img2ImgRenderer(model, 2, 0.5, seed=1).render(z, c)
     np.testing.assert_array_equal(renderer.render(z, c), expected)
@@ -262,14 +302,15 @@ def compiled(model):
     from torch._dynamo.utils import counters
 
     counters.clear()
-    renderer = Img2ImgRenderer(model, 4, 0.75, seed=8, compile=True)
+    renderer = Img2ImgRenderer(model, 4, 0.75, seed=8, executor=TorchCompiledExecutor(model))
     return renderer, counters["stats"]["unique_graphs"]
 
 
 @pytest.mark.slow
 def test_compiled_frame_equals_the_eager_frame_without_recompiling(model, compiled, monkeypatch):
     renderer, graphs = compiled
-    assert renderer.compiled and graphs == 2  # one graph each for UNet and decoder
+    assert renderer.executor.fullgraph is True and not renderer.executor.cudagraphs
+    assert graphs == 2  # one graph each for UNet and decoder
     eager = Img2ImgRenderer(model, 4, 0.75, seed=8)
     monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
     for seed in (12, 13):  # new latents: the static-shape graphs are reused, not rebuilt
@@ -277,3 +318,38 @@ def test_compiled_frame_equals_the_eager_frame_without_recompiling(model, compil
         np.testing.assert_allclose(_tensor(renderer, z, c), _tensor(eager, z, c), atol=COMPILE_ATOL)
         frames = renderer.render(z, c).astype(int), eager.render(z, c).astype(int)
         assert np.abs(frames[0] - frames[1]).max() <= 1
+
+
+def test_cuda_graph_handling_of_the_compiled_executor(model, monkeypatch):
+    """What the executor does for CUDA graphs, checked on the CPU: a step begins before
+    every network call, and the picture is copied out of the graph's output buffer (which
+    the next frame overwrites), so an earlier frame stays intact."""
+    import rt_recon.render.compiled as compile_module
+
+    def fake(fn, device, fullgraph):
+        if fn is model.unet:
+            return fn
+        buffer: list[torch.Tensor] = []
+
+        def decode(latents, return_dict=False):  # a CUDA graph: one output buffer, reused
+            image = fn(latents, return_dict=False)[0]
+            if not buffer:
+                buffer.append(torch.empty_like(image))
+            return (buffer[0].copy_(image),)
+
+        return decode
+
+    steps = []
+    monkeypatch.setattr(compile_module, "compile_network", fake)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    executor = TorchCompiledExecutor(model)
+    executor.cudagraphs = True  # as on a CUDA device
+    renderer = Img2ImgRenderer(model, 4, 0.75, seed=1, executor=executor)
+    assert len(steps) == 3 * (renderer.n_unet_calls + 1)  # three warm-up frames
+    eager = Img2ImgRenderer(model, 4, 0.75, seed=1)
+    (z1, c1), (z2, c2) = _inputs(model, 15), _inputs(model, 16)
+    with torch.inference_mode():
+        first = renderer.render_tensor(torch.from_numpy(z1)[None], torch.from_numpy(c1)[None])
+        renderer.render_tensor(torch.from_numpy(z2)[None], torch.from_numpy(c2)[None])
+    np.testing.assert_array_equal(first.numpy(), _tensor(eager, z1, c1))
+    assert len(steps) == 5 * (renderer.n_unet_calls + 1)
