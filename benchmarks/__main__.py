@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks._report import Timing, machine, write_json
-from rt_recon.evaluate.latency import CPU_BUDGET_MS
+from rt_recon.config import BUDGET_PRESETS_MS
 
 log = logging.getLogger("benchmarks")
 
@@ -100,7 +100,7 @@ def transport() -> Section:
         "LSL transport of one volume (160,000 float32 voxels, loopback)",
         "python -m benchmarks.bench_transport",
         r["table"] + "\n\nLatency is push start → pull returned with the volume.",
-        [_row("LSL transport, 160k voxels", ours, base, CPU_BUDGET_MS["lsl_transport"])],
+        [_row("LSL transport, 160k voxels", ours, base, BUDGET_PRESETS_MS["cpu"]["lsl_transport"])],
         raw=r,
     )
 
@@ -115,7 +115,14 @@ def zmq_latents() -> Section:
         f"ZeroMQ latents message (z 4×64×64 + c 77×1024, {r['bytes']:,} bytes, loopback TCP)",
         "python -m benchmarks.bench_zmq",
         r["table"],
-        [_row("ZeroMQ latents, NSD-size z + c", ours, base, CPU_BUDGET_MS["zmq_latents"])],
+        [
+            _row(
+                "ZeroMQ latents, NSD-size z + c",
+                ours,
+                base,
+                BUDGET_PRESETS_MS["cpu"]["zmq_latents"],
+            )
+        ],
         raw=r,
     )
 
@@ -142,8 +149,13 @@ def decode() -> Section:
         "python -m benchmarks.bench_decode --accuracy",
         body,
         [
-            _row("decode z + c, low rank k=128", k128, base, CPU_BUDGET_MS["decode"]),
-            _row(f"decode z + c, fastest ({best.name})", best, base, CPU_BUDGET_MS["decode"]),
+            _row("decode z + c, low rank k=128", k128, base, BUDGET_PRESETS_MS["cpu"]["decode"]),
+            _row(
+                f"decode z + c, fastest ({best.name})",
+                best,
+                base,
+                BUDGET_PRESETS_MS["cpu"]["decode"],
+            ),
         ],
         raw={**r, "accuracy": accuracy},
     )
@@ -159,7 +171,7 @@ def preprocess() -> Section | None:
     base = r["rows"][0]
     motion = next(t for n, t in rows.items() if n.startswith("ours: motion correction (estimate"))
     chain = next(t for n, t in rows.items() if n.startswith("whole chain, brain mask"))
-    budget = CPU_BUDGET_MS["preprocess"]
+    budget = BUDGET_PRESETS_MS["cpu"]["preprocess"]
     return Section(
         "preprocess",
         f"Preprocessing per TR, real Siemens Trio run 74×74×36 ({r['volumes']} volumes)",
@@ -227,7 +239,10 @@ def render() -> Section:
         base, ours = r["rows"][0], r["rows"][1]
         stages.append(
             _row(
-                f"render, embedded model 64², {steps} step(s)", ours, base, CPU_BUDGET_MS["render"]
+                f"render, embedded model 64², {steps} step(s)",
+                ours,
+                base,
+                BUDGET_PRESETS_MS["cpu"]["render"],
             )
         )
     return Section(
@@ -257,7 +272,7 @@ def end_to_end() -> Section:
             f"end to end p95, {r['n_trs']}-TR replay (volume timestamp → frame published)",
             f"{e2e.p95_ms:.1f} ms p95 (p50 {e2e.p50_ms:.1f})",
             e2e.p95_ms,
-            budget_ms=CPU_BUDGET_MS["end_to_end"],
+            budget_ms=BUDGET_PRESETS_MS["cpu"]["end_to_end"],
         )
     )
     body = (

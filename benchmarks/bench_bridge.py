@@ -30,10 +30,10 @@ from benchmarks._report import Timing, machine, markdown_table, write_json
 from rt_recon.acquire.bridge import BridgeOptions, ScannerBridge
 from rt_recon.acquire.formats import read_file
 from rt_recon.acquire.nifti import RecordedRun
+from rt_recon.nodes.replay import replay
 from rt_recon.protocol import VolumeStreamMeta
+from rt_recon.simulators.scanner_export import export_series
 from rt_recon.transport.lsl import VolumeInlet, VolumeOutlet
-from simulators.replay import replay
-from simulators.scanner_export import export_series
 
 RUN = Path(__file__).resolve().parents[2] / "shared" / "data" / "siemens_trio_mosaic_run" / "dicom"
 

@@ -102,14 +102,14 @@ def run(
 
 def accuracy_cost(ranks=(16, 64, 128)) -> dict:
     """Full rank vs low rank on the demo session: CV R^2 per head and identification."""
+    from rt_recon.apps.fit import fit_dataset
     from rt_recon.cli import DEFAULT_CONFIG
     from rt_recon.config import load_config
-    from rt_recon.decode.dataset_fit import fit_dataset
     from rt_recon.evaluate.offline import evaluate_run
     from rt_recon.render.embedded import resolve_model_path
     from rt_recon.render.img2img import Img2ImgRenderer
     from rt_recon.render.model import load_render_model
-    from simulators.session import ensure_session
+    from rt_recon.simulators.session import ensure_session
 
     config = load_config(DEFAULT_CONFIG).resolved()
     dataset = ensure_session(config.simulation, config.paths.cache_dir, config.session.subject)

@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._report import machine, write_json
+from rt_recon.apps.demo import prepare
+from rt_recon.apps.pipeline import run_pipeline
 from rt_recon.cli import DEFAULT_CONFIG
 from rt_recon.config import load_config
-from rt_recon.demo import prepare
 from rt_recon.evaluate.latency import format_table
-from rt_recon.nodes.pipeline import run_pipeline
 
 
 def run(speed: float = 4.0, output: Path | None = None) -> dict:

@@ -28,9 +28,9 @@ import numpy as np
 import psutil
 
 from benchmarks._report import machine, write_json
+from rt_recon.apps.pipeline import PipelineResult, run_pipeline
 from rt_recon.config import SessionConfig
 from rt_recon.dataset import RunFiles
-from rt_recon.nodes.pipeline import PipelineResult, run_pipeline
 from rt_recon.nodes.supervisor import Supervisor
 
 NODES = ("decoder", "renderer", "recorder", "source")
@@ -106,7 +106,7 @@ def soak(
 ) -> SoakResult:
     """Replay ``run`` ``loops`` times (asap) through the nodes of ``config``; sample RSS.
 
-    ``config`` must carry :data:`~rt_recon.nodes.pipeline.PIPELINE_OVERRIDES`
+    ``config`` must carry :data:`~rt_recon.apps.pipeline.PIPELINE_OVERRIDES`
     and be written to ``config_path``.
     """
     n_trs = run.n_trs * loops
@@ -119,9 +119,9 @@ def soak(
 
 
 def run(loops: int = 25, output: Path | None = None) -> dict:
+    from rt_recon.apps.demo import prepare
     from rt_recon.cli import DEFAULT_CONFIG
     from rt_recon.config import load_config
-    from rt_recon.demo import prepare
 
     output = output or Path(tempfile.mkdtemp(prefix="rt_recon_soak_"))
     config = (

@@ -10,6 +10,10 @@ Subcommands:
   bridge      stream a scanner's real-time export folder over LSL
   convert     write a recorded series (DICOM, PAR/REC, NIfTI) as one 4D NIfTI
   console     web console for the operator and display page for the participant
+  run         a whole session: its nodes as supervised processes
+  record      run the recorder node     (everything, into one crash-safe HDF5 file)
+  replay      re-run a recording through decoder, renderer and a new recorder
+  evaluate    score a recording against the pictures shown; HTML report
   keys        ZeroMQ CURVE certificates for non-loopback endpoints (server, client)
 
 Human output goes to stdout; logs go to stderr.
@@ -18,6 +22,7 @@ Human output goes to stdout; logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
@@ -25,11 +30,26 @@ import sys
 from pathlib import Path
 
 from rt_recon.config import SessionConfig, load_config
-from rt_recon.errors import RtReconError
+from rt_recon.errors import ConfigError, RtReconError
 
 log = logging.getLogger("rt_recon")
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+def shipped_config(name: str) -> Path:
+    """The session config ``name`` shipped with the package (the repository's ``configs/``).
+
+    Found with :mod:`importlib.resources`, so it is there in a wheel as in a checkout.
+    """
+    configs = importlib.resources.files("rt_recon.configs")
+    path = Path(str(configs / name))
+    if not path.is_file():
+        shipped = sorted(p.name for p in configs.iterdir() if p.name.endswith(".yaml"))
+        raise ConfigError(f"no shipped config {name!r}: expected one of {', '.join(shipped)}")
+    return path
+
+
+#: The embedded default: what every command with ``--config`` reads when given none.
+DEFAULT_CONFIG = shipped_config("demo.yaml")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -51,7 +71,7 @@ def _config(args: argparse.Namespace) -> SessionConfig:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rt_recon.demo import run_demo
+    from rt_recon.apps.demo import run_demo
     from rt_recon.evaluate.latency import format_table
 
     overrides = {}
@@ -83,7 +103,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _run_node(run, args: argparse.Namespace) -> int:
-    from rt_recon.nodes._signals import Stopped, stop_on_signals
+    from rt_recon.nodes.runner import Stopped
+    from rt_recon.nodes.signals import stop_on_signals
 
     config = _config(args)
     try:
@@ -106,8 +127,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from rt_recon.nodes._signals import stop_on_signals
-    from rt_recon.nodes.session import run_session
+    from rt_recon.apps.session import run_session
+    from rt_recon.nodes.signals import stop_on_signals
 
     config = _config(args)
     run_dir = config.paths.output_dir
@@ -149,8 +170,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from rt_recon.apps.replay import replay_recording
     from rt_recon.evaluate.latency import format_table
-    from rt_recon.record.replay_session import replay_recording
 
     result, same = replay_recording(args.recording, args.output, args.speed, args.asap)
     print(
@@ -181,8 +202,8 @@ def _cmd_console(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from rt_recon.apps.fit import fit_dataset
     from rt_recon.dataset import Dataset
-    from rt_recon.decode.dataset_fit import fit_dataset
     from rt_recon.render.model import load_render_model
 
     config = _config(args)
@@ -209,7 +230,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate_session(args: argparse.Namespace) -> int:
-    from simulators.session import generate_session
+    from rt_recon.simulators.session import generate_session
 
     config = _config(args)
     dataset = generate_session(config.simulation, args.out, config.session.subject)
@@ -235,12 +256,12 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_simulate_replay(args: argparse.Namespace) -> int:
-    from rt_recon.nodes._signals import stop_on_signals
+    from rt_recon.nodes.signals import stop_on_signals
 
     stop = stop_on_signals()  # first: a SIGTERM during the imports below still stops cleanly
-    from rt_recon.acquire.runs import load_run
-    from rt_recon.nodes._status import ReadyWatcher
-    from simulators.replay import DecoderAck, replay
+    from rt_recon.nodes.ready import ReadyWatcher
+    from rt_recon.nodes.replay import DecoderAck, replay
+    from rt_recon.record.runs import load_run
 
     config = _config(args)
     run = load_run(args.run, args.events, _read_options(args), args.series, args.stream)
@@ -286,8 +307,8 @@ def _cmd_simulate_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate_export(args: argparse.Namespace) -> int:
-    from rt_recon.nodes._signals import stop_on_signals
-    from simulators.scanner_export import export_series
+    from rt_recon.nodes.signals import stop_on_signals
+    from rt_recon.simulators.scanner_export import export_series
 
     report = export_series(
         args.series_path,
@@ -304,7 +325,7 @@ def _cmd_simulate_export(args: argparse.Namespace) -> int:
 
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from rt_recon.acquire.bridge import BridgeOptions, run_bridge
-    from rt_recon.nodes._signals import stop_on_signals
+    from rt_recon.nodes.signals import stop_on_signals
 
     config = _config(args)
     options = BridgeOptions(

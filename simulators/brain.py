@@ -31,7 +31,7 @@ import numpy as np
 from scipy.ndimage import affine_transform, gaussian_filter
 
 from rt_recon import hrf
-from simulators.world import BLANK_ID, StimulusWorld
+from rt_recon.simulators.world import BLANK_ID, StimulusWorld
 
 _PRF_RESOLUTION = 32  # pRFs are evaluated on a 32x32 grid over the picture
 _REFERENCE_STIMULI = 400  # stimuli used to normalise each voxel's response

@@ -17,11 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from rt_recon.config import FitSection, SimulationSection
-from rt_recon.decode.fit import feature_series, preprocess_spec, trial_samples
+from rt_recon.decode.fit import feature_series
 from rt_recon.hrf import matched_window
-from simulators.brain import NoiseModel, SyntheticBrain
-from simulators.session import run_schedule
-from simulators.world import StimulusWorld
+from rt_recon.preprocess import PreprocessSpec
+from rt_recon.protocol import trial_samples
+from rt_recon.simulators.brain import NoiseModel, SyntheticBrain
+from rt_recon.simulators.session import run_schedule
+from rt_recon.simulators.world import StimulusWorld
 
 
 def split_half_reliability(
@@ -37,7 +39,7 @@ def split_half_reliability(
     voxels = np.concatenate([brain.ev_index, brain.hv_index])
     halves = []
     reference = None
-    spec = preprocess_spec(fit, brain.affine if fit.motion_correction else None, sim.tr)
+    spec = PreprocessSpec.from_fit(fit, brain.affine if fit.motion_correction else None, sim.tr)
     for _ in range(2):
         order = rng.permutation(pictures)
         onsets, durations, n_trs = run_schedule(sim, n_pictures)

@@ -31,8 +31,8 @@ from PIL import Image
 from rt_recon._safetensors import save_arrays
 from rt_recon.config import SimulationSection
 from rt_recon.dataset import MANIFEST, Dataset
-from simulators.brain import NoiseModel, SyntheticBrain
-from simulators.world import BLANK_ID, StimulusWorld
+from rt_recon.simulators.brain import NoiseModel, SyntheticBrain
+from rt_recon.simulators.world import BLANK_ID, StimulusWorld
 
 log = logging.getLogger(__name__)
 

@@ -46,22 +46,22 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rt_recon.render.tiny import build_tiny_model
-    from simulators.world import StimulusWorld
+    from rt_recon.simulators.world import StimulusWorld
 
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny", StimulusWorld().vocabulary())
 
 
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory):
-    from simulators.session import generate_session
+    from rt_recon.simulators.session import generate_session
 
     return generate_session(SMALL_SIM, tmp_path_factory.mktemp("session") / "ds")
 
 
 @pytest.fixture(scope="session")
 def small_bundle_path(tmp_path_factory, small_dataset, tiny_model_dir) -> Path:
+    from rt_recon.apps.fit import fit_dataset
     from rt_recon.config import FitSection
-    from rt_recon.decode.dataset_fit import fit_dataset
     from rt_recon.render.model import load_render_model
 
     model = load_render_model(tiny_model_dir, with_text=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
+from rt_recon.apps.fit import fit_dataset
 from rt_recon.config import FitSection, RendererSection, SimulationSection
-from rt_recon.decode.dataset_fit import fit_dataset
 from rt_recon.evaluate.offline import evaluate_run
 from rt_recon.render.embedded import EMBEDDED_DIR
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import load_render_model
-from simulators.session import generate_session
+from rt_recon.simulators.session import generate_session
 
 pytestmark = pytest.mark.slow
 

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_recon.apps.fit import fit_dataset
 from rt_recon.cli import DEFAULT_CONFIG
 from rt_recon.config import SessionConfig, load_config
-from rt_recon.decode.dataset_fit import fit_dataset
 from rt_recon.evaluate.offline import evaluate_run
 from rt_recon.render.embedded import EMBEDDED_DIR
 from rt_recon.render.img2img import Img2ImgRenderer
 from rt_recon.render.model import load_render_model
-from simulators.reliability import split_half_reliability
-from simulators.session import generate_session
+from rt_recon.simulators.reliability import split_half_reliability
+from rt_recon.simulators.session import generate_session
 
 log = logging.getLogger("snr_curve")
 

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from simulators.world import StimulusWorld
+    from rt_recon.simulators.world import StimulusWorld
     from training.evaluate_model import evaluate_and_plot
 
     torch.manual_seed(cfg.seed)

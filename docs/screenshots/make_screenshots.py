@@ -22,8 +22,8 @@ from tempfile import TemporaryDirectory
 
 from playwright.sync_api import sync_playwright
 
+from rt_recon.apps.demo import prepare
 from rt_recon.config import load_config
-from rt_recon.demo import prepare
 from rt_recon.errors import RtReconError
 from rt_recon.nodes.supervisor import Supervisor
 

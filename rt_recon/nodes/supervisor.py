@@ -1,7 +1,8 @@
 """Start nodes as child processes, watch them, and stop them all, always.
 
 Each child runs ``python -m rt_recon <command>`` with its output in a log
-file. On Linux a child also gets ``PR_SET_PDEATHSIG`` so that it is
+file; a node is started by name (:data:`NODE_COMMANDS` holds the one
+node -> subcommand table). On Linux a child also gets ``PR_SET_PDEATHSIG`` so that it is
 terminated even if the supervisor itself is killed with SIGKILL. ``stop_all``
 sends SIGTERM, waits, then SIGKILLs what is left: no orphans.
 """
@@ -20,6 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+#: The ``rt-recon`` subcommand that runs each node.
+NODE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "decoder": ("decode",),
+    "renderer": ("render",),
+    "recorder": ("record",),
+    "console": ("console",),
+    "replay": ("simulate", "replay"),  # the replay source: a recorded run over LSL
+}
 
 _PR_SET_PDEATHSIG = 1
 # Loaded once in the parent: the child, between fork and exec, only makes one call.
@@ -61,7 +71,7 @@ class Supervisor:
         self.children: dict[str, Child] = {}
 
     def start(self, name: str, args: Sequence[str]) -> Child:
-        """Start ``python -m rt_recon *args`` as child ``name``."""
+        """Start ``python -m rt_recon *args`` as child ``name`` (a node: :meth:`start_node`)."""
         log_path = self.log_dir / f"{name}.log"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         with log_path.open("a") as fh:
@@ -77,6 +87,17 @@ class Supervisor:
         self.children[name] = child
         log.info("started %s (pid %d), log %s", name, process.pid, log_path)
         return child
+
+    def start_node(self, node: str, config_path: str | Path, *extra_args: str) -> Child:
+        """Start node ``node`` (a key of :data:`NODE_COMMANDS`) as the child of that name.
+
+        It reads the session config at ``config_path``; ``extra_args`` follow
+        its subcommand (the replay's run and options, ``--await-ready``, ...).
+        """
+        command = NODE_COMMANDS.get(node)
+        if command is None:
+            raise ValueError(f"unknown node {node!r}: expected one of {', '.join(NODE_COMMANDS)}")
+        return self.start(node, [*command, *extra_args, "--config", str(config_path)])
 
     def exited(self) -> dict[str, int]:
         """Children that have exited, with their return codes."""

@@ -15,7 +15,7 @@ import pytest
 
 from rt_recon.acquire.formats import ReadOptions
 from rt_recon.acquire.series import read_series
-from simulators.scanner_export import export_series
+from rt_recon.simulators.scanner_export import export_series
 from tests.acquire._harness import RunningBridge
 from tests.acquire._shared import shared_path
 

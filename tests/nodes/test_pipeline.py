@@ -8,6 +8,7 @@ the same run, and the renderer must publish a frame for the last TR.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -53,12 +54,10 @@ class _DecodedReader:
 
 
 def _start_pipeline(supervisor, config_path, run_files):
-    cfg = ["--config", str(config_path)]
-    supervisor.start("renderer", ["render", *cfg])
-    supervisor.start("decoder", ["decode", *cfg])
-    supervisor.start(
-        "replay",
-        ["simulate", "replay", str(run_files.bold), "--events", str(run_files.events), *cfg],
+    supervisor.start_node("renderer", config_path)
+    supervisor.start_node("decoder", config_path)
+    supervisor.start_node(
+        "replay", config_path, str(run_files.bold), "--events", str(run_files.events)
     )
 
 
@@ -149,7 +148,7 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
 
 def test_decoder_refuses_a_bundle_fitted_on_other_voxels(node_config, small_dataset, tmp_path):
     bundle = DecoderBundle.load(node_config.decoder.bundle)
-    bundle.stream = {**bundle.stream, "shape": [10, 10, 10], "n_channels": 1000}
+    bundle.stream = dataclasses.replace(bundle.stream, shape=(10, 10, 10), n_channels=1000)
     other = bundle.save(tmp_path / "other.safetensors")
     config = node_config.with_overrides(
         {"decoder.bundle": str(other), "decoder.wait_for_subscribers": 0}

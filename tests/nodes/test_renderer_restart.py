@@ -21,11 +21,11 @@ import time
 import psutil
 import pytest
 
+from rt_recon.config import BUDGET_PRESETS_MS
 from rt_recon.display.feeds import ZmqFeed
 from rt_recon.display.frames import decode_frame
 from rt_recon.display.hub import Client, Hub, is_waiting
 from rt_recon.display.state import ConsoleState
-from rt_recon.evaluate.latency import CPU_BUDGET_MS
 from rt_recon.record.recording import RecordingReader
 from tests.conftest import free_port
 
@@ -50,7 +50,7 @@ class _Console:
             on_status=lambda header, now: self.inbox.put(("status", header, now)),
             on_link=lambda node, up, now: self.inbox.put(("link", (node, up), now)),
         )
-        self.state = ConsoleState(CPU_BUDGET_MS)
+        self.state = ConsoleState(BUDGET_PRESETS_MS["cpu"])
         self.hub = Hub(self.state)
         self.page = Client("participant")
         self.hub.clients.add(self.page)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from benchmarks.bench_soak import soak
-from rt_recon.nodes.pipeline import PIPELINE_OVERRIDES
+from rt_recon.apps.pipeline import PIPELINE_OVERRIDES
 from rt_recon.record.recording import RecordingReader
 from tests.conftest import free_port
 

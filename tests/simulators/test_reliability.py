@@ -1,7 +1,7 @@
 import numpy as np
 
 from rt_recon.config import SimulationSection
-from simulators.reliability import split_half_reliability
+from rt_recon.simulators.reliability import split_half_reliability
 
 
 def test_default_noise_is_realistic_and_reliability_grows_with_snr():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rt_recon.errors import DataError
-from simulators.scanner_export import export_plan, export_series
+from rt_recon.simulators.scanner_export import export_plan, export_series
 from tests.acquire._enhanced_builder import oblique_affine, write_enhanced, write_slices
 
 

@@ -5,9 +5,9 @@ import numpy as np
 
 from rt_recon.acquire.events import read_events
 from rt_recon.acquire.nifti import load_mask, load_nifti_run
-from simulators.brain import SyntheticBrain
-from simulators.session import run_schedule
-from simulators.world import StimulusWorld
+from rt_recon.simulators.brain import SyntheticBrain
+from rt_recon.simulators.session import run_schedule
+from rt_recon.simulators.world import StimulusWorld
 from tests.conftest import SMALL_SIM
 
 

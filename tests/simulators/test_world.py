@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simulators.world import BLANK_ID, StimulusWorld
+from rt_recon.simulators.world import BLANK_ID, StimulusWorld
 
 
 def test_stimuli_are_deterministic_distinct_and_captioned():
@@ -23,7 +23,7 @@ def test_picture_matches_its_caption():
         image = world.image(i).astype(int)
         assert image.shape == (64, 64, 3)
         corner = image[1, 1]  # the background shows in the corner
-        from simulators.world import BACKGROUNDS, COLOURS, POSITIONS
+        from rt_recon.simulators.world import BACKGROUNDS, COLOURS, POSITIONS
 
         assert np.abs(corner - BACKGROUNDS[stim.background]).max() <= 2
         fx, fy = POSITIONS[stim.position]

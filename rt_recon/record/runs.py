@@ -1,11 +1,14 @@
-"""One entry point for every recording a replay can stream.
+"""One entry point for every recording a replay can stream (``rt-recon simulate replay``).
+
+It lives in ``record`` (above ``acquire``) because it reads rt_recon's own
+recordings too; every other format comes from ``acquire``:
 
 * a 4D NIfTI file (a BIDS ``*_bold.nii.gz``; its ``events.tsv`` with ``events``);
 * a scanner series: a folder of DICOM (Siemens mosaic, XA enhanced, GE
   slices), PAR/REC or 3D NIfTI files, or one enhanced DICOM / PAR file,
   read exactly as the bridge reads it (:func:`rt_recon.acquire.series.read_series`);
 * an XDF recording (``.xdf``) of an rt_recon session (:mod:`rt_recon.acquire.xdf`);
-* an rt_recon recording (``.h5``, :mod:`rt_recon.record.to_run`).
+* an rt_recon recording (``.h5``, :func:`rt_recon.record.to_run.recorded_run`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from rt_recon.acquire.nifti import RecordedRun, load_nifti_run
 from rt_recon.acquire.series import read_series
 from rt_recon.acquire.xdf import load_xdf_run
 from rt_recon.errors import DataError
+from rt_recon.record.to_run import recorded_run
 
 
 def _is_4d_nifti(path: Path) -> bool:
@@ -41,7 +45,7 @@ def load_run(
     """Read any replayable recording into a :class:`RecordedRun`.
 
     Args:
-        path: 4D NIfTI, series folder/file, or ``.xdf``.
+        path: 4D NIfTI, series folder/file, ``.xdf`` or rt_recon ``.h5`` recording.
         events: BIDS events.tsv to send as markers (for XDF: instead of its markers).
         options: TR override, slices per volume, Philips image type (series only).
         series: series number to pick from a folder holding several.
@@ -54,8 +58,6 @@ def load_run(
             "or file, an .xdf recording or an rt_recon .h5 recording)"
         )
     if path.suffix.lower() == ".h5":
-        from rt_recon.record.to_run import recorded_run
-
         run = recorded_run(path)
         if events is not None:
             run.events = read_events(events)

@@ -2,7 +2,8 @@
 
 1. generate (or reuse from the cache) the synthetic session;
 2. fit the decoders for the render model (cached by session, model and fit settings);
-3. start recorder, renderer, decoder and replay as separate processes;
+3. start recorder, renderer, decoder and replay as separate processes
+   (:mod:`rt_recon.apps.pipeline`);
 4. collect every latents message and frame until the last TR is rendered;
 5. stop every process, report per-stage latency, and score the session's
    recording: each trial's frame against the picture shown (two-way
@@ -20,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rt_recon.acquire.events import read_events
+from rt_recon.apps.pipeline import PIPELINE_OVERRIDES, PipelineResult, run_pipeline
 from rt_recon.config import SessionConfig
 from rt_recon.dataset import Dataset
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.evaluate.report import write_report
 from rt_recon.evaluate.session_eval import SessionEvaluation, evaluate_recording
-from rt_recon.nodes.pipeline import PIPELINE_OVERRIDES, PipelineResult, run_pipeline
 from rt_recon.nodes.renderer import frames_dir
 from rt_recon.render.embedded import resolve_model_path
 from rt_recon.render.model import model_fingerprint
@@ -56,7 +57,7 @@ def ensure_bundle(dataset: Dataset, model_path: Path, config: SessionConfig) -> 
     path = config.paths.cache_dir / "bundles" / f"{key}.safetensors"
     if path.is_file():
         return path
-    from rt_recon.decode.dataset_fit import fit_dataset
+    from rt_recon.apps.fit import fit_dataset
     from rt_recon.render.model import load_render_model
 
     log.info("fitting decoders on %s", dataset.root)
@@ -67,7 +68,7 @@ def ensure_bundle(dataset: Dataset, model_path: Path, config: SessionConfig) -> 
 
 def prepare(config: SessionConfig) -> tuple[SessionConfig, Dataset, Path]:
     """Session data, model and bundle ready; returns the node config, dataset and its path."""
-    from simulators.session import ensure_session
+    from rt_recon.simulators.session import ensure_session
 
     dataset = ensure_session(config.simulation, config.paths.cache_dir, config.session.subject)
     model_path = resolve_model_path(config)
@@ -95,8 +96,8 @@ def run_demo(config: SessionConfig) -> DemoResult:
     out_frames = frames_dir(node_config)
     for old in out_frames.glob("tr-*.png") if out_frames.is_dir() else []:
         old.unlink()
-    source = ["simulate", "replay", str(test.bold), "--events", str(test.events)]
-    pipeline = run_pipeline(node_config, config_path, source, test.n_trs)
+    replay_args = [str(test.bold), "--events", str(test.events)]
+    pipeline = run_pipeline(node_config, config_path, replay_args, test.n_trs)
     ids = sorted({int(e["stimulus_id"]) for e in read_events(test.events) if "stimulus_id" in e})
     stimuli = dict(zip(ids, dataset.stimulus_images(ids), strict=True))
     evaluation = evaluate_recording(pipeline.recording, stimuli)

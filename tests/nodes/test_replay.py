@@ -6,8 +6,8 @@ import numpy as np
 import pylsl
 
 from rt_recon.acquire.nifti import load_nifti_run
+from rt_recon.nodes.replay import replay
 from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
-from simulators.replay import replay
 from tests.conftest import unique
 
 
@@ -48,7 +48,7 @@ def test_replay_sends_every_volume_and_marker_on_schedule(small_dataset):
     while not events or events[-1]["type"] != "run_end":
         got = markers.pull(timeout=5)
         assert got is not None, f"markers stopped after {events}"
-        events.append(got[0])
+        events.append(got[0].to_json())  # as sent on the wire
     markers.close()
     thread.join(timeout=10)
     intervals = np.diff(stamps)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from rt_recon.acquire.nifti import RecordedRun
+from rt_recon.nodes.replay import replay
 from rt_recon.transport.lsl import VolumeInlet
-from simulators.replay import replay
 from tests.conftest import unique
 
 

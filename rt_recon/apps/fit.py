@@ -15,7 +15,7 @@ import numpy as np
 from rt_recon.acquire.nifti import load_mask, load_nifti_run
 from rt_recon.config import FitSection
 from rt_recon.dataset import Dataset
-from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.bundle import DecoderBundle, ModelSpec, StreamSpec
 from rt_recon.decode.fit import Targets, TrainingRun, fit_decoders
 from rt_recon.render.model import RenderModel
 from rt_recon.render.targets import encode_captions, encode_images
@@ -61,12 +61,7 @@ def fit_dataset(
         Targets(ids=ids, values=values),
         {head: shapes[head] for head in head_masks},
         fit,
-        stream={
-            "shape": list(shape),
-            "n_channels": n_channels,
-            "mask_id": "full",
-            "affine": np.asarray(affine).ravel().tolist(),
-        },
-        model=model.describe(),
+        stream=StreamSpec(shape, n_channels, "full", np.asarray(affine)),
+        model=ModelSpec.from_json(model.describe()),
         progress=progress,
     )

@@ -4,7 +4,7 @@ Volumes go out on an ``fMRI`` stream (geometry in its ``desc``), events from
 a BIDS ``events.tsv`` (or an XDF recording's markers) on a ``Markers``
 stream, each at its scheduled time. The run can be a 4D NIfTI, a scanner
 series (DICOM, PAR/REC, NIfTI files) or an XDF recording
-(:func:`rt_recon.acquire.runs.load_run`).
+(:func:`rt_recon.record.runs.load_run`).
 
 Pacing (``pace``):
 

@@ -17,21 +17,21 @@ import pylsl
 import pytest
 
 from rt_recon.acquire.nifti import RecordedRun
-from rt_recon.acquire.runs import load_run
 from rt_recon.acquire.series import read_series
 from rt_recon.config import SessionConfig
 from rt_recon.errors import ConfigError
+from rt_recon.nodes.replay import DecoderAck, replay
 from rt_recon.protocol import (
     TOPIC_LATENTS,
     VolumeStreamMeta,
     make_marker_stream_info,
     make_volume_stream_info,
 )
+from rt_recon.record.runs import load_run
 from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
-from simulators.replay import DecoderAck, replay
 from tests.acquire._enhanced_builder import oblique_affine, write_enhanced
 from tests.conftest import free_port, unique
-from tests.simulators._xdf_writer import XdfWriter
+from tests.nodes._xdf_writer import XdfWriter
 
 
 def _ids() -> dict[str, str]:
@@ -82,7 +82,7 @@ def _markers_until_end(markers: MarkerInlet, n_ends: int = 1) -> list[dict]:
     while sum(e["type"] == "run_end" for e in events) < n_ends:
         got = markers.pull(timeout=5)
         assert got is not None, f"markers stopped after {events}"
-        events.append(got[0])
+        events.append(got[0].to_json())  # as sent on the wire
     return events
 
 

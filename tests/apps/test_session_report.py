@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from rt_recon.acquire.nifti import load_nifti_run
+from rt_recon.apps.pipeline import PIPELINE_OVERRIDES, run_pipeline
 from rt_recon.decode.bundle import DecoderBundle
-from rt_recon.decode.fit import trial_samples
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.evaluate.metrics import pixcorr, pixel_features, two_way_identification
 from rt_recon.evaluate.ssim import mean_ssim
-from rt_recon.nodes.pipeline import PIPELINE_OVERRIDES, run_pipeline
+from rt_recon.protocol import trial_samples
 from rt_recon.record.recording import RecordingReader
 from tests.conftest import free_port
 
@@ -46,19 +46,19 @@ def test_trial_mode_session_is_recorded_and_the_report_matches(
     config_path.write_text(config.to_json())
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold, files.events)
-    source = ["simulate", "replay", str(files.bold), "--events", str(files.events)]
-    result = run_pipeline(config, config_path, source, len(run.volumes))
+    replay_args = [str(files.bold), "--events", str(files.events)]
+    result = run_pipeline(config, config_path, replay_args, len(run.volumes))
 
     headers = result.latents
     assert [h["tr"] for h in headers] == list(range(len(run.volumes)))
     assert {h["mode"] for h in headers} == {"trial"}
     bundle = DecoderBundle.load(config.decoder.bundle)
-    lag = bundle.preprocess["lag_trs"]
+    lag = bundle.window.lag_trs
     samples = trial_samples(run.events, len(run.volumes), run.tr, lag)
     completes = [
         (h["tr"], h["trial"]["stimulus_id"])
         for h in headers
-        if h["trial"] and h["trial"]["complete"] and h["tr"] == h["trial"]["onset_tr"] + lag
+        if h.get("trial") and h["trial"]["complete"] and h["tr"] == h["trial"]["onset_tr"] + lag
     ]
     assert completes == samples  # every trial completes at onset + lag, in order
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_recon.apps.pipeline import PIPELINE_OVERRIDES, PipelineResult, run_pipeline
 from rt_recon.config import SessionConfig, validate_config
 from rt_recon.errors import DataError
-from rt_recon.nodes.pipeline import PIPELINE_OVERRIDES, PipelineResult, run_pipeline
 from rt_recon.record.recording import RecordingReader
 
 
@@ -71,6 +71,12 @@ def replay_config(recording: str | Path, output: Path, speed: float) -> SessionC
 def replay_recording(
     recording: str | Path, output: Path | None = None, speed: float = 1.0, asap: bool = False
 ) -> tuple[PipelineResult, LatentsComparison]:
+    """Replay ``recording`` through new nodes into ``output``; compare the latents with it.
+
+    ``output`` defaults to a new ``replay-<time>`` folder beside the
+    recording; ``speed`` is times the recorded pace, ``asap`` as fast as the
+    decoder takes the volumes.
+    """
     recording = Path(recording)
     output = output or recording.parent / f"replay-{time.strftime('%Y%m%d-%H%M%S')}"
     config = replay_config(recording, output, speed)
@@ -79,8 +85,6 @@ def replay_recording(
     config_path.write_text(config.to_json())
     with RecordingReader(recording) as reading:
         n_volumes = reading.count("volumes")
-    source = ["simulate", "replay", str(recording), "--speed", str(speed)]
-    if asap:
-        source += ["--asap"]
-    result = run_pipeline(config, config_path, source, n_volumes)
+    replay_args = [str(recording), "--speed", str(speed), *(["--asap"] if asap else [])]
+    result = run_pipeline(config, config_path, replay_args, n_volumes)
     return result, compare_latents(recording, config.recording_path)

@@ -1,13 +1,14 @@
-"""Run one source through recorder, renderer and decoder processes, and watch it to the end.
+"""Run one replay source through recorder, renderer and decoder processes, to the end.
 
 Shared by ``rt-recon demo`` (source: a synthetic test run) and ``rt-recon
-replay`` (source: a recording). Start order makes the session lossless from
-its first volume: the nodes start, the decoder waits for its latents
-subscribers (renderer, recorder, this process) and the renderer for its
-frame subscribers (recorder, this process); the source starts streaming only
-once the decoder and the recorder report ``streaming`` (``--await-ready``).
-This process collects every latents message and frame until the frame of
-the last TR arrives.
+replay`` (source: a recording). Every process is a node started by name
+(:meth:`~rt_recon.nodes.supervisor.Supervisor.start_node`). Start order makes
+the session lossless from its first volume: the nodes start, the decoder
+waits for its latents subscribers (renderer, recorder, this process) and the
+renderer for its frame subscribers (recorder, this process); the replay
+source starts streaming only once the decoder and the recorder report
+``streaming`` (``--await-ready``). This process collects every latents
+message and frame until the frame of the last TR arrives.
 """
 
 from __future__ import annotations
@@ -54,19 +55,20 @@ class PipelineResult:
 def run_pipeline(
     config: SessionConfig,
     config_path: Path,
-    source: Sequence[str],
+    replay_args: Sequence[str],
     n_trs: int,
     monitor: Callable[[Supervisor], None] | None = None,
 ) -> PipelineResult:
-    """Start the nodes and ``rt-recon <source...>``; return when TR ``n_trs - 1`` is rendered.
+    """Start the nodes and the replay source; return when TR ``n_trs - 1`` is rendered.
 
     ``config`` must include :data:`PIPELINE_OVERRIDES`; ``config_path`` is
-    that config as a file, for the children. ``monitor(supervisor)``, if
-    given, is called about every 0.1 s while the run goes (e.g. to sample
+    that config as a file, for the children. ``replay_args`` are the replay
+    node's run and options (``rt-recon simulate replay`` without
+    ``--config``), e.g. ``[bold, "--events", events]``. ``monitor(supervisor)``,
+    if given, is called about every 0.1 s while the run goes (e.g. to sample
     the children's memory).
     """
     result = PipelineResult(config.paths.output_dir, n_trs, config.recording_path)
-    cfg_arg = ["--config", str(config_path)]
     await_ready = [
         "--await-ready",
         config.decoder.latents_endpoint,
@@ -80,12 +82,11 @@ def run_pipeline(
         ) as latents,
         Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME], curve=config.security) as frames,
     ):
-        supervisor.start("recorder", ["record", *cfg_arg])
-        supervisor.start("renderer", ["render", *cfg_arg])
-        supervisor.start("decoder", ["decode", *cfg_arg])
-        supervisor.start("source", [*source, *await_ready, *cfg_arg])
+        for node in ("recorder", "renderer", "decoder"):
+            supervisor.start_node(node, config_path)
+        supervisor.start_node("replay", config_path, *replay_args, *await_ready)
         _collect(supervisor, latents, frames, result, monitor)
-    result.latency = summarise(f.header["times"] for f in result.frames)
+    result.latency = summarise((f.header["times"] for f in result.frames), config.budgets_ms())
     return result
 
 
@@ -116,7 +117,7 @@ def _collect(
                 if message.header.get("tr") == last_tr:
                     return
         for name, code in supervisor.exited().items():
-            if name == "source" and code == 0:
+            if name == "replay" and code == 0:
                 source_done_at = source_done_at or time.monotonic()
             else:
                 child = supervisor.children[name]

@@ -13,10 +13,10 @@ import psutil
 import pytest
 
 from rt_recon.acquire.nifti import load_nifti_run
-from rt_recon.nodes.pipeline import PIPELINE_OVERRIDES
+from rt_recon.apps.pipeline import PIPELINE_OVERRIDES
+from rt_recon.apps.replay import compare_latents, replay_recording
 from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.record.recording import RecordingReader
-from rt_recon.record.replay_session import compare_latents, replay_recording
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -43,24 +43,19 @@ def test_sigkilled_session_keeps_every_complete_tr_and_replays_identically(
     config_path.write_text(config.to_json())
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold, files.events)
-    cfg = ["--config", str(config_path)]
     supervisor = Supervisor(tmp_path / "logs")
-    for name, args in (("recorder", ["record"]), ("renderer", ["render"]), ("decoder", ["decode"])):
-        supervisor.start(name, [*args, *cfg])
-    supervisor.start(
-        "source",
-        [
-            "simulate",
-            "replay",
-            str(files.bold),
-            "--events",
-            str(files.events),
-            "--await-ready",
-            config.decoder.latents_endpoint,
-            "--await-ready",
-            config.recorder.status_endpoint,
-            *cfg,
-        ],
+    for node in ("recorder", "renderer", "decoder"):
+        supervisor.start_node(node, config_path)
+    supervisor.start_node(
+        "replay",
+        config_path,
+        str(files.bold),
+        "--events",
+        str(files.events),
+        "--await-ready",
+        config.decoder.latents_endpoint,
+        "--await-ready",
+        config.recorder.status_endpoint,
     )
     try:
         deadline = time.monotonic() + 120
