@@ -33,7 +33,7 @@ def run(speed: float = 4.0, output: Path | None = None) -> dict:
     )
     node_config, dataset, config_path = prepare(config)
     test = dataset.runs("test")[0]
-    source = ["simulate", "replay", str(test.bold), "--events", str(test.events)]
+    source = [str(test.bold), "--events", str(test.events)]
     result = run_pipeline(node_config, config_path, source, test.n_trs)
     rows = result.latency
     return {

@@ -33,7 +33,7 @@ from rt_recon.config import SessionConfig
 from rt_recon.dataset import RunFiles
 from rt_recon.nodes.supervisor import Supervisor
 
-NODES = ("decoder", "renderer", "recorder", "source")
+NODES = ("decoder", "renderer", "recorder", "replay")
 
 
 @dataclass
@@ -110,7 +110,7 @@ def soak(
     and be written to ``config_path``.
     """
     n_trs = run.n_trs * loops
-    source = ["simulate", "replay", str(run.bold), "--events", str(run.events)]
+    source = [str(run.bold), "--events", str(run.events)]
     source += ["--loop", str(loops), "--asap"]
     memory = MemoryTrace(sample_s)
     start = time.monotonic()

@@ -9,7 +9,7 @@ Layout (relative paths in the manifest)::
     sub-01/masks/sub-01_desc-{brain,ev,hv}_mask.nii.gz
 
 The manifest lists each run with its role (``train`` or ``test``), files,
-TR and length, and each mask by name. ``simulators.session`` writes this
+TR and length, and each mask by name. ``rt_recon.simulators.session`` writes this
 format; recorded data organised the same way fits and replays the same way.
 """
 

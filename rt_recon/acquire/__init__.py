@@ -9,8 +9,8 @@ Read in data-flow order:
 * ``sequence``  a series' volumes in acquisition order; missing/duplicate/late reported
 * ``clock``     acquisition time -> LSL clock
 * ``bridge``    all of the above, live, onto the LSL volume stream
-* ``series``, ``convert``, ``runs``, ``xdf``: a whole recording at once
-  (``rt-recon convert``, ``rt-recon simulate replay``)
+* ``series``, ``convert``, ``xdf``: a whole recording at once
+  (``rt-recon convert``; ``rt_recon.record.runs`` reads any of them for a replay)
 
 docs/acquire.md describes formats, orientation, the bridge and its clock.
 """

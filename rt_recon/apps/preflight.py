@@ -1,8 +1,9 @@
 """Preflight for ``rt-recon run``: what would stop a node starting, found before any starts.
 
 Every endpoint a node will bind is free, the render model is complete, the
-decoder bundle loads. Each problem is one :class:`~rt_recon.errors.RtReconError`
-line naming its cause.
+decoder bundle loads, and the bundle was fitted for the render model the
+session renders with (their fingerprints agree). Each problem is one
+:class:`~rt_recon.errors.RtReconError` line naming its cause.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.errors import BundleError, StreamError
 from rt_recon.render.embedded import resolve_model_path
-from rt_recon.render.model import check_model_dir
+from rt_recon.render.model import check_model_dir, model_fingerprint
 
 
 def bound_endpoints(config: SessionConfig, node: str) -> list[str]:
@@ -52,11 +53,14 @@ def preflight(config: SessionConfig, nodes: tuple[str, ...]) -> None:
     for node in nodes:
         for endpoint in bound_endpoints(config, node):
             _check_free(node, endpoint)
+    model_path = None
     if "renderer" in nodes:
-        check_model_dir(resolve_model_path(config))
+        model_path = check_model_dir(resolve_model_path(config))
     if {"decoder", "recorder"} & set(nodes):
         if config.decoder.bundle is None:
             raise BundleError(
                 "decoder.bundle is not set in the config; fit one with `rt-recon fit`"
             )
-        DecoderBundle.load(config.decoder.bundle)
+        bundle = DecoderBundle.load(config.decoder.bundle)
+        if model_path is not None:
+            bundle.model.check_fingerprint(model_fingerprint(model_path), str(model_path))

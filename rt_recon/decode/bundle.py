@@ -158,18 +158,22 @@ class ModelSpec:
 
         ``where`` (e.g. the model's path) is named in the message.
         """
-        if loaded.fingerprint == self.fingerprint:
-            return
         shapes = ""
         if (loaded.latent_shape, loaded.cond_shape) != (self.latent_shape, self.cond_shape):
             shapes = (
                 f" (z {self.latent_shape} vs {loaded.latent_shape}, "
                 f"c {self.cond_shape} vs {loaded.cond_shape})"
             )
+        self.check_fingerprint(loaded.fingerprint, where, shapes)
+
+    def check_fingerprint(self, fingerprint: str, where: str = "", detail: str = "") -> None:
+        """Raise BundleError unless ``fingerprint`` is this bundle's render model's."""
+        if fingerprint == self.fingerprint:
+            return
         place = f" at {where}" if where else ""
         raise BundleError(
             f"decoder bundle was fitted for render model {self.fingerprint}, but the render "
-            f"model{place} is {loaded.fingerprint}{shapes}; refit with `rt-recon fit --model` "
+            f"model{place} is {fingerprint}{detail}; refit with `rt-recon fit --model` "
             "that model, or render with the one the bundle was fitted for"
         )
 

@@ -31,7 +31,7 @@ class TrCounter:
     or earlier and with other data, is out of order. Neither is assigned a
     TR nor moves the count. A volume with other data stamped just after the
     last one is the next TR: an ``asap`` replay stamps volumes with their push
-    time, which can be any time after the last one (simulators/replay.py).
+    time, which can be any time after the last one (rt_recon/nodes/replay.py).
 
     With ``sequential`` (a stream paced ``asap``, which drops nothing), every
     volume that is neither a duplicate nor out of order is the next TR,

@@ -5,8 +5,11 @@ trials and which TR is a trial's onset is the protocol's trial rule
 (:func:`rt_recon.protocol.is_trial_event`, :func:`rt_recon.protocol.onset_tr`:
 the volume stamped nearest the marker, ties to the later), the same rule
 fitting, the console and the scoring use. A marker may arrive before or
-after the volume of its onset; it waits until a volume stamped at or after
-it (less half an interval) has arrived.
+after the volume of its onset; it is placed once a volume stamped at or
+after it has arrived, so both volumes it could be nearest are known. (Waiting
+only until a volume within half a sample interval had arrived placed markers
+too early whenever volumes came closer together than their nominal interval:
+an ``asap`` replay, or a real-time source that pushed a volume late.)
 
 At TR ``t`` the current trial is the earliest one whose estimate window has
 begun (``onset + lag - (n_window - 1) <= t``) and is not complete yet
@@ -40,13 +43,11 @@ class TrialTracker:
     """Feed ``add_volume(tr, t)`` and ``add_marker(event, t)``; ask ``current(tr)``.
 
     Args:
-        interval: seconds between volumes on the wire (``tr_s / speed``).
         lag: the decoder's lag in TRs; ``n_window``: its HRF window length.
         history: volumes remembered for late markers.
     """
 
-    def __init__(self, interval: float, lag: int, n_window: int, history: int = 64):
-        self.interval = interval
+    def __init__(self, lag: int, n_window: int, history: int = 64):
         self.window = TrialWindow(lag, n_window)
         self._volumes: deque[tuple[int, float]] = deque(maxlen=history)
         self._pending: list[tuple[Marker, float]] = []
@@ -71,7 +72,7 @@ class TrialTracker:
         stamps = [t for _, t in self._volumes]
         still = []
         for marker, t in self._pending:
-            if t > newest + self.interval / 2:  # its volume has not arrived yet
+            if t > newest:  # the volume after it has not arrived: its nearest may be to come
                 still.append((marker, t))
                 continue
             self.trials.append(Trial(len(self.trials), onset_tr(t, trs, stamps), marker))

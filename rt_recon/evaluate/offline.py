@@ -16,9 +16,9 @@ import numpy as np
 from rt_recon.acquire.nifti import load_nifti_run
 from rt_recon.dataset import Dataset, RunFiles
 from rt_recon.decode.bundle import DecoderBundle
-from rt_recon.decode.fit import trial_samples
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.evaluate.trials import TrialScores, collect_trials, score
+from rt_recon.protocol import trial_samples
 from rt_recon.render.img2img import Img2ImgRenderer
 
 
@@ -42,7 +42,7 @@ def evaluate_run(
     """Decode a run, render each trial's frame, score against the shown pictures."""
     run = load_nifti_run(files.bold, files.events)
     latents = decode_run(bundle, run.volumes)
-    lag = int(bundle.preprocess["lag_trs"])
+    lag = bundle.window.lag_trs
     trial_trs = {t for t, _ in trial_samples(run.events, len(run.volumes), run.tr, lag)}
     frames = {t: renderer.render(latents[t]["z"], latents[t]["c"]) for t in sorted(trial_trs)}
     ids = sorted({int(e["stimulus_id"]) for e in run.events if "stimulus_id" in e})

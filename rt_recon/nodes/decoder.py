@@ -160,9 +160,7 @@ class DecoderNode(Node):
         self.bundle.check_stream(meta)
         self.decoder = OnlineDecoder(self.bundle, stream=meta)
         self.tr_counter = TrCounter(meta.sample_interval, sequential=meta.pace == "asap")
-        self.tracker = TrialTracker(
-            meta.sample_interval, self.decoder.lag, len(self.decoder.weights)
-        )
+        self.tracker = TrialTracker(self.decoder.lag, len(self.decoder.weights))
         self.mode = "trial" if markers is not None else "continuous"
         self.meta = meta
         log.info(

@@ -21,7 +21,10 @@ Pacing (``pace``):
     stream declares ``pace: asap`` in its ``desc``, so a consumer counts every
     new volume as the next TR instead of reading lost TRs into the gaps (a
     consumer that stalls for longer than a TR now and then, say on its first
-    volume, is exactly what asap is for).
+    volume, is exactly what asap is for). Each marker is stamped with the stamp
+    of the volume its onset is nearest (its onset TR by the trial rule,
+    :func:`rt_recon.protocol.onset_tr`) and pushed just before it, so an asap
+    replay gives every event the onset TR a real-time replay gives it.
 
 ``loop`` plays the run that many times back to back (0: until stopped),
 each pass framed by its own ``run_start``/``run_end`` markers (with a
@@ -44,7 +47,7 @@ import pylsl
 from rt_recon.acquire.nifti import RecordedRun
 from rt_recon.config import SecuritySection
 from rt_recon.errors import ConfigError, StreamError
-from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
+from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta, onset_tr
 from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
 
 log = logging.getLogger(__name__)
@@ -114,20 +117,34 @@ def volume_offsets(run: RecordedRun) -> np.ndarray:
     return np.arange(n) * run.tr
 
 
-def _one_pass(run: RecordedRun) -> tuple[list[tuple[float, str, int]], float]:
+def _one_pass(
+    run: RecordedRun, pace: Pace = "realtime"
+) -> tuple[list[tuple[float, str, int]], float]:
     """Items ``(offset s, kind, index)`` of one pass, in order, and the pass period (s):
-    the last volume's offset plus one volume interval."""
+    the last volume's offset plus one volume interval.
+
+    ``asap``: a marker is placed just before the volume its onset is nearest (the trial
+    rule, :func:`rt_recon.protocol.onset_tr`, on the acquisition's own timeline), since
+    it will carry that volume's stamp.
+    """
     offsets = volume_offsets(run)
     items = [(float(t), "volume", i) for i, t in enumerate(offsets)]
-    items += [(float(e["onset"]), "marker", k) for k, e in enumerate(run.events)]
+    volumes = range(len(offsets))
+    for k, event in enumerate(run.events):
+        onset = float(event["onset"])
+        if pace == "asap" and len(offsets):
+            onset = float(offsets[onset_tr(onset, volumes, offsets)])
+        items.append((onset, "marker", k))
     items.sort(key=lambda item: (item[0], item[1] != "marker"))
     step = float(np.median(np.diff(offsets))) if len(offsets) > 1 else run.tr
     return items, float(offsets[-1]) + step if len(offsets) else run.tr
 
 
-def _schedule(run: RecordedRun, loops: int) -> Iterator[tuple[float, str, int, int]]:
+def _schedule(
+    run: RecordedRun, loops: int, pace: Pace = "realtime"
+) -> Iterator[tuple[float, str, int, int]]:
     """``(offset s, kind, index, pass)`` for every pass; kinds: start, volume, marker, end."""
-    items, period = _one_pass(run)
+    items, period = _one_pass(run, pace)
     passes = count() if loops == 0 else range(loops)
     for k in passes:
         base = k * period
@@ -260,19 +277,25 @@ def replay(
         )
         t0 = pylsl.local_clock() + 0.05
         finished = True
-        for offset, kind, index, k in _schedule(run, loop):
+        # asap: the stamp of the next volume, taken (after its acknowledgement) by the first
+        # item that needs it: its markers carry it too, so they get its TR, as in real time
+        next_stamp: float | None = None
+        for offset, kind, index, k in _schedule(run, loop, pace):
             if pace == "realtime":
                 target = t0 + offset / speed
                 _wait_until(target, stop)
-            else:
-                target = pylsl.local_clock()
-                if kind == "volume":
-                    _wait_for_ack(ack, report.n_volumes, window, consumer_timeout, stop)  # type: ignore[arg-type]
+            elif kind in ("volume", "marker") and next_stamp is None:
+                _wait_for_ack(ack, report.n_volumes, window, consumer_timeout, stop)  # type: ignore[arg-type]
+                next_stamp = pylsl.local_clock()
             if stop.is_set():
                 log.info("replay stopped after %d volumes", report.n_volumes)
                 finished = False
                 break
             now = pylsl.local_clock()
+            if pace == "asap" and kind in ("volume", "marker"):
+                now = next_stamp  # type: ignore[assignment]
+                if kind == "volume":
+                    next_stamp = None
             if kind == "volume":
                 outlet.push(run.volumes[index], now)
                 report.n_volumes += 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rt_recon.errors import StreamError
 from rt_recon.decode.tr_counter import TrCounter, TrStep
+from rt_recon.errors import StreamError
 
 INTERVAL = 0.125  # TR 1 s replayed at 8x
 T0 = 5000.0

@@ -5,7 +5,7 @@ new process, and pictures of later TRs come back.
 
 Real processes (``rt-recon run`` with renderer, decoder and recorder, and a looping replay),
 real ZeroMQ, and the console's own feed, state and hub (rt_recon/display) driven from here.
-(tests/nodes/test_session.py proves the restart itself, on new heartbeats.)
+(tests/apps/test_session.py proves the restart itself, on new heartbeats.)
 """
 
 from __future__ import annotations

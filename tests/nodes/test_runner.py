@@ -4,7 +4,6 @@ and a last ``stopped``; real ZeroMQ sockets, nodes run in a thread of the test p
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
@@ -15,7 +14,6 @@ from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.nodes.decoder import DecoderNode
 from rt_recon.nodes.recorder import RecorderNode
 from rt_recon.nodes.renderer import RendererNode
-from rt_recon.nodes.runner import Node, run_node
 from rt_recon.protocol import (
     TOPIC_FRAME,
     TOPIC_LATENTS,
@@ -28,40 +26,11 @@ from rt_recon.protocol import (
 )
 from rt_recon.render import ExecutorWrapper, Img2ImgRenderer, TorchEagerExecutor, load_render_model
 from rt_recon.transport.zmq import Publisher, Subscriber
+from tests.nodes._threads import NodeThread
 
 pytestmark = pytest.mark.slow
 
 RENDER_S = 5.0
-
-
-class NodeThread:
-    """``run_node(node)`` in a thread; ``stop()`` sets its stop event and joins it."""
-
-    def __init__(self, node: Node):
-        self.node = node
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            run_node(self.node, self.stop_event)
-        except BaseException as exc:  # re-raised in the test by stop()
-            self.error = exc
-
-    def __enter__(self) -> NodeThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), f"{self.node.name} did not stop"
-        if self.error is not None:
-            raise self.error
 
 
 def _statuses(sub: Subscriber, seconds: float) -> list[tuple[float, Status]]:
