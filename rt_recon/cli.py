@@ -22,11 +22,14 @@ Human output goes to stdout; logs go to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import importlib.resources
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rt_recon.config import SessionConfig, load_config
@@ -102,28 +105,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_node(run, args: argparse.Namespace) -> int:
-    from rt_recon.nodes.runner import Stopped
+#: The node each node command runs: ``module:function(config, stop)``.
+_NODE_RUNNERS = {
+    "decode": "rt_recon.nodes.decoder:run_decoder",
+    "render": "rt_recon.nodes.renderer:run_renderer",
+    "record": "rt_recon.nodes.recorder:run_recorder",
+    "console": "rt_recon.display.server:run_console",
+}
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    """Run a node process until SIGTERM or SIGINT."""
     from rt_recon.nodes.signals import stop_on_signals
 
-    config = _config(args)
-    try:
-        run(config, stop_on_signals())
-    except Stopped:
-        log.info("stopped while waiting")
+    module, function = _NODE_RUNNERS[args.command].split(":")
+    run = getattr(importlib.import_module(module), function)
+    run(_config(args), stop_on_signals())
     return 0
 
 
-def _cmd_decode(args: argparse.Namespace) -> int:
-    from rt_recon.nodes.decoder import run_decoder
+@contextlib.contextmanager
+def _progress(desc: str, unit: str = "it") -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, as a ``progress(done, total)`` callback."""
+    from tqdm import tqdm
 
-    return _run_node(run_decoder, args)
+    with tqdm(total=0, desc=desc, unit=unit, file=sys.stderr) as bar:
 
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
 
-def _cmd_render(args: argparse.Namespace) -> int:
-    from rt_recon.nodes.renderer import run_renderer
-
-    return _run_node(run_renderer, args)
+        yield progress
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -140,8 +152,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from rt_recon.dataset import Dataset
     from rt_recon.evaluate.report import write_report
     from rt_recon.evaluate.session_eval import evaluate_recording
@@ -149,17 +159,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = Dataset.open(args.dataset)
     table = dataset.stimuli()
     stimuli = dict(zip(table, dataset.stimulus_images(list(table)), strict=True))
-    with tqdm(total=0, desc="scoring trials", unit="trial", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _progress("scoring trials", "trial") as progress:
         evaluation = evaluate_recording(args.recording, stimuli, progress)
     out = args.out or Path(args.recording).with_suffix("")
-    with tqdm(total=1, desc="writing report", file=sys.stderr) as bar:
+    with _progress("writing report") as progress:
         report = write_report(evaluation, out)
-        bar.update(1)
+        progress(1, 1)
     print(
         f"{evaluation.n_trials} trials ({evaluation.n_missing} without a frame): "
         f"identification {100 * evaluation.identification:.1f}% ({evaluation.feature_space}), "
@@ -187,33 +192,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_record(args: argparse.Namespace) -> int:
-    from rt_recon.nodes.recorder import run_recorder
-
-    return _run_node(run_recorder, args)
-
-
-def _cmd_console(args: argparse.Namespace) -> int:
-    from rt_recon.display.server import run_console
-
-    return _run_node(run_console, args)
-
-
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from rt_recon.apps.fit import fit_dataset
     from rt_recon.dataset import Dataset
     from rt_recon.render.model import load_render_model
 
     config = _config(args)
     model = load_render_model(args.model, with_text=True)
-    with tqdm(total=0, desc="fitting (runs, then heads)", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _progress("fitting (runs, then heads)") as progress:
         bundle = fit_dataset(Dataset.open(args.dataset), model, config.fit, progress=progress)
     path = bundle.save(args.out)
     report = path.with_name(path.stem + ".report.json")
@@ -409,12 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", type=Path, help="output folder (overrides paths.output_dir)")
     demo.set_defaults(func=_cmd_demo)
 
-    with_config(sub.add_parser("decode", help="run the decoder node")).set_defaults(
-        func=_cmd_decode
-    )
-    with_config(sub.add_parser("render", help="run the renderer node")).set_defaults(
-        func=_cmd_render
-    )
+    with_config(sub.add_parser("decode", help="run the decoder node")).set_defaults(func=_cmd_node)
+    with_config(sub.add_parser("render", help="run the renderer node")).set_defaults(func=_cmd_node)
 
     evaluate = sub.add_parser("evaluate", help="score a recorded session; write an HTML report")
     evaluate.add_argument("recording", type=Path, help="recording file (.h5)")
@@ -440,13 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="session config (YAML)")
     run.set_defaults(func=_cmd_run)
 
-    with_config(sub.add_parser("record", help="run the recorder node")).set_defaults(
-        func=_cmd_record
-    )
+    with_config(sub.add_parser("record", help="run the recorder node")).set_defaults(func=_cmd_node)
 
     with_config(
         sub.add_parser("console", help="serve the operator console and the participant display")
-    ).set_defaults(func=_cmd_console)
+    ).set_defaults(func=_cmd_node)
 
     fit = with_config(sub.add_parser("fit", help="fit decoders on a dataset's training runs"))
     fit.add_argument("dataset", type=Path, help="dataset folder (with dataset.json)")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from rt_recon.config import SessionConfig, is_loopback_endpoint, load_config
+from rt_recon.config import SessionConfig, is_loopback_endpoint, load_config, validate_config
 from rt_recon.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,3 +204,25 @@ def test_a_missing_key_file_or_folder_is_named_with_its_path(tmp_path):
     assert f"found '{absent}'" in message
     assert "security.curve_authorized_clients: " in message
     assert f"found '{tmp_path / 'no_folder'}'" in message
+
+
+def test_budget_stages_are_the_protocols_stages():
+    from rt_recon.config import BUDGET_PRESETS_MS, BudgetsSection
+    from rt_recon.protocol import STAGE_NAMES
+
+    for preset in BUDGET_PRESETS_MS.values():
+        assert tuple(preset) == STAGE_NAMES
+    overridable = set(BudgetsSection.model_fields) - {"preset"}
+    assert overridable == set(STAGE_NAMES)
+
+
+def test_budgets_pick_the_gpu_preset_on_cuda_and_take_overrides():
+    from rt_recon.config import BUDGET_PRESETS_MS
+
+    cpu = validate_config({}, "t").budgets_ms()
+    gpu = validate_config({"renderer": {"device": "cuda:0"}}, "t").budgets_ms()
+    assert cpu == BUDGET_PRESETS_MS["cpu"] and gpu == BUDGET_PRESETS_MS["gpu"]
+    tuned = validate_config({"budgets": {"preset": "gpu", "render": 20}}, "t").budgets_ms()
+    assert tuned == {**BUDGET_PRESETS_MS["gpu"], "render": 20.0}
+    with pytest.raises(ConfigError, match=r"budgets\.rendr: unknown key"):
+        validate_config({"budgets": {"rendr": 20}}, "t")

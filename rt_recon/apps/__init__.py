@@ -13,8 +13,9 @@ neither the evaluation nor the fit).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rt_recon._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from rt_recon.apps.demo import run_demo
@@ -26,12 +27,12 @@ if TYPE_CHECKING:
 
 #: Each re-exported name and the module that defines it.
 _ENTRY_POINTS = {
-    "run_demo": "rt_recon.apps.demo",
-    "run_session": "rt_recon.apps.session",
-    "preflight": "rt_recon.apps.preflight",
-    "replay_recording": "rt_recon.apps.replay",
-    "fit_dataset": "rt_recon.apps.fit",
-    "run_pipeline": "rt_recon.apps.pipeline",
+    "run_demo": "demo",
+    "run_session": "session",
+    "preflight": "preflight",
+    "replay_recording": "replay",
+    "fit_dataset": "fit",
+    "run_pipeline": "pipeline",
 }
 
 __all__ = [
@@ -44,8 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rt_recon.apps' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _ENTRY_POINTS, __all__)

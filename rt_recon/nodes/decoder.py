@@ -38,33 +38,20 @@ from rt_recon.protocol import (
     DecoderCounters,
     Latents,
     LatentsHeader,
-    Marker,
     Times,
     TrialRef,
-    VolumeStreamMeta,
 )
-from rt_recon.transport.lsl import DecodedOutlet, MarkerInlet, VolumeInlet, resolve_stream
+from rt_recon.transport.lsl import (
+    DecodedOutlet,
+    MarkerInlet,
+    MarkerSource,
+    VolumeInlet,
+    VolumeSource,
+)
 
 log = logging.getLogger(__name__)
 
 _MOTION_CHANNELS = ("tx_mm", "ty_mm", "tz_mm", "rx_rad", "ry_rad", "rz_rad")
-
-
-class VolumeSource(Protocol):
-    """What the decoder reads volumes from (a :class:`VolumeInlet`, or a test's fake)."""
-
-    meta: VolumeStreamMeta
-    values: np.ndarray  # (n_channels,) the last volume pulled
-
-    def pull(self, timeout: float) -> float | None: ...
-
-    def close(self) -> None: ...
-
-
-class MarkerSource(Protocol):
-    def pull(self, timeout: float) -> tuple[Marker, float] | None: ...
-
-    def close(self) -> None: ...
 
 
 class SummarySink(Protocol):
@@ -78,15 +65,14 @@ def _open_markers(config: SessionConfig) -> MarkerInlet | None:
     mode = config.decoder.mode
     if mode == "continuous":
         return None
-    try:
-        inlet = MarkerInlet(resolve_stream("source_id", config.stream.markers_source_id, 2.0))
-    except StreamError:
+    inlet = MarkerInlet.find(config.stream.markers_source_id)
+    if inlet is None:
         if mode == "trial":
             raise StreamError(
                 f"decoder.mode is trial but no marker stream with source_id="
                 f"{config.stream.markers_source_id!r} was found; use mode continuous for "
                 "sessions without markers"
-            ) from None
+            )
         log.info("no marker stream: continuous mode (sliding window)")
         return None
     log.info("trial mode: onsets from marker stream %r", config.stream.markers_source_id)

@@ -34,13 +34,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 import pylsl
 import zmq
 
 from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle, ModelSpec
-from rt_recon.errors import BundleError, StorageError, StreamError
+from rt_recon.errors import BundleError, StorageError
 from rt_recon.nodes.runner import Node, NodeContext, run_node
 from rt_recon.protocol import (
     TOPIC_FRAME,
@@ -55,7 +54,12 @@ from rt_recon.protocol import (
 from rt_recon.record.disk import DiskWatch
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
 from rt_recon.transport.control import ControlServer
-from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
+from rt_recon.transport.lsl import (
+    MarkerInlet,
+    MarkerSource,
+    VolumeInlet,
+    VolumeSource,
+)
 from rt_recon.transport.zmq import Subscriber
 
 log = logging.getLogger(__name__)
@@ -128,32 +132,12 @@ def stream_attrs(meta: VolumeStreamMeta) -> dict:
 
 
 def _open_markers(config: SessionConfig) -> MarkerInlet | None:
-    try:
-        return MarkerInlet(resolve_stream("source_id", config.stream.markers_source_id, 2.0))
-    except StreamError:
+    inlet = MarkerInlet.find(config.stream.markers_source_id)
+    if inlet is None:
         log.warning(
             "no marker stream %r; recording volumes without events", config.stream.markers_source_id
         )
-        return None
-
-
-class VolumeSource(Protocol):
-    """Volumes with their stamps (a :class:`VolumeInlet`, or a test's fake)."""
-
-    meta: VolumeStreamMeta
-    values: np.ndarray
-
-    def pull(self, timeout: float) -> float | None: ...
-
-    def close(self) -> None: ...
-
-
-class MarkerTextSource(Protocol):
-    """Marker samples as sent (a :class:`MarkerInlet`, or a test's fake)."""
-
-    def pull_text(self, timeout: float) -> tuple[str, float] | None: ...
-
-    def close(self) -> None: ...
+    return inlet
 
 
 class MessageSource(Protocol):
@@ -215,7 +199,7 @@ class RecorderInputs:
     """Everything the recorder takes in: volumes, markers and ZeroMQ messages."""
 
     volumes: VolumeSource
-    markers: MarkerTextSource | None
+    markers: MarkerSource | None
     messages: MessageSource
 
     def record(

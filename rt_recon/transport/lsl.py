@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pylsl
@@ -33,6 +33,29 @@ from rt_recon.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class VolumeSource(Protocol):
+    """What a node reads volumes from: a :class:`VolumeInlet`, or a test's list of volumes."""
+
+    meta: VolumeStreamMeta
+    values: np.ndarray  # (n_channels,) the volume the last pull() returned the stamp of
+
+    def pull(self, timeout: float) -> float | None:
+        """The next volume's LSL timestamp (its data in :attr:`values`), or None."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MarkerSource(Protocol):
+    """What a node reads marker events from: a :class:`MarkerInlet`, or a test's list."""
+
+    def pull(self, timeout: float) -> tuple[Marker, float] | None: ...
+
+    def pull_text(self, timeout: float) -> tuple[str, float] | None: ...
+
+    def close(self) -> None: ...
 
 
 class VolumeOutlet:
@@ -232,6 +255,15 @@ class MarkerInlet:
         quiet_liblsl()
         self._inlet = pylsl.StreamInlet(info, processing_flags=pylsl.proc_clocksync)
         self._inlet.open_stream(timeout=10.0)
+
+    @classmethod
+    def find(cls, source_id: str, timeout: float = 2.0) -> MarkerInlet | None:
+        """The marker stream with ``source_id``, or None when none is found within
+        ``timeout`` seconds (a session may have no markers)."""
+        try:
+            return cls(resolve_stream("source_id", source_id, timeout))
+        except StreamError:
+            return None
 
     def pull_text(self, timeout: float) -> tuple[str, float] | None:
         """The next sample's text and timestamp, or None if none arrives within ``timeout`` s."""
