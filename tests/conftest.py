@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic dataset, a tiny random model and a bundle fitted on them.
+"""Shared fixtures: a small synthetic dataset, a tiny random model and a bundle fitted on them;
+node processes started through the supervisor.
 
 Everything is built in code, seeded, on the CPU, in seconds; nothing is
 downloaded. LSL stream names and ZeroMQ ports are unique per test.
@@ -6,18 +7,24 @@ downloaded. LSL stream names and ZeroMQ ports are unique per test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from rt_recon.config import SessionConfig, SimulationSection
+from rt_recon.nodes.supervisor import Child, Supervisor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 #: A session small enough to generate and fit in a few seconds.
 SMALL_SIM = SimulationSection(
@@ -99,3 +106,95 @@ def node_config(tmp_path, small_bundle_path, tiny_model_dir) -> SessionConfig:
             "replay": {"speed": 8.0},
         }
     ).resolved()
+
+
+class NodeProcesses:
+    """The processes of one test, started through a :class:`Supervisor` (the ``node_processes``
+    fixture): nodes by name, other ``rt-recon`` commands, Python helpers.
+
+    Each child's stdout and stderr go to ``<tmp_path>/logs/<name>.log``; a
+    :class:`~rt_recon.nodes.supervisor.Child` gives its ``pid``, ``send_signal``,
+    ``wait(timeout)``, ``returncode``, ``log_text()``, ``tail()`` and
+    ``wait_for_line(pattern, timeout)``. At teardown every child is stopped (SIGTERM, then
+    SIGKILL after 10 s) and the test fails if a process one of them started outlives them.
+    """
+
+    def __init__(self, supervisor: Supervisor, config_dir: Path):
+        self.supervisor = supervisor
+        self._config_dir = config_dir
+        self._config_paths: dict[str, Path] = {}
+
+    def config_path(self, config: SessionConfig) -> Path:
+        """``config`` as a file for the children (written once per distinct config)."""
+        text = config.to_json()
+        path = self._config_paths.get(text)
+        if path is None:
+            path = self._config_dir / f"session-{len(self._config_paths)}.json"
+            path.write_text(text)
+            self._config_paths[text] = path
+        return path
+
+    def node(self, node: str, config: SessionConfig | Path, *extra_args: str | Path) -> Child:
+        """Start node ``node`` (decoder, renderer, recorder, console, replay) on ``config``.
+
+        (To run one under a wrapper command, with more environment or a resource limit:
+        ``supervisor.start_node(node, config_path(config), ..., wrapper=, env=, preexec=)``.)
+        """
+        path = self.config_path(config) if isinstance(config, SessionConfig) else config
+        return self.supervisor.start_node(node, path, *(str(a) for a in extra_args))
+
+    def replay_when_ready(self, config: SessionConfig, *args: str | Path) -> Child:
+        """The replay node (``args``: its run and options) streaming once the decoder and the
+        recorder report streaming (``--await-ready``), so both get its first volume."""
+        ready = ["--await-ready", config.decoder.latents_endpoint]
+        ready += ["--await-ready", config.recorder.status_endpoint]
+        return self.node("replay", config, *args, *ready)
+
+    def rt_recon(self, name: str, *args: str | Path) -> Child:
+        """Start ``rt-recon *args`` (``bridge ...``, ``run CONFIG``) as child ``name``."""
+        return self.supervisor.start(name, [str(a) for a in args])
+
+    def python(self, name: str, *args: str | Path) -> Child:
+        """Start ``python *args`` (``-m tests.nodes._stream_source ...``, ``-c CODE``) as child
+        ``name``, with this repository importable (the helpers import ``tests``)."""
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        argv = [sys.executable, *(str(a) for a in args)]
+        return self.supervisor.spawn(name, argv, env={"PYTHONPATH": pythonpath})
+
+    def exited(self) -> dict[str, int]:
+        """Children that have exited, with their exit codes."""
+        return self.supervisor.exited()
+
+    def assert_running(self, *names: str) -> None:
+        """Fail, naming each with its exit code and last log lines, if any of children
+        ``names`` (all, if none are named) has exited."""
+        exited = {n: c for n, c in self.exited().items() if not names or n in names}
+        assert not exited, "\n".join(
+            f"{name} exited with code {code}:\n{self.supervisor.children[name].tail()}"
+            for name, code in exited.items()
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every child (SIGTERM, SIGKILL after ``timeout`` s); fail if a process one of
+        them started is still there ``timeout`` s later (it is killed)."""
+        descendants: list[psutil.Process] = []
+        for child in self.supervisor.children.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                descendants += psutil.Process(child.pid).children(recursive=True)
+        self.supervisor.stop_all(timeout)
+        _, left = psutil.wait_procs(descendants, timeout)
+        for process in left:
+            process.kill()
+        assert not left, f"left behind by the children: {[p.pid for p in left]}"
+
+
+@pytest.fixture
+def node_processes(tmp_path: Path) -> Iterator[NodeProcesses]:
+    """Processes of one test, all stopped at its end: see :class:`NodeProcesses`."""
+    processes = NodeProcesses(Supervisor(tmp_path / "logs"), tmp_path)
+    try:
+        yield processes
+    finally:
+        for name, child in processes.supervisor.children.items():  # shown if the test failed
+            print(f"--- {name} (pid {child.pid}, exit {child.returncode}):\n{child.tail(40)}")
+        processes.stop()

@@ -1,8 +1,12 @@
-"""The ``rt-recon`` command as a user runs it: errors, Ctrl-C, no process left behind."""
+"""The ``rt-recon`` command as a user runs it: errors, Ctrl-C, no process left behind.
+
+A command that runs to its end is run with ``subprocess.run``, as a shell runs it: its
+exit code, its stdout and its stderr apart. The demo, stopped with Ctrl-C, is a child of
+the ``node_processes`` fixture, which stops it if the test fails first.
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +16,8 @@ import psutil
 import pytest
 import yaml
 
+from rt_recon.config import load_config
+from rt_recon.nodes.ready import ReadyWatcher
 from tests.conftest import SMALL_SIM, free_port, unique
 
 
@@ -27,6 +33,10 @@ def _demo_config(tmp_path, **renderer):
         },
         "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{free_port()}"},
         "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{free_port()}", **renderer},
+        "recorder": {
+            "status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+            "control_endpoint": f"tcp://127.0.0.1:{free_port()}",
+        },
         "replay": {"speed": 1.0},
     }
     config["simulation"]["grid"] = list(config["simulation"]["grid"])
@@ -63,30 +73,31 @@ def test_missing_model_fails_before_any_stream(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigint_on_demo_stops_every_child(tmp_path):
-    config = _demo_config(tmp_path)
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "rt_recon", "demo", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # so the test's SIGINT goes to the demo alone
+def test_sigint_on_demo_stops_every_child(node_processes, tmp_path):
+    path = _demo_config(tmp_path)
+    config = load_config(path)
+    demo = node_processes.rt_recon("demo", "demo", "--config", path)
+    # the session is under way once the decoder and the recorder stream the replay's volumes
+    streaming = ReadyWatcher(
+        [config.decoder.latents_endpoint, config.recorder.status_endpoint],
+        config.stream.source_id,
     )
-    parent = psutil.Process(demo.pid)
-    children: list[psutil.Process] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(children) < 4:
-        assert demo.poll() is None, demo.stdout.read()
-        children = parent.children(recursive=True)
-        time.sleep(0.2)
-    assert len(children) == 4, "recorder, renderer, decoder and replay should all be running"
-    time.sleep(2.0)  # let them get into their loops
-    os.kill(demo.pid, signal.SIGINT)
-    output, _ = demo.communicate(timeout=60)
-    assert demo.returncode == 130, output
+    try:
+        deadline = time.monotonic() + 180  # it generates and fits its data first
+        while not streaming():
+            node_processes.assert_running()
+            assert time.monotonic() < deadline, "the demo's nodes never reported streaming"
+            time.sleep(0.1)
+    finally:
+        streaming.close()
+    children = psutil.Process(demo.pid).children(recursive=True)
+    commands = sorted(p.cmdline()[3] for p in children)  # python -m rt_recon COMMAND ...
+    assert commands == ["decode", "record", "render", "simulate"]
+    demo.send_signal(signal.SIGINT)
+    assert demo.wait(timeout=60) == 130, demo.tail()
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.pid for p in alive]}"
-    assert "interrupted" in output
+    assert "interrupted" in demo.log_text()
 
 
 def test_keys_writes_certificates_and_prints_config_lines_that_validate(tmp_path):

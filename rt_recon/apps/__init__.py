@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rt_recon.apps.demo import run_demo
     from rt_recon.apps.fit import fit_dataset
     from rt_recon.apps.pipeline import run_pipeline
-    from rt_recon.apps.preflight import preflight
+    from rt_recon.apps.preflight import check_before_start
     from rt_recon.apps.replay import replay_recording
     from rt_recon.apps.session import run_session
 
@@ -29,15 +29,15 @@ if TYPE_CHECKING:
 _ENTRY_POINTS = {
     "run_demo": "demo",
     "run_session": "session",
-    "preflight": "preflight",
+    "check_before_start": "preflight",
     "replay_recording": "replay",
     "fit_dataset": "fit",
     "run_pipeline": "pipeline",
 }
 
 __all__ = [
+    "check_before_start",
     "fit_dataset",
-    "preflight",
     "replay_recording",
     "run_demo",
     "run_pipeline",

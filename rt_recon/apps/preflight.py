@@ -48,7 +48,7 @@ def _check_free(node: str, endpoint: str) -> None:
             ) from None
 
 
-def preflight(config: SessionConfig, nodes: tuple[str, ...]) -> None:
+def check_before_start(config: SessionConfig, nodes: tuple[str, ...]) -> None:
     """Raise a one-line RtReconError for the first thing that would stop a node starting."""
     for node in nodes:
         for endpoint in bound_endpoints(config, node):

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from rt_recon.apps.preflight import preflight
+from rt_recon.apps.preflight import check_before_start
 from rt_recon.config import SessionConfig
 from rt_recon.errors import RtReconError
 from rt_recon.nodes.supervisor import Supervisor
@@ -33,7 +33,7 @@ def run_session(config: SessionConfig, config_path: Path, stop: threading.Event)
     ``config_path`` is ``config`` as a file, for the children.
     """
     nodes = config.run.nodes
-    preflight(config, nodes)
+    check_before_start(config, nodes)
     restarts = dict.fromkeys(nodes, 0)
     with Supervisor(config.paths.output_dir / "logs") as supervisor:
         for node in nodes:

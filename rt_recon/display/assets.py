@@ -22,6 +22,7 @@ CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
@@ -44,7 +45,7 @@ class StaticAssets:
             self._files[path.name] = (path.read_bytes(), CONTENT_TYPES[path.suffix])
         if not self._files:
             raise DataError(
-                f"no console assets in {folder}: expected .html/.js/.css files; "
+                f"no console assets in {folder}: expected .html/.js/.css/.json files; "
                 "is the package installed completely?"
             )
 

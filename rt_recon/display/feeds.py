@@ -1,12 +1,15 @@
 """The console's inputs, each on its own thread: ZeroMQ frames and heartbeats, LSL markers.
 
-A feed hands every message to a callback together with its receive time
-(``time.monotonic()``); the server's callbacks move them onto its event loop.
-Frames are taken latest-only (drain the socket, keep the newest), heartbeats
-and markers one by one. The ZeroMQ feed also watches each heartbeat socket's
-connection (a libzmq socket monitor): a node whose process dies closes its
-end at once, long before three heartbeats are missed, and the console can say
-it is reconnecting rather than merely silent.
+A feed validates every message into the protocol's type (:class:`~rt_recon.protocol.Frame`,
+:class:`~rt_recon.protocol.Status`, :class:`~rt_recon.protocol.Marker`) and hands it to a
+callback together with its receive time (``time.monotonic()``) or, for a marker, its LSL
+timestamp; the server's callbacks move them onto its event loop. A message that breaks the
+protocol is dropped, logged with the fields it got wrong, counted (``malformed``) and
+reported to ``on_malformed``. Frames are taken latest-only (drain the socket, keep the
+newest), heartbeats and markers one by one. The ZeroMQ feed also watches each heartbeat
+socket's connection (a libzmq socket monitor): a node whose process dies closes its end at
+once, long before three heartbeats are missed, and the console can say it is reconnecting
+rather than merely silent.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import zmq
 from pylsl.util import LostError
@@ -24,7 +26,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from rt_recon.config import SecuritySection
 from rt_recon.errors import ProtocolError, StreamError
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, Message
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, Frame, Marker, Message, Status
 from rt_recon.transport.lsl import MarkerInlet, resolve_stream
 from rt_recon.transport.zmq import Subscriber
 
@@ -38,15 +40,24 @@ _POLL_MS = 100
 _LINK_UP = zmq.EVENT_CONNECTED
 _LINK_DOWN = zmq.EVENT_DISCONNECTED
 
+#: ``on_malformed(kind, reason, time)``: a message of ``kind`` (``frame``, ``status``,
+#: ``marker``) was dropped because it broke the protocol, for ``reason``.
+MalformedCallback = Callable[[str, str, float], None]
+
+_FRAMING = "it broke the message framing (docs/protocol.md 3; the log names how)"
+
 
 class _Feed:
     """A worker thread with ``start()`` / ``stop()``; errors are logged, never silent."""
 
     name = "feed"
 
-    def __init__(self) -> None:
+    def __init__(self, on_malformed: MalformedCallback | None = None) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._guarded, name=self.name, daemon=True)
+        self._on_malformed = on_malformed
+        #: Messages dropped because they broke the protocol, by kind.
+        self.malformed: dict[str, int] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -65,6 +76,15 @@ class _Feed:
     def _run(self) -> None:
         raise NotImplementedError
 
+    def _dropped(self, kind: str, reason: str, now: float, logged: bool = False) -> None:
+        """Count, log (unless the transport ``logged`` it) and report a message that broke
+        the protocol."""
+        self.malformed[kind] = self.malformed.get(kind, 0) + 1
+        if not logged:
+            log.warning("dropped a malformed %s message: %s", kind, reason)
+        if self._on_malformed is not None:
+            self._on_malformed(kind, reason, now)
+
 
 class ZmqFeed(_Feed):
     """Frames from the renderer's endpoint, heartbeats from every node's endpoint.
@@ -72,10 +92,11 @@ class ZmqFeed(_Feed):
     Args:
         frames_endpoint: the renderer's frames socket.
         status_endpoints: node name -> the endpoint it publishes heartbeats on.
-        on_frame, on_status: called with each message (or header) and its receive time.
+        on_frame, on_status: called with each valid frame or heartbeat and its receive time.
         on_link: called with (node, connected, time) when the connection to a
             node's heartbeat socket comes up or is lost.
         curve: the config's security section.
+        on_malformed: told of every message dropped for breaking the protocol.
     """
 
     name = "console-zmq"
@@ -84,12 +105,13 @@ class ZmqFeed(_Feed):
         self,
         frames_endpoint: str,
         status_endpoints: Mapping[str, str],
-        on_frame: Callable[[Message, float], None],
-        on_status: Callable[[dict[str, Any], float], None],
+        on_frame: Callable[[Frame, float], None],
+        on_status: Callable[[Status, float], None],
         on_link: Callable[[str, bool, float], None] | None = None,
         curve: SecuritySection | None = None,
+        on_malformed: MalformedCallback | None = None,
     ):
-        super().__init__()
+        super().__init__(on_malformed)
         self._curve = curve
         self.frames_endpoint = frames_endpoint
         self.status_endpoints = dict(status_endpoints)
@@ -131,13 +153,14 @@ class ZmqFeed(_Feed):
                             self._on_link(node, event["event"] == _LINK_UP, now)
                 for sub in statuses:
                     if sub.socket in ready:
-                        while (message := sub.receive(timeout=0)) is not None:
-                            self._on_status(message.header, now)
+                        self._take_statuses(sub, now)
                 if frames.socket in ready:
                     got = frames.receive_latest(timeout=0)
                     self.skipped_frames += got.skipped
+                    for _ in range(got.malformed):
+                        self._dropped("frame", _FRAMING, now, logged=True)
                     if got.message is not None:
-                        self._on_frame(got.message, now)
+                        self._take_frame(got.message, now)
         finally:
             for sub in statuses:
                 sub.socket.disable_monitor()
@@ -147,14 +170,43 @@ class ZmqFeed(_Feed):
                 sub.close()
             context.term()
 
+    def _take_statuses(self, sub: Subscriber, now: float) -> None:
+        """Every heartbeat waiting on ``sub``, validated."""
+        while True:
+            framing_errors = sub.malformed
+            message = sub.receive(timeout=0)
+            for _ in range(sub.malformed - framing_errors):
+                self._dropped("status", _FRAMING, now, logged=True)
+            if message is None:
+                return
+            try:
+                status = Status.from_json(message.header)
+            except ProtocolError as exc:
+                self._dropped("status", str(exc), now)
+                continue
+            self._on_status(status, now)
+
+    def _take_frame(self, message: Message, now: float) -> None:
+        try:
+            frame = Frame.from_message(message)
+        except ProtocolError as exc:
+            self._dropped("frame", str(exc), now)
+            return
+        self._on_frame(frame, now)
+
 
 class MarkerFeed(_Feed):
     """Events from the LSL marker stream with ``source_id``; waits for it, follows restarts."""
 
     name = "console-markers"
 
-    def __init__(self, source_id: str, on_marker: Callable[[dict[str, Any], float], None]):
-        super().__init__()
+    def __init__(
+        self,
+        source_id: str,
+        on_marker: Callable[[Marker, float], None],
+        on_malformed: MalformedCallback | None = None,
+    ):
+        super().__init__(on_malformed)
         self.source_id = source_id
         self._on_marker = on_marker
 
@@ -168,7 +220,7 @@ class MarkerFeed(_Feed):
                 try:
                     got = inlet.pull(timeout=0.2)
                 except ProtocolError as exc:
-                    log.warning("dropped a malformed marker: %s", exc)
+                    self._dropped("marker", str(exc), time.monotonic())
                     continue
                 if got is not None:
                     self._on_marker(*got)

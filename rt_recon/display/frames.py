@@ -2,8 +2,9 @@
 
 Layout (all little-endian)::
 
-    bytes 0..3     uint32 n: length of the JSON header
-    bytes 4..4+n   UTF-8 JSON header: {"tr", "seq", "width", "height", ...}
+    bytes 0..3     uint32 n: length of the JSON meta
+    bytes 4..4+n   UTF-8 JSON meta: a ParticipantPicture or ConsolePicture
+                   (rt_recon/display/messages.py): tr, seq, width, height, times, ...
     the rest       the picture, uint8 RGB, row-major, height * width * 3 bytes
 
 Raw RGB, not PNG: the server does no encoding (a frame goes out as soon as
@@ -14,44 +15,50 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from rt_recon.display.messages import ParticipantPicture
 from rt_recon.errors import ProtocolError
 
 _LENGTH = struct.Struct("<I")
 
 
-def encode_frame(header: Mapping[str, Any], image: np.ndarray) -> bytes:
-    """One binary message from a ``(H, W, 3)`` uint8 RGB picture and a header."""
+def encode_frame(meta: ParticipantPicture, image: np.ndarray) -> bytes:
+    """One binary message from its meta (a :class:`ParticipantPicture` or its console
+    subclass) and the ``(H, W, 3)`` uint8 RGB picture it describes."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ProtocolError(
             f"a frame picture must be (H, W, 3) uint8 RGB, found {image.shape} {image.dtype}"
         )
-    height, width = int(image.shape[0]), int(image.shape[1])
-    meta = json.dumps(
-        {**header, "width": width, "height": height}, separators=(",", ":"), allow_nan=False
-    ).encode()
-    return b"".join((_LENGTH.pack(len(meta)), meta, np.ascontiguousarray(image).tobytes()))
+    if (meta.height, meta.width) != image.shape[:2]:
+        raise ProtocolError(
+            f"picture meta says {meta.width}x{meta.height}, the picture is "
+            f"{image.shape[1]}x{image.shape[0]} (width x height)"
+        )
+    text = json.dumps(meta.to_json(), separators=(",", ":"), allow_nan=False).encode()
+    return b"".join((_LENGTH.pack(len(text)), text, np.ascontiguousarray(image).tobytes()))
 
 
 def decode_frame(payload: bytes) -> tuple[dict[str, Any], np.ndarray]:
-    """The header and ``(H, W, 3)`` picture of a message made by :func:`encode_frame`."""
+    """The JSON meta (as sent) and ``(H, W, 3)`` picture of a message made by
+    :func:`encode_frame`."""
     if len(payload) < _LENGTH.size:
         raise ProtocolError(f"a frame message needs at least 4 bytes, found {len(payload)}")
     (n,) = _LENGTH.unpack_from(payload)
     try:
-        header = json.loads(payload[_LENGTH.size : _LENGTH.size + n])
+        meta = json.loads(payload[_LENGTH.size : _LENGTH.size + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"frame header is not UTF-8 JSON: {exc}") from None
+        raise ProtocolError(f"frame meta is not UTF-8 JSON: {exc}") from None
+    size = (meta.get("width"), meta.get("height")) if isinstance(meta, dict) else (None, None)
+    width, height = size
+    if not isinstance(width, int) or not isinstance(height, int):
+        raise ProtocolError(f"frame meta needs integer width and height, found {meta!r:.200}")
     pixels = memoryview(payload)[_LENGTH.size + n :]
-    expected = int(header["height"]) * int(header["width"]) * 3
+    expected = height * width * 3
     if pixels.nbytes != expected:
         raise ProtocolError(
-            f"a {header['width']}x{header['height']} RGB frame needs {expected} bytes, "
-            f"found {pixels.nbytes}"
+            f"a {width}x{height} RGB frame needs {expected} bytes, found {pixels.nbytes}"
         )
-    image = np.frombuffer(pixels, dtype=np.uint8).reshape(header["height"], header["width"], 3)
-    return header, image
+    return meta, np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)

@@ -15,28 +15,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Container, Mapping
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from rt_recon.display.frames import encode_frame
+from rt_recon.display.messages import (
+    ConsolePicture,
+    NodeLevel,
+    ParticipantPicture,
+    WaitingMessage,
+)
 from rt_recon.display.state import ConsoleState
 from rt_recon.display.timeline import Truth
+from rt_recon.protocol import FrameHeader, Marker, Status
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["participant", "console"]
 
 
-def waiting_message(reason: str | None = None) -> str:
+def waiting_message(reason: NodeLevel | None = None) -> str:
     """What a participant page is sent when there is no picture to show, and why.
 
     ``reason`` is the renderer's level (:meth:`ConsoleState.node_level`):
     ``reconnecting``, ``away``, ``stopped``; None before it was ever heard.
     """
-    return json.dumps({"type": "waiting", "reason": reason})
+    return json.dumps(WaitingMessage(type="waiting", reason=reason).to_json())
 
 
 def is_waiting(message: str | bytes) -> bool:
@@ -89,8 +96,8 @@ class Hub:
 
     # -------------------------------------------------------- inputs (event loop)
 
-    def on_status(self, header: Mapping[str, Any], now: float) -> None:
-        self.state.on_status(header, now)
+    def on_status(self, status: Status, now: float) -> None:
+        self.state.on_status(status, now)
         self._check_renderer(now)
 
     def on_link(self, node: str, connected: bool, now: float) -> None:
@@ -98,28 +105,31 @@ class Hub:
         self.state.on_link(node, connected, now)
         self._check_renderer(now)
 
-    def on_marker(self, event: Mapping[str, Any], stamp: float) -> None:
-        self.state.on_marker(event, stamp)
+    def on_marker(self, marker: Marker, stamp: float) -> None:
+        self.state.on_marker(marker, stamp)
 
-    def on_frame(self, header: Mapping[str, Any], image: np.ndarray, now: float) -> None:
-        """A frame from the renderer: becomes the newest picture of every page."""
+    def on_frame(self, header: FrameHeader, image: np.ndarray, now: float) -> None:
+        """A frame from the renderer (its validated header and ``(H, W, 3)`` uint8 picture):
+        becomes the newest picture of every page."""
         record = self.state.on_frame(header, now)
-        common = {"tr": record.tr, "seq": record.seq, "times": header.get("times", {})}
-        self._set("participant", encode_frame(common, image))
-        self._set(
-            "console",
-            encode_frame(
-                {
-                    **common,
-                    "run": record.run,
-                    "lag_trs": self.state.lag_trs,
-                    "latency_ms": record.latency_ms,
-                    "fd": record.fd_mm,
-                    "truth": self._truth_json(record.truth),
-                },
-                image,
-            ),
+        common = {
+            "tr": record.tr,
+            "seq": record.seq,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "times": header.times,
+        }
+        self._set("participant", encode_frame(ParticipantPicture(**common), image))
+        console = ConsolePicture(
+            **common,
+            run=record.run,
+            lag_trs=header.lag_trs,
+            latency_ms=record.latency_ms,
+            fd=record.fd_mm,
+            truth=self._truth_json(record.truth),
+            trial=record.trial,
         )
+        self._set("console", encode_frame(console, image))
 
     def tick(self, now: float) -> None:
         """Refresh the console state, notice a renderer gone, free pages that never acked."""

@@ -29,7 +29,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -47,7 +46,6 @@ from rt_recon.display.pictures import StimulusPictures
 from rt_recon.display.record_control import RecordRequest, record_endpoint
 from rt_recon.display.state import ConsoleState
 from rt_recon.errors import StreamError
-from rt_recon.protocol import Message
 from rt_recon.transport.control import request
 
 log = logging.getLogger(__name__)
@@ -195,30 +193,23 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
                 loop.call_soon_threadsafe(callback, *args)
 
-        def on_frame(message: Message, now: float) -> None:
-            image = message.arrays.get("image")
-            if image is None or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                found = "none" if image is None else f"{image.dtype} {list(image.shape)}"
-                log.warning(
-                    "dropped frame seq %s: expected an image buffer (H, W, 3) uint8, found %s",
-                    message.header.get("seq"),
-                    found,
-                )
-                return
-            deliver(hub.on_frame, message.header, image, now)
+        def on_malformed(kind: str, reason: str, now: float) -> None:
+            deliver(hub.state.on_malformed, kind, reason, now)
 
         feeds = [
             ZmqFeed(
                 config.renderer.frames_endpoint,
                 status_endpoints,
-                on_frame,
-                lambda header, now: deliver(hub.on_status, header, now),
+                lambda frame, now: deliver(hub.on_frame, frame.header, frame.image, now),
+                lambda status, now: deliver(hub.on_status, status, now),
                 lambda node, connected, now: deliver(hub.on_link, node, connected, now),
                 curve=config.security,
+                on_malformed=on_malformed,
             ),
             MarkerFeed(
                 config.stream.markers_source_id,
-                lambda event, stamp: deliver(hub.on_marker, event, stamp),
+                lambda marker, stamp: deliver(hub.on_marker, marker, stamp),
+                on_malformed=on_malformed,
             ),
         ]
         for feed in feeds:

@@ -1,13 +1,18 @@
 """The console's state: heartbeats, frames and markers aggregated into what the operator sees.
 
-Pure: no sockets and no clock of its own. Every update takes the time it was
-received (``now``: seconds on a monotonic clock), so tests drive it with
-plain numbers. :meth:`ConsoleState.snapshot` is the JSON the console page
-draws (docs/console.md lists its keys).
+Pure: no sockets and no clock of its own. Its inputs are the protocol's typed messages
+(:class:`~rt_recon.protocol.Status`, :class:`~rt_recon.protocol.FrameHeader`,
+:class:`~rt_recon.protocol.Marker`), each with the time it was received (``now``: seconds on
+a monotonic clock) or, for a marker, its LSL timestamp, so tests drive it with plain
+objects and numbers. :meth:`ConsoleState.snapshot` is the console state the page draws, a
+:class:`~rt_recon.display.messages.ConsoleStateMessage` (docs/console.md lists its keys).
+Which stimulus a frame is paired with is the protocol's trial rule, applied by
+:class:`~rt_recon.display.timeline.StimulusTimeline`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -15,22 +20,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from rt_recon.display.timeline import FrameClock, StimulusTimeline, Truth
+from rt_recon.display.messages import (
+    Alert,
+    ConsoleStateMessage,
+    Counts,
+    LatencyPoint,
+    Motion,
+    NodeCounters,
+    NodeView,
+    Pair,
+    StageSummary,
+    TruthView,
+)
+from rt_recon.display.timeline import StimulusTimeline, Truth
 from rt_recon.protocol import (
     AWAY_AFTER_S,
     FAILED_STATES,
-    STAGES,
+    STAGE_NAMES,
     WORKING_STATES,
-    stage_latencies,
+    FrameHeader,
+    Marker,
+    Status,
+    TrialRef,
 )
+
+log = logging.getLogger(__name__)
 
 #: Nodes shown from the start; others (the recorder) appear once they speak.
 EXPECTED_NODES = ("decoder", "renderer")
 
-STAGE_NAMES = tuple(name for name, _, _ in STAGES)
+#: Frames listed in the snapshot's ``pairs``.
+PAIRS_SHOWN = 12
 
-_STATUS_KEYS = frozenset({"protocol", "version", "buffers", "node", "pid", "state", "seq", "t"})
+#: Seconds a dropped malformed message stays among the warnings.
+MALFORMED_WARN_S = 10.0
 
 
 @dataclass
@@ -42,6 +67,7 @@ class NodeHealth:
     last_seen: float | None = None  # monotonic receive time
     pid: int | None = None
     uptime_s: float | None = None
+    #: The counters of its last heartbeat (those of a type this console reads checked).
     counters: dict[str, Any] = field(default_factory=dict)
     #: The console's connection to the node's socket: True up, False lost, None not known.
     link: bool | None = None
@@ -71,19 +97,21 @@ class FrameRecord:
 
     tr: int
     seq: int
-    run: str | None
+    run: str
     received: float  # monotonic
     latency_ms: dict[str, float]  # per stage of STAGES present in the header
     fd_mm: float | None
-    truth: Truth | None
+    truth: Truth | None  # the console's pairing (the protocol's trial rule)
+    trial: TrialRef | None  # the decoder's trial, as the frame carried it (trial mode)
     warming_up: bool
 
 
 class ConsoleState:
-    """Aggregates ``status``, ``frame`` and marker messages.
+    """Aggregates heartbeats, frame headers and markers.
 
     Args:
-        budgets_ms: per-stage budgets in ms (keys of :data:`STAGE_NAMES`).
+        budgets_ms: per-stage budgets in ms (keys of :data:`~rt_recon.protocol.STAGE_NAMES`;
+            the session's ``SessionConfig.budgets_ms()``).
         fd_threshold_mm: framewise displacement flagged as motion.
         history: frames kept for the plots.
         away_after_s: silence after which a node is away.
@@ -110,30 +138,31 @@ class ConsoleState:
         self.late_trs = 0
         self.no_picture_trs = 0
         self.over_budget: dict[str, int] = dict.fromkeys(STAGE_NAMES, 0)
+        #: Messages dropped for breaking the protocol, by kind (frame, status, marker).
+        self.malformed: dict[str, int] = {}
+        self._last_malformed: tuple[str, str, float] | None = None  # (kind, reason, now)
+        #: Scored frames whose decoder trial is not the console's pairing (docs/console.md).
+        self.pairing_mismatches = 0
+        self._last_mismatch: tuple[int, str] | None = None  # (frame TR, what differed)
         self._missed_in_frames = 0
         self._skipped_total = 0
         self._unjudged: list[FrameRecord] = []  # frames that arrived before the TR was known
-        self._anchor: tuple[str | None, int, float] | None = None  # (run, tr, acquired)
-        self._clock: FrameClock | None = None
         self._lag_trs: int | None = None
         self.session: str | None = None
 
     # ------------------------------------------------------------------ updates
 
-    def on_status(self, header: Mapping[str, Any], now: float) -> None:
+    def on_status(self, status: Status, now: float) -> None:
         """A heartbeat from any node (docs/protocol.md 3.3)."""
-        name = str(header.get("node", "unknown"))
-        node = self.nodes.setdefault(name, NodeHealth(name))
-        node.state = str(header.get("state", "unknown"))
+        node = self.nodes.setdefault(status.node, NodeHealth(status.node))
+        node.state = status.state
         node.last_seen = now
         node.link = True  # a heartbeat came over it
-        pid = header.get("pid") if isinstance(header.get("pid"), int) else None
-        if node.pid is not None and pid is not None and pid != node.pid:
+        if node.pid is not None and status.pid != node.pid:
             node.restarts += 1
-        node.pid = pid
-        uptime = header.get("uptime_s")
-        node.uptime_s = float(uptime) if isinstance(uptime, int | float) else None
-        node.counters = {k: v for k, v in header.items() if k not in _STATUS_KEYS}
+        node.pid = status.pid
+        node.uptime_s = status.uptime_s
+        node.counters = _checked_counters(status)
 
     def on_link(self, name: str, connected: bool, now: float) -> None:
         """The console's connection to ``name``'s socket came up or was lost.
@@ -144,43 +173,45 @@ class ConsoleState:
         if node is not None:
             node.link = connected
 
-    def on_marker(self, event: Mapping[str, Any], stamp: float) -> None:
+    def on_marker(self, marker: Marker, stamp: float) -> None:
         """A marker-stream event and its LSL timestamp."""
-        self.timeline.on_marker(event, stamp)
+        self.timeline.on_marker(marker, stamp)
 
-    def on_frame(self, header: Mapping[str, Any], now: float) -> FrameRecord:
+    def on_malformed(self, kind: str, reason: str, now: float) -> None:
+        """A message of ``kind`` (frame, status, marker) was dropped: it broke the protocol."""
+        self.malformed[kind] = self.malformed.get(kind, 0) + 1
+        self._last_malformed = (kind, reason, now)
+
+    def on_frame(self, header: FrameHeader, now: float) -> FrameRecord:
         """A frame's header (docs/protocol.md 3.2); returns what the console keeps of it."""
         renderer = self.nodes["renderer"]
         renderer.last_seen = now  # a frame is a sign of life too
         if renderer.state in ("never_seen", "stopped"):
             renderer.state = "running"
-        tr = int(header.get("tr", -1))
-        run = str(header["run"]) if "run" in header else None
-        self.session = str(header.get("session", self.session or "")) or None
-        times = header.get("times", {})
-        self._update_clock(run, tr, times.get("acquired"))
-        if isinstance(header.get("lag_trs"), int):
-            self._lag_trs = int(header["lag_trs"])
-        truth = None
-        if self._lag_trs is not None:
-            truth = self.timeline.truth_for_frame(tr, self._lag_trs, run, self._clock)
-        fd = header.get("fd")
+        tr, run = header.tr, header.run
+        self.session = header.session
+        self._lag_trs = header.lag_trs
+        self.timeline.on_volume(run, tr, header.times.acquired)
+        truth = self.timeline.truth_for_frame(tr, header.lag_trs, run)
+        self._check_pairing(header, truth)
+        fd = header.fd
         record = FrameRecord(
             tr=tr,
-            seq=int(header.get("seq", -1)),
+            seq=header.seq,
             run=run,
             received=now,
-            latency_ms={k: v * 1000.0 for k, v in stage_latencies(times).items()},
-            fd_mm=float(fd) if isinstance(fd, int | float) and math.isfinite(fd) else None,
+            latency_ms={k: v * 1000.0 for k, v in header.times.latencies().items()},
+            fd_mm=fd if fd is not None and math.isfinite(fd) else None,
             truth=truth,
-            warming_up=bool(header.get("warming_up", False)),
+            trial=header.trial,
+            warming_up=header.warming_up,
         )
         if self.frames and self.frames[-1].run == run and tr > self.frames[-1].tr:
             self.no_picture_trs += tr - self.frames[-1].tr - 1
         self.frames.append(record)
         self.n_frames += 1
-        self._missed_in_frames += int(header.get("missed_before", 0) or 0)
-        self._skipped_total = max(self._skipped_total, int(header.get("skipped_total", 0) or 0))
+        self._missed_in_frames += header.missed_before
+        self._skipped_total = max(self._skipped_total, header.skipped_total)
         for stage, ms in record.latency_ms.items():
             budget = self.budgets_ms.get(stage)
             if budget is not None and ms > budget:
@@ -189,18 +220,27 @@ class ConsoleState:
         self._judge_lateness()
         return record
 
-    def _update_clock(self, run: str | None, tr: int, acquired: Any) -> None:
-        """Seconds per TR on the wire: the run_start marker's, else from frame timestamps."""
-        if not isinstance(acquired, int | float):
+    def _check_pairing(self, header: FrameHeader, truth: Truth | None) -> None:
+        """At a trial's scored TR the decoder's trial and the console's pairing must agree:
+        both apply the protocol's trial rule to the same stamps. They differ when the console
+        missed the marker, or its LSL clock is not the decoder's (another machine without
+        LSL clock correction)."""
+        trial = header.trial
+        if trial is None or trial.onset_tr + header.lag_trs != header.tr:
             return
-        anchor = self._anchor
-        if anchor is None or anchor[0] != run or tr <= anchor[1]:
-            self._anchor = (run, tr, float(acquired))  # first frame of a run (or a restart)
-        interval = self.timeline.wire_interval(run)
-        if interval is None and self._anchor is not None and tr > self._anchor[1]:
-            interval = (float(acquired) - self._anchor[2]) / (tr - self._anchor[1])
-        if interval is not None and interval > 0:
-            self._clock = FrameClock(tr, float(acquired), interval)
+        if truth is not None and truth.scored:
+            if (truth.onset_tr, truth.stimulus_id) == (trial.onset_tr, trial.stimulus_id):
+                return
+            ours = f"stimulus {truth.stimulus_id} with onset TR {truth.onset_tr}"
+        else:
+            ours = "no trial scored at this TR"
+        self.pairing_mismatches += 1
+        self._last_mismatch = (
+            header.tr,
+            f"the decoder scored trial {trial.index} (stimulus {trial.stimulus_id}, onset TR "
+            f"{trial.onset_tr}) at TR {header.tr}; the console pairs {ours}",
+        )
+        log.warning("pairing differs: %s", self._last_mismatch[1])
 
     def _judge_lateness(self) -> None:
         interval = self.interval_s
@@ -220,8 +260,11 @@ class ConsoleState:
 
     @property
     def interval_s(self) -> float | None:
-        """Seconds between TRs on the wire (the TR divided by the replay speed)."""
-        return self._clock.interval_s if self._clock is not None else None
+        """Seconds between TRs on the wire (the TR divided by the replay speed): the run's
+        ``run_start`` marker, else estimated from its frames' acquisition times."""
+        if not self.frames:
+            return None
+        return self.timeline.interval_s(self.frames[-1].run)
 
     def node_level(self, name: str, now: float) -> str:
         node = self.nodes.get(name)
@@ -246,45 +289,35 @@ class ConsoleState:
         counted = renderer.get("skipped_stale")
         return max(self._skipped_total, int(counted) if isinstance(counted, int) else 0)
 
-    def warnings(self, now: float) -> list[dict[str, str]]:
+    def warnings(self, now: float) -> list[Alert]:
         """What the operator must look at, most serious first."""
-        out: list[dict[str, str]] = []
-        for node in self.nodes.values():
-            level = node.level(now, self.away_after_s)
-            if level == "away" and node.last_seen is not None:
-                age = now - node.last_seen
-                out.append({"kind": "away", "text": f"{node.name} away: silent for {age:.1f} s"})
-            elif level == "reconnecting" and node.last_seen is not None:
-                age = now - node.last_seen
-                text = f"{node.name} reconnecting: its socket closed, last heard {age:.1f} s ago"
-                out.append({"kind": "reconnecting", "text": text})
-            elif level == "stopped":
-                out.append({"kind": "stopped", "text": f"{node.name} stopped"})
-            elif node.state == "paused":
-                taken = node.counters.get("paused")
-                text = f"{node.name} paused: recording stopped at the operator's request"
-                if isinstance(taken, int):
-                    text += f"; {taken} items not recorded"
-                out.append({"kind": "paused", "text": text})
-            elif level == "failed":
-                reason = node.counters.get("error") or "no reason given"
-                text = f"{node.name} {node.state.replace('_', ' ')}: {reason}"
-                out.append({"kind": "failed", "text": text})
+        out = self._node_warnings(now)
         out += self._disk_warnings()
         recent = list(self.frames)[-self.warn_window :]
+        if self._last_malformed is not None and now - self._last_malformed[2] <= MALFORMED_WARN_S:
+            kind, reason, _ = self._last_malformed
+            text = (
+                f"malformed: {sum(self.malformed.values())} messages dropped "
+                f"(last, a {kind}: {reason})"
+            )
+            out.append(Alert(kind="malformed", text=text))
+        if self._last_mismatch is not None and any(r.tr == self._last_mismatch[0] for r in recent):
+            text = (
+                f"pairing: {self._last_mismatch[1]} ({self.pairing_mismatches} so far; did the "
+                "console miss the marker, or is its LSL clock not the decoder's?)"
+            )
+            out.append(Alert(kind="pairing", text=text))
         interval = self.interval_s
         if interval is not None:
             late = [r for r in recent if r.latency_ms.get("end_to_end", 0.0) > interval * 1000]
             if late:
                 worst = max(late, key=lambda r: r.latency_ms["end_to_end"])
-                out.append(
-                    {
-                        "kind": "late",
-                        "text": f"late: {len(late)} of the last {len(recent)} pictures took "
-                        f"longer than the TR ({interval * 1000:.0f} ms); worst "
-                        f"{worst.latency_ms['end_to_end']:.0f} ms at TR {worst.tr}",
-                    }
+                text = (
+                    f"late: {len(late)} of the last {len(recent)} pictures took longer than the "
+                    f"TR ({interval * 1000:.0f} ms); worst "
+                    f"{worst.latency_ms['end_to_end']:.0f} ms at TR {worst.tr}"
                 )
+                out.append(Alert(kind="late", text=text))
         for stage in STAGE_NAMES:
             budget = self.budgets_ms.get(stage)
             if budget is None:
@@ -292,27 +325,48 @@ class ConsoleState:
             over = [r for r in recent if r.latency_ms.get(stage, 0.0) > budget]
             if over:
                 worst = max(over, key=lambda r: r.latency_ms[stage])
-                out.append(
-                    {
-                        "kind": "budget",
-                        "text": f"{stage} over budget: {len(over)} of the last {len(recent)} "
-                        f"TRs above {budget:g} ms; worst {worst.latency_ms[stage]:.1f} ms "
-                        f"at TR {worst.tr}",
-                    }
+                text = (
+                    f"{stage} over budget: {len(over)} of the last {len(recent)} TRs above "
+                    f"{budget:g} ms; worst {worst.latency_ms[stage]:.1f} ms at TR {worst.tr}"
                 )
+                out.append(Alert(kind="budget", text=text))
         moved = [r for r in recent if r.fd_mm is not None and r.fd_mm > self.fd_threshold_mm]
         if moved:
             worst = max(moved, key=lambda r: r.fd_mm or 0.0)
-            out.append(
-                {
-                    "kind": "motion",
-                    "text": f"motion: framewise displacement {worst.fd_mm:.2f} mm at TR "
-                    f"{worst.tr} (threshold {self.fd_threshold_mm:g} mm)",
-                }
+            text = (
+                f"motion: framewise displacement {worst.fd_mm:.2f} mm at TR {worst.tr} "
+                f"(threshold {self.fd_threshold_mm:g} mm)"
             )
+            out.append(Alert(kind="motion", text=text))
         return out
 
-    def _disk_warnings(self) -> list[dict[str, str]]:
+    def _node_warnings(self, now: float) -> list[Alert]:
+        """A node away, reconnecting, stopped, paused or failed."""
+        out = []
+        for node in self.nodes.values():
+            level = node.level(now, self.away_after_s)
+            if level == "away" and node.last_seen is not None:
+                age = now - node.last_seen
+                out.append(Alert(kind="away", text=f"{node.name} away: silent for {age:.1f} s"))
+            elif level == "reconnecting" and node.last_seen is not None:
+                age = now - node.last_seen
+                text = f"{node.name} reconnecting: its socket closed, last heard {age:.1f} s ago"
+                out.append(Alert(kind="reconnecting", text=text))
+            elif level == "stopped":
+                out.append(Alert(kind="stopped", text=f"{node.name} stopped"))
+            elif node.state == "paused":
+                taken = node.counters.get("paused")
+                text = f"{node.name} paused: recording stopped at the operator's request"
+                if isinstance(taken, int):
+                    text += f"; {taken} items not recorded"
+                out.append(Alert(kind="paused", text=text))
+            elif level == "failed":
+                reason = node.counters.get("error") or "no reason given"
+                text = f"{node.name} {node.state.replace('_', ' ')}: {reason}"
+                out.append(Alert(kind="failed", text=text))
+        return out
+
+    def _disk_warnings(self) -> list[Alert]:
         """A node writing to a disk that is running out (the recorder's ``disk_low``)."""
         out = []
         for node in self.nodes.values():
@@ -323,55 +377,94 @@ class ConsoleState:
             minutes = counters.get("disk_minutes_left")
             if isinstance(minutes, int | float):
                 text += f", about {minutes:.0f} min of recording left"
-            out.append({"kind": "disk", "text": text})
+            out.append(Alert(kind="disk", text=text))
         return out
 
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """Everything the console page draws, as a JSON-ready dict."""
+    def message(self, now: float) -> ConsoleStateMessage:
+        """Everything the console page draws, typed. ``pictures`` is False and every truth's
+        ``picture`` None: the hub, which knows the stimulus pictures, fills them in."""
         frames = list(self.frames)
         last = frames[-1] if frames else None
-        return {
-            "type": "state",
-            "session": self.session,
-            "run": last.run if last else None,
-            "tr": last.tr if last else None,
-            "interval_s": self.interval_s,
-            "lag_trs": self._lag_trs,
-            "nodes": [
-                {
-                    "name": node.name,
-                    "level": node.level(now, self.away_after_s),
-                    "state": node.state,
-                    "age_s": None if node.last_seen is None else round(now - node.last_seen, 2),
-                    "pid": node.pid,
-                    "uptime_s": node.uptime_s,
-                    "restarts": node.restarts,
-                    "counters": node.counters,
-                }
+        return ConsoleStateMessage(
+            type="state",
+            session=self.session,
+            run=last.run if last else None,
+            tr=last.tr if last else None,
+            interval_s=self.interval_s,
+            lag_trs=self._lag_trs,
+            nodes=[
+                NodeView(
+                    name=node.name,
+                    level=node.level(now, self.away_after_s),  # type: ignore[arg-type]
+                    state=node.state,  # type: ignore[arg-type]
+                    age_s=None if node.last_seen is None else round(now - node.last_seen, 2),
+                    pid=node.pid,
+                    uptime_s=node.uptime_s,
+                    restarts=node.restarts,
+                    counters=NodeCounters.model_validate(node.counters),
+                )
                 for node in self.nodes.values()
             ],
-            "counts": {
-                "frames": self.n_frames,
-                "missed_trs": self.missed_trs,
-                "skipped_trs": self.skipped_trs,
-                "late_trs": self.late_trs,
-                "no_picture_trs": self.no_picture_trs,
-                "over_budget": dict(self.over_budget),
-            },
-            "stages": list(STAGE_NAMES),
-            "budgets_ms": self.budgets_ms,
-            "latency": [{"tr": r.tr, "ms": _rounded(r.latency_ms)} for r in frames],
-            "latency_summary": _summary(frames, self.budgets_ms),
-            "motion": {
-                "threshold_mm": self.fd_threshold_mm,
-                "points": [[r.tr, round(r.fd_mm, 4)] for r in frames if r.fd_mm is not None],
-            },
-            "pairs": [
-                {"tr": r.tr, "seq": r.seq, "truth": r.truth.to_json() if r.truth else None}
-                for r in frames[-12:]
+            counts=Counts(
+                frames=self.n_frames,
+                missed_trs=self.missed_trs,
+                skipped_trs=self.skipped_trs,
+                late_trs=self.late_trs,
+                no_picture_trs=self.no_picture_trs,
+                over_budget=dict(self.over_budget),
+                malformed=sum(self.malformed.values()),
+                pairing_mismatches=self.pairing_mismatches,
+            ),
+            stages=list(STAGE_NAMES),
+            budgets_ms=self.budgets_ms,
+            latency=[LatencyPoint(tr=r.tr, ms=_rounded(r.latency_ms)) for r in frames],
+            latency_summary=_summary(frames, self.budgets_ms),
+            motion=Motion(
+                threshold_mm=self.fd_threshold_mm,
+                points=[(r.tr, round(r.fd_mm, 4)) for r in frames if r.fd_mm is not None],
+            ),
+            pairs=[
+                Pair(tr=r.tr, seq=r.seq, truth=truth_view(r.truth), trial=r.trial)
+                for r in frames[-PAIRS_SHOWN:]
             ],
-            "warnings": self.warnings(now),
-        }
+            warnings=self.warnings(now),
+            pictures=False,
+        )
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """:meth:`message` as the JSON object sent."""
+        return self.message(now).to_json()
+
+
+def truth_view(truth: Truth | None, picture: str | None = None) -> TruthView | None:
+    """A pairing as the pages get it; ``picture`` the stimulus picture's URL."""
+    if truth is None:
+        return None
+    return TruthView(
+        stimulus_id=truth.stimulus_id,
+        caption=truth.caption,
+        onset_tr=truth.onset_tr,
+        scored=truth.scored,
+        picture=picture,
+    )
+
+
+def _checked_counters(status: Status) -> dict[str, Any]:
+    """The heartbeat's counters, those this console knows checked against their types
+    (:class:`~rt_recon.display.messages.NodeCounters`); one of the wrong type is dropped with
+    a warning, the rest kept."""
+    try:
+        counters = NodeCounters.model_validate(status.counters)
+    except ValidationError as exc:
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        log.warning(
+            "%s heartbeat: dropped counters of the wrong type: %s",
+            status.node,
+            "; ".join(f"{e['loc'][0]}: {e['msg']} (found {e['input']!r})" for e in exc.errors()),
+        )
+        kept = {k: v for k, v in status.counters.items() if k not in bad}
+        counters = NodeCounters.model_validate(kept)
+    return counters.model_dump(mode="json", exclude_unset=True)
 
 
 def _number(value: Any) -> str:
@@ -382,7 +475,7 @@ def _rounded(values: Mapping[str, float]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in values.items()}
 
 
-def _summary(frames: Iterable[FrameRecord], budgets_ms: Mapping[str, float]) -> list[dict]:
+def _summary(frames: Iterable[FrameRecord], budgets_ms: Mapping[str, float]) -> list[StageSummary]:
     """Per stage: latest, median and p95 over the kept frames (ms), and the budget."""
     frames = list(frames)
     rows = []
@@ -392,13 +485,13 @@ def _summary(frames: Iterable[FrameRecord], budgets_ms: Mapping[str, float]) -> 
             continue
         latest = next(r.latency_ms[stage] for r in reversed(frames) if stage in r.latency_ms)
         rows.append(
-            {
-                "stage": stage,
-                "n": int(values.size),
-                "latest_ms": round(float(latest), 3),
-                "p50_ms": round(float(np.median(values)), 3),
-                "p95_ms": round(float(np.percentile(values, 95)), 3),
-                "budget_ms": budgets_ms.get(stage),
-            }
+            StageSummary(
+                stage=stage,
+                n=int(values.size),
+                latest_ms=round(float(latest), 3),
+                p50_ms=round(float(np.median(values)), 3),
+                p95_ms=round(float(np.percentile(values, 95)), 3),
+                budget_ms=budgets_ms.get(stage),
+            )
         )
     return rows

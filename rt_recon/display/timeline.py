@@ -1,28 +1,48 @@
-"""Which stimulus was on screen at each TR, from the marker stream's events.
+"""Which stimulus was on screen at each TR, from the marker stream and the frames' volumes.
 
-Pure: events go in with their LSL timestamps, questions come back with
-:class:`Truth` answers; no sockets, no clocks of its own.
+Pure: markers go in with their LSL timestamps, the frames' volumes with their TR and
+acquisition time (``times.acquired``, the same LSL clock), questions come back as
+:class:`Truth` answers; no sockets, no clock of its own.
 
-The onset TR of an event is ``round(onset / tr)`` when the event carries
-``onset`` (seconds from the start of its run) and the run's ``run_start``
-marker gave ``tr``: the rule the offline scoring uses
-(:func:`rt_recon.decode.fit.trial_samples`), so what the console pairs is what
-gets scored. Without them (a live stimulus program that sends only a
-``stimulus_id``), the onset TR comes from the event's LSL timestamp against
-the acquisition time of a frame's volume (same clock on one machine, or
-LSL-corrected). A frame of TR ``t`` shows the decoder's estimate of the
-picture on screen at TR ``t - lag_trs``.
+The rule is the protocol's trial rule (:mod:`rt_recon.protocol._trials`, docs/protocol.md
+2a), called here exactly as the decoder's trial tracker
+(:mod:`rt_recon.decode.trial_tracker`) and the scoring of a recording
+(:mod:`rt_recon.evaluate.session_eval`) call it, so the console pairs what they pair:
+
+* a marker is a stimulus when :func:`~rt_recon.protocol.is_trial_event` says so (``type``
+  ``event`` or absent, and a ``stimulus_id``); ``run_start`` gives the run's TR and
+  replay speed; anything else is ignored;
+* its onset TR is :func:`~rt_recon.protocol.onset_tr` of its stamp against the volumes of
+  the run the console has frames of. Between two known volumes of consecutive TRs that is
+  the nearer of the two (ties: the later), what the tracker and the scoring find from
+  every volume. Where the console lacks a volume (a TR without a frame, or after the
+  newest frame) the protocol counts whole wire intervals from the nearest known volume;
+* it stays on screen :func:`~rt_recon.protocol.span_trs` TRs (its ``duration``);
+* a frame of TR ``t`` shows the decoder's estimate of the stimulus on screen at TR
+  ``t - lag_trs``, and is the scored frame of that trial when ``t`` is the trial's
+  :meth:`~rt_recon.protocol.TrialWindow.scored_tr`.
+
+Markers are grouped by their ``run`` (a marker without one belongs to no run); a frame is
+paired with its own run's markers, else with those of the run that sent markers last (a
+stimulus program that does not know the scanner's run ids).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Events kept per run (a run has a few hundred at most).
+from rt_recon.protocol import RUN_START, Marker, TrialWindow, is_trial_event, onset_tr, span_trs
+
+#: Stimulus markers kept per run (a run has a few hundred at most).
 MAX_EVENTS = 2000
+
+#: Volumes kept per run (frames seen).
+MAX_VOLUMES = 4096
+
+#: Runs kept (markers and volumes): the current one and a few before it.
+MAX_RUNS = 8
 
 
 @dataclass(frozen=True)
@@ -31,9 +51,9 @@ class Truth:
 
     Attributes:
         stimulus_id: id in the dataset's ``stimuli/stimuli.tsv``.
-        caption: the event's caption ("" when it had none).
+        caption: the marker's caption ("" when it had none).
         onset_tr: TR index of the stimulus onset.
-        scored: True at ``onset_tr + lag_trs``, the TR the offline scoring uses.
+        scored: True for the frame the scoring takes for this trial (``onset_tr + lag_trs``).
     """
 
     stimulus_id: int
@@ -42,135 +62,122 @@ class Truth:
     scored: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "stimulus_id": self.stimulus_id,
-            "caption": self.caption,
-            "onset_tr": self.onset_tr,
-            "scored": self.scored,
-        }
+        return asdict(self)
 
 
-@dataclass(frozen=True)
-class _Event:
-    stimulus_id: int
-    caption: str
-    stamp: float  # LSL clock
-    onset_s: float | None  # seconds from run start
-    duration_s: float | None
+@dataclass
+class _Markers:
+    """A run's stimulus markers and what its ``run_start`` said."""
+
+    events: deque[tuple[Marker, float]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+    tr_s: float | None = None  # acquisition TR, seconds
+    speed: float = 1.0  # replay speed: seconds on the wire are tr_s / speed apart
 
 
-@dataclass(frozen=True)
-class FrameClock:
-    """Where TRs fall on the LSL clock: TR ``tr`` was acquired at ``acquired``."""
+@dataclass
+class _Volumes:
+    """The TRs of a run the console has frames of, and their acquisition stamps (increasing)."""
 
-    tr: int
-    acquired: float
-    interval_s: float  # seconds between volumes on the wire (tr / speed)
+    trs: list[int] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
 
-    def tr_at(self, stamp: float) -> int:
-        return self.tr + round((stamp - self.acquired) / self.interval_s)
+    def add(self, tr: int, acquired: float) -> None:
+        if self.trs and tr <= self.trs[-1]:
+            if acquired <= self.stamps[-1]:
+                return  # an older frame than the newest: nothing new about the run
+            self.trs.clear()  # the run again, later (a looping replay): start over
+            self.stamps.clear()
+        elif self.stamps and acquired <= self.stamps[-1]:
+            return  # a later TR stamped no later: not a volume of this timeline
+        self.trs.append(tr)
+        self.stamps.append(acquired)
+        if len(self.trs) > MAX_VOLUMES:
+            del self.trs[0], self.stamps[0]
+
+    def onset(self, stamp: float, interval_s: float | None) -> int:
+        """The protocol's onset TR of a marker stamped ``stamp`` (see the module docstring)."""
+        return onset_tr(stamp, self.trs, self.stamps, interval_s)
+
+    def interval_s(self) -> float | None:
+        """Seconds per TR between the first and the newest known volume."""
+        if len(self.trs) < 2:
+            return None
+        return (self.stamps[-1] - self.stamps[0]) / (self.trs[-1] - self.trs[0])
 
 
 class StimulusTimeline:
-    """Stimulus events per run, and the stimulus on screen at a given TR."""
+    """Stimulus markers per run, the volumes of the frames seen, and the stimulus at a TR."""
 
     def __init__(self) -> None:
-        self._events: dict[str, deque[_Event]] = {}
-        self._run_tr: dict[str, float] = {}  # acquisition TR (s) per run, from run_start
-        self._speed: dict[str, float] = {}
-        self.last_run: str | None = None
+        self._markers: OrderedDict[str | None, _Markers] = OrderedDict()
+        self._volumes: OrderedDict[str, _Volumes] = OrderedDict()
+        self.last_run: str | None = None  # the run of the newest marker
 
-    def on_marker(self, event: Mapping[str, Any], stamp: float) -> None:
-        """Take one marker event (a decoded JSON object) and its LSL timestamp."""
-        run = str(event.get("run", ""))
-        kind = event.get("type")
-        if kind == "run_start":
-            self._events[run] = deque(maxlen=MAX_EVENTS)
-            if _positive(event.get("tr")):
-                self._run_tr[run] = float(event["tr"])
-            if _positive(event.get("speed")):
-                self._speed[run] = float(event["speed"])
-            self.last_run = run
+    def on_marker(self, marker: Marker, stamp: float) -> None:
+        """One marker and its LSL timestamp."""
+        if marker.type == RUN_START:
+            self._markers[marker.run] = _Markers(tr_s=marker.tr_s, speed=marker.speed or 1.0)
+            self._markers.move_to_end(marker.run)
+        elif is_trial_event(marker):
+            if marker.run not in self._markers:
+                self._markers[marker.run] = _Markers()
+            self._markers[marker.run].events.append((marker, float(stamp)))
+        else:
             return
-        if "stimulus_id" not in event:
-            return
-        try:
-            stimulus_id = int(event["stimulus_id"])
-        except (TypeError, ValueError):
-            return
-        self._events.setdefault(run, deque(maxlen=MAX_EVENTS)).append(
-            _Event(
-                stimulus_id=stimulus_id,
-                caption=str(event.get("caption", "")),
-                stamp=float(stamp),
-                onset_s=float(event["onset"]) if _number(event.get("onset")) else None,
-                duration_s=float(event["duration"]) if _positive(event.get("duration")) else None,
-            )
-        )
-        self.last_run = run
+        self.last_run = marker.run
+        _trim(self._markers)
 
-    def wire_interval(self, run: str | None = None) -> float | None:
-        """Seconds between volumes on the wire (``tr / speed``) from the run's ``run_start``."""
-        key = self.last_run if run is None else run
-        if key is None or key not in self._run_tr:
+    def on_volume(self, run: str, tr: int, acquired: float) -> None:
+        """A frame of TR ``tr`` of ``run`` whose volume was acquired at ``acquired`` (LSL s)."""
+        if run not in self._volumes:
+            self._volumes[run] = _Volumes()
+            _trim(self._volumes)
+        self._volumes[run].add(tr, float(acquired))
+
+    def interval_s(self, run: str | None) -> float | None:
+        """Seconds between volumes on the wire: the run's ``run_start`` (``tr / speed``), else
+        estimated from its frames' acquisition times."""
+        markers = self._markers.get(run)
+        if markers is not None and markers.tr_s is not None:
+            return markers.tr_s / markers.speed
+        volumes = self._volumes.get(run) if run is not None else None
+        return volumes.interval_s() if volumes is not None else None
+
+    def truth_at(self, tr: int, run: str) -> Truth | None:
+        """The stimulus on screen at TR ``tr`` of ``run`` (None: blank, or not known)."""
+        volumes = self._volumes.get(run)
+        markers = self._markers_for(run)
+        if volumes is None or not volumes.trs or markers is None:
             return None
-        return self._run_tr[key] / self._speed.get(key, 1.0)
-
-    def truth_at(
-        self, tr: int, run: str | None = None, clock: FrameClock | None = None
-    ) -> Truth | None:
-        """The stimulus on screen at TR ``tr`` of ``run`` (None: blank, or unknown)."""
-        events = self._events.get(str(run)) if run is not None else None
-        if events is None:  # frames without a run id, or a run we have no events for
-            events = self._events.get(self.last_run or "")
-            run = self.last_run
-        if not events:
-            return None
-        run_tr = self._run_tr.get(str(run))
+        interval_s = self.interval_s(run)
+        # a duration is in acquisition seconds; without a run_start, assume no replay speed-up
+        tr_s = markers.tr_s if markers.tr_s is not None else interval_s
         found: Truth | None = None
-        for event in events:
-            span = self._span(event, run_tr, clock, self._speed.get(str(run), 1.0))
-            if span is None:
-                continue
-            onset_tr, n_trs = span
-            if onset_tr <= tr < onset_tr + n_trs and (found is None or onset_tr >= found.onset_tr):
-                found = Truth(event.stimulus_id, event.caption, onset_tr)
+        for marker, stamp in markers.events:
+            onset = volumes.onset(stamp, interval_s)
+            n_trs = span_trs(marker.duration, tr_s) if tr_s is not None else 1
+            if onset <= tr < onset + n_trs and (found is None or onset >= found.onset_tr):
+                caption = marker.caption or ""
+                found = Truth(int(marker.stimulus_id), caption, onset)  # type: ignore[arg-type]
         return found
 
-    def truth_for_frame(
-        self, frame_tr: int, lag_trs: int, run: str | None = None, clock: FrameClock | None = None
-    ) -> Truth | None:
-        """The stimulus a frame of TR ``frame_tr`` reconstructs: the one at ``frame_tr - lag``."""
-        truth = self.truth_at(frame_tr - lag_trs, run, clock)
+    def truth_for_frame(self, frame_tr: int, lag_trs: int, run: str) -> Truth | None:
+        """The stimulus a frame of TR ``frame_tr`` reconstructs: the one at ``frame_tr - lag``;
+        scored when ``frame_tr`` is its trial's scored TR."""
+        truth = self.truth_at(frame_tr - lag_trs, run)
         if truth is None:
             return None
-        return Truth(
-            truth.stimulus_id,
-            truth.caption,
-            truth.onset_tr,
-            scored=frame_tr == truth.onset_tr + lag_trs,
-        )
+        scored = TrialWindow(lag_trs, 1).scored_tr(truth.onset_tr) == frame_tr
+        return Truth(truth.stimulus_id, truth.caption, truth.onset_tr, scored=scored)
 
-    @staticmethod
-    def _span(
-        event: _Event, run_tr: float | None, clock: FrameClock | None, speed: float
-    ) -> tuple[int, int] | None:
-        """(onset TR, TRs on screen) of an event, or None if it cannot be placed."""
-        if event.onset_s is not None and run_tr is not None:
-            onset_tr = round(event.onset_s / run_tr)
-            n_trs = max(1, round(event.duration_s / run_tr)) if event.duration_s else 1
-            return onset_tr, n_trs
-        if clock is not None:
-            onset_tr = clock.tr_at(event.stamp)
-            acq_tr = clock.interval_s * speed  # duration is in acquisition seconds
-            n_trs = max(1, round(event.duration_s / acq_tr)) if event.duration_s else 1
-            return onset_tr, n_trs
-        return None
+    def _markers_for(self, run: str) -> _Markers | None:
+        """``run``'s stimulus markers, else those of the run that sent markers last."""
+        own = self._markers.get(run)
+        if own is not None and own.events:
+            return own
+        return self._markers.get(self.last_run)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _positive(value: Any) -> bool:
-    return _number(value) and value > 0
+def _trim(runs: OrderedDict) -> None:
+    while len(runs) > MAX_RUNS:
+        runs.popitem(last=False)

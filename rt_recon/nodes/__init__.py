@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from rt_recon.nodes.renderer import RendererNode, frames_dir, run_renderer
     from rt_recon.nodes.runner import Node, NodeContext, Stopped, run_node
     from rt_recon.nodes.signals import stop_on_signals
-    from rt_recon.nodes.supervisor import NODE_COMMANDS, Child, Supervisor
+    from rt_recon.nodes.supervisor import NODE_COMMANDS, Child, ChildExitedError, Supervisor
 
 _SOURCES = {
     "DecoderNode": "decoder",
@@ -43,12 +43,14 @@ _SOURCES = {
     "stop_on_signals": "signals",
     "NODE_COMMANDS": "supervisor",
     "Child": "supervisor",
+    "ChildExitedError": "supervisor",
     "Supervisor": "supervisor",
 }
 
 __all__ = [
     "NODE_COMMANDS",
     "Child",
+    "ChildExitedError",
     "DecoderNode",
     "Node",
     "NodeContext",

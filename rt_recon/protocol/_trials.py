@@ -61,9 +61,12 @@ def onset_tr(
         stamp: the marker's time (seconds, the volumes' clock).
         trs: TR indices of the volumes known, in increasing order.
         stamps: their stamps (seconds), increasing.
-        interval_s: seconds between volumes. Given, the onset is counted from the
-            nearest known volume in whole intervals (for a caller that knows only
-            some volumes); None, it is the nearest known volume itself.
+        interval_s: seconds between volumes, for a caller that knows only some
+            volumes (the console knows the frames it got). Given, a marker between the
+            known volumes of two consecutive TRs still goes to the nearer of them;
+            elsewhere (a gap in the known TRs, or past either end) the onset is counted
+            from the nearest known volume in whole intervals, halves up. None: the
+            nearest known volume itself.
     """
     if len(trs) == 0 or len(trs) != len(stamps):
         raise DataError(
@@ -74,7 +77,9 @@ def onset_tr(
     if i == len(stamps) or (i > 0 and stamp - stamps[i - 1] < stamps[i] - stamp):
         i -= 1  # the earlier volume is strictly nearer
     nearest_tr, nearest_stamp = int(trs[i]), float(stamps[i])
-    if interval_s is None:
+    j = bisect_left(stamps, stamp)
+    between_consecutive = 0 < j < len(trs) and trs[j] - trs[j - 1] == 1
+    if interval_s is None or between_consecutive:
         return nearest_tr
     if interval_s <= 0:
         raise DataError(f"interval_s must be positive, found {interval_s}")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
+from zmq.auth.base import Authenticator
 from zmq.auth.thread import ThreadAuthenticator
 
 from rt_recon.config import SecuritySection
@@ -178,6 +179,34 @@ class _AuthorizedKeys:
         return False
 
 
+#: Where libzmq asks a context's ZAP handler (RFC 27); one handler per context binds it.
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+
+
+class _ReleasingZapEndpoint(Authenticator):
+    def stop(self) -> None:
+        # Closing a socket frees its inproc endpoint only once libzmq's reaper has torn the
+        # socket down, later; unbinding frees it now, for the next authenticator on the context.
+        if self.zap_socket is not None:
+            self.zap_socket.unbind(ZAP_ENDPOINT)
+        super().stop()
+
+
+class _Authenticator(ThreadAuthenticator, _ReleasingZapEndpoint):
+    """pyzmq's ThreadAuthenticator, safe to start right after another one on the same context
+    stopped (as when a CURVE server opens just after the last one closed): its ``stop()``
+    (once its thread has ended) frees the ZAP endpoint at once, and its thread's pipe is
+    bound at an endpoint of its own (pyzmq's is named after ``id(self)``, which a new
+    authenticator may reuse while the old pipe's endpoint is still being released)."""
+
+    def __init__(self, context: zmq.Context, log: logging.Logger):
+        super().__init__(context, log=log)
+        self.pipe_endpoint = f"inproc://rt_recon-zap-pipe-{os.getpid()}-{next(_pipes)}"
+
+
+_pipes = itertools.count()
+
+
 _lock = threading.Lock()
 _authenticators: dict[int, tuple[ThreadAuthenticator, set[str]]] = {}
 _domains = itertools.count()
@@ -216,7 +245,7 @@ def serve_curve(socket: zmq.Socket, context: zmq.Context, keys: ServerKeys) -> C
     with _lock:
         entry = _authenticators.get(id(context))
         if entry is None:
-            auth = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
+            auth = _Authenticator(context, log=logging.getLogger(f"{__name__}.zap"))
             try:
                 auth.start()
             except zmq.ZMQError as exc:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from rt_recon.apps.preflight import preflight
+from rt_recon.apps.preflight import check_before_start
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.errors import BundleError
 from rt_recon.render.model import model_fingerprint
@@ -32,7 +32,7 @@ def test_a_bundle_for_another_model_is_one_line_naming_both_fingerprints(node_co
     found = model_fingerprint(other)
     assert found != fitted_for
     with pytest.raises(BundleError) as info:
-        preflight(config, ("renderer", "decoder", "recorder"))
+        check_before_start(config, ("renderer", "decoder", "recorder"))
     message = str(info.value)
     assert "\n" not in message
     assert f"fitted for render model {fitted_for}" in message and f"is {found}" in message
@@ -40,7 +40,7 @@ def test_a_bundle_for_another_model_is_one_line_naming_both_fingerprints(node_co
 
 
 def test_the_bundles_own_model_passes(node_config):
-    preflight(node_config, ("renderer", "decoder", "recorder"))
+    check_before_start(node_config, ("renderer", "decoder", "recorder"))
 
 
 def test_the_renderer_node_refuses_it_at_startup_too(node_config, other_model):

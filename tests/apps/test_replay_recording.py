@@ -5,19 +5,17 @@ latents."""
 from __future__ import annotations
 
 import signal
-import time
 import zlib
 
 import numpy as np
-import psutil
 import pytest
 
 from rt_recon.acquire.nifti import load_nifti_run
 from rt_recon.apps.pipeline import PIPELINE_OVERRIDES
 from rt_recon.apps.replay import compare_latents, replay_recording
-from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.record.recording import RecordingReader
 from tests.conftest import free_port
+from tests.nodes._heartbeats import wait_for_heartbeat
 
 pytestmark = pytest.mark.slow
 
@@ -36,42 +34,25 @@ def _session_config(node_config, tmp_path):
 
 
 def test_sigkilled_session_keeps_every_complete_tr_and_replays_identically(
-    node_config, small_dataset, tmp_path
+    node_config, small_dataset, node_processes, tmp_path
 ):
     config = _session_config(node_config, tmp_path)
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold, files.events)
-    supervisor = Supervisor(tmp_path / "logs")
     for node in ("recorder", "renderer", "decoder"):
-        supervisor.start_node(node, config_path)
-    supervisor.start_node(
-        "replay",
-        config_path,
-        str(files.bold),
-        "--events",
-        str(files.events),
-        "--await-ready",
-        config.decoder.latents_endpoint,
-        "--await-ready",
+        node_processes.node(node, config)
+    node_processes.replay_when_ready(config, files.bold, "--events", files.events)
+    wait_for_heartbeat(
         config.recorder.status_endpoint,
+        lambda beat: beat["latents"] >= 15,
+        "that has recorded 15 latents (the session never got going)",
+        timeout=120,
     )
-    try:
-        deadline = time.monotonic() + 120
-        seen = 0
-        while time.monotonic() < deadline and seen < 15:
-            time.sleep(0.5)
-            if config.recording_path.exists():
-                with RecordingReader(config.recording_path) as reading:
-                    seen = reading.count("latents")
-        assert seen >= 15, "the session never got going"
-        for child in supervisor.children.values():  # the whole session, no chance to clean up
-            psutil.Process(child.process.pid).send_signal(signal.SIGKILL)
-        for child in supervisor.children.values():
-            child.process.wait(timeout=10)
-    finally:
-        supervisor.stop_all(timeout=5)
+    children = node_processes.supervisor.children.values()
+    for child in children:  # the whole session, no chance to clean up
+        child.send_signal(signal.SIGKILL)
+    for child in children:
+        assert child.wait(timeout=10) == -signal.SIGKILL
 
     with RecordingReader(config.recording_path) as reading:
         values, _ = reading.volumes()

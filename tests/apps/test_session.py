@@ -1,4 +1,9 @@
-"""``rt-recon run``: restarts a crashed renderer, stops cleanly, and names startup failures."""
+"""``rt-recon run``: restarts a crashed renderer, stops cleanly, and names startup failures.
+
+A session that runs until stopped is a child of the ``node_processes`` fixture; a
+session that fails at startup is run to its end as a user runs it (``subprocess.run``):
+its exit code, and its stderr apart from its stdout.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,7 @@ import time
 import psutil
 import pytest
 
-from rt_recon.protocol import TOPIC_STATUS
-from rt_recon.transport.zmq import Subscriber
+from tests.nodes._heartbeats import wait_for_heartbeat
 
 pytestmark = pytest.mark.slow
 
@@ -32,44 +36,35 @@ def _run(path, timeout=60):
     )
 
 
-def _heartbeat_pid(endpoint: str, timeout: float = 30.0) -> int:
-    with Subscriber(endpoint, [TOPIC_STATUS]) as status:
-        message = status.receive(timeout=timeout)
-    assert message is not None, f"no heartbeat on {endpoint}"
-    return int(message.header["pid"])
+def _heartbeat_pid(endpoint: str) -> int:
+    return int(wait_for_heartbeat(endpoint)["pid"])
 
 
-def test_crashed_renderer_is_restarted_and_the_decoder_is_untouched(node_config, tmp_path):
+def test_crashed_renderer_is_restarted_and_the_decoder_is_untouched(
+    node_config, node_processes, tmp_path
+):
     path = _write(
         node_config,
         tmp_path,
         **{"run.nodes": ["renderer", "decoder"], "stream.resolve_timeout_s": 120},
     )
-    session = subprocess.Popen(
-        [sys.executable, "-m", "rt_recon", "run", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        renderer_pid = _heartbeat_pid(node_config.renderer.frames_endpoint)
-        decoder_pid = _heartbeat_pid(node_config.decoder.latents_endpoint)
-        psutil.Process(renderer_pid).send_signal(signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        new_pid = renderer_pid
-        while new_pid == renderer_pid and time.monotonic() < deadline:
-            new_pid = _heartbeat_pid(node_config.renderer.frames_endpoint)
-        assert new_pid != renderer_pid, "the renderer was not restarted"
-        assert _heartbeat_pid(node_config.decoder.latents_endpoint) == decoder_pid
-        children = psutil.Process(session.pid).children(recursive=True)
-        session.send_signal(signal.SIGINT)
-        assert session.wait(timeout=30) == 0  # a requested stop is a clean exit
-        _, alive = psutil.wait_procs(children, timeout=10)
-        assert not alive
-        assert "restarting it (1/5)" in session.stderr.read()
-    finally:
-        if session.poll() is None:
-            session.kill()
+    session = node_processes.rt_recon("session", "run", path)
+    renderer_pid = _heartbeat_pid(node_config.renderer.frames_endpoint)
+    decoder_pid = _heartbeat_pid(node_config.decoder.latents_endpoint)
+    psutil.Process(renderer_pid).send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    new_pid = renderer_pid
+    while new_pid == renderer_pid and time.monotonic() < deadline:
+        new_pid = _heartbeat_pid(node_config.renderer.frames_endpoint)
+    assert new_pid != renderer_pid, "the renderer was not restarted"
+    assert _heartbeat_pid(node_config.decoder.latents_endpoint) == decoder_pid
+    children = psutil.Process(session.pid).children(recursive=True)
+    assert {p.pid for p in children} >= {new_pid, decoder_pid}
+    session.send_signal(signal.SIGINT)
+    assert session.wait(timeout=30) == 0  # a requested stop is a clean exit
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    assert "restarting it (1/5)" in session.log_text()
 
 
 def test_port_in_use_is_one_line_naming_the_endpoint(node_config, tmp_path):

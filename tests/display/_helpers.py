@@ -1,4 +1,5 @@
-"""Helpers for the console tests: a light config, a console subprocess, realistic frames."""
+"""Helpers for the console tests: a light config, a console subprocess, realistic typed
+frames and heartbeats (the protocol's types, as the console's feeds hand them on)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rt_recon.config import SessionConfig
+from rt_recon.protocol import Frame, FrameHeader, Status
 from tests.conftest import free_port, unique
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,28 +62,42 @@ def frame_header(
     *,
     seq: int | None = None,
     stage_ms: dict[str, float] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A frame header as the renderer sends it, stage times ``stage_ms`` after ``acquired``."""
+    **fields: Any,
+) -> FrameHeader:
+    """A frame header as the renderer sends it, stage times ``stage_ms`` after ``acquired``
+    (LSL s); ``fields`` override the header's (``lag_trs``, ``fd``, ``trial``, ...)."""
     ends = {**HEALTHY_MS, **(stage_ms or {})}
     times = {"acquired": acquired, **{k: acquired + v / 1000.0 for k, v in ends.items()}}
-    return {
-        "seq": tr if seq is None else seq,
-        "tr": tr,
-        "session": "test",
-        "run": "01",
-        "lag_trs": 3,
-        "warming_up": False,
-        "missed_before": 0,
-        "skipped_total": 0,
-        "times": times,
-        **extra,
-    }
+    return FrameHeader.from_json(
+        {
+            "seq": tr if seq is None else seq,
+            "tr": tr,
+            "session": "test",
+            "run": "01",
+            "lag_trs": 3,
+            "mode": "continuous",
+            "model_fingerprint": "test-model",
+            "volume_crc32": tr,
+            "warming_up": False,
+            "missed_before": 0,
+            "skipped_total": 0,
+            "times": times,
+            **fields,
+        }
+    )
 
 
-def status_header(node: str, state: str, seq: int, **counters: Any) -> dict[str, Any]:
-    return {"node": node, "pid": 4242, "state": state, "seq": seq, "t": 0.0, "uptime_s": seq * 1.0,
-            **counters}  # fmt: skip
+def frame_message(header: FrameHeader, image: np.ndarray) -> list[Any]:
+    """A frame as the renderer publishes it (``Publisher.send_frames``)."""
+    return Frame(header, image).encode()
+
+
+def status_header(node: str, state: str, seq: int, pid: int = 4242, **counters: Any) -> Status:
+    """A heartbeat of ``node`` (its counters flat beside the base keys, as on the wire)."""
+    return Status.from_json(
+        {"node": node, "pid": pid, "state": state, "seq": seq, "t": 0.0, "uptime_s": seq * 1.0,
+         **counters}
+    )  # fmt: skip
 
 
 def pattern(i: int, size: int = 64) -> np.ndarray:

@@ -4,6 +4,11 @@ The console runs as ``python -m rt_recon console``; pictures, heartbeats and
 markers come from real ZeroMQ / LSL publishers in the test or from real
 decoder and renderer processes. Delays are measured and reported (run with
 ``-s`` to see them), never asserted.
+
+Every page reads its messages through ``static/schema.js``: each test ends by
+checking that the page loaded ``schema.json`` and read nothing it does not
+declare (:func:`_assert_schema_held`); a test with a doctored schema proves the
+check sees a script read a key, or a value, the schema does not allow.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import numpy as np
 import pylsl
 import pytest
 
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS
+from rt_recon.display.messages import page_schema
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, TrialRef
 from rt_recon.record.recording import RecordingReader
 from rt_recon.transport.lsl import MarkerOutlet
 from rt_recon.transport.zmq import Publisher
@@ -27,6 +33,7 @@ from tests.display._helpers import (
     ConsoleProcess,
     console_config,
     frame_header,
+    frame_message,
     pattern,
     status_header,
 )
@@ -89,6 +96,17 @@ def _level(page, node: str) -> str | None:
     return page.get_attribute(f'#nodes li[data-node="{node}"]', "data-level")
 
 
+def _schema_report(page) -> dict:
+    return page.evaluate("window.rtSchema")
+
+
+def _assert_schema_held(page) -> None:
+    """The page loaded schema.json and read no key, nor a value, the schema does not allow."""
+    report = _schema_report(page)
+    assert report["loaded"], f"the page did not load schema.json: {report['errors']}"
+    assert report["errors"] == [], "the page read messages outside their schema"
+
+
 def test_participant_page_waits_shows_each_new_picture_and_waits_again_when_the_renderer_goes(
     context, tmp_path, record_property
 ):
@@ -110,9 +128,9 @@ def test_participant_page_waits_shows_each_new_picture_and_waits_again_when_the_
         n_pictures = 30
         for i in range(n_pictures):
             image = pattern(i)
-            renderer.send(TOPIC_STATUS, status_header("renderer", "running", i, rendered=i))
+            renderer.send_frames(status_header("renderer", "running", i, rendered=i).encode())
             sent = time.time() * 1000
-            renderer.send(TOPIC_FRAME, frame_header(i, pylsl.local_clock()), {"image": image})
+            renderer.send_frames(frame_message(frame_header(i, pylsl.local_clock()), image))
             _wait_js(
                 page,
                 f"window.rtParticipant.shown?.seq === {i} "
@@ -145,6 +163,7 @@ def test_participant_page_waits_shows_each_new_picture_and_waits_again_when_the_
         assert page.evaluate("document.body.dataset.state") == "waiting"
         assert page.inner_text("#notice") == "reconnecting to the renderer…"
         assert page.locator("#fixation").is_visible()
+        _assert_schema_held(page)
     assert not errors
 
     report = {
@@ -173,7 +192,7 @@ def test_participant_page_never_shows_an_older_picture_after_a_newer_one(
         n_pictures, size = 40, 512
         pictures = [pattern(i, size) for i in range(n_pictures)]
         for i, image in enumerate(pictures):  # a burst, far faster than a page can draw
-            renderer.send(TOPIC_FRAME, frame_header(i, pylsl.local_clock()), {"image": image})
+            renderer.send_frames(frame_message(frame_header(i, pylsl.local_clock()), image))
         last = n_pictures - 1
         _wait_js(page, f"window.rtParticipant.shown?.seq === {last}", timeout_ms=20_000)
         seqs = page.evaluate("window.rtParticipant.seqs")
@@ -190,6 +209,7 @@ def test_participant_page_never_shows_an_older_picture_after_a_newer_one(
             }""",
             [ys.tolist(), xs.tolist()],
         )
+        _assert_schema_held(page)
     assert not errors
     assert seqs == sorted(set(seqs)), f"pictures drawn out of order or twice: {seqs}"
     assert seqs[-1] == last
@@ -231,10 +251,15 @@ def test_console_shows_latency_budgets_lateness_motion_and_the_true_stimulus_bes
         for tr in range(last_tr + 1):
             slow = {"rendered": 420.0, "published": 421.0} if tr == 12 else {}
             fd = 0.9 if tr == 7 else 0.1 + 0.01 * tr
-            decoder.send(TOPIC_STATUS, status_header("decoder", "running", tr, tr=tr, missed=0))
-            renderer.send(TOPIC_STATUS, status_header("renderer", "running", tr, rendered=tr))
-            header = frame_header(tr, t0 + tr * interval, stage_ms=slow, fd=fd, lag_trs=lag)
-            renderer.send(TOPIC_FRAME, header, {"image": pattern(tr)})
+            decoder.send_frames(status_header("decoder", "running", tr, tr=tr, missed=0).encode())
+            renderer.send_frames(status_header("renderer", "running", tr, rendered=tr).encode())
+            k = 0 if tr <= 9 else 1  # the trial the decoder estimates (trial mode): onsets 6, 10
+            onset = (6, 10)[k]
+            trial = TrialRef(index=k, stimulus_id=stimuli[k], onset_tr=onset,
+                             complete=tr >= onset + lag)  # fmt: skip
+            header = frame_header(tr, t0 + tr * interval, stage_ms=slow, fd=fd, lag_trs=lag,
+                                  mode="trial", trial=trial if tr >= 3 else None)  # fmt: skip
+            renderer.send_frames(frame_message(header, pattern(tr)))
             time.sleep(0.05)
         _wait_js(page, f"document.body.dataset.frameTr === '{last_tr}'", timeout_ms=15_000)
         _wait_js(page, f"document.body.dataset.tr === '{last_tr}'", timeout_ms=15_000)
@@ -254,7 +279,9 @@ def test_console_shows_latency_budgets_lateness_motion_and_the_true_stimulus_bes
         truth = page.locator("#truth")
         assert truth.get_attribute("data-stimulus") == str(stimuli[1])
         _wait_js(page, "document.getElementById('truth').naturalWidth > 0")
-        assert "scored TR" in page.inner_text("#truth-caption")
+        caption = page.inner_text("#truth-caption")
+        assert "scored TR" in caption
+        assert f"decoder: trial 1, #{stimuli[1]} (onset TR 10, complete)" in caption
         strip = {
             int(f.get_attribute("data-tr")): f.locator("img").get_attribute("data-stimulus")
             if f.locator("img").count() else None
@@ -266,6 +293,8 @@ def test_console_shows_latency_budgets_lateness_motion_and_the_true_stimulus_bes
         assert [p["truth"]["stimulus_id"] if p["truth"] else None for p in state["pairs"]][-5:] == [
             stimuli[0], stimuli[0], None, None, stimuli[1]
         ]  # fmt: skip
+        assert state["counts"]["pairing_mismatches"] == 0  # the decoder's trials agree
+        _assert_schema_held(page)
     assert not errors
 
 
@@ -321,6 +350,7 @@ def test_console_shows_node_health_change_when_real_nodes_stop(
                 w.startswith("decoder reconnecting: its socket closed")
                 for w in page.locator("#warnings li").all_inner_texts()
             )
+            _assert_schema_held(page)  # real nodes' heartbeats, counters and all
         finally:
             for process in nodes.values():
                 if process.poll() is None:
@@ -374,6 +404,7 @@ def test_console_stops_and_starts_a_real_recorder(context, node_config, small_da
             page.click("#record")
             page.wait_for_selector('#recording[data-recording="on"]', timeout=15_000)
             assert page.locator("#record-error").is_hidden()
+            _assert_schema_held(page)
             nodes[0].send_signal(signal.SIGTERM)
             assert nodes[0].wait(timeout=30) == 0
         finally:
@@ -421,4 +452,55 @@ def test_browser_without_the_token_gets_neither_page_nor_socket(context, tmp_pat
         assert participant.goto(console.url + "/participant").status == 200
         _wait_js(participant, "document.body.dataset.socket === 'open'", timeout_ms=15_000)
         assert participant.evaluate("document.body.dataset.state") == "waiting"
+        for opened in (page, participant):  # schema.json came through the token check too
+            _assert_schema_held(opened)
+    assert not errors
+
+
+def _doctored_schema() -> dict:
+    """The page schema with two lies: the console picture has no ``lag_trs`` and its ``tr``
+    is a string; the state's counts have no ``late_trs``."""
+    schema = page_schema()
+    picture = schema["$defs"]["ConsolePicture"]
+    del picture["properties"]["lag_trs"]
+    picture["required"].remove("lag_trs")
+    picture["properties"]["tr"] = {"type": "string"}
+    counts = schema["$defs"]["Counts"]
+    del counts["properties"]["late_trs"]
+    counts["required"].remove("late_trs")
+    return schema
+
+
+def test_the_pages_report_every_read_the_schema_does_not_allow(context, tmp_path):
+    """With schema.json doctored in the browser, the console page's own reads of
+    ``lag_trs``, ``tr`` and ``counts.late_trs`` are reported, with where, and the page goes on
+    working; the participant page, which reads none of them, reports nothing."""
+    config = console_config(tmp_path)
+    errors: list[str] = []
+    with (
+        ConsoleProcess(config, tmp_path / "session.json") as console,
+        Publisher(config.renderer.frames_endpoint) as renderer,
+    ):
+        context.route(
+            "**/static/schema.json",
+            lambda route: route.fulfill(
+                status=200, content_type="application/json", body=json.dumps(_doctored_schema())
+            ),
+        )
+        renderer.wait_for_subscribers(1, TOPIC_FRAME, timeout=30)
+        page = _open(context, console.url + "/console", errors)
+        participant = _open(context, console.url + "/participant", errors)
+        _wait_js(page, "window.rtSchema.loaded && document.body.dataset.tr === ''")
+        renderer.send_frames(frame_message(frame_header(2, pylsl.local_clock()), pattern(2)))
+        _wait_js(page, "document.body.dataset.frameTr === '2'")
+        _wait_js(page, "document.body.dataset.tr === '2'")
+        _wait_js(participant, "window.rtParticipant.shown?.seq === 2")
+        reported = _schema_report(page)["errors"]
+        assert "console_picture.lag_trs: read, but the schema has no such key" in reported
+        assert "console_picture.tr: expected string, found 2" in reported
+        assert "state.counts.late_trs: read, but the schema has no such key" in reported
+        assert len(reported) == 3, reported
+        assert page.inner_text('#counts [data-count="late_trs"]') == "0"  # still drawn
+        np.testing.assert_array_equal(_canvas_rgb(page, "#recon"), pattern(2))
+        _assert_schema_held(participant)
     assert not errors

@@ -1,4 +1,5 @@
-"""Latest-only delivery to pages and the binary picture message, without sockets."""
+"""Latest-only delivery to pages and the binary picture message, without sockets; what the
+hub sends fits the typed page messages (rt_recon/display/messages.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ import pytest
 from rt_recon.config import BUDGET_PRESETS_MS
 from rt_recon.display.frames import decode_frame, encode_frame
 from rt_recon.display.hub import ACK_TIMEOUT_S, Client, Hub, waiting_message
-from rt_recon.display.state import AWAY_AFTER_S, ConsoleState
+from rt_recon.display.messages import (
+    ConsolePicture,
+    ConsoleStateMessage,
+    ParticipantPicture,
+    WaitingMessage,
+)
+from rt_recon.display.state import ConsoleState
 from rt_recon.errors import ProtocolError
+from rt_recon.protocol import AWAY_AFTER_S, Marker, Times, TrialRef
 from tests.display._helpers import frame_header, pattern, status_header
 
 
@@ -21,19 +29,27 @@ def _hub(picture_ids=None) -> Hub:
     return Hub(ConsoleState(BUDGET_PRESETS_MS["cpu"]), picture_ids=picture_ids)
 
 
-def test_frame_message_round_trips_header_and_pixels():
+def _meta(tr: int, size: int) -> ParticipantPicture:
+    return ParticipantPicture(tr=tr, seq=tr + 2, width=size, height=size, times=Times(acquired=1.5))
+
+
+def test_frame_message_round_trips_meta_and_pixels():
     image = pattern(3, size=48)
-    header, pixels = decode_frame(encode_frame({"tr": 7, "seq": 9}, image))
-    assert header == {"tr": 7, "seq": 9, "width": 48, "height": 48}
+    meta, pixels = decode_frame(encode_frame(_meta(7, 48), image))
+    assert meta == {"tr": 7, "seq": 9, "width": 48, "height": 48, "times": {"acquired": 1.5}}
     np.testing.assert_array_equal(pixels, image)
 
 
-def test_frame_message_refuses_what_is_not_an_rgb_picture():
+def test_frame_message_refuses_what_is_not_an_rgb_picture_or_not_the_one_described():
     with pytest.raises(ProtocolError, match=r"\(H, W, 3\) uint8 RGB, found \(4, 4\) float32"):
-        encode_frame({}, np.zeros((4, 4), np.float32))
-    payload = encode_frame({"tr": 1}, pattern(1, size=8))
+        encode_frame(_meta(0, 4), np.zeros((4, 4), np.float32))
+    with pytest.raises(ProtocolError, match="meta says 8x8, the picture is 16x8"):
+        encode_frame(_meta(0, 8), np.zeros((8, 16, 3), np.uint8))
+    payload = encode_frame(_meta(1, 8), pattern(1, size=8))
     with pytest.raises(ProtocolError, match="needs 192 bytes, found 191"):
         decode_frame(payload[:-1])
+    with pytest.raises(ProtocolError, match="needs integer width and height"):
+        decode_frame(b"\x02\x00\x00\x00{}")
 
 
 def test_a_page_that_has_not_acked_gets_only_the_newest_picture_afterwards():
@@ -143,26 +159,45 @@ def test_a_renderer_silent_on_an_open_socket_is_away_then_reconnecting_once_it_c
 
 def test_console_pictures_carry_the_paired_stimulus_and_its_picture_url():
     hub = _hub(picture_ids={100})
-    console = Client("console")
-    hub.on_marker({"type": "run_start", "run": "01", "tr": 1.5, "speed": 4.0}, 0.0)
+    console, participant = Client("console"), Client("participant")
+    hub.clients.update({console, participant})
+    t0 = 100.0
+    hub.on_marker(Marker.from_json({"type": "run_start", "run": "01", "tr": 1.5, "speed": 4}), t0)
     hub.on_marker(
-        {"type": "event", "run": "01", "onset": 9.0, "duration": 3.0, "stimulus_id": 100,
-         "caption": "a red square"}, 2.25,
+        Marker.from_json({"type": "event", "run": "01", "onset": 9.0, "duration": 3.0,
+                          "stimulus_id": 100, "caption": "a red square"}),
+        t0 + 9.0 / 4,
     )  # fmt: skip
-    hub.on_marker({"type": "event", "run": "01", "onset": 15.0, "stimulus_id": 101}, 3.75)
-    headers = []
-    for tr in (9, 13):  # onset TRs 6 and 10, lag 3
-        hub.on_frame(frame_header(tr, 100.0 + tr * 0.375), pattern(tr), now=float(tr))
-        headers.append(decode_frame(hub.next_message(console, now=float(tr)))[0])
+    hub.on_marker(Marker.from_json({"run": "01", "onset": 15.0, "stimulus_id": 101}), t0 + 15 / 4)
+    metas, shown = [], []
+    for tr in range(14):  # onset TRs 6 and 10, lag 3
+        trial = TrialRef(index=0, stimulus_id=100, onset_tr=6, complete=tr >= 9)
+        header = frame_header(tr, t0 + tr * 0.375, mode="trial", trial=trial if tr > 5 else None)
+        hub.on_frame(header, pattern(tr), now=float(tr))
+        metas.append(decode_frame(hub.next_message(console, now=float(tr)))[0])
+        shown.append(decode_frame(hub.next_message(participant, now=float(tr)))[0])
         console.ack()
-    assert headers[0]["truth"] == {
+        participant.ack()
+    assert metas[9]["truth"] == {
         "stimulus_id": 100, "caption": "a red square", "onset_tr": 6, "scored": True,
         "picture": "/stimuli/100.png",
     }  # fmt: skip
-    assert headers[0]["lag_trs"] == 3
-    assert headers[1]["truth"]["stimulus_id"] == 101
-    assert headers[1]["truth"]["picture"] is None  # not in the dataset
+    assert metas[9]["trial"] == {"index": 0, "stimulus_id": 100, "onset_tr": 6, "complete": True}
+    assert metas[9]["lag_trs"] == 3
+    assert metas[13]["truth"]["stimulus_id"] == 101
+    assert metas[13]["truth"]["picture"] is None  # not in the dataset
+    assert metas[11]["truth"] is None and metas[5]["trial"] is None
     assert hub.snapshot(14.0)["pairs"][-1]["truth"]["picture"] is None
+    # every message is one of the typed page messages, as sent (nothing more, nothing less)
+    for meta in metas:
+        assert ConsolePicture.model_validate(meta).to_json() == meta
+    for meta in shown:
+        assert ParticipantPicture.model_validate(meta).to_json() == meta
+    snapshot = hub.snapshot(14.0)
+    assert snapshot["pictures"] is True
+    assert ConsoleStateMessage.model_validate(snapshot).to_json() == snapshot
+    waiting = json.loads(waiting_message("away"))
+    assert WaitingMessage.model_validate(waiting).to_json() == waiting
 
 
 async def _pump_idle(client: Client, timeout: float = 1.0) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from rt_recon.config import BUDGET_PRESETS_MS
-from rt_recon.display.state import AWAY_AFTER_S, ConsoleState
+from rt_recon.display.messages import Alert
+from rt_recon.display.state import ConsoleState
+from rt_recon.protocol import AWAY_AFTER_S
 from tests.display._helpers import status_header
 
 ERROR = "cannot write the recording /d/rec.h5: No space left on device (ENOSPC): the disk is full"
@@ -19,7 +21,7 @@ def test_a_recorder_whose_disk_is_full_is_failed_with_its_error_until_it_goes_si
     assert levels == {"decoder": "unknown", "renderer": "ok", "recorder": "failed"}
     assert state.renderer_present(2.5)  # rendering goes on
     warnings = state.warnings(2.5)
-    assert {"kind": "failed", "text": f"recorder write failed: {ERROR}"} in warnings
+    assert Alert(kind="failed", text=f"recorder write failed: {ERROR}") in warnings
     # Silent for good: away, like any node.
     assert state.node_level("recorder", 2.0 + AWAY_AFTER_S + 0.1) == "away"
 
@@ -28,14 +30,13 @@ def test_a_recorder_whose_disk_runs_low_is_warned_about_while_it_still_records()
     state = ConsoleState(BUDGET_PRESETS_MS["cpu"])
     low = {"disk_free_mb": 612.4, "disk_minutes_left": 7.6, "disk_low": True}
     state.on_status(status_header("recorder", "streaming", 0, disk_low=False), now=1.0)
-    assert not [w for w in state.warnings(1.0) if w["kind"] == "disk"]
+    assert not [w for w in state.warnings(1.0) if w.kind == "disk"]
     state.on_status(status_header("recorder", "streaming", 1, **low), now=2.0)
     assert state.node_level("recorder", 2.0) == "ok"  # still recording
-    assert {
-        "kind": "disk",
-        "text": "recorder disk low: 612 MB free, about 8 min of recording left",
-    } in state.warnings(2.0)
+    assert Alert(
+        kind="disk", text="recorder disk low: 612 MB free, about 8 min of recording left"
+    ) in state.warnings(2.0)
     # once the write fails, the failure says it all
     state.on_status(status_header("recorder", "write_failed", 2, error=ERROR, **low), now=3.0)
-    kinds = [w["kind"] for w in state.warnings(3.0)]
+    kinds = [w.kind for w in state.warnings(3.0)]
     assert "failed" in kinds and "disk" not in kinds

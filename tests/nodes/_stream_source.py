@@ -5,11 +5,12 @@ every index has its own CRC-32, and it is stamped ``t0 + i * interval`` (LSL
 clock): the acquisition schedule, whatever the moment it is pushed.
 
 As a subprocess (``python -m tests.nodes._stream_source BOLD NAME SOURCE_ID T0
-SPEED FIRST COUNT``) it waits for an inlet, then for a line ``go T0`` on stdin,
-pushes ``COUNT`` volumes from index ``FIRST``, printing ``pushed i`` after
-each, and stays up until killed. ``FIRST`` < 0 means "resume on schedule": no
-stdin line, ``T0`` from the command line, and the first index is the one due a
-few intervals after an inlet connected.
+SPEED FIRST COUNT``) it waits for an inlet, then pushes ``COUNT`` volumes from
+index ``FIRST``, printing ``pushed i`` after each and ``done`` after the last,
+and stays up until killed. ``T0`` is the schedule's start, or ``@PATH``: wait
+for the file PATH and read it from there (the test writes it once the consumer
+is streaming). ``FIRST`` < 0 means "resume on schedule": the first index is
+the one due a few intervals after an inlet connected.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import pylsl
@@ -66,24 +68,35 @@ def push_on_schedule(
             on_push(index)
 
 
+def write_t0(path: Path, t0: float) -> None:
+    """Tell a source started with ``@path`` to start its schedule at ``t0`` (atomically)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(repr(t0))
+    partial.rename(path)
+
+
+def _read_t0(arg: str) -> float:
+    if not arg.startswith("@"):
+        return float(arg)
+    path = Path(arg[1:])
+    while not path.exists():
+        time.sleep(0.005)
+    return float(path.read_text())
+
+
 def main(argv: list[str]) -> None:
-    bold, name, source_id, t0, speed, first, count = argv
+    bold, name, source_id, t0_arg, speed, first, count = argv
     run = load_nifti_run(bold)
     with VolumeOutlet(stream_meta(run, float(speed)), name, source_id, buffer_trs=16) as outlet:
         if not outlet.wait_for_consumers(60):
             raise SystemExit("no consumer connected within 60 s")
+        t0 = _read_t0(t0_arg)
         start = int(first)
         if start < 0:
-            start = resume_index(float(t0), outlet.meta.sample_interval)
-        else:  # the test says go (with the schedule's t0) once the consumer is streaming
-            t0 = sys.stdin.readline().split()[1]
+            start = resume_index(t0, outlet.meta.sample_interval)
         indices = range(start, start + int(count))
         push_on_schedule(
-            outlet,
-            run,
-            float(t0),
-            ((i, i) for i in indices),
-            lambda i: print(f"pushed {i}", flush=True),
+            outlet, run, t0, ((i, i) for i in indices), lambda i: print(f"pushed {i}", flush=True)
         )
         print("done", flush=True)
         while True:  # stay up: the consumer's clock sync needs the outlet until it has read all

@@ -11,17 +11,16 @@ cannot be made (no ``ip``, not root, or a sandbox that forbids them).
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 
 from rt_recon.nodes.renderer import frames_dir
+from rt_recon.nodes.supervisor import Child
 from rt_recon.transport.curve import write_certificates
 from tests.conftest import free_port
 
@@ -60,7 +59,7 @@ def two_hosts():
 
 
 def test_decoder_and_renderer_on_two_hosts_over_lsl_and_curve_zeromq(
-    two_hosts, node_config, small_dataset, tmp_path
+    two_hosts, node_config, small_dataset, node_processes, tmp_path
 ):
     ns_a, ip_a, ns_b, ip_b = two_hosts
     keys = write_certificates(tmp_path / "keys")
@@ -74,49 +73,32 @@ def test_decoder_and_renderer_on_two_hosts_over_lsl_and_curve_zeromq(
             **keys.overrides(),
         }
     )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
     # LSL finds streams by multicast; on a fresh veth link, name the peers instead.
     lsl_cfg = tmp_path / "lsl_api.cfg"
     lsl_cfg.write_text(f"[lab]\nKnownPeers = {{{ip_a}, {ip_b}}}\n[ports]\nIPv6 = disable\n")
-    env = {**os.environ, "LSLAPICFG": str(lsl_cfg), "HF_HUB_OFFLINE": "1"}
+    env = {"LSLAPICFG": str(lsl_cfg)}
     run = small_dataset.runs("test")[0]
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    processes: dict[str, subprocess.Popen] = {}
+    config_path = node_processes.config_path(config)
 
-    def start(name: str, ns: str, *args: str) -> None:
-        with (logs / f"{name}.log").open("w") as log:
-            processes[name] = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "rt_recon", *args,
-                 "--config", str(config_path)],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
+    def start(node: str, host: str, *args: str) -> Child:
+        wrapper = ["ip", "netns", "exec", host]
+        return node_processes.supervisor.start_node(
+            node, config_path, *args, wrapper=wrapper, env=env
+        )
 
+    renderer = start("renderer", ns_a)
+    decoder = start("decoder", ns_b)
+    source = start("replay", ns_a, str(run.bold), "--events", str(run.events))
     last = frames_dir(config) / f"tr-{run.n_trs - 1:05d}.png"
-    try:
-        start("renderer", ns_a, "render")
-        start("decoder", ns_b, "decode")
-        start("source", ns_a, "simulate", "replay", str(run.bold), "--events", str(run.events))
-        deadline = time.monotonic() + 180
-        while not last.is_file() and time.monotonic() < deadline:
-            crashed = {n: p.returncode for n, p in processes.items() if p.poll() not in (None, 0)}
-            assert not crashed, f"{crashed} exited: {(logs / 'decoder.log').read_text()[-2000:]}"
-            time.sleep(0.2)
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    decoder_log = (logs / "decoder.log").read_text()
+    deadline = time.monotonic() + 180
+    while not last.is_file() and time.monotonic() < deadline:
+        node_processes.assert_running("renderer", "decoder")
+        assert source.returncode in (None, 0), source.tail()
+        time.sleep(0.2)
+    decoder_log = decoder.log_text()
     assert last.is_file(), f"no frame for the last TR; decoder log:\n{decoder_log[-2000:]}"
     frames = sorted(frames_dir(config).glob("tr-*.png"))
     assert len(frames) >= run.n_trs // 2  # latest-only may skip some, never most
     assert "TR(s) missing" not in decoder_log  # LSL across the link lost nothing
-    assert f"publishing latents and status on tcp://{ip_b}" in decoder_log
-    renderer_log = (logs / "renderer.log").read_text()
-    assert f"publishing frames and status on tcp://{ip_a}" in renderer_log
+    assert f"decoder publishing on tcp://{ip_b}" in decoder_log
+    assert f"renderer publishing on tcp://{ip_a}" in renderer.log_text()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pytest
 import zmq
@@ -17,7 +15,9 @@ from rt_recon.transport.zmq import Subscriber
 pytestmark = pytest.mark.slow
 
 
-def test_the_decoder_node_serves_heartbeats_to_authorised_subscribers_only(node_config, tmp_path):
+def test_the_decoder_node_serves_heartbeats_to_authorised_subscribers_only(
+    node_config, node_processes, tmp_path
+):
     keys = write_certificates(tmp_path / "keys")
     config = node_config.with_overrides(
         {
@@ -26,36 +26,25 @@ def test_the_decoder_node_serves_heartbeats_to_authorised_subscribers_only(node_
             **keys.overrides(),
         }
     )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
     endpoint = config.decoder.latents_endpoint
-    decoder = subprocess.Popen(
-        [sys.executable, "-m", "rt_recon", "decode", "--config", str(config_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with (
-            Subscriber(endpoint, [TOPIC_STATUS]) as plain,
-            Subscriber(endpoint, [TOPIC_STATUS], curve=config.security) as authorised,
-        ):
-            monitor = plain.socket.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            )
-            beat = authorised.receive(timeout=30)  # the node binds once it has started up
-            assert beat is not None, "no heartbeat reached the authorised subscriber"
-            assert beat.header["node"] == "decoder" and beat.header["pid"] == decoder.pid
-            plain.socket.disconnect(endpoint)  # a fresh handshake, watched by the monitor
-            plain.socket.connect(endpoint)
-            assert monitor.poll(10_000), "the plain subscriber's handshake never ended"
-            assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            assert authorised.receive(timeout=5) is not None  # heartbeats go on ...
-            assert plain.receive(timeout=1.0) is None  # ... to the authorised one only
-            plain.socket.disable_monitor()
-            monitor.close()
-        decoder.send_signal(signal.SIGTERM)
-        assert decoder.wait(timeout=10) == 0
-    finally:
-        if decoder.poll() is None:
-            decoder.kill()
+    decoder = node_processes.node("decoder", config)
+    with (
+        Subscriber(endpoint, [TOPIC_STATUS]) as plain,
+        Subscriber(endpoint, [TOPIC_STATUS], curve=config.security) as authorised,
+    ):
+        monitor = plain.socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        )
+        beat = authorised.receive(timeout=30)  # the node binds once it has started up
+        assert beat is not None, "no heartbeat reached the authorised subscriber"
+        assert beat.header["node"] == "decoder" and beat.header["pid"] == decoder.pid
+        plain.socket.disconnect(endpoint)  # a fresh handshake, watched by the monitor
+        plain.socket.connect(endpoint)
+        assert monitor.poll(10_000), "the plain subscriber's handshake never ended"
+        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        assert authorised.receive(timeout=5) is not None  # heartbeats go on ...
+        assert plain.receive(timeout=1.0) is None  # ... to the authorised one only
+        plain.socket.disable_monitor()
+        monitor.close()
+    decoder.send_signal(signal.SIGTERM)
+    assert decoder.wait(timeout=10) == 0

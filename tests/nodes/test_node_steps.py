@@ -25,12 +25,14 @@ from rt_recon.protocol import (
     Latents,
     Marker,
     Message,
+    Times,
     VolumeStreamMeta,
     decode_message,
     encode_marker,
     onset_tr_from_seconds,
 )
 from rt_recon.record.recording import RecordingReader
+from tests.nodes._latents import latents_header
 
 
 class Collect:
@@ -168,11 +170,9 @@ def test_the_decoder_counts_gaps_and_gives_duplicates_no_tr(node_config, test_ru
 
 def _latents_message(node_config, fingerprint: str, *, with_c: bool = True) -> Message:
     bundle = DecoderBundle.load(node_config.decoder.bundle)
-    from rt_recon.protocol import LatentsHeader, Times
-
-    header = LatentsHeader(
-        seq=0, tr=3, volume_crc32=1, session="s", run="1", model_fingerprint=fingerprint,
-        lag_trs=bundle.window.lag_trs, mode="continuous", times=Times(acquired=1.0, sent=1.01),
+    header = latents_header(
+        bundle, tr=3, volume_crc32=1, model_fingerprint=fingerprint,
+        times=Times(acquired=1.0, sent=1.01),
     )  # fmt: skip
     z = np.zeros(bundle.model.latent_shape, np.float32)
     c = np.zeros(bundle.model.cond_shape, np.float32)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import subprocess
-import sys
 import time
 import zlib
 
@@ -23,7 +21,6 @@ import zmq
 from rt_recon.acquire.nifti import load_nifti_run
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.online import OnlineDecoder
-from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.protocol import DECODED_CHANNELS, TOPIC_FRAME, TOPIC_LATENTS
 from rt_recon.transport.zmq import Subscriber
 
@@ -53,16 +50,8 @@ class _DecodedReader:
                 return
 
 
-def _start_pipeline(supervisor, config_path, run_files):
-    supervisor.start_node("renderer", config_path)
-    supervisor.start_node("decoder", config_path)
-    supervisor.start_node(
-        "replay", config_path, str(run_files.bold), "--events", str(run_files.events)
-    )
-
-
 def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
-    node_config, small_dataset, tmp_path
+    node_config, small_dataset, node_processes
 ):
     config = node_config.with_overrides(
         {
@@ -72,18 +61,17 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
             "stream.buffer_trs": 16,  # 2 s at 8x: no drop even if the machine is loaded
         }
     )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold, files.events)
     n_trs = len(run.volumes)
     latents, frames = [], []
     with (
-        Supervisor(tmp_path / "logs") as supervisor,
         Subscriber(config.decoder.latents_endpoint, [TOPIC_LATENTS]) as lat_sub,
         Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME]) as frame_sub,
     ):
-        _start_pipeline(supervisor, config_path, files)
+        node_processes.node("renderer", config)
+        node_processes.node("decoder", config)
+        replay = node_processes.node("replay", config, files.bold, "--events", files.events)
         decoded = _DecodedReader(f"{config.stream.source_id}_decoded")
         poller = zmq.Poller()
         poller.register(lat_sub.socket, zmq.POLLIN)
@@ -98,11 +86,10 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
                 frames.append(frame_sub.receive(timeout=0))
                 if frames[-1].header["tr"] == n_trs - 1:
                     break
-            crashed = {n: c for n, c in supervisor.exited().items() if c != 0}
-            assert not crashed, {n: supervisor.children[n].tail() for n in crashed}
+            node_processes.assert_running("renderer", "decoder")
+            assert replay.returncode in (None, 0), replay.tail()  # it ends once all is sent
         decoded.drain(until=n_trs)
-        replay_code = supervisor.children["replay"].process.wait(timeout=30)
-    assert replay_code == 0
+    assert replay.wait(timeout=30) == 0
     # The decoder's per-TR summary on LSL (what LabRecorder captures into XDF). This test's
     # inlet may connect a TR or two late (LSL sends no history); from then on, every TR.
     summary_trs = [int(s[DECODED_CHANNELS.index("tr")]) for s in decoded.samples]
@@ -146,33 +133,20 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
     assert (config.paths.output_dir / "frames" / f"tr-{n_trs - 1:05d}.png").is_file()
 
 
-def test_decoder_refuses_a_bundle_fitted_on_other_voxels(node_config, small_dataset, tmp_path):
+def test_decoder_refuses_a_bundle_fitted_on_other_voxels(
+    node_config, small_dataset, node_processes, tmp_path
+):
     bundle = DecoderBundle.load(node_config.decoder.bundle)
     bundle.stream = dataclasses.replace(bundle.stream, shape=(10, 10, 10), n_channels=1000)
     other = bundle.save(tmp_path / "other.safetensors")
     config = node_config.with_overrides(
         {"decoder.bundle": str(other), "decoder.wait_for_subscribers": 0}
     )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
     files = small_dataset.runs("test")[0]
-    cfg = ["--config", str(config_path)]
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "rt_recon", "simulate", "replay", str(files.bold), *cfg],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        decoder = subprocess.run(
-            [sys.executable, "-m", "rt_recon", "decode", *cfg],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        replay.terminate()
-        replay.wait(timeout=10)
-    assert decoder.returncode == 2
+    node_processes.node("replay", config, files.bold)
+    decoder = node_processes.node("decoder", config)
+    assert decoder.wait(timeout=60) == 2
+    log = decoder.log_text()
     n_stream = int(np.prod(load_nifti_run(files.bold).shape))
-    assert "fitted on 1000 voxels (shape (10, 10, 10)" in decoder.stderr
-    assert f"stream sends {n_stream} voxels" in decoder.stderr
+    assert "fitted on 1000 voxels (shape (10, 10, 10)" in log
+    assert f"stream sends {n_stream} voxels" in log

@@ -5,8 +5,6 @@ on request with the gap marked in the file."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 import zlib
 
@@ -16,43 +14,45 @@ import pytest
 
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.nodes.recorder import RecordSwitch
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta
+from rt_recon.protocol import (
+    TOPIC_FRAME,
+    TOPIC_LATENTS,
+    TOPIC_STATUS,
+    ControlReply,
+    ControlRequest,
+    VolumeStreamMeta,
+)
 from rt_recon.record.recording import RecordingReader
 from rt_recon.transport.control import request
 from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
-from rt_recon.transport.zmq import Publisher, Subscriber
+from rt_recon.transport.zmq import Publisher
 from tests.conftest import free_port
+from tests.nodes._heartbeats import wait_for_heartbeat
 
 pytestmark = pytest.mark.slow
 
 
-def _wait_for_state(endpoint: str, state: str, timeout: float = 30.0) -> dict:
-    with Subscriber(endpoint, [TOPIC_STATUS]) as status:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = status.receive(timeout=1.0)
-            if message is not None and message.header["state"] == state:
-                return message.header
-    raise AssertionError(f"no {state!r} heartbeat from {endpoint}")
+def _wait_for_state(endpoint: str, state: str) -> dict:
+    return wait_for_heartbeat(endpoint, lambda beat: beat["state"] == state, f"in state {state!r}")
 
 
-def _recorder_session(node_config, tmp_path):
-    """A config with its own recorder status port, written out; its bundle; the stream's meta."""
+def _recorder_session(node_config):
+    """A config with its own recorder status port; its bundle; the stream's meta."""
     config = node_config.with_overrides(
         {"recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}"}
     )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
     bundle = DecoderBundle.load(config.decoder.bundle)
-    shape = tuple(bundle.stream["shape"])
-    meta = VolumeStreamMeta(shape=shape, affine=np.eye(4), tr=1.0, speed=10.0)
-    return config, config_path, bundle, meta
+    meta = VolumeStreamMeta(shape=bundle.stream.shape, affine=np.eye(4), tr=1.0, speed=10.0)
+    return config, bundle, meta
 
 
-def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path):
-    config, config_path, bundle, meta = _recorder_session(node_config, tmp_path)
-    z_shape, c_shape = tuple(bundle.model["latent_shape"]), tuple(bundle.model["cond_shape"])
-    side = bundle.model["image_size"]
+def test_recorder_survives_sigkill_with_every_complete_tr(node_config, node_processes):
+    config, bundle, meta = _recorder_session(node_config)
+    z_shape, c_shape, side = (
+        bundle.model.latent_shape,
+        bundle.model.cond_shape,
+        bundle.model.image_size,
+    )
     rng = np.random.default_rng(0)
     volumes = rng.normal(1000, 10, size=(400, meta.n_channels)).astype(np.float32)
 
@@ -62,11 +62,7 @@ def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path)
         VolumeOutlet(meta, config.stream.name, config.stream.source_id) as outlet,
     ):
         markers = MarkerOutlet(config.stream.markers_name, config.stream.markers_source_id)
-        recorder = subprocess.Popen(
-            [sys.executable, "-m", "rt_recon", "record", "--config", str(config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        recorder = node_processes.node("recorder", config)
         try:
             _wait_for_state(config.recorder.status_endpoint, "streaming")
             decoder.wait_for_subscribers(1, TOPIC_LATENTS, timeout=10)
@@ -90,11 +86,9 @@ def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path)
                 if t == 60:
                     recorder.send_signal(signal.SIGKILL)  # mid-session, while data flows
                     break
-                time.sleep(0.02)
-            recorder.wait(timeout=10)
+                time.sleep(0.02)  # the session's pace
+            assert recorder.wait(timeout=10) == -signal.SIGKILL
         finally:
-            if recorder.poll() is None:
-                recorder.kill()
             markers.close()
 
     with RecordingReader(config.recording_path) as reading:
@@ -115,9 +109,9 @@ def test_recorder_survives_sigkill_with_every_complete_tr(node_config, tmp_path)
     assert any(b.get("node") == "decoder" for b in beats)
 
 
-def test_recording_stopped_and_started_by_request_leaves_a_marked_gap(node_config, tmp_path):
+def test_recording_stopped_and_started_by_request_leaves_a_marked_gap(node_config, node_processes):
     """The console's Stop/Start recording, sent as it sends them: real recorder, real REQ/REP."""
-    config, config_path, _, meta = _recorder_session(node_config, tmp_path)
+    config, _, meta = _recorder_session(node_config)
     rng = np.random.default_rng(1)
     volumes = rng.normal(1000, 10, size=(90, meta.n_channels)).astype(np.float32)
     control = config.recorder.control_endpoint
@@ -126,41 +120,35 @@ def test_recording_stopped_and_started_by_request_leaves_a_marked_gap(node_confi
         return request(control, {"command": command, "by": by}, timeout=10)
 
     with VolumeOutlet(meta, config.stream.name, config.stream.source_id) as outlet:
-        recorder = subprocess.Popen(
-            [sys.executable, "-m", "rt_recon", "record", "--config", str(config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        recorder = node_processes.node("recorder", config)
+        _wait_for_state(config.recorder.status_endpoint, "streaming")
+        assert send("query") == {"ok": True, "recording": True}
+        stamps = []
+        for t, volume in enumerate(volumes):
+            if t == 30:
+                assert send("stop", by="console") == {"ok": True, "recording": False}
+                paused = _wait_for_state(config.recorder.status_endpoint, "paused")
+                assert paused["source_id"] == config.stream.source_id  # inlet still open
+            if t == 60:
+                assert send("start", by="console") == {"ok": True, "recording": True}
+                assert send("start")["recording"] is True  # again: nothing changes
+                _wait_for_state(config.recorder.status_endpoint, "streaming")
+            stamps.append(pylsl.local_clock())
+            outlet.push(volume, stamps[-1])
+            time.sleep(0.02)  # the session's pace
+        refused = send("pause")
+        assert (
+            not refused["ok"] and "expected one of ['start', 'stop', 'query']" in refused["error"]
         )
-        try:
-            _wait_for_state(config.recorder.status_endpoint, "streaming")
-            assert send("query") == {"ok": True, "recording": True}
-            stamps = []
-            for t, volume in enumerate(volumes):
-                if t == 30:
-                    assert send("stop", by="console") == {"ok": True, "recording": False}
-                    paused = _wait_for_state(config.recorder.status_endpoint, "paused")
-                    assert paused["source_id"] == config.stream.source_id  # inlet still open
-                if t == 60:
-                    assert send("start", by="console") == {"ok": True, "recording": True}
-                    assert send("start")["recording"] is True  # again: nothing changes
-                    _wait_for_state(config.recorder.status_endpoint, "streaming")
-                stamps.append(pylsl.local_clock())
-                outlet.push(volume, stamps[-1])
-                time.sleep(0.02)
-            refused = send("pause")
-            assert (
-                not refused["ok"]
-                and "expected one of ['start', 'stop', 'query']" in refused["error"]
-            )
-            time.sleep(1.0)  # the last volumes reach the file
-            beat = _wait_for_state(config.recorder.status_endpoint, "streaming")
-            recorder.send_signal(signal.SIGTERM)
-            assert recorder.wait(timeout=30) == 0, recorder.stderr.read()
-            log = recorder.stderr.read()
-        finally:
-            if recorder.poll() is None:
-                recorder.kill()
+        beat = wait_for_heartbeat(  # every volume taken, recorded or not
+            config.recorder.status_endpoint,
+            lambda beat: beat["volumes"] + beat["paused"] == len(volumes),
+            f"that has taken all {len(volumes)} volumes",
+        )
+        assert beat["state"] == "streaming"
+        recorder.send_signal(signal.SIGTERM)
+        assert recorder.wait(timeout=30) == 0
+        log = recorder.log_text()
 
     assert "recording stopped at the request of console" in log
     assert "recording started at the request of console" in log
@@ -184,21 +172,27 @@ def test_recording_stopped_and_started_by_request_leaves_a_marked_gap(node_confi
 
 
 def test_the_record_switch_goes_by_when_each_change_was_asked_for():
+    def handle(command: str, by: str = "unknown") -> bool | None:
+        return switch.handle(ControlRequest(command=command, by=by)).recording
+
     switch = RecordSwitch()
-    assert switch.records(0.0) and switch.handle({"command": "query"}) == {"recording": True}
-    assert switch.handle({"command": "stop", "by": "console"}) == {"recording": False}
+    assert switch.records(0.0) and handle("query") is True
+    assert handle("stop", by="console") is False
     stopped = switch.changes[-1]["t"]
-    assert switch.handle({"command": "stop"}) == {"recording": False} and len(switch.changes) == 1
-    switch.handle({"command": "start", "by": "console"})
+    assert handle("stop") is False and len(switch.changes) == 1
+    handle("start", by="console")
     started = switch.changes[-1]["t"]
     # a volume acquired before the stop but late to arrive is still recorded, one from the
     # pause is not, however late it comes
     assert switch.records(stopped - 0.001) and not switch.records((stopped + started) / 2)
     assert switch.records(started)
-    assert [c["event"] for c in switch.changes] == ["record_stop", "record_start"]
+    assert [(c["event"], c["by"]) for c in switch.changes] == [
+        ("record_stop", "console"),
+        ("record_start", "console"),
+    ]
     with pytest.raises(ValueError, match=r"unknown command 'pause'; expected one of"):
-        switch.handle({"command": "pause"})
+        handle("pause")
     switch.refusal = "the disk is full"
     with pytest.raises(ValueError, match="cannot stop recording: the disk is full"):
-        switch.handle({"command": "stop"})
-    assert switch.handle({"command": "query"}) == {"recording": True}
+        handle("stop")
+    assert switch.handle(ControlRequest(command="query")) == ControlReply(ok=True, recording=True)

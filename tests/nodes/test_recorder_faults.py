@@ -9,8 +9,7 @@ ignored (EFBIG), which runs everywhere. Real subprocesses, LSL and ZeroMQ throug
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+import signal
 import time
 import zlib
 from pathlib import Path
@@ -19,12 +18,12 @@ import pytest
 import zmq
 
 from rt_recon.acquire.nifti import load_nifti_run
-from rt_recon.nodes.supervisor import Supervisor
+from rt_recon.nodes.supervisor import Child
 from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS
 from rt_recon.record.recording import RecordingReader
 from rt_recon.transport.zmq import Subscriber
 from tests._disk import file_size_limit, small_tmpfs
-from tests.conftest import free_port
+from tests.conftest import NodeProcesses, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -67,11 +66,10 @@ class _Watch:
     def state(self, node: str) -> str | None:
         return self.status.get(node, {}).get("state")
 
-    def wait(self, done, what: str, alive, timeout: float = 120.0) -> None:
+    def wait(self, done, what: str, processes: NodeProcesses, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while not done():
-            crashed = alive()
-            assert not crashed, f"{what}: {crashed} exited"
+            processes.assert_running()
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             self.poll()
 
@@ -80,8 +78,8 @@ class _Watch:
             sub.close()
 
 
-def _config(node_config, tmp_path: Path, **overrides):
-    config = node_config.with_overrides(
+def _config(node_config, **overrides):
+    return node_config.with_overrides(
         {
             "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
             "decoder.wait_for_subscribers": 2,  # the renderer and the recorder
@@ -91,38 +89,27 @@ def _config(node_config, tmp_path: Path, **overrides):
             **overrides,
         }
     )
-    path = tmp_path / "session.json"
-    path.write_text(config.to_json())
-    return config, path
 
 
-def _start_source(supervisor: Supervisor, config, config_path: Path, bold: Path) -> None:
-    supervisor.start(
-        "source",
-        [
-            "simulate",
-            "replay",
-            str(bold),
-            "--loop",  # until stopped
-            "--await-ready",
-            config.decoder.latents_endpoint,
-            "--await-ready",
-            config.recorder.status_endpoint,
-            "--config",
-            str(config_path),
-        ],
-    )
+def _start_session(processes: NodeProcesses, config, bold: Path) -> None:
+    """Renderer, decoder and a looping replay source, beside a recorder."""
+    processes.node("renderer", config)
+    processes.node("decoder", config)
+    processes.replay_when_ready(config, bold, "--loop")  # until stopped
 
 
-def _session_goes_on_after_the_recorder_fails(watch: _Watch, alive) -> dict:
-    """Wait for the recorder's failure, then for rendering to go on; the failure heartbeat."""
-    watch.wait(lambda: watch.state("recorder") == "write_failed", "the disk to fill", alive)
+def _session_goes_on_after_the_recorder_fails(
+    watch: _Watch, processes: NodeProcesses, recorder: Child
+) -> dict:
+    """Wait for the recorder's failure, then for rendering to go on; stop the recorder, which
+    says why it failed. The failure heartbeat."""
+    watch.wait(lambda: watch.state("recorder") == "write_failed", "the disk to fill", processes)
     failed = watch.status["recorder"]
     at_failure = watch.frame_trs[-1] if watch.frame_trs else -1
     watch.wait(
         lambda: watch.frame_trs and watch.frame_trs[-1] >= at_failure + FRAMES_AFTER_FAILURE,
         "frames after the recorder's failure",
-        alive,
+        processes,
         timeout=60.0,
     )
     # The decoder went on unaffected (the same process, still streaming); the recorder is
@@ -132,6 +119,11 @@ def _session_goes_on_after_the_recorder_fails(watch: _Watch, alive) -> dict:
     assert watch.state("recorder") == "write_failed" and len(watch.pids["recorder"]) == 1
     assert watch.status["recorder"]["unrecorded"] > 0
     assert watch.status["recorder"]["error"] == failed["error"]
+    recorder.send_signal(signal.SIGTERM)
+    assert recorder.wait(timeout=30) == 2  # it says so once stopped
+    log = recorder.log_text()
+    assert f"{failed['error']}; the session goes on without a recording" in log
+    assert f"rt-recon: error: {failed['error']}" in log
     return failed
 
 
@@ -150,33 +142,25 @@ def _assert_the_file_keeps_what_was_written(path: Path, error: str, run_crcs: li
 
 
 def test_a_full_disk_stops_the_recording_with_a_clear_error_and_rendering_goes_on(
-    node_config, small_dataset, tmp_path
+    node_config, small_dataset, node_processes, tmp_path
 ):
     files = small_dataset.runs("test")[0]
     run_crcs = [zlib.crc32(v) for v in load_nifti_run(files.bold).volumes]
     with small_tmpfs(tmp_path / "disk", "1m") as disk:
         # The recording and the renderer's PNG frames share the small disk; logs do not.
-        config, config_path = _config(node_config, tmp_path, **{"paths.output_dir": str(disk)})
+        config = _config(node_config, **{"paths.output_dir": str(disk)})
         recording = config.recording_path
         assert recording.parent == disk
         watch = _Watch(config)
         try:
-            with Supervisor(tmp_path / "logs") as supervisor:
-                for node in ("recorder", "renderer", "decoder"):
-                    supervisor.start(node, [{"recorder": "record", "renderer": "render",
-                                             "decoder": "decode"}[node],
-                                            "--config", str(config_path)])  # fmt: skip
-                _start_source(supervisor, config, config_path, files.bold)
-                failed = _session_goes_on_after_the_recorder_fails(watch, supervisor.exited)
-                # warned before it failed: a 1 MB disk is under recorder.low_disk_mb (1024)
-                warned = watch.low_disk_before_failure
-                assert warned is not None and 0 <= warned["disk_free_mb"] <= 1.0
-                assert watch.status["renderer"]["png_failed"] > 0  # its own writes fail too
-                assert watch.state("renderer") == "running"
-                supervisor.stop_all()
-                recorder = supervisor.children["recorder"]
-                assert recorder.process.returncode == 2  # it says so once stopped
-                log = recorder.tail(400)
+            recorder = node_processes.node("recorder", config)
+            _start_session(node_processes, config, files.bold)
+            failed = _session_goes_on_after_the_recorder_fails(watch, node_processes, recorder)
+            # warned before it failed: a 1 MB disk is under recorder.low_disk_mb (1024)
+            warned = watch.low_disk_before_failure
+            assert warned is not None and 0 <= warned["disk_free_mb"] <= 1.0
+            assert watch.status["renderer"]["png_failed"] > 0  # its own writes fail too
+            assert watch.state("renderer") == "running"
         finally:
             watch.close()
         error = failed["error"]
@@ -185,54 +169,31 @@ def test_a_full_disk_stops_the_recording_with_a_clear_error_and_rendering_goes_o
             "the disk is full; the file keeps the "
         )
         assert failed["errno"] == 28
-        assert f"{error}; the session goes on without a recording" in log
-        assert f"rt-recon: error: {error}" in log
         _assert_the_file_keeps_what_was_written(recording, error, run_crcs)
 
 
 def test_a_file_size_limit_stops_the_recording_with_a_clear_error_and_rendering_goes_on(
-    node_config, small_dataset, tmp_path
+    node_config, small_dataset, node_processes
 ):
     files = small_dataset.runs("test")[0]
     run_crcs = [zlib.crc32(v) for v in load_nifti_run(files.bold).volumes]
-    config, config_path = _config(node_config, tmp_path)
+    config = _config(node_config)
     recording = config.recording_path
-    log_path = tmp_path / "recorder.log"
     watch = _Watch(config)
-    recorder = None
     try:
-        with Supervisor(tmp_path / "logs") as supervisor, log_path.open("w") as log_file:
-            recorder = subprocess.Popen(
-                [sys.executable, "-m", "rt_recon", "record", "--config", str(config_path)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=file_size_limit(400_000),  # the log stays far below it
-            )
-
-            def alive() -> dict[str, int]:
-                exited = supervisor.exited()
-                if recorder.poll() is not None:
-                    exited["recorder"] = recorder.returncode
-                return exited
-
-            supervisor.start("renderer", ["render", "--config", str(config_path)])
-            supervisor.start("decoder", ["decode", "--config", str(config_path)])
-            _start_source(supervisor, config, config_path, files.bold)
-            failed = _session_goes_on_after_the_recorder_fails(watch, alive)
-            recorder.terminate()
-            assert recorder.wait(timeout=30) == 2
+        recorder = node_processes.supervisor.start_node(
+            "recorder",
+            node_processes.config_path(config),
+            preexec=file_size_limit(400_000),  # the recorder's log stays far below it
+        )
+        _start_session(node_processes, config, files.bold)
+        failed = _session_goes_on_after_the_recorder_fails(watch, node_processes, recorder)
     finally:
         watch.close()
-        if recorder is not None and recorder.poll() is None:
-            recorder.kill()
     error = failed["error"]
     assert error.startswith(
         f"cannot write the recording {recording}: File too large (EFBIG): the file reached "
         "the largest size allowed"
     )
     assert failed["errno"] == 27
-    log = log_path.read_text()
-    assert f"{error}; the session goes on without a recording" in log
-    assert f"rt-recon: error: {error}" in log
     _assert_the_file_keeps_what_was_written(recording, error, run_crcs)

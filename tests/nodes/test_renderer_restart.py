@@ -14,8 +14,6 @@ import json
 import os
 import queue
 import signal
-import subprocess
-import sys
 import time
 
 import psutil
@@ -26,6 +24,7 @@ from rt_recon.display.feeds import ZmqFeed
 from rt_recon.display.frames import decode_frame
 from rt_recon.display.hub import Client, Hub, is_waiting
 from rt_recon.display.state import ConsoleState
+from rt_recon.nodes.supervisor import Child
 from rt_recon.record.recording import RecordingReader
 from tests.conftest import free_port
 
@@ -63,7 +62,7 @@ class _Console:
         try:
             kind, item, now = self.inbox.get(timeout=0.05)
             if kind == "frame":
-                self.hub.on_frame(item.header, item.arrays["image"], now)
+                self.hub.on_frame(item.header, item.image, now)  # a validated Frame
             elif kind == "link":
                 self.hub.on_link(*item, now)
             else:
@@ -89,10 +88,10 @@ class _Console:
     def pid(self, node: str) -> int | None:
         return self.state.nodes[node].pid
 
-    def wait(self, done, what: str, session: subprocess.Popen, timeout: float = 120.0) -> None:
+    def wait(self, done, what: str, session: Child, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while not done():
-            assert session.poll() is None, f"the session ended: {session.stderr.read()[-3000:]}"
+            assert session.returncode is None, f"the session ended: {session.tail(60)}"
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             self.step()
 
@@ -106,7 +105,7 @@ def _pictures(shown: list) -> list[int]:
 
 
 def test_a_killed_renderer_comes_back_with_later_pictures_and_nothing_else_is_touched(
-    node_config, small_dataset, tmp_path
+    node_config, small_dataset, node_processes
 ):
     config = node_config.with_overrides(
         {
@@ -118,23 +117,9 @@ def test_a_killed_renderer_comes_back_with_later_pictures_and_nothing_else_is_to
             "stream.resolve_timeout_s": 120,
         }
     )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
     files = small_dataset.runs("test")[0]
-    session = subprocess.Popen(
-        [sys.executable, "-m", "rt_recon", "run", str(config_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    replay = ["simulate", "replay", str(files.bold), "--loop", "--config", str(config_path)]
-    replay += ["--await-ready", config.decoder.latents_endpoint]
-    replay += ["--await-ready", config.recorder.status_endpoint]
-    source = subprocess.Popen(
-        [sys.executable, "-m", "rt_recon", *replay],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    session = node_processes.rt_recon("session", "run", node_processes.config_path(config))
+    node_processes.replay_when_ready(config, files.bold, "--loop")
     console = _Console(config)
     try:
         # 1. A healthy session: pictures on the participant page, every node's heartbeat.
@@ -195,13 +180,9 @@ def test_a_killed_renderer_comes_back_with_later_pictures_and_nothing_else_is_to
         assert final["recorder"]["frames"] > during["recorder"]["frames"]
         session.send_signal(signal.SIGINT)
         assert session.wait(timeout=60) == 0
-        log = session.stderr.read()
+        log = session.log_text()
     finally:
         console.close()
-        for process in (session, source):
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
 
     # The console's view of the renderer: ok, then reconnecting, then ok again as a new process.
     levels = [level for level, _ in console.renderer_levels]

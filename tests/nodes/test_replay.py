@@ -1,5 +1,6 @@
 """Replay a NIfTI run over real LSL on loopback: every volume, in order, on schedule."""
 
+import signal
 import threading
 
 import numpy as np
@@ -64,31 +65,10 @@ def test_replay_sends_every_volume_and_marker_on_schedule(small_dataset):
 
 
 def test_replay_waiting_for_a_consumer_stops_promptly_on_sigterm(
-    small_dataset, node_config, tmp_path
+    small_dataset, node_config, node_processes
 ):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    config_path = tmp_path / "session.json"
-    config_path.write_text(node_config.to_json())
     files = small_dataset.runs("test")[0]
-    replay_process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rt_recon",
-            "simulate",
-            "replay",
-            str(files.bold),
-            "--config",
-            str(config_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(3.0)  # started, now waiting for an inlet that never comes
-    assert replay_process.poll() is None
+    replay_process = node_processes.node("replay", node_config, files.bold)
+    replay_process.wait_for_line("waiting for a consumer of", timeout=60)  # none ever comes
     replay_process.send_signal(signal.SIGTERM)
     assert replay_process.wait(timeout=5) == 0

@@ -7,8 +7,6 @@ back-pressure; the 100-TR pacing check is in test_replay_pacing.py.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
@@ -127,7 +125,7 @@ def test_a_dicom_series_replays_as_the_bridge_would_stream_it(xa_series):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_cli_replays_a_scanner_series_folder(tmp_path):
+def test_cli_replays_a_scanner_series_folder(node_processes):
     from tests.acquire._shared import shared_path
 
     source = shared_path("dcm_qa_mosaic", "In", "ep2d_Asc_2")
@@ -143,31 +141,10 @@ def test_cli_replays_a_scanner_series_folder(tmp_path):
             }
         }
     )
-    config_path = tmp_path / "session.json"
-    config_path.write_text(config.to_json())
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rt_recon",
-            "simulate",
-            "replay",
-            str(source),
-            "--speed",
-            "16",
-            "--config",
-            str(config_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with VolumeInlet.resolve(ids["source_id"], timeout=60) as inlet:
-            _, values = _pull(inlet, 6, timeout=10)
-        assert process.wait(timeout=30) == 0, process.stderr.read()
-    finally:
-        process.kill()
+    replay_node = node_processes.node("replay", config, source, "--speed", "16")
+    with VolumeInlet.resolve(ids["source_id"], timeout=60) as inlet:
+        _, values = _pull(inlet, 6, timeout=10)
+    assert replay_node.wait(timeout=30) == 0
     for got, volume in zip(values, read_series(source).volumes, strict=True):
         np.testing.assert_array_equal(got, volume.flat())
 

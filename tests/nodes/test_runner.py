@@ -19,13 +19,12 @@ from rt_recon.protocol import (
     TOPIC_LATENTS,
     TOPIC_STATUS,
     Latents,
-    LatentsHeader,
     Status,
-    Times,
     counter_names,
 )
 from rt_recon.render import ExecutorWrapper, Img2ImgRenderer, TorchEagerExecutor, load_render_model
 from rt_recon.transport.zmq import Publisher, Subscriber
+from tests.nodes._latents import latents_header
 from tests.nodes._threads import NodeThread
 
 pytestmark = pytest.mark.slow
@@ -59,11 +58,7 @@ def test_a_renderer_busy_for_5_s_on_one_frame_heartbeats_every_second(node_confi
     )
     config = node_config.with_overrides({"renderer.write_png": False})
     bundle = DecoderBundle.load(config.decoder.bundle)
-    header = LatentsHeader(
-        seq=0, tr=0, volume_crc32=0, session="s", run="1",
-        model_fingerprint=model.fingerprint, lag_trs=bundle.window.lag_trs, mode="continuous",
-        times=Times(acquired=0.0),
-    )  # fmt: skip
+    header = latents_header(bundle, model_fingerprint=model.fingerprint)
     latents = Latents(
         header,
         np.zeros(model.latent_shape, np.float32),

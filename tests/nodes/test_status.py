@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,34 +14,22 @@ pytestmark = pytest.mark.slow
 
 
 def test_decoder_heartbeats_while_waiting_for_its_stream_and_stops_on_sigterm(
-    node_config, tmp_path
+    node_config, node_processes
 ):
-    config_path = tmp_path / "session.json"
-    config_path.write_text(
-        node_config.with_overrides({"decoder.wait_for_subscribers": 0}).to_json()
-    )
-    decoder = subprocess.Popen(
-        [sys.executable, "-m", "rt_recon", "decode", "--config", str(config_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        with Subscriber(node_config.decoder.latents_endpoint, [TOPIC_STATUS]) as status:
-            beats = []
-            deadline = time.monotonic() + 30
-            while len(beats) < 3 and time.monotonic() < deadline:
-                message = status.receive(timeout=1.0)
-                if message is not None:
-                    beats.append(message.header)
-        assert len(beats) == 3, "expected a heartbeat about every second"
-        assert {b["node"] for b in beats} == {"decoder"}
-        assert {b["state"] for b in beats} == {"waiting_for_stream"}
-        assert beats[0]["source_id"] == node_config.stream.source_id
-        assert [b["seq"] for b in beats] == sorted(b["seq"] for b in beats)
-        assert all(b["pid"] == decoder.pid for b in beats)
-        decoder.send_signal(signal.SIGTERM)
-        assert decoder.wait(timeout=10) == 0  # well before its 20 s resolve timeout
-    finally:
-        if decoder.poll() is None:
-            decoder.kill()
+    config = node_config.with_overrides({"decoder.wait_for_subscribers": 0})
+    decoder = node_processes.node("decoder", config)
+    with Subscriber(node_config.decoder.latents_endpoint, [TOPIC_STATUS]) as status:
+        beats = []
+        deadline = time.monotonic() + 30
+        while len(beats) < 3 and time.monotonic() < deadline:
+            message = status.receive(timeout=1.0)
+            if message is not None:
+                beats.append(message.header)
+    assert len(beats) == 3, "expected a heartbeat about every second"
+    assert {b["node"] for b in beats} == {"decoder"}
+    assert {b["state"] for b in beats} == {"waiting_for_stream"}
+    assert beats[0]["source_id"] == node_config.stream.source_id
+    assert [b["seq"] for b in beats] == sorted(b["seq"] for b in beats)
+    assert all(b["pid"] == decoder.pid for b in beats)
+    decoder.send_signal(signal.SIGTERM)
+    assert decoder.wait(timeout=10) == 0  # well before its 20 s resolve timeout

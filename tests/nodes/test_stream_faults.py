@@ -9,27 +9,26 @@ message proves which volume it was decoded from.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 import zlib
 from contextlib import contextmanager
-from pathlib import Path
 
 import pylsl
 import pytest
 
 from rt_recon.acquire.nifti import RecordedRun, load_nifti_run
 from rt_recon.nodes.ready import ReadyWatcher
-from rt_recon.nodes.supervisor import Supervisor
+from rt_recon.nodes.supervisor import Child
 from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS
 from rt_recon.transport.lsl import VolumeOutlet
 from rt_recon.transport.zmq import Subscriber
+from tests.conftest import NodeProcesses
 from tests.nodes._stream_source import (
     push_on_schedule,
     resume_index,
     stream_meta,
     volume,
+    write_t0,
 )
 
 pytestmark = pytest.mark.slow
@@ -56,11 +55,10 @@ class _Latents:
                 self.status = message.header
             message = self.sub.receive(0.0)
 
-    def wait_for(self, done, what: str, supervisor: Supervisor, timeout: float = 60.0) -> None:
+    def wait_for(self, done, what: str, processes: NodeProcesses, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while not done():
-            exited = supervisor.exited()
-            assert not exited, f"decoder exited ({exited}): {supervisor.children['decoder'].tail()}"
+            processes.assert_running("decoder")
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             self.drain()
 
@@ -68,7 +66,7 @@ class _Latents:
         self.sub.close()
 
 
-def _start_decoder(node_config, tmp_path, supervisor: Supervisor) -> None:
+def _start_decoder(node_config, processes: NodeProcesses) -> Child:
     config = node_config.with_overrides(
         {
             "decoder.wait_for_subscribers": 1,  # this test's subscriber
@@ -76,32 +74,29 @@ def _start_decoder(node_config, tmp_path, supervisor: Supervisor) -> None:
             "stream.buffer_trs": 16,  # no drop on a loaded machine
         }
     )
-    path = tmp_path / "session.json"
-    path.write_text(config.to_json())
-    supervisor.start("decoder", ["decode", "--config", str(path)])
+    return processes.node("decoder", config)
 
 
-def _wait_until_streaming(node_config, latents: _Latents, supervisor: Supervisor) -> None:
+def _wait_until_streaming(node_config, latents: _Latents, processes: NodeProcesses) -> None:
     ready = ReadyWatcher([node_config.decoder.latents_endpoint], node_config.stream.source_id)
     try:
-        latents.wait_for(ready, "the decoder to report streaming", supervisor)
+        latents.wait_for(ready, "the decoder to report streaming", processes)
     finally:
         ready.close()
 
 
 @contextmanager
-def _streaming_decoder(node_config, tmp_path, meta):
-    """A decoder process streaming from an outlet of this test: ``(supervisor, outlet,
+def _streaming_decoder(node_config, processes: NodeProcesses, meta):
+    """A decoder process streaming from an outlet of this test: ``(decoder, outlet,
     latents)``; the latents collector stays readable after the block."""
     latents = _Latents(node_config.decoder.latents_endpoint)
     try:
-        with (
-            Supervisor(tmp_path / "logs") as supervisor,
-            VolumeOutlet(meta, node_config.stream.name, node_config.stream.source_id, 16) as out,
-        ):
-            _start_decoder(node_config, tmp_path, supervisor)
-            _wait_until_streaming(node_config, latents, supervisor)
-            yield supervisor, out, latents
+        with VolumeOutlet(
+            meta, node_config.stream.name, node_config.stream.source_id, 16
+        ) as outlet:
+            decoder = _start_decoder(node_config, processes)
+            _wait_until_streaming(node_config, latents, processes)
+            yield decoder, outlet, latents
     finally:
         latents.close()
 
@@ -129,96 +124,79 @@ def _assert_every_tr_is_its_volume_and_every_gap_flagged(run, headers, pushed_af
     assert resumed[0]["missed_before"] == resumed[0]["tr"] - before[-1] - 1 > 0
 
 
+def _pushed(source: Child) -> list[int]:
+    """The indices a source process has pushed, from its log."""
+    lines = source.log_text().splitlines()
+    return [int(line.split()[1]) for line in lines if line.startswith("pushed ")]
+
+
 @pytest.mark.parametrize("how", ["outlet_closed", "source_killed"])
 def test_stream_drops_and_comes_back_with_every_gap_flagged(
-    how, node_config, small_dataset, tmp_path
+    how, node_config, small_dataset, node_processes, tmp_path
 ):
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold)
     meta = stream_meta(run, SPEED)
     interval = meta.sample_interval
     name, source_id = node_config.stream.name, node_config.stream.source_id
-    t0 = 0.0  # the schedule starts once the decoder is streaming
-    sources: list[subprocess.Popen] = []
 
-    def source(first: int, count: int) -> subprocess.Popen:
-        args = [str(files.bold), name, source_id, repr(t0), str(SPEED), str(first), str(count)]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.nodes._stream_source", *args],
-            cwd=Path(__file__).resolve().parents[2],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        sources.append(process)
-        return process
-
-    def pushed_lines(process: subprocess.Popen, until: int) -> list[int]:
-        pushed = []
-        while not pushed or pushed[-1] < until:
-            line = process.stdout.readline()
-            assert line, f"the source exited early (code {process.wait()})"
-            if line.startswith("pushed "):
-                pushed.append(int(line.split()[1]))
-            elif line.strip() == "done":
-                break
-        return pushed
+    def source(label: str, t0: str, first: int, count: int) -> Child:
+        args = [files.bold, name, source_id, t0, str(SPEED), str(first), str(count)]
+        return node_processes.python(label, "-m", "tests.nodes._stream_source", *args)
 
     latents = _Latents(node_config.decoder.latents_endpoint)
     try:
-        with Supervisor(tmp_path / "logs") as supervisor:
-            _start_decoder(node_config, tmp_path, supervisor)
-            if how == "outlet_closed":
-                outlet = VolumeOutlet(meta, name, source_id, buffer_trs=16)
-                _wait_until_streaming(node_config, latents, supervisor)
-                t0 = pylsl.local_clock() + 0.2
-                push_on_schedule(outlet, run, t0, ((i, i) for i in range(BEFORE_DROP)))
-                latents.wait_for(
-                    lambda: latents.headers and latents.headers[-1]["tr"] >= BEFORE_DROP - 1,
-                    "the volumes before the drop",
-                    supervisor,
-                )
-                outlet.close()  # the stream goes away
-                time.sleep(1.0)
-                outlet = VolumeOutlet(meta, name, source_id, buffer_trs=16)  # and comes back
-                assert outlet.wait_for_consumers(60), "the decoder's inlet did not reconnect"
-                first = resume_index(t0, interval)
-                pushed_after = list(range(first, first + AFTER_DROP))
-                push_on_schedule(outlet, run, t0, ((i, i) for i in pushed_after))
-                latents.wait_for(
-                    lambda: latents.headers[-1]["tr"] >= pushed_after[-1],
-                    "the volumes after the drop",
-                    supervisor,
-                )
-                outlet.close()
-            else:
-                first_source = source(0, 10_000)
-                _wait_until_streaming(node_config, latents, supervisor)
-                t0 = pylsl.local_clock() + 0.2
-                first_source.stdin.write(f"go {t0!r}\n")
-                first_source.stdin.flush()
-                pushed_lines(first_source, until=BEFORE_DROP - 1)
-                first_source.send_signal(signal.SIGKILL)  # mid-stream, while volumes flow
-                first_source.wait(timeout=10)
-                pushed_after = pushed_lines(source(-1, AFTER_DROP), until=10**9)
-                assert len(pushed_after) == AFTER_DROP
-                latents.wait_for(
-                    lambda: latents.headers and latents.headers[-1]["tr"] >= pushed_after[-1],
-                    "the volumes after the drop",
-                    supervisor,
-                )
-            assert supervisor.exited() == {}
+        _start_decoder(node_config, node_processes)
+        if how == "outlet_closed":
+            outlet = VolumeOutlet(meta, name, source_id, buffer_trs=16)
+            _wait_until_streaming(node_config, latents, node_processes)
+            t0 = pylsl.local_clock() + 0.2
+            push_on_schedule(outlet, run, t0, ((i, i) for i in range(BEFORE_DROP)))
+            latents.wait_for(
+                lambda: latents.headers and latents.headers[-1]["tr"] >= BEFORE_DROP - 1,
+                "the volumes before the drop",
+                node_processes,
+            )
+            outlet.close()  # the stream goes away
+            time.sleep(1.0)  # and stays away a while
+            outlet = VolumeOutlet(meta, name, source_id, buffer_trs=16)  # and comes back
+            assert outlet.wait_for_consumers(60), "the decoder's inlet did not reconnect"
+            first = resume_index(t0, interval)
+            pushed_after = list(range(first, first + AFTER_DROP))
+            push_on_schedule(outlet, run, t0, ((i, i) for i in pushed_after))
+            latents.wait_for(
+                lambda: latents.headers[-1]["tr"] >= pushed_after[-1],
+                "the volumes after the drop",
+                node_processes,
+            )
+            outlet.close()
+            node_processes.assert_running()
+        else:
+            go = tmp_path / "go"
+            first_source = source("source", f"@{go}", 0, 10_000)
+            _wait_until_streaming(node_config, latents, node_processes)
+            t0 = pylsl.local_clock() + 0.2
+            write_t0(go, t0)
+            first_source.wait_for_line(f"^pushed {BEFORE_DROP - 1}$", timeout=60)
+            first_source.send_signal(signal.SIGKILL)  # mid-stream, while volumes flow
+            assert first_source.wait(timeout=10) == -signal.SIGKILL
+            resumed = source("resumed", repr(t0), -1, AFTER_DROP)
+            resumed.wait_for_line("^done$", timeout=60)
+            pushed_after = _pushed(resumed)
+            assert len(pushed_after) == AFTER_DROP
+            latents.wait_for(
+                lambda: latents.headers and latents.headers[-1]["tr"] >= pushed_after[-1],
+                "the volumes after the drop",
+                node_processes,
+            )
+            node_processes.assert_running("decoder", "resumed")
     finally:
-        for process in sources:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
         latents.close()
     _assert_every_tr_is_its_volume_and_every_gap_flagged(run, latents.headers, pushed_after)
 
 
 def test_duplicated_out_of_order_and_missing_volumes_are_never_misassigned(
-    node_config, small_dataset, tmp_path
+    node_config, small_dataset, node_processes
 ):
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold)
@@ -227,7 +205,7 @@ def test_duplicated_out_of_order_and_missing_volumes_are_never_misassigned(
     # volume 5 (out of order); volumes 7 and 8 never sent.
     items = [(0, 0), (1, 1), (2, 2), (2, 2), (3, 3), (5, 5), (4, 4), (6, 6)]
     items += [(9, 9), (10, 10), (11, 11)]
-    with _streaming_decoder(node_config, tmp_path, meta) as (supervisor, out, latents):
+    with _streaming_decoder(node_config, node_processes, meta) as (decoder, out, latents):
         push_on_schedule(out, run, pylsl.local_clock() + 0.2, items)
         latents.wait_for(
             lambda: (
@@ -236,9 +214,9 @@ def test_duplicated_out_of_order_and_missing_volumes_are_never_misassigned(
                 and latents.headers[-1]["tr"] == 11
             ),
             "every volume to be taken",
-            supervisor,
+            node_processes,
         )
-        log = supervisor.children["decoder"].tail(400)
+        log = decoder.log_text()
     headers = latents.headers
     assert [h["tr"] for h in headers] == [0, 1, 2, 3, 5, 6, 9, 10, 11]
     assert [h["volume_crc32"] for h in headers] == [_crc(run, h["tr"]) for h in headers]
@@ -251,12 +229,12 @@ def test_duplicated_out_of_order_and_missing_volumes_are_never_misassigned(
 
 
 def test_a_nan_volume_is_a_flagged_skipped_tr_and_the_decoder_goes_on(
-    node_config, small_dataset, tmp_path
+    node_config, small_dataset, node_processes
 ):
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold)
     meta = stream_meta(run, SPEED)
-    with _streaming_decoder(node_config, tmp_path, meta) as (supervisor, out, latents):
+    with _streaming_decoder(node_config, node_processes, meta) as (decoder, out, latents):
         t0 = pylsl.local_clock() + 0.2
         push_on_schedule(out, run, t0, [(i, i) for i in range(3)])
         bad = volume(run, 3)
@@ -268,11 +246,13 @@ def test_a_nan_volume_is_a_flagged_skipped_tr_and_the_decoder_goes_on(
         latents.wait_for(
             lambda: latents.headers and latents.headers[-1]["tr"] == 6,
             "the volumes after the NaN one",
-            supervisor,
+            node_processes,
         )
-        latents.wait_for(lambda: latents.status.get("volumes") == 7, "the heartbeat", supervisor)
-        log = supervisor.children["decoder"].tail(400)
-        assert supervisor.exited() == {}  # the node survived
+        latents.wait_for(
+            lambda: latents.status.get("volumes") == 7, "the heartbeat", node_processes
+        )
+        log = decoder.log_text()
+        node_processes.assert_running()  # the node survived
     headers = latents.headers
     assert [h["tr"] for h in headers] == [0, 1, 2, 4, 5, 6]
     assert [h["volume_crc32"] for h in headers] == [_crc(run, h["tr"]) for h in headers]

@@ -50,6 +50,18 @@ def test_onset_counts_intervals_from_the_nearest_known_volume():
     assert onset_tr(111.2, trs, stamps, interval_s=1.0) == 11
 
 
+def test_between_known_volumes_of_consecutive_trs_the_nearer_wins_whatever_the_interval():
+    # volumes 1 s apart on a nominal 0.8 s wire interval (a late scanner): counting intervals
+    # from TR 3 would give 11.3 -> TR 5; the marker lies between TRs 3 and 4, nearer to 4
+    trs, stamps = [2, 3, 4, 9], [9.0, 10.0, 11.0, 16.0]
+    assert onset_tr(10.6, trs, stamps, interval_s=0.8) == 4
+    assert onset_tr(10.4, trs, stamps, interval_s=0.8) == 3
+    assert onset_tr(10.5, trs, stamps, interval_s=0.8) == 4  # halfway: the later
+    # between TRs 4 and 9 (not consecutive) intervals are counted from the nearer known one
+    assert onset_tr(12.7, trs, stamps, interval_s=0.8) == 6
+    assert onset_tr(12.7, trs, stamps, interval_s=0.8) != onset_tr(12.7, trs, stamps)
+
+
 def test_seconds_rule_is_the_stamp_rule_on_the_runs_own_timeline():
     tr_s = 1.5
     trs = list(range(40))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 import zlib
@@ -78,15 +76,13 @@ WRITER = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
-def test_sigkill_mid_write_loses_at_most_the_tr_in_flight(tmp_path, delay):
+def test_sigkill_mid_write_loses_at_most_the_tr_in_flight(node_processes, tmp_path, delay):
     path = tmp_path / "rec.h5"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    assert writer.stdout.readline().strip() == "ready"
-    time.sleep(delay)
+    writer = node_processes.python("writer", "-c", WRITER, path)
+    writer.wait_for_line("^ready$", timeout=60)
+    time.sleep(delay)  # the moment of the kill, in the middle of some write
     writer.send_signal(signal.SIGKILL)
-    writer.wait(timeout=10)
+    assert writer.wait(timeout=10) == -signal.SIGKILL
     with RecordingReader(path) as reader:
         values, times = reader.volumes()
         headers, z, _ = reader.latents()

@@ -19,7 +19,8 @@ import pytest
 from rt_recon.errors import DataError
 from rt_recon.record.recording import RecordingReader, RecordingShapes, RecordingWriter
 from tests._disk import file_size_limit, small_tmpfs
-from tests.record.test_recording_truncated import REPO, _expected
+from tests.conftest import REPO
+from tests.record.test_recording_truncated import _expected
 
 WRITER = textwrap.dedent(
     """

@@ -16,7 +16,6 @@ import sys
 import textwrap
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,6 @@ from rt_recon.record.recording import RecordingReader, RecordingShapes, Recordin
 
 SHAPES = RecordingShapes(n_channels=500, z_shape=(4, 8, 8), c_shape=(6, 5), image_shape=(16, 16, 3))
 N_TRS = 40
-REPO = Path(__file__).resolve().parents[2]
 
 #: Fractions of the file kept, and a few cuts in absolute bytes (inside the superblock).
 FRACTIONS = [0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
@@ -209,22 +207,15 @@ CRASHING_WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_a_crashed_writers_file_cut_short_reads_complete_entries_or_fails_clearly(tmp_path):
+def test_a_crashed_writers_file_cut_short_reads_complete_entries_or_fails_clearly(
+    node_processes, tmp_path
+):
     source = tmp_path / "crashed.h5"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_WRITER, str(source)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,  # it imports this module
-    )
-    try:
-        assert writer.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        writer.send_signal(signal.SIGKILL)  # the SWMR writer never closes the file
-        writer.wait(timeout=10)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
+    writer = node_processes.python("writer", "-c", CRASHING_WRITER, source)  # imports this module
+    writer.wait_for_line("^ready$", timeout=60)
+    time.sleep(0.5)  # the moment of the kill, in the middle of some write
+    writer.send_signal(signal.SIGKILL)  # the SWMR writer never closes the file
+    assert writer.wait(timeout=10) == -signal.SIGKILL
     with RecordingReader(source) as reader:
         flushed = reader.count("volumes")
         assert reader.truncated is None  # a SIGKILL alone loses nothing flushed

@@ -9,7 +9,7 @@ import zmq
 
 from rt_recon.config import SecuritySection
 from rt_recon.errors import StreamError
-from rt_recon.protocol import encode_message
+from rt_recon.protocol import ControlReply, ControlRequest, encode_message
 from rt_recon.transport.control import ControlServer, request
 from rt_recon.transport.curve import write_certificates
 from tests.conftest import free_port
@@ -39,16 +39,17 @@ class _Serving:
         self.server.close()
 
 
-def _echo(header: dict) -> dict:
-    if header.get("command") == "bad":
+def _echo(request: ControlRequest) -> ControlReply:
+    if request.command == "bad":
         raise ValueError("bad is not a command")
-    return {"got": header["command"]}
+    return ControlReply(ok=True, got=request.command, by=request.by)
 
 
 def test_a_request_gets_the_handlers_reply():
     with _Serving(_echo) as serving:
-        assert request(serving.endpoint, {"command": "stop"}) == {"ok": True, "got": "stop"}
-        assert request(serving.endpoint, {"command": "start"}) == {"ok": True, "got": "start"}
+        got = request(serving.endpoint, {"command": "stop", "by": "console"})
+        assert got == {"ok": True, "got": "stop", "by": "console"}
+        assert request(serving.endpoint, {"command": "start"})["by"] == "unknown"  # by default
 
 
 def test_a_refused_request_is_answered_with_the_reason():

@@ -131,6 +131,22 @@ def test_the_authenticator_outlives_one_of_two_servers(security):
             assert sub.receive(timeout=5).header["seq"] == 1
 
 
+def test_a_curve_server_opens_right_after_the_last_one_closed(security):
+    """Each close stops the context's authenticator and each open starts a new one: libzmq
+    frees a closed socket's endpoints only later, so the new one must not need them."""
+    for _ in range(200):  # most reopenings failed when the old endpoints were still taken
+        Publisher(f"tcp://127.0.0.1:{free_port()}", curve=security).close()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with (
+        Publisher(endpoint, curve=security) as pub,
+        Subscriber(endpoint, ["frame"], curve=security) as sub,
+    ):
+        assert handshake(sub, endpoint) == "succeeded"
+        pub.wait_for_subscribers(1, "frame", timeout=10)
+        pub.send("frame", {"seq": 1})
+        assert sub.receive(timeout=5).header["seq"] == 1
+
+
 def test_binding_or_connecting_a_non_loopback_endpoint_without_keys_is_refused():
     endpoint = f"tcp://0.0.0.0:{free_port()}"
     with pytest.raises(ConfigError, match=rf"binding {endpoint} needs ZeroMQ CURVE keys.*"

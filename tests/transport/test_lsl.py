@@ -6,8 +6,8 @@ import numpy as np
 import pylsl
 import pytest
 
-from rt_recon.errors import StreamError
-from rt_recon.protocol import VolumeStreamMeta
+from rt_recon.errors import ProtocolError, StreamError
+from rt_recon.protocol import Marker, VolumeStreamMeta
 from rt_recon.transport.lsl import (
     MarkerInlet,
     MarkerOutlet,
@@ -107,9 +107,19 @@ def test_markers_round_trip():
     inlet = MarkerInlet(resolve_stream("source_id", source_id, timeout=10))
     try:
         assert outlet.wait_for_consumers(10)
-        outlet.push({"type": "event", "stimulus_id": 7}, pylsl.local_clock())
+        sent = pylsl.local_clock()
+        outlet.push({"type": "event", "stimulus_id": 7, "block": "b2"}, sent)
+        outlet.push({"stimulus_id": "x"}, pylsl.local_clock())  # not a marker: no number
+        outlet.push({"type": "run_end", "run": 5}, pylsl.local_clock())
         got = inlet.pull(timeout=5)
-        assert got is not None and got[0] == {"type": "event", "stimulus_id": 7}
+        assert got is not None
+        marker, stamp = got
+        assert (marker.type, marker.stimulus_id, marker.extra) == ("event", 7, {"block": "b2"})
+        assert marker.to_json() == {"type": "event", "stimulus_id": 7, "block": "b2"}
+        assert stamp == pytest.approx(sent, abs=1e-3)
+        with pytest.raises(ProtocolError, match="stimulus_id"):
+            inlet.pull(timeout=5)
+        assert inlet.pull(timeout=5)[0] == Marker(type="run_end", run="5")
     finally:
         inlet.close()
         outlet.close()

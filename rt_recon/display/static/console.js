@@ -1,7 +1,10 @@
 // The operator console: node health, TR counters, latency against budgets and the TR,
 // motion, and the reconstructions beside the pictures that were shown.
+// Every message is read through checked() (schema.js): the schema of the state and the
+// picture meta is schema.json, generated from rt_recon/display/messages.py.
 import { connect, drawFrame } from "/static/common.js";
 import { linePlot } from "/static/plot.js";
+import { checked, loadSchema } from "/static/schema.js";
 
 const STAGE_COLORS = {
   lsl_transport: "#4e79a7",
@@ -252,6 +255,13 @@ function showTruth(frame) {
   } else {
     caption.append("shown: nothing");
   }
+  // Trial mode: the trial the decoder estimates at this TR (its own pairing, by the same rule).
+  const trial = frame.header.trial;
+  if (trial) {
+    const complete = trial.complete ? ", complete" : "";
+    const text = `· decoder: trial ${trial.index}, #${trial.stimulus_id} (onset TR ${trial.onset_tr}${complete})`;
+    caption.append(" ", element("span", { class: "trial" }, text));
+  }
 }
 
 function addToStrip(frame) {
@@ -279,6 +289,8 @@ function showFrame(frame) {
   addToStrip(frame);
 }
 
+await loadSchema();
+
 connect("/ws/console", {
   onOpen: () => {
     document.body.dataset.socket = "open";
@@ -289,9 +301,10 @@ connect("/ws/console", {
     $("#link").textContent = "console server unreachable";
   },
   onText: (message) => {
-    if (message.type === "state") showState(message);
+    const state = checked("state", message);
+    if (state.type === "state") showState(state);
   },
-  onFrame: showFrame,
+  onFrame: (frame) => showFrame({ ...frame, header: checked("console_picture", frame.header) }),
 });
 
 window.addEventListener("resize", () => latest && showState(latest));

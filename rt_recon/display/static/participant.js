@@ -1,5 +1,7 @@
 // The participant display: the newest picture, full-screen; a fixation cross while there is none.
+// Messages are read through checked() (schema.js, schema.json).
 import { connect, drawFrame, now } from "/static/common.js";
+import { checked, loadSchema } from "/static/schema.js";
 
 const canvas = document.getElementById("picture");
 const body = document.body;
@@ -25,6 +27,8 @@ function waiting(reason = null) {
   notice.textContent = NOTICES[reason] ?? "";
 }
 
+await loadSchema();
+
 connect("/ws/participant", {
   onOpen: () => {
     body.dataset.socket = "open";
@@ -33,10 +37,12 @@ connect("/ws/participant", {
     body.dataset.socket = "closed";
     waiting("console"); // never leave a stale picture up when the console is gone
   },
-  onText: (message) => {
+  onText: (raw) => {
+    const message = checked("waiting", raw);
     if (message.type === "waiting") waiting(message.reason);
   },
-  onFrame: (frame) => {
+  onFrame: (raw) => {
+    const frame = { ...raw, header: checked("participant_picture", raw.header) };
     drawFrame(canvas, frame);
     const shown = {
       seq: frame.header.seq,

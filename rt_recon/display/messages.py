@@ -1,0 +1,283 @@
+"""The messages the console server sends to its pages, typed, and their JSON schema.
+
+Two kinds travel on the pages' WebSockets (docs/console.md, "For other programs"):
+
+* text: the console state (:class:`ConsoleStateMessage`, ``type`` ``state``, about four
+  times a second, console page only) and, on the participant page, :class:`WaitingMessage`
+  (``type`` ``waiting``) when there is no picture to show;
+* binary: a picture (:mod:`rt_recon.display.frames`) whose JSON meta is a
+  :class:`ParticipantPicture` on the participant page, a :class:`ConsolePicture` (the same
+  plus its pairing) on the console page.
+
+They are built from these models and only from them, so every message fits its model.
+:func:`page_schema` turns the models into one JSON schema document, committed as
+``static/schema.json`` (regenerate with ``python -m rt_recon.display.messages``; a test
+fails while the committed file is stale). The pages load it and check every property they
+read from a message against it (``static/schema.js``): a script that reads a key the server
+does not send, or a value of another type than the schema says, is reported in the page
+(``window.rtSchema.errors`` and the browser console), and the browser tests fail on it.
+
+Every field of a page model is required: a message always carries every key (``null``
+where there is no value), so a page never has to guess whether a key is missing or empty.
+The exceptions are a node's counters (:class:`NodeCounters`: only those its heartbeats
+carried) and the protocol's own types passed on (:class:`~rt_recon.protocol.Times`,
+:class:`~rt_recon.protocol.TrialRef`), which keep the optional keys of the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from rt_recon.protocol import NODE_COUNTERS, NodeState, Times, TrialRef
+
+log = logging.getLogger(__name__)
+
+#: The committed schema the pages load.
+SCHEMA_PATH = Path(__file__).resolve().parent / "static" / "schema.json"
+
+#: The command that rewrites :data:`SCHEMA_PATH` from the models.
+REGENERATE = "python -m rt_recon.display.messages"
+
+#: How the console judges a node (:meth:`rt_recon.display.state.NodeHealth.level`).
+NodeLevel = Literal["unknown", "ok", "waiting", "failed", "stopped", "reconnecting", "away"]
+
+#: A node's state: what its last heartbeat said, ``never_seen`` before the first.
+ShownState = NodeState | Literal["never_seen"]
+
+#: What an alert is about (docs/console.md, "Warnings").
+AlertKind = Literal[
+    "away",
+    "reconnecting",
+    "stopped",
+    "paused",
+    "failed",
+    "disk",
+    "malformed",
+    "pairing",
+    "late",
+    "budget",
+    "motion",
+]
+
+
+class _PageModel(BaseModel):
+    """A page message part: frozen, no keys beyond its fields, every field required."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_serialization_defaults_required=True
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object sent (the optional keys of passed-on protocol types left out
+        where they were absent)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def _counters_model() -> type[BaseModel]:
+    """Every node's heartbeat counters (:data:`rt_recon.protocol.NODE_COUNTERS`) in one model:
+    a counter two nodes share must have one type."""
+    merged: dict[str, Any] = {}
+    for node, kind in NODE_COUNTERS.items():
+        hints = get_type_hints(kind)
+        for field in fields(kind):
+            annotation = hints[field.name] | None
+            if merged.setdefault(field.name, annotation) != annotation:
+                raise TypeError(
+                    f"counter {field.name!r} of {node} is {annotation}, another node's is "
+                    f"{merged[field.name]}: one name, one type"
+                )
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "NodeCounters",
+        __config__=ConfigDict(extra="allow", frozen=True),
+        __doc__="A node's heartbeat counters (docs/protocol.md 3.3): only those its last "
+        "heartbeat carried; a counter this console does not know is passed on as it came.",
+        **{name: (annotation, None) for name, annotation in merged.items()},
+    )
+
+
+NodeCounters = _counters_model()
+
+
+class NodeView(_PageModel):
+    """One node as the console sees it."""
+
+    name: str
+    level: NodeLevel
+    state: ShownState
+    age_s: float | None = Field(description="seconds since last heard (null: never heard)")
+    pid: int | None
+    uptime_s: float | None
+    restarts: int = Field(description="times it came back as a new process (a new pid)")
+    counters: NodeCounters  # type: ignore[valid-type]
+
+
+class Counts(_PageModel):
+    """TR and message counters of the session."""
+
+    frames: int
+    missed_trs: int
+    skipped_trs: int
+    late_trs: int
+    no_picture_trs: int
+    over_budget: dict[str, int] = Field(description="stage -> TRs over its budget")
+    malformed: int = Field(description="messages dropped because they broke the protocol")
+    pairing_mismatches: int = Field(
+        description="scored frames the decoder paired otherwise than the console"
+    )
+
+
+class LatencyPoint(_PageModel):
+    """One TR's stage latencies, ms."""
+
+    tr: int
+    ms: dict[str, float]
+
+
+class StageSummary(_PageModel):
+    """One stage over the kept frames, ms."""
+
+    stage: str
+    n: int
+    latest_ms: float
+    p50_ms: float
+    p95_ms: float
+    budget_ms: float | None
+
+
+class Motion(_PageModel):
+    """Framewise displacement per TR, and the threshold, mm."""
+
+    threshold_mm: float
+    points: list[tuple[int, float]] = Field(description="[tr, fd_mm]")
+
+
+class TruthView(_PageModel):
+    """The stimulus a reconstruction is paired with (docs/protocol.md 2a)."""
+
+    stimulus_id: int
+    caption: str
+    onset_tr: int
+    scored: bool = Field(
+        description="the frame is the one the scoring takes for this trial: onset + lag_trs"
+    )
+    picture: str | None = Field(
+        description="URL of the stimulus picture (null: no dataset, or not in it)"
+    )
+
+
+class Pair(_PageModel):
+    """A recent frame and its pairing."""
+
+    tr: int
+    seq: int
+    truth: TruthView | None
+    trial: TrialRef | None = Field(
+        description="the decoder's trial (trial mode), as the frame carried it"
+    )
+
+
+class Alert(_PageModel):
+    """Something the operator must look at."""
+
+    kind: AlertKind
+    text: str
+
+
+class ConsoleStateMessage(_PageModel):
+    """The console state (``/ws/console`` text message, and ``GET /api/state``)."""
+
+    type: Literal["state"]
+    session: str | None
+    run: str | None
+    tr: int | None = Field(description="TR of the newest picture")
+    interval_s: float | None = Field(description="seconds between TRs on the wire")
+    lag_trs: int | None
+    nodes: list[NodeView]
+    counts: Counts
+    stages: list[str]
+    budgets_ms: dict[str, float]
+    latency: list[LatencyPoint]
+    latency_summary: list[StageSummary]
+    motion: Motion
+    pairs: list[Pair] = Field(description="the last 12 frames")
+    warnings: list[Alert] = Field(description="most serious first")
+    pictures: bool = Field(description="the server has stimulus pictures (console.dataset)")
+
+
+class WaitingMessage(_PageModel):
+    """No picture to show (``/ws/participant`` text message)."""
+
+    type: Literal["waiting"]
+    reason: NodeLevel | None = Field(
+        description="the renderer's level; null before it was ever heard"
+    )
+
+
+class ParticipantPicture(_PageModel):
+    """The JSON meta of a picture on ``/ws/participant`` (:mod:`rt_recon.display.frames`)."""
+
+    tr: int
+    seq: int
+    width: int
+    height: int
+    times: Times = Field(description="the frame's stage times (docs/protocol.md 3.5)")
+
+
+class ConsolePicture(ParticipantPicture):
+    """The JSON meta of a picture on ``/ws/console``: the participant's, and its pairing."""
+
+    run: str
+    lag_trs: int
+    latency_ms: dict[str, float]
+    fd: float | None = Field(description="framewise displacement, mm")
+    truth: TruthView | None
+    trial: TrialRef | None
+
+
+#: Schema names of the messages, as the pages ask for them.
+MESSAGES: dict[str, type[_PageModel]] = {
+    "state": ConsoleStateMessage,
+    "waiting": WaitingMessage,
+    "participant_picture": ParticipantPicture,
+    "console_picture": ConsolePicture,
+}
+
+
+def page_schema() -> dict[str, Any]:
+    """One JSON schema document for every page message: ``messages`` names each message's
+    definition in ``$defs``."""
+    refs, definitions = models_json_schema(
+        [(model, "serialization") for model in MESSAGES.values()],
+        ref_template="#/$defs/{model}",
+    )
+    return {
+        "title": "rt_recon console page messages",
+        "description": f"Generated from rt_recon/display/messages.py by `{REGENERATE}`; "
+        "do not edit. docs/console.md describes the messages.",
+        "messages": {name: refs[(model, "serialization")] for name, model in MESSAGES.items()},
+        **definitions,
+    }
+
+
+def schema_text() -> str:
+    """:func:`page_schema` as the text of :data:`SCHEMA_PATH`."""
+    return json.dumps(page_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> Path:
+    """Write the schema the pages load; returns the path."""
+    path.write_text(schema_text())
+    return path
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log.info("wrote %s", write_schema(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_PATH))
