@@ -88,22 +88,22 @@ def _bridge_case(mode: str, speed: float, n_volumes: int) -> dict:
     }
 
 
-def _pacing(n: int, tr: float, naive: bool) -> dict:
+def _pacing(n: int, tr_s: float, naive: bool) -> dict:
     """Inlet timestamps of an n-TR replay against the schedule (ours or sleep(TR))."""
     run = RecordedRun(
-        volumes=np.zeros((n, 64), np.float32), shape=(4, 4, 4), affine=np.eye(4), tr=tr
+        volumes=np.zeros((n, 64), np.float32), shape=(4, 4, 4), affine=np.eye(4), tr_s=tr_s
     )
     source_id = f"bench_{uuid.uuid4().hex[:8]}"
     ids = {"name": "bench_replay", "source_id": source_id}
 
     def naive_replay() -> None:
-        meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr=tr)
+        meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr_s=tr_s)
         with VolumeOutlet(meta, **ids) as outlet:
             outlet.wait_for_consumers(20)
             time.sleep(0.2)
             for volume in run.volumes:
                 outlet.push(volume, pylsl.local_clock())
-                time.sleep(tr)  # the sleep(TR) loop: every push's lateness adds up
+                time.sleep(tr_s)  # the sleep(TR) loop: every push's lateness adds up
             time.sleep(1.0)
 
     def ours() -> None:
@@ -120,7 +120,7 @@ def _pacing(n: int, tr: float, naive: bool) -> dict:
             stamps.append(stamp)
     thread.join()
     stamps_arr = np.array(stamps)
-    deviation = stamps_arr - stamps_arr[0] - np.arange(len(stamps_arr)) * tr
+    deviation = stamps_arr - stamps_arr[0] - np.arange(len(stamps_arr)) * tr_s
     slope = np.polyfit(np.arange(len(stamps_arr)), stamps_arr, 1)[0]
     return {
         "n": len(stamps_arr),
@@ -128,7 +128,7 @@ def _pacing(n: int, tr: float, naive: bool) -> dict:
         "p95_abs_ms": float(np.percentile(np.abs(deviation), 95) * 1000),
         "max_abs_ms": float(np.abs(deviation).max() * 1000),
         "final_ms": float(deviation[-1] * 1000),
-        "drift_ms_per_tr": float((slope - tr) * 1000),
+        "drift_ms_per_tr": float((slope - tr_s) * 1000),
     }
 
 

@@ -39,7 +39,7 @@ def run(speed: float = 4.0, output: Path | None = None) -> dict:
     return {
         "machine": machine(),
         "n_trs": test.n_trs,
-        "tr_s": test.tr,
+        "tr_s": test.tr_s,
         "speed": speed,
         "frames": len(result.frames),
         "stale_skipped": result.skipped_frames,

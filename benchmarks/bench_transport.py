@@ -22,7 +22,7 @@ from rt_recon.transport.lsl import VolumeInlet, VolumeOutlet
 
 
 def _ours(n_voxels: int, repeats: int, volume: np.ndarray) -> list[float]:
-    meta = VolumeStreamMeta(shape=(n_voxels, 1, 1), affine=np.eye(4), tr=1.0)
+    meta = VolumeStreamMeta(shape=(n_voxels, 1, 1), affine=np.eye(4), tr_s=1.0)
     source = f"bench_{uuid.uuid4().hex[:8]}"
     out = []
     with VolumeOutlet(meta, "bench", source) as outlet, VolumeInlet.resolve(source, 10) as inlet:

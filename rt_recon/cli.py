@@ -228,12 +228,14 @@ def _read_options(args: argparse.Namespace):
     from rt_recon.acquire.formats import ReadOptions
 
     return ReadOptions(
-        slices_per_volume=args.slices, philips_image_type=args.philips_image_type, tr=args.tr
+        slices_per_volume=args.slices, philips_image_type=args.philips_image_type, tr_s=args.tr_s
     )
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tr", type=float, help="repetition time in s (overrides the headers)")
+    p.add_argument(
+        "--tr", dest="tr_s", type=float, help="repetition time in s (overrides the headers)"
+    )
     p.add_argument("--series", help="series number to use when the folder holds several")
     p.add_argument("--slices", type=int, help="slices per volume (single-slice DICOM)")
     p.add_argument(
@@ -299,7 +301,7 @@ def _cmd_simulate_export(args: argparse.Namespace) -> int:
     report = export_series(
         args.series_path,
         args.dest,
-        tr=args.tr,
+        tr_s=args.tr_s,
         speed=args.speed,
         atomic=args.atomic,
         stop=stop_on_signals(),
@@ -347,7 +349,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     out, sidecar = write_series_nifti(series, args.out)
     shape = "x".join(str(s) for s in series.shape)
     print(
-        f"wrote {out}: {shape}, {len(series.volumes)} volumes, TR {series.tr:g} s "
+        f"wrote {out}: {shape}, {len(series.volumes)} volumes, TR {series.tr_s:g} s "
         f"(series {series.label}); sidecar {sidecar.name}"
     )
     for what, items in (("missing volumes", series.missing), ("duplicates", series.duplicates)):

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -80,7 +81,15 @@ class SimulationSection(_Section):
     """The synthetic session the demo generates (see simulators/)."""
 
     seed: int = 0
-    tr: float = Field(default=1.5, gt=0, description="Repetition time in seconds")
+    tr_s: float = Field(
+        default=1.5,
+        gt=0,
+        # ``tr``: the key of configs written before the rename; dumped by alias (a dataset
+        # manifest's ``simulation``, a cached session's key) it is still ``tr``
+        validation_alias=AliasChoices("tr_s", "tr"),
+        serialization_alias="tr",
+        description="Repetition time in seconds",
+    )
     image_size: int = Field(default=64, ge=16, le=256)
     grid: tuple[int, int, int] = (32, 38, 24)
     voxel_size_mm: float = Field(default=3.0, gt=0)
@@ -538,17 +547,37 @@ class SessionConfig(_Section):
         """A copy with dotted-key overrides applied, e.g. ``{"replay.speed": 4}``; validated."""
         data = self.model_dump(mode="json")
         for dotted, value in overrides.items():
-            node = data
+            node, model = data, type(self)
             *parents, leaf = dotted.split(".")
             for key in parents:
                 if not isinstance(node.get(key), dict):
                     raise ConfigError(f"{source}: {dotted}: unknown section {key!r}")
-                node = node[key]
-            node[leaf] = value
+                node, model = node[key], _section_model(model, key)
+            node[_field_name(model, leaf)] = value
         return validate_config(data, source)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2)
+
+
+def _section_model(model: type[BaseModel] | None, key: str) -> type[BaseModel] | None:
+    """The model of section ``key`` of ``model`` (None: not a section)."""
+    field = model.model_fields.get(key) if model is not None else None
+    annotation = getattr(field, "annotation", None)
+    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return annotation if is_model else None
+
+
+def _field_name(model: type[BaseModel] | None, key: str) -> str:
+    """The field ``key`` names in ``model``: itself, or the field it is an alias of (an
+    override of ``simulation.tr`` sets ``tr_s``, the name the dumped config holds)."""
+    if model is None or key in model.model_fields:
+        return key
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        if key == alias or (isinstance(alias, AliasChoices) and key in alias.choices):
+            return name
+    return key
 
 
 def _describe_error(err: dict[str, Any], data: Any) -> str:
@@ -557,11 +586,10 @@ def _describe_error(err: dict[str, Any], data: Any) -> str:
     if kind == "extra_forbidden":
         parent_model: type[BaseModel] = SessionConfig
         for part in err["loc"][:-1]:
-            field = parent_model.model_fields.get(str(part))
-            annotation = getattr(field, "annotation", None)
-            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            section = _section_model(parent_model, str(part))
+            if section is None:
                 break
-            parent_model = annotation
+            parent_model = section
         allowed = ", ".join(parent_model.model_fields)
         return f"{loc}: unknown key (expected one of: {allowed})"
     if not err["loc"] and kind == "value_error":  # a check across sections: says it all

@@ -39,7 +39,7 @@ class RunFiles:
     bold: Path
     events: Path
     n_trs: int
-    tr: float
+    tr_s: float  # ``tr`` in the manifest
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Dataset:
                 bold=self.root / r["bold"],
                 events=self.root / r["events"],
                 n_trs=int(r["n_trs"]),
-                tr=float(r["tr"]),
+                tr_s=float(r["tr"]),
             )
             for r in self.manifest["runs"]
             if role is None or r["role"] == role

@@ -30,16 +30,16 @@ def block_response(duration: float, times: np.ndarray) -> np.ndarray:
     return response.reshape(np.shape(times))
 
 
-def regressors(onsets: np.ndarray, durations: np.ndarray, tr: float, n_trs: int) -> np.ndarray:
+def regressors(onsets: np.ndarray, durations: np.ndarray, tr_s: float, n_trs: int) -> np.ndarray:
     """``(n_trs, n_events)`` predicted BOLD time course of each event, sampled at TR times."""
-    frame_times = np.arange(n_trs) * tr
+    frame_times = np.arange(n_trs) * tr_s
     out = np.empty((n_trs, len(onsets)))
     for j, (onset, duration) in enumerate(zip(onsets, durations, strict=True)):
         out[:, j] = block_response(float(duration), frame_times - float(onset))
     return out
 
 
-def matched_window(tr: float, stimulus_duration: float, n_trs: int) -> tuple[np.ndarray, int]:
+def matched_window(tr_s: float, stimulus_duration: float, n_trs: int) -> tuple[np.ndarray, int]:
     """Weights and lag of the decoder's HRF window.
 
     The estimate at TR ``t`` is ``sum_k w[k] * x[t - k]`` for ``k < n_trs``:
@@ -50,8 +50,8 @@ def matched_window(tr: float, stimulus_duration: float, n_trs: int) -> tuple[np.
     Returns:
         ``(weights (n_trs,), lag in TRs)``.
     """
-    horizon = int(np.ceil(20.0 / tr)) + n_trs
-    response = block_response(stimulus_duration, np.arange(horizon) * tr)
+    horizon = int(np.ceil(20.0 / tr_s)) + n_trs
+    response = block_response(stimulus_duration, np.arange(horizon) * tr_s)
     energy = [
         float(np.sum(response[max(0, lag - n_trs + 1) : lag + 1] ** 2)) for lag in range(horizon)
     ]

@@ -227,7 +227,7 @@ class SyntheticBrain:
         stimulus_ids: np.ndarray,
         onsets: np.ndarray,
         durations: np.ndarray,
-        tr: float,
+        tr_s: float,
         n_trs: int,
         noise: NoiseModel,
         rng: np.random.Generator,
@@ -239,7 +239,7 @@ class SyntheticBrain:
             (``signal_ev``, ``signal_hv``: ``(n_trs, n_roi)``, units of neural
             response), the noise std used, and the TRs that got a spike.
         """
-        design = hrf.regressors(onsets, durations, tr, n_trs)  # (n_trs, n_events)
+        design = hrf.regressors(onsets, durations, tr_s, n_trs)  # (n_trs, n_events)
         amplitudes = self.responses(stimulus_ids)
         n_brain_flat = int(np.prod(self.grid))
         signal = np.zeros((n_trs, n_brain_flat))

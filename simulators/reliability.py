@@ -35,11 +35,11 @@ def split_half_reliability(
     brain = SyntheticBrain(world, grid=sim.grid, voxel_size_mm=sim.voxel_size_mm, seed=sim.seed)
     rng = np.random.default_rng(seed)
     pictures = rng.choice(world.n_stimuli, size=n_pictures, replace=False)
-    weights, lag = matched_window(sim.tr, sim.stimulus_trs * sim.tr, fit.hrf_window_trs)
+    weights, lag = matched_window(sim.tr_s, sim.stimulus_trs * sim.tr_s, fit.hrf_window_trs)
     voxels = np.concatenate([brain.ev_index, brain.hv_index])
     halves = []
     reference = None
-    spec = PreprocessSpec.from_fit(fit, brain.affine if fit.motion_correction else None, sim.tr)
+    spec = PreprocessSpec.from_fit(fit, brain.affine if fit.motion_correction else None, sim.tr_s)
     for _ in range(2):
         order = rng.permutation(pictures)
         onsets, durations, n_trs = run_schedule(sim, n_pictures)
@@ -47,7 +47,7 @@ def split_half_reliability(
             order,
             onsets,
             durations,
-            sim.tr,
+            sim.tr_s,
             n_trs,
             NoiseModel.from_simulation(sim.snr, sim.motion),
             rng,
@@ -59,7 +59,7 @@ def split_half_reliability(
             volumes, voxels, spec, weights, brain.grid, brain.affine, reference
         )
         events = [{"onset": o, "stimulus_id": int(s)} for o, s in zip(onsets, order, strict=True)]
-        response = {sid: features[t] for t, sid in trial_samples(events, n_trs, sim.tr, lag)}
+        response = {sid: features[t] for t, sid in trial_samples(events, n_trs, sim.tr_s, lag)}
         halves.append(np.stack([response[int(p)] for p in pictures]))
     a, b = (h - h.mean(axis=0) for h in halves)
     r = (a * b).sum(axis=0) / np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))

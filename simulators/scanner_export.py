@@ -69,7 +69,7 @@ def export_plan(
     """
     groups: dict[int, list[Path]] = defaultdict(list)
     seen_units: set[Path] = set()
-    tr = None
+    tr_s = None
     for path in series_files(Path(source)):
         unit = unit_key(path)
         if unit in seen_units:
@@ -78,14 +78,14 @@ def export_plan(
         for item in read_file(path, options):
             if isinstance(item, SliceImage):
                 groups[item.volume_index].append(path)
-                tr = tr or item.tr
+                tr_s = tr_s or item.tr_s
             else:
                 files = list(item.sources)
                 groups[item.index].extend(f for f in files if f not in groups[item.index])
-                tr = tr or item.tr
+                tr_s = tr_s or item.tr_s
     if not groups:
         raise DataError(f"{source}: nothing to export")
-    return sorted(groups.items()), tr
+    return sorted(groups.items()), tr_s
 
 
 def _write(src: Path, dest: Path, chunk_bytes: int, atomic: bool) -> None:
@@ -103,7 +103,7 @@ def export_series(
     source: str | Path,
     dest: str | Path,
     *,
-    tr: float | None = None,
+    tr_s: float | None = None,
     speed: float = 1.0,
     chunk_bytes: int = 64 * 1024,
     atomic: bool = False,
@@ -116,7 +116,7 @@ def export_series(
     Args:
         source: a recorded series (folder or file) in any format the bridge reads.
         dest: the export folder to fill (created if needed).
-        tr: repetition time in seconds (default: from the headers).
+        tr_s: repetition time in seconds (default: from the headers).
         speed: how many times faster than real time.
         chunk_bytes: write size; a scanner's export writes a file in pieces.
         atomic: write under a hidden temporary name and rename when done.
@@ -126,11 +126,11 @@ def export_series(
     stop = stop or threading.Event()
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    plan, header_tr = export_plan(source, options)
-    tr = tr or options.tr or header_tr
-    if tr is None:
+    plan, header_tr_s = export_plan(source, options)
+    tr_s = tr_s or options.tr_s or header_tr_s
+    if tr_s is None:
         raise DataError(f"{source}: no repetition time in the headers; pass --tr SECONDS")
-    interval = tr / speed
+    interval = tr_s / speed
     first = plan[0][0]
     report = ExportReport()
     t0 = pylsl.local_clock() + start_delay

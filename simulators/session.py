@@ -47,9 +47,10 @@ def stimulus_filename(stimulus_id: int) -> str:
 
 def session_key(sim: SimulationSection, subject: str) -> str:
     """A short hash naming a generated session by everything that shapes it."""
+    # by alias (``tr_s`` as ``tr``): the payload, and so the key, of earlier versions
+    settings = sim.model_dump(mode="json", by_alias=True)
     payload = json.dumps(
-        {"sim": sim.model_dump(mode="json"), "subject": subject, "version": GENERATOR_VERSION},
-        sort_keys=True,
+        {"sim": settings, "subject": subject, "version": GENERATOR_VERSION}, sort_keys=True
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -59,7 +60,7 @@ def run_schedule(sim: SimulationSection, n_trials: int) -> tuple[np.ndarray, np.
     period = sim.stimulus_trs + REST_TRS_BETWEEN_TRIALS
     onset_trs = sim.lead_in_trs + period * np.arange(n_trials)
     n_trs = sim.lead_in_trs + period * n_trials + sim.lead_out_trs
-    return onset_trs * sim.tr, np.full(n_trials, sim.stimulus_trs * sim.tr), int(n_trs)
+    return onset_trs * sim.tr_s, np.full(n_trials, sim.stimulus_trs * sim.tr_s), int(n_trs)
 
 
 def generate_session(sim: SimulationSection, root: str | Path, subject: str = "01") -> Dataset:
@@ -88,10 +89,10 @@ def generate_session(sim: SimulationSection, root: str | Path, subject: str = "0
         role = "test" if r == n_runs - 1 else "train"
         ids = chosen[r * sim.trials_per_run : (r + 1) * sim.trials_per_run]
         onsets, durations, n_trs = run_schedule(sim, len(ids))
-        bold, truth = brain.simulate_run(ids, onsets, durations, sim.tr, n_trs, noise, rng)
+        bold, truth = brain.simulate_run(ids, onsets, durations, sim.tr_s, n_trs, noise, rng)
         stem = f"{sub}_task-{TASK}_run-{run}"
         files = _write_run(
-            func_dir, stem, bold, brain.affine, sim.tr, ids, onsets, durations, world
+            func_dir, stem, bold, brain.affine, sim.tr_s, ids, onsets, durations, world
         )
         save_arrays(truth, root / "groundtruth" / f"{sub}_run-{run}_truth.safetensors")
         runs.append(
@@ -100,7 +101,7 @@ def generate_session(sim: SimulationSection, root: str | Path, subject: str = "0
                 "role": role,
                 **{k: str(v.relative_to(root)) for k, v in files.items() if k != "sidecar"},
                 "n_trs": n_trs,
-                "tr": sim.tr,
+                "tr": sim.tr_s,
                 "stimulus_ids": [int(i) for i in ids],
             }
         )
@@ -121,7 +122,7 @@ def generate_session(sim: SimulationSection, root: str | Path, subject: str = "0
         "generator_version": GENERATOR_VERSION,
         "subject": subject,
         "task": TASK,
-        "simulation": sim.model_dump(mode="json"),
+        "simulation": sim.model_dump(mode="json", by_alias=True),
         "noise": noise.__dict__,
         "masks": masks,
         "runs": runs,
@@ -138,7 +139,7 @@ def _write_run(
     stem: str,
     bold: np.ndarray,
     affine: np.ndarray,
-    tr: float,
+    tr_s: float,
     ids: np.ndarray,
     onsets: np.ndarray,
     durations: np.ndarray,
@@ -146,14 +147,14 @@ def _write_run(
 ) -> dict[str, Path]:
     image = nib.Nifti1Image(bold, affine)
     image.header.set_xyzt_units("mm", "sec")
-    image.header.set_zooms((*image.header.get_zooms()[:3], tr))
+    image.header.set_zooms((*image.header.get_zooms()[:3], tr_s))
     paths = {
         "bold": func_dir / f"{stem}_bold.nii.gz",
         "events": func_dir / f"{stem}_events.tsv",
         "sidecar": func_dir / f"{stem}_bold.json",
     }
     nib.save(image, paths["bold"])
-    paths["sidecar"].write_text(json.dumps({"RepetitionTime": tr, "TaskName": TASK}, indent=2))
+    paths["sidecar"].write_text(json.dumps({"RepetitionTime": tr_s, "TaskName": TASK}, indent=2))
     with paths["events"].open("w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(["onset", "duration", "trial_type", "stimulus_id", "caption"])

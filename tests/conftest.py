@@ -29,7 +29,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 #: A session small enough to generate and fit in a few seconds.
 SMALL_SIM = SimulationSection(
     seed=3,
-    tr=1.0,
+    tr_s=1.0,
     grid=(16, 20, 12),
     n_train_runs=2,
     trials_per_run=10,

@@ -13,7 +13,20 @@ def test_demo_config_loads_and_resolves_paths():
     assert config.renderer.model == "embedded"
     assert config.paths.output_dir.is_absolute()
     assert "~" not in str(config.paths.cache_dir)
-    assert config.simulation.tr == 1.5
+    assert config.simulation.tr_s == 1.5
+
+
+def test_the_repetition_time_is_tr_s_and_the_earlier_key_tr_still_reads(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("simulation:\n  tr: 2.0\n")
+    assert load_config(path).simulation.tr_s == 2.0
+    config = SessionConfig()
+    assert config.with_overrides({"simulation.tr": 0.8}).simulation.tr_s == 0.8
+    assert config.with_overrides({"simulation.tr_s": 0.9}).simulation.tr_s == 0.9
+    with pytest.raises(ConfigError, match=r"simulation\.tr: Input should be greater than 0"):
+        validate_config({"simulation": {"tr": 0}}, "old.yaml")
+    # dumped by alias (a dataset manifest, a cached session's key) it is still "tr"
+    assert config.simulation.model_dump(by_alias=True)["tr"] == 1.5
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))

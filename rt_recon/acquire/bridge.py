@@ -141,8 +141,8 @@ class _SeriesStream:
     def __init__(
         self, first: Volume, options: BridgeOptions, next_index: int | None, stop: threading.Event
     ):
-        tr = options.read.tr or first.tr
-        if tr is None:
+        tr_s = options.read.tr_s or first.tr_s
+        if tr_s is None:
             raise DataError(
                 f"{first.name}: no repetition time in the header of series "
                 f"{first.series_label}; pass --tr SECONDS"
@@ -152,13 +152,13 @@ class _SeriesStream:
         self.meta = VolumeStreamMeta(
             shape=first.shape,
             affine=first.affine,
-            tr=tr,
+            tr_s=tr_s,
             session=options.session,
             run=first.series_label,
             speed=options.speed,
         )
         self.sequencer = Sequencer(next_index, options.reorder_wait)
-        self.clock = AcquisitionClock(options.clock, tr, options.speed)
+        self.clock = AcquisitionClock(options.clock, tr_s, options.speed)
         self.complete_at: dict[int, float] = {}
         self._last_stamp = -np.inf
         self._warned_affine = False
@@ -167,7 +167,7 @@ class _SeriesStream:
             "series %s: streaming %s voxels, TR %.3f s as %r (source_id %r)",
             self.label,
             self.meta.shape,
-            tr,
+            tr_s,
             options.name,
             options.source_id,
         )

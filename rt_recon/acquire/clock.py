@@ -49,16 +49,16 @@ class AcquisitionClock:
 
     Args:
         mode: see the module doc.
-        tr: repetition time in seconds (for volumes without a scanner time).
+        tr_s: repetition time in seconds (for volumes without a scanner time).
         speed: how many times faster than real time the files arrive (1 at a
             scanner; >1 when a simulator writes a recorded series faster).
     """
 
-    def __init__(self, mode: ClockMode = "anchored", tr: float = 1.0, speed: float = 1.0):
+    def __init__(self, mode: ClockMode = "anchored", tr_s: float = 1.0, speed: float = 1.0):
         if mode not in CLOCK_MODES:
             raise ValueError(f"clock mode must be one of {CLOCK_MODES}, found {mode!r}")
         self.mode = mode
-        self.tr = tr
+        self.tr_s = tr_s
         self.speed = speed
         self._first: tuple[int, float, bool] | None = None  # index, scanner seconds, had time
         self._offset: float | None = None
@@ -75,7 +75,7 @@ class AcquisitionClock:
             if seconds < seconds0 - _HALF_DAY:
                 seconds += 86400.0  # the run went past midnight
             return seconds
-        return seconds0 + (volume.index - index0) * self.tr
+        return seconds0 + (volume.index - index0) * self.tr_s
 
     def stamp(self, volume: Volume, complete: float) -> float:
         """LSL timestamp of ``volume`` whose file was found complete at LSL time ``complete``."""

@@ -46,7 +46,7 @@ def write_series_nifti(series: Series, out: str | Path) -> tuple[Path, Path]:
     header = image.header
     header.set_xyzt_units("mm", "sec")
     zooms = header.get_zooms()
-    header.set_zooms((*zooms[:3], series.tr))
+    header.set_zooms((*zooms[:3], series.tr_s))
     image.set_sform(series.affine, code=1)
     image.set_qform(series.affine, code=1)
     header["scl_slope"] = 1.0
@@ -57,7 +57,7 @@ def write_series_nifti(series: Series, out: str | Path) -> tuple[Path, Path]:
     sidecar = sidecar_path(out)
     sidecar.write_text(json.dumps(_sidecar(series), indent=2))
     log.info(
-        "wrote %s: %s x %d volumes, TR %.3f s", out, series.shape, len(series.volumes), series.tr
+        "wrote %s: %s x %d volumes, TR %.3f s", out, series.shape, len(series.volumes), series.tr_s
     )
     return out, sidecar
 
@@ -65,7 +65,7 @@ def write_series_nifti(series: Series, out: str | Path) -> tuple[Path, Path]:
 def _sidecar(series: Series) -> dict:
     times = series.times()
     return {
-        "RepetitionTime": series.tr,
+        "RepetitionTime": series.tr_s,
         "rt_recon": {
             "orientation": "closest canonical RAS+ (voxel axes toward R, A, S)",
             "series": series.label,

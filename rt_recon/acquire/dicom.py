@@ -149,17 +149,17 @@ def parse_datetime(value: object) -> tuple[str | None, float | None]:
 
 def repetition_time_s(ds: pydicom.Dataset) -> float | None:
     """RepetitionTime in seconds (classic header, or the enhanced shared groups)."""
-    tr = ds.get("RepetitionTime")
-    if tr is None and "SharedFunctionalGroupsSequence" in ds:
+    tr_ms = ds.get("RepetitionTime")
+    if tr_ms is None and "SharedFunctionalGroupsSequence" in ds:
         shared = ds.SharedFunctionalGroupsSequence[0]
         timing = shared.get("MRTimingAndRelatedParametersSequence")
         if timing:
-            tr = timing[0].get("RepetitionTime")
+            tr_ms = timing[0].get("RepetitionTime")
     try:
-        value = float(tr) / 1000.0 if tr not in (None, "") else None
+        tr_s = float(tr_ms) / 1000.0 if tr_ms not in (None, "") else None
     except (TypeError, ValueError):
         return None
-    return value if value and value > 0 else None
+    return tr_s if tr_s and tr_s > 0 else None
 
 
 def series_identity(ds: pydicom.Dataset, path: Path) -> tuple[str, str]:

@@ -77,7 +77,7 @@ def read_volumes(ds: pydicom.Dataset, path: Path) -> list[Volume]:
     if pixels.ndim == 2:
         pixels = pixels[np.newaxis]
     series, label = series_identity(ds, path)
-    tr = repetition_time_s(ds)
+    tr_s = repetition_time_s(ds)
 
     frames: list[tuple[int | None, str | None, float | None, np.ndarray, tuple]] = []
     for i, frame in enumerate(per_frame):
@@ -165,7 +165,7 @@ def read_volumes(ds: pydicom.Dataset, path: Path) -> list[Volume]:
                     series_label=label,
                     scanner_time=seconds,
                     date=date,
-                    tr=tr,
+                    tr_s=tr_s,
                     source=path,
                 )
             )
@@ -179,7 +179,7 @@ def read_volumes(ds: pydicom.Dataset, path: Path) -> list[Volume]:
                 series_label=volume.series_label,
                 scanner_time=volume.scanner_time,
                 date=next((img.date for img in images if img.date), None),
-                tr=tr,
+                tr_s=tr_s,
                 sources=(path,),
             )
         )

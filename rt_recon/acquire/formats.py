@@ -36,12 +36,12 @@ class ReadOptions:
         slices_per_volume: slices in one volume, for single-slice DICOM whose
             header does not say (None: from the header).
         philips_image_type: PAR/REC ``image_type_mr`` to stream (None: magnitude).
-        tr: repetition time in seconds, overriding the header's (None: header).
+        tr_s: repetition time in seconds, overriding the header's (None: header).
     """
 
     slices_per_volume: int | None = None
     philips_image_type: int | None = None
-    tr: float | None = None
+    tr_s: float | None = None
 
 
 #: Every choice left to the headers.
@@ -80,7 +80,7 @@ def read_file(path: Path, options: ReadOptions = DEFAULT_READ) -> list[Volume | 
     if kind == "parrec":
         return list(parrec.read_volumes(path, options.philips_image_type))
     if kind == "nifti":
-        return list(read_nifti_volumes(path, options.tr))
+        return list(read_nifti_volumes(path, options.tr_s))
     ds = read_dataset(path)
     if is_enhanced(ds):
         return list(enhanced.read_volumes(ds, path))

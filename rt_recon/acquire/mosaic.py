@@ -58,6 +58,6 @@ def read_volume(ds: pydicom.Dataset, path: Path) -> Volume:
         series_label=label,
         scanner_time=seconds,
         date=date,
-        tr=repetition_time_s(ds),
+        tr_s=repetition_time_s(ds),
         sources=(path,),
     )

@@ -35,13 +35,13 @@ class RecordedRun:
 
     ``times`` (optional, ``(n_trs,)`` seconds from the first volume) holds the
     acquisition times where the recording has them (DICOM, XDF); replay then
-    paces by them instead of ``i * tr``.
+    paces by them instead of ``i * tr_s``.
     """
 
     volumes: np.ndarray
     shape: tuple[int, int, int]
     affine: np.ndarray
-    tr: float
+    tr_s: float
     events: list[dict] = field(default_factory=list)
     times: np.ndarray | None = None
 
@@ -67,7 +67,7 @@ def load_nifti_run(path: str | Path, events: str | Path | None = None) -> Record
         volumes=volumes,
         shape=tuple(int(s) for s in data.shape[:3]),  # type: ignore[arg-type]
         affine=affine,
-        tr=repetition_time(path, image),
+        tr_s=repetition_time(path, image),
         events=read_events(events) if events is not None else [],
     )
 
@@ -76,15 +76,15 @@ def repetition_time(path: Path, image: nib.Nifti1Image) -> float:
     """TR in seconds from the BIDS JSON sidecar, else from pixdim[4] and the time unit."""
     sidecar = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
     if sidecar.is_file():
-        tr = json.loads(sidecar.read_text()).get("RepetitionTime")
-        if tr:
-            return float(tr)
+        tr_s = json.loads(sidecar.read_text()).get("RepetitionTime")
+        if tr_s:
+            return float(tr_s)
     zooms = image.header.get_zooms()
     units = image.header.get_xyzt_units()[1]
-    tr = float(zooms[3]) / 1000.0 if units == "msec" else float(zooms[3])
-    if tr <= 0:
+    tr_s = float(zooms[3]) / 1000.0 if units == "msec" else float(zooms[3])
+    if tr_s <= 0:
         raise DataError(f"{path}: no repetition time in a JSON sidecar or the header (pixdim[4])")
-    return tr
+    return tr_s
 
 
 def load_mask(path: str | Path, shape: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -99,7 +99,7 @@ def load_mask(path: str | Path, shape: tuple[int, int, int] | None = None) -> np
     return np.flatnonzero(np.ravel(mask, order="F"))
 
 
-def read_nifti_volumes(path: Path, tr: float | None = None) -> list[Volume]:
+def read_nifti_volumes(path: Path, tr_s: float | None = None) -> list[Volume]:
     """Each volume of a 3D or 4D NIfTI file as a :class:`~rt_recon.acquire.volume.Volume`.
 
     A 3D file (one volume per file, as some real-time exports write) takes
@@ -141,18 +141,18 @@ def read_nifti_volumes(path: Path, tr: float | None = None) -> list[Volume]:
     stem = path.name.removesuffix(".gz").removesuffix(".nii")
     match = re.search(r"(\d+)\D*$", stem)
     series_label = stem[: match.start(1)].rstrip("_-.") if match and data.ndim == 3 else stem
-    header_tr = None
+    header_tr_s = None
     if data.ndim == 4:
         try:
-            header_tr = repetition_time(path, image)
+            header_tr_s = repetition_time(path, image)
         except DataError:
-            header_tr = None
+            header_tr_s = None
     common = {
         "series": f"{path.parent}/{series_label}",
         "series_label": series_label or stem,
         "scanner_time": None,
         "date": None,
-        "tr": tr if tr is not None else header_tr,
+        "tr_s": tr_s if tr_s is not None else header_tr_s,
         "sources": (path,),
     }
     affine = np.asarray(image.affine, dtype=np.float64)

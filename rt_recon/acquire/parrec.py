@@ -137,7 +137,7 @@ def read_volumes(path: Path, image_type: int | None = None) -> list[Volume]:
     dynamic_labels = labels.get("dynamic scan number", np.ones(n_vols, dtype=int))
     keep = [k for k in range(n_vols) if type_labels[k] == chosen]
     tr_ms = float(header.general_info.get("repetition_time", [0])[0] or 0)
-    tr = tr_ms / 1000.0 if tr_ms >= _MIN_PLAUSIBLE_TR_MS else None
+    tr_s = tr_ms / 1000.0 if tr_ms >= _MIN_PLAUSIBLE_TR_MS else None
     number = _trailing_number(par)
     acq_nr = int(header.general_info.get("acq_nr", 0) or 0)
     series = str(par.parent)  # XTC writes one folder per series
@@ -164,7 +164,7 @@ def read_volumes(path: Path, image_type: int | None = None) -> list[Volume]:
                 series_label=par.parent.name,
                 scanner_time=begin if (multi or begin > 0) else None,
                 date=None,
-                tr=tr,
+                tr_s=tr_s,
                 sources=(par, rec),
             )
         )

@@ -38,14 +38,14 @@ class Series:
 
     Attributes:
         volumes: unique volumes sorted by ``index``, all of one shape.
-        tr: repetition time in seconds.
+        tr_s: repetition time in seconds.
         missing: acquisition numbers absent between the first and last volume.
         duplicates: files whose volume was already read from an earlier file.
         unreadable: ``(file, reason)`` for files that could not be read.
     """
 
     volumes: list[Volume]
-    tr: float
+    tr_s: float
     missing: list[int] = field(default_factory=list)
     duplicates: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
@@ -85,7 +85,7 @@ class Series:
             volumes=np.stack([v.flat() for v in self.volumes]),
             shape=self.shape,
             affine=self.affine,
-            tr=self.tr,
+            tr_s=self.tr_s,
             events=list(events or []),
             times=self.times(),
         )
@@ -163,12 +163,12 @@ def read_series(
     volumes, more_duplicates = _unique_in_order(chosen)
     duplicates.extend(more_duplicates)
     _check_geometry(volumes)
-    tr = _series_tr(volumes, options.tr, path)
+    tr_s = _series_tr_s(volumes, options.tr_s, path)
     indices = [v.index for v in volumes]
     missing = sorted(set(range(indices[0], indices[-1] + 1)) - set(indices))
     if missing:
         log.warning("series %s: volumes %s are missing", volumes[0].series_label, missing)
-    return Series(volumes, tr, missing, duplicates, unreadable)
+    return Series(volumes, tr_s, missing, duplicates, unreadable)
 
 
 def _choose_series(by_series: dict[str, list[Volume]], label: str | None, path) -> list[Volume]:
@@ -221,14 +221,14 @@ def _check_geometry(volumes: list[Volume]) -> None:
             )
 
 
-def _series_tr(volumes: list[Volume], override: float | None, path) -> float:
+def _series_tr_s(volumes: list[Volume], override: float | None, path) -> float:
     if override is not None:
         if override <= 0:
             raise DataError(f"the repetition time must be positive, found {override}")
         return float(override)
-    trs = {round(v.tr, 6) for v in volumes if v.tr is not None}
-    if not trs:
+    values_s = {round(v.tr_s, 6) for v in volumes if v.tr_s is not None}
+    if not values_s:
         raise DataError(f"{path}: no repetition time in the headers; pass --tr SECONDS")
-    if len(trs) > 1:
-        log.warning("series has several repetition times %s; using the first", sorted(trs))
-    return float(next(v.tr for v in volumes if v.tr is not None))
+    if len(values_s) > 1:
+        log.warning("series has several repetition times %s; using the first", sorted(values_s))
+    return float(next(v.tr_s for v in volumes if v.tr_s is not None))

@@ -66,7 +66,7 @@ class SliceImage:
     series_label: str
     scanner_time: float | None
     date: str | None
-    tr: float | None
+    tr_s: float | None
     source: Path
 
     @property
@@ -141,7 +141,7 @@ def read_slice(ds: pydicom.Dataset, path: Path, slices_per_volume: int | None = 
         series_label=label,
         scanner_time=seconds,
         date=date,
-        tr=repetition_time_s(ds),
+        tr_s=repetition_time_s(ds),
         source=path,
     )
 
@@ -195,7 +195,7 @@ def stack_slices(slices: list[SliceImage]) -> Volume:
         series_label=first.series_label,
         scanner_time=min(times) if times else None,
         date=first.date,
-        tr=first.tr,
+        tr_s=first.tr_s,
         sources=tuple(s.source for s in ordered),
     )
 

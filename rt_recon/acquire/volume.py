@@ -59,7 +59,7 @@ class Volume:
         scanner_time: start of the volume's acquisition, seconds since
             midnight on the scanner's clock, or None where the file has none.
         date: acquisition date ``YYYYMMDD`` on the scanner's clock, or None.
-        tr: repetition time in seconds from the header, or None if absent.
+        tr_s: repetition time in seconds from the header, or None if absent.
         sources: the file(s) it was read from.
     """
 
@@ -70,7 +70,7 @@ class Volume:
     series_label: str
     scanner_time: float | None
     date: str | None
-    tr: float | None
+    tr_s: float | None
     sources: tuple[Path, ...]
 
     @classmethod

@@ -104,7 +104,7 @@ def load_xdf_run(path: str | Path, stream: str | None = None) -> RecordedRun:
     try:
         shape = tuple(int(v) for v in geometry["shape"].split(","))
         affine = np.array([float(v) for v in geometry["affine"].split(",")]).reshape(4, 4)
-        tr = float(geometry["tr"])
+        tr_s = float(geometry["tr"])
         recorded_speed = float(geometry.get("speed", "1") or 1)
     except (KeyError, ValueError) as exc:
         raise DataError(f"{path.name}: malformed geometry in the stream's desc: {exc}") from None
@@ -130,7 +130,7 @@ def load_xdf_run(path: str | Path, stream: str | None = None) -> RecordedRun:
         volumes=np.ascontiguousarray(data),
         shape=shape,  # type: ignore[arg-type]
         affine=affine,
-        tr=tr,
+        tr_s=tr_s,
         events=events,
         times=(stamps - start) * recorded_speed,
     )

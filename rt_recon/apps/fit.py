@@ -41,7 +41,7 @@ def fit_dataset(
     for files in dataset.runs("train"):
         recorded = load_nifti_run(files.bold, files.events)
         shape, affine = recorded.shape, recorded.affine
-        runs.append(TrainingRun(recorded.volumes, recorded.events, recorded.tr))
+        runs.append(TrainingRun(recorded.volumes, recorded.events, recorded.tr_s))
     log.info("loaded %d training runs of %s voxels", len(runs), shape)
     head_voxels = {
         head: load_mask(dataset.mask_path(mask), shape) for head, mask in head_masks.items()

@@ -43,11 +43,11 @@ def evaluate_run(
     run = load_nifti_run(files.bold, files.events)
     latents = decode_run(bundle, run.volumes)
     lag = bundle.window.lag_trs
-    trial_trs = {t for t, _ in trial_samples(run.events, len(run.volumes), run.tr, lag)}
+    trial_trs = {t for t, _ in trial_samples(run.events, len(run.volumes), run.tr_s, lag)}
     frames = {t: renderer.render(latents[t]["z"], latents[t]["c"]) for t in sorted(trial_trs)}
     ids = sorted({int(e["stimulus_id"]) for e in run.events if "stimulus_id" in e})
     truths = dict(zip(ids, dataset.stimulus_images(ids), strict=True))
     shown, recons, truth_arr, missing = collect_trials(
-        run.events, len(run.volumes), run.tr, lag, frames, truths
+        run.events, len(run.volumes), run.tr_s, lag, frames, truths
     )
     return RunEvaluation(score(recons, truth_arr, missing), shown, recons, truth_arr)

@@ -32,14 +32,14 @@ class TrialScores:
 def collect_trials(
     events: Sequence[dict],
     n_trs: int,
-    tr: float,
+    tr_s: float,
     lag: int,
     frames: Mapping[int, np.ndarray],
     truth_images: Mapping[int, np.ndarray],
 ) -> tuple[list[int], np.ndarray, np.ndarray, int]:
     """``(stimulus ids, reconstructions, truths, n_missing)`` for the trials with a frame."""
     ids, recons, truths, missing = [], [], [], 0
-    for frame_tr, stimulus_id in trial_samples(events, n_trs, tr, lag):
+    for frame_tr, stimulus_id in trial_samples(events, n_trs, tr_s, lag):
         if frame_tr not in frames:
             missing += 1
             continue

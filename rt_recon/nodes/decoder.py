@@ -151,7 +151,7 @@ class DecoderNode(Node):
         self.meta = meta
         log.info(
             "decoding stream %r: %s voxels, TR %.3f s, speed %g, %s mode",
-            self.config.stream.source_id, meta.shape, meta.tr, meta.speed, self.mode,
+            self.config.stream.source_id, meta.shape, meta.tr_s, meta.speed, self.mode,
         )  # fmt: skip
 
     def step(self) -> None:

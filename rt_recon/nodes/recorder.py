@@ -122,7 +122,7 @@ def stream_attrs(meta: VolumeStreamMeta) -> dict:
     return {
         "shape": list(meta.shape),
         "affine": meta.affine.ravel().tolist(),
-        "tr": meta.tr,
+        "tr": meta.tr_s,
         "session": meta.session,
         "run": meta.run,
         "mask_id": meta.mask_id,

@@ -114,7 +114,7 @@ def volume_offsets(run: RecordedRun) -> np.ndarray:
         if n < 2 or np.all(np.diff(times) > 0):
             return times - times[0]
         log.warning("the recording's volume times do not increase; pacing by TR instead")
-    return np.arange(n) * run.tr
+    return np.arange(n) * run.tr_s
 
 
 def _one_pass(
@@ -136,8 +136,8 @@ def _one_pass(
             onset = float(offsets[onset_tr(onset, volumes, offsets)])
         items.append((onset, "marker", k))
     items.sort(key=lambda item: (item[0], item[1] != "marker"))
-    step = float(np.median(np.diff(offsets))) if len(offsets) > 1 else run.tr
-    return items, float(offsets[-1]) + step if len(offsets) else run.tr
+    step = float(np.median(np.diff(offsets))) if len(offsets) > 1 else run.tr_s
+    return items, float(offsets[-1]) + step if len(offsets) else run.tr_s
 
 
 def _schedule(
@@ -249,7 +249,7 @@ def replay(
     meta = VolumeStreamMeta(
         shape=run.shape,
         affine=run.affine,
-        tr=run.tr,
+        tr_s=run.tr_s,
         session=session,
         run=run_id,
         speed=speed,
@@ -271,7 +271,7 @@ def replay(
         log.info(
             "replaying %d volumes, TR %.3f s, speed %g, %s",
             len(run.volumes),
-            run.tr,
+            run.tr_s,
             speed,
             f"{loop} pass(es)" if loop else "looping until stopped",
         )
@@ -311,7 +311,7 @@ def replay(
                     "type": "run_start",
                     "run": run_id,
                     "n_volumes": len(run.volumes),
-                    "tr": run.tr,
+                    "tr": run.tr_s,
                     "speed": speed,
                     "loop": k,
                 }

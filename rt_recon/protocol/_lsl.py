@@ -38,13 +38,14 @@ class VolumeStreamMeta:
     Attributes:
         shape: volume shape ``(x, y, z)`` in voxels.
         affine: ``(4, 4)`` voxel-to-world matrix, RAS+ millimetres.
-        tr: repetition time in seconds (of the acquisition, not of the replay).
+        tr_s: repetition time in seconds (of the acquisition, not of the replay); ``tr``
+            in the ``desc``.
         session: session identifier.
         run: run identifier.
         mask_id: ``"full"`` when every voxel is sent, else the id of the mask
             whose voxels (in :data:`VOXEL_ORDER`) are the channels.
         n_channels: values per sample (voxels of the volume or of the mask).
-        speed: replay speed (1.0 for a scanner); samples arrive every ``tr / speed`` s.
+        speed: replay speed (1.0 for a scanner); samples arrive every ``tr_s / speed`` s.
         channel_format: ``"float32"`` or ``"int16"``.
         pace: ``"realtime"`` (a scanner, or a replay by target timestamps: a gap of
             k sample intervals means k - 1 TRs never arrived) or ``"asap"`` (a replay
@@ -54,7 +55,7 @@ class VolumeStreamMeta:
 
     shape: tuple[int, int, int]
     affine: np.ndarray
-    tr: float
+    tr_s: float
     session: str = "unknown"
     run: str = "unknown"
     mask_id: str = "full"
@@ -78,8 +79,8 @@ class VolumeStreamMeta:
                 f"a full-volume stream needs {self.n_voxels} channels for shape {self.shape}, "
                 f"found {self.n_channels}"
             )
-        if not (self.tr > 0 and self.speed > 0):
-            raise ProtocolError(f"tr and speed must be positive, found {self.tr}, {self.speed}")
+        if not (self.tr_s > 0 and self.speed > 0):
+            raise ProtocolError(f"tr_s and speed must be positive, found {self.tr_s}, {self.speed}")
         if self.pace not in PACES:
             raise ProtocolError(f"pace must be one of {PACES}, found {self.pace!r}")
         if self.channel_format not in ("float32", "int16"):
@@ -93,8 +94,8 @@ class VolumeStreamMeta:
 
     @property
     def sample_interval(self) -> float:
-        """Seconds between samples on the wire (``tr / speed``)."""
-        return self.tr / self.speed
+        """Seconds between samples on the wire (``tr_s / speed``)."""
+        return self.tr_s / self.speed
 
     def flatten(self, volume: np.ndarray) -> np.ndarray:
         """``(x, y, z)`` volume → ``(n_voxels,)`` vector in :data:`VOXEL_ORDER`."""
@@ -119,7 +120,7 @@ def make_volume_stream_info(meta: VolumeStreamMeta, name: str, source_id: str) -
         "shape": ",".join(str(s) for s in meta.shape),
         "voxel_order": VOXEL_ORDER,
         "affine": ",".join(repr(float(v)) for v in meta.affine.ravel()),
-        "tr": repr(float(meta.tr)),
+        "tr": repr(float(meta.tr_s)),
         "speed": repr(float(meta.speed)),
         "pace": meta.pace,
         "mask_id": meta.mask_id,
@@ -175,7 +176,7 @@ def parse_volume_stream_info(info: pylsl.StreamInfo) -> VolumeStreamMeta:
     return VolumeStreamMeta(
         shape=shape,  # type: ignore[arg-type]
         affine=affine,
-        tr=tr_s,
+        tr_s=tr_s,
         session=value("session"),
         run=value("run"),
         mask_id=value("mask_id"),

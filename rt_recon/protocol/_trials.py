@@ -87,7 +87,7 @@ def onset_tr(
 
 
 def onset_tr_from_seconds(onset_s: float, tr_s: float) -> int:
-    """Rule 2 on a run's own timeline (volume ``t`` at ``t * tr_s``): ``round(onset / tr)``,
+    """Rule 2 on a run's own timeline (volume ``t`` at ``t * tr_s``): ``round(onset_s / tr_s)``,
     halves up."""
     if tr_s <= 0:
         raise DataError(f"tr_s must be positive, found {tr_s}")

@@ -69,8 +69,8 @@ def load_run(
         return run
     if _is_4d_nifti(path):
         run = load_nifti_run(path, events)
-        if options.tr is not None:
-            run.tr = options.tr
+        if options.tr_s is not None:
+            run.tr_s = options.tr_s
         return run
     recorded = read_series(path, options, series)
     return recorded.to_run(read_events(events) if events is not None else None)

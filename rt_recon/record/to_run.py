@@ -41,6 +41,6 @@ def recorded_run(path: str | Path) -> RecordedRun:
         volumes=np.ascontiguousarray(values, dtype=np.float32),
         shape=tuple(stream["shape"]),
         affine=np.asarray(stream["affine"], dtype=np.float64).reshape(4, 4),
-        tr=float(stream["tr"]),
+        tr_s=float(stream["tr"]),
         events=events,
     )

@@ -201,7 +201,7 @@ def test_stream_metadata_carries_the_canonical_geometry(tmp_path, volumes):
     (volume,) = read_file(volumes[1])
     assert meta.shape == volume.shape
     np.testing.assert_allclose(meta.affine, volume.affine, atol=1e-9)
-    assert meta.tr == pytest.approx(0.8) and meta.run == "11" and meta.session == "s9"
+    assert meta.tr_s == pytest.approx(0.8) and meta.run == "11" and meta.session == "s9"
 
 
 def test_nifti_volumes_written_one_per_file_are_streamed_in_canonical_order(tmp_path):
@@ -214,13 +214,13 @@ def test_nifti_volumes_written_one_per_file_are_streamed_in_canonical_order(tmp_
     rng = np.random.default_rng(5)
     affine = np.diag([-2.0, 2.0, 3.0, 1.0])  # LAS: the stream must flip x
     data = rng.normal(size=(5, 6, 4, 3)).astype(np.float32)
-    with RunningBridge(watch, read=ReadOptions(tr=1.5)) as bridge:
+    with RunningBridge(watch, read=ReadOptions(tr_s=1.5)) as bridge:
         for t in range(3):
             nib.save(nib.Nifti1Image(data[..., t], affine), watch / f"vol_{t + 1:04d}.nii.gz")
         meta = bridge.inlet().meta
         _, values = bridge.collect(3)
         report = bridge.stop()
     assert [v.index for v in report.streamed] == [1, 2, 3]
-    assert meta.tr == 1.5 and meta.affine[0, 0] == 2.0  # reoriented to RAS+
+    assert meta.tr_s == 1.5 and meta.affine[0, 0] == 2.0  # reoriented to RAS+
     for t, got in enumerate(values):
         np.testing.assert_array_equal(got, np.ravel(data[::-1, :, :, t], order="F"))

@@ -44,7 +44,7 @@ def _stream_and_compare(source, tmp_path, speed, options=None, **bridge_options)
     with RunningBridge(watch, speed=speed, read=options, **bridge_options) as bridge:
         thread, exported = _export_in_background(source, watch, speed=speed, options=options)
         meta = bridge.inlet().meta
-        stamps, values = bridge.collect(len(direct.volumes), timeout=10 * direct.tr / speed + 5)
+        stamps, values = bridge.collect(len(direct.volumes), timeout=10 * direct.tr_s / speed + 5)
         thread.join(timeout=60)
         report = bridge.stop()
     assert "error" not in exported, exported.get("error")
@@ -55,7 +55,7 @@ def _stream_and_compare(source, tmp_path, speed, options=None, **bridge_options)
     assert report.issues == [] and report.unreadable == []
     assert meta.shape == direct.shape
     np.testing.assert_allclose(meta.affine, direct.affine, atol=1e-9)
-    assert meta.tr == pytest.approx(direct.tr) and meta.speed == speed
+    assert meta.tr_s == pytest.approx(direct.tr_s) and meta.speed == speed
     assert np.all(np.diff(stamps) > 0)
     return direct, stamps, report
 
@@ -87,7 +87,7 @@ def test_a_run_on_a_network_share_is_streamed_by_polling(tmp_path):
     ("parts", "speed", "options"),
     [
         (("pyneal_vendor_samples", "GE_env", "funcData", "s1925"), 4.0, ReadOptions()),
-        (("pyneal_vendor_samples", "Philips_env", "funcData", "0001"), 4.0, ReadOptions(tr=1.0)),
+        (("pyneal_vendor_samples", "Philips_env", "funcData", "0001"), 4.0, ReadOptions(tr_s=1.0)),
         (("pyneal_vendor_samples", "Siemens_env", "funcData"), 4.0, ReadOptions()),
         (("dcm_qa_mosaic", "In", "cmrr_Asc_6"), 16.0, ReadOptions()),
     ],

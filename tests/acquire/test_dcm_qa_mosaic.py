@@ -47,7 +47,7 @@ def test_series_equals_dcm2niix_voxel_for_voxel(name):
     np.testing.assert_allclose(series.affine, reference.affine, atol=1e-3, rtol=0)
     stem, number = name.rsplit("_", 1)
     sidecar = json.loads(shared_path("dcm_qa_mosaic", "Ref", f"{number}_{stem}.json").read_text())
-    assert series.tr == pytest.approx(sidecar["RepetitionTime"])
+    assert series.tr_s == pytest.approx(sidecar["RepetitionTime"])
 
 
 @pytest.mark.slow

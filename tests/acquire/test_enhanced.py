@@ -36,7 +36,7 @@ def test_one_volume_per_file_reads_back_in_canonical_order(tmp_path, degrees):
     np.testing.assert_array_equal(volume.data, expected)
     np.testing.assert_allclose(volume.affine, expected_affine, atol=1e-4)
     assert volume.index == 5  # XA's real-time export: the instance number counts volumes
-    assert volume.tr == pytest.approx(0.8)
+    assert volume.tr_s == pytest.approx(0.8)
     assert volume.scanner_time == pytest.approx(10 * 3600 + 30 * 60)
 
 

@@ -19,7 +19,7 @@ def _volume(index: int, name: str | None = None) -> Volume:
         series_label="7",
         scanner_time=None,
         date=None,
-        tr=1.0,
+        tr_s=1.0,
         sources=(Path(name or f"v{index}.dcm"),),
     )
 

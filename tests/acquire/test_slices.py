@@ -36,7 +36,7 @@ def test_slices_in_any_order_stack_into_canonical_volumes(run):
         expected = nib.as_closest_canonical(nib.Nifti1Image(data[..., t], affine))
         np.testing.assert_array_equal(volume.data, np.asanyarray(expected.dataobj))
         np.testing.assert_allclose(volume.affine, expected.affine, atol=1e-4)
-        assert volume.tr == pytest.approx(1.0)
+        assert volume.tr_s == pytest.approx(1.0)
 
 
 def test_a_repeated_slice_is_listed_and_an_unfinished_volume_is_given_up(run):

@@ -55,7 +55,7 @@ def test_ge_slices_stack_into_volumes_matching_their_headers():
     series = read_series(folder)
     assert series.shape == (64, 64, 18)
     assert series.indices == [1, 2, 3]
-    assert series.tr == pytest.approx(1.0)
+    assert series.tr_s == pytest.approx(1.0)
     assert series.missing == [] and series.unreadable == []
     slices_seen: dict[int, list[int]] = {}
     for path in sorted(folder.iterdir()):
@@ -130,7 +130,7 @@ def test_siemens_mosaic_tiles_land_on_their_protocol_slice_centres():
 
 def test_philips_parrec_slices_match_their_par_offcentres():
     folder = shared_path("pyneal_vendor_samples", "Philips_env", "funcData", "0001")
-    series = read_series(folder, ReadOptions(tr=1.0))  # the XTC dump's header says TR 1 ms
+    series = read_series(folder, ReadOptions(tr_s=1.0))  # the XTC dump's header says TR 1 ms
     assert series.shape == (80, 80, 15)
     assert series.indices == [1, 2, 3, 4]
     assert series.volumes[0].data.dtype == np.float32

@@ -54,7 +54,7 @@ def test_trial_mode_session_is_recorded_and_the_report_matches(
     assert {h["mode"] for h in headers} == {"trial"}
     bundle = DecoderBundle.load(config.decoder.bundle)
     lag = bundle.window.lag_trs
-    samples = trial_samples(run.events, len(run.volumes), run.tr, lag)
+    samples = trial_samples(run.events, len(run.volumes), run.tr_s, lag)
     completes = [
         (h["tr"], h["trial"]["stimulus_id"])
         for h in headers

@@ -41,7 +41,7 @@ def test_save_load_round_trip(tmp_path):
 
 def test_stream_with_other_voxel_count_names_both_sides():
     bundle = make_bundle(n_channels=60)
-    meta = VolumeStreamMeta(shape=(4, 4, 4), affine=np.eye(4), tr=1.0)
+    meta = VolumeStreamMeta(shape=(4, 4, 4), affine=np.eye(4), tr_s=1.0)
     with pytest.raises(ShapeMismatchError) as info:
         bundle.check_stream(meta)
     message = str(info.value)
@@ -51,10 +51,10 @@ def test_stream_with_other_voxel_count_names_both_sides():
 
 def test_stream_with_same_count_but_other_shape_is_refused():
     bundle = make_bundle(n_channels=60, shape=(3, 4, 5))
-    meta = VolumeStreamMeta(shape=(5, 4, 3), affine=np.eye(4), tr=1.0)
+    meta = VolumeStreamMeta(shape=(5, 4, 3), affine=np.eye(4), tr_s=1.0)
     with pytest.raises(ShapeMismatchError, match=r"shape \(3, 4, 5\).*shape \(5, 4, 3\)"):
         bundle.check_stream(meta)
-    bundle.check_stream(VolumeStreamMeta(shape=(3, 4, 5), affine=np.eye(4), tr=1.0))
+    bundle.check_stream(VolumeStreamMeta(shape=(3, 4, 5), affine=np.eye(4), tr_s=1.0))
 
 
 def test_model_mismatch_names_both_fingerprints_and_shapes():

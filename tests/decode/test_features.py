@@ -21,7 +21,7 @@ def _extractor(dataset):
     run = load_nifti_run(files.bold, files.events)
     voxels = load_mask(dataset.mask_path("ev"), run.shape)
     reference = run.volumes[:5].mean(axis=0).reshape(run.shape, order="F")
-    spec = PreprocessSpec.from_fit(fit, run.affine, run.tr)
+    spec = PreprocessSpec.from_fit(fit, run.affine, run.tr_s)
     return run, FeatureExtractor(spec, voxels, run.shape, run.affine, reference)
 
 
@@ -62,12 +62,12 @@ def test_bad_volumes_are_clear_errors(small_dataset):
 
 
 def test_high_pass_removes_drift_and_keeps_a_trial_length_response():
-    tr = 1.5
+    tr_s = 1.5
     t = np.arange(240)
     drift = 0.02 * t  # 0.02 per TR
     bump = np.zeros_like(drift, dtype=float)
     bump[150:153] = 1.0  # a 3-TR response
-    stage = RecursiveHighPass(1, cutoff_trs=128 / tr)
+    stage = RecursiveHighPass(1, cutoff_trs=128 / tr_s)
     out = np.array([stage.update(np.array([x]))[0] for x in drift + bump])
     # a steady ramp leaves only a constant lag (slope * tau); at the bump's second TR the
     # running mean (tau = 13.6 TRs) has followed it by ~1 - (1 - 1/14)^2: ~86% remains

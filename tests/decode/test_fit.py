@@ -28,7 +28,7 @@ def test_trial_samples_are_lag_trs_after_each_onset():
 _PLAIN = {"motion_correction": False, "despike": False, "detrend": "none"}
 
 
-def _simulate(rng, n_runs=4, n_trials=40, n_vox=120, n_targets=10, tr=1.0, noise=0.5):
+def _simulate(rng, n_runs=4, n_trials=40, n_vox=120, n_targets=10, tr_s=1.0, noise=0.5):
     """Runs whose voxels linearly encode each stimulus's target vector, HRF-convolved."""
     n_stim = n_runs * n_trials
     targets = rng.normal(size=(n_stim, n_targets)).astype(np.float32)
@@ -38,14 +38,14 @@ def _simulate(rng, n_runs=4, n_trials=40, n_vox=120, n_targets=10, tr=1.0, noise
         ids = np.arange(r * n_trials, (r + 1) * n_trials)
         onsets = 4.0 + 3.0 * np.arange(n_trials)
         n_trs = int(onsets[-1] + 16)
-        design = regressors(onsets, np.full(n_trials, 2.0), tr, n_trs)
+        design = regressors(onsets, np.full(n_trials, 2.0), tr_s, n_trs)
         signal = design @ (targets[ids] @ encoding)
         volumes = 100.0 + signal + noise * rng.normal(size=signal.shape)
         events = [
             {"onset": o, "duration": 2.0, "stimulus_id": int(i)}
             for o, i in zip(onsets, ids, strict=True)
         ]
-        runs.append(TrainingRun(volumes.astype(np.float32), events, tr))
+        runs.append(TrainingRun(volumes.astype(np.float32), events, tr_s))
     return runs, Targets(ids=np.arange(n_stim), values={"z": targets}), targets
 
 
@@ -218,7 +218,7 @@ def test_trial_mode_estimates_grow_into_the_continuous_estimate_at_the_trials_tr
     bundle = _fit(runs, targets)
     run = runs[0]
     lag, k = bundle.window.lag_trs, len(bundle.window.hrf_weights)
-    onset = round(run.events[5]["onset"])  # tr = 1 s
+    onset = round(run.events[5]["onset"])  # tr_s = 1
     continuous, trial = OnlineDecoder(bundle), OnlineDecoder(bundle)
     by_tr_cont, by_tr_trial = {}, {}
     for tr, volume in enumerate(run.volumes):

@@ -41,7 +41,7 @@ def volume(run: RecordedRun, i: int) -> np.ndarray:
 
 def stream_meta(run: RecordedRun, speed: float) -> VolumeStreamMeta:
     return VolumeStreamMeta(
-        shape=run.shape, affine=run.affine, tr=run.tr, session="faults", run="01", speed=speed
+        shape=run.shape, affine=run.affine, tr_s=run.tr_s, session="faults", run="01", speed=speed
     )
 
 

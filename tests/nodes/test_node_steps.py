@@ -95,7 +95,7 @@ class ListMarkers:
 def test_run(small_dataset):
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold, files.events)
-    meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr=run.tr, session="s", run="9")
+    meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr_s=run.tr_s, session="s", run="9")
     return run, meta
 
 
@@ -109,7 +109,7 @@ def test_the_decoders_step_publishes_exactly_the_offline_latents(node_config, te
     bundle = DecoderBundle.load(node_config.decoder.bundle)
     node, ctx = _decoder(node_config, bundle)
     t0 = 1000.0
-    stamps = [t0 + i * run.tr for i in range(len(run.volumes))]
+    stamps = [t0 + i * run.tr_s for i in range(len(run.volumes))]
     inlet = ListInlet(meta, run.volumes, stamps)
     node.start(ctx, inlet)  # no markers: continuous mode
     for _ in range(len(run.volumes) + 2):  # two more: nothing left to pull
@@ -134,16 +134,16 @@ def test_the_decoders_step_takes_trials_from_markers_without_type(node_config, t
     bundle = DecoderBundle.load(node_config.decoder.bundle)
     node, ctx = _decoder(node_config, bundle)
     t0 = 50.0
-    inlet = ListInlet(meta, run.volumes, [t0 + i * run.tr for i in range(len(run.volumes))])
+    inlet = ListInlet(meta, run.volumes, [t0 + i * run.tr_s for i in range(len(run.volumes))])
     events = [e for e in run.events if "stimulus_id" in e]
     samples = [(encode_marker({k: v for k, v in e.items() if k != "type"}), t0 + e["onset"])
                for e in events]  # fmt: skip
     samples.insert(1, ("not json", samples[0][1]))  # dropped and counted, not fatal
-    node.start(ctx, inlet, ListMarkers(inlet, samples, run.tr))
+    node.start(ctx, inlet, ListMarkers(inlet, samples, run.tr_s))
     for _ in range(len(run.volumes)):
         node.step()
     headers = [Latents.from_message(m).header for m in ctx.publisher.of("latents")]
-    onsets = {onset_tr_from_seconds(e["onset"], run.tr): int(e["stimulus_id"]) for e in events}
+    onsets = {onset_tr_from_seconds(e["onset"], run.tr_s): int(e["stimulus_id"]) for e in events}
     complete = {
         h.trial.onset_tr: h.trial.stimulus_id for h in headers if h.trial and h.trial.complete
     }

@@ -42,7 +42,7 @@ def _recorder_session(node_config):
         {"recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}"}
     )
     bundle = DecoderBundle.load(config.decoder.bundle)
-    meta = VolumeStreamMeta(shape=bundle.stream.shape, affine=np.eye(4), tr=1.0, speed=10.0)
+    meta = VolumeStreamMeta(shape=bundle.stream.shape, affine=np.eye(4), tr_s=1.0, speed=10.0)
     return config, bundle, meta
 
 

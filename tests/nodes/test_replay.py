@@ -16,7 +16,7 @@ def test_replay_sends_every_volume_and_marker_on_schedule(small_dataset):
     files = small_dataset.runs("test")[0]
     run = load_nifti_run(files.bold, files.events)
     run.volumes = run.volumes[:20]
-    run.events = [e for e in run.events if e["onset"] < 20 * run.tr]
+    run.events = [e for e in run.events if e["onset"] < 20 * run.tr_s]
     ids = {k: unique(k) for k in ("name", "source", "markers", "markers_source")}
     speed = 10.0
     result = {}
@@ -54,7 +54,7 @@ def test_replay_sends_every_volume_and_marker_on_schedule(small_dataset):
     thread.join(timeout=10)
     intervals = np.diff(stamps)
     # loose bound for a loaded CI machine; the real figure is in the benchmark
-    assert abs(np.median(intervals) - run.tr / speed) < 0.02
+    assert abs(np.median(intervals) - run.tr_s / speed) < 0.02
     assert result["report"].n_volumes == 20
     kinds = [e["type"] for e in events]
     assert kinds[0] == "run_start" and kinds[-1] == "run_end"

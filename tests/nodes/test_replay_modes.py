@@ -41,13 +41,13 @@ def _ids() -> dict[str, str]:
     }
 
 
-def _small_run(n: int = 5, tr: float = 0.1, seed: int = 0) -> RecordedRun:
+def _small_run(n: int = 5, tr_s: float = 0.1, seed: int = 0) -> RecordedRun:
     rng = np.random.default_rng(seed)
     return RecordedRun(
         volumes=rng.normal(size=(n, 4 * 5 * 3)).astype(np.float32),
         shape=(4, 5, 3),
         affine=np.diag([2.0, 2.0, 3.0, 1.0]),
-        tr=tr,
+        tr_s=tr_s,
     )
 
 
@@ -154,7 +154,7 @@ def test_cli_replays_a_scanner_series_folder(node_processes):
 
 def test_an_xdf_recording_replays_with_its_recorded_timing_and_markers(tmp_path):
     run = _small_run(n=6)
-    meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr=0.2, session="s", run="03")
+    meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr_s=0.2, session="s", run="03")
     path = tmp_path / "session.xdf"
     writer = XdfWriter(path)
     writer.add_stream(1, make_volume_stream_info(meta, "vols", "v").as_xml(), "float32", 60)
@@ -191,7 +191,7 @@ def test_an_xdf_recording_replays_with_its_recorded_timing_and_markers(tmp_path)
 
 
 def test_loop_replays_the_run_again_without_a_jump_in_time():
-    run = _small_run(n=5, tr=0.1)
+    run = _small_run(n=5, tr_s=0.1)
     ids = _ids()
     thread, result = _in_thread(replay, run=run, loop=3, consumer_timeout=20, **ids)
     markers = MarkerInlet(resolve_stream("source_id", ids["markers_source_id"], timeout=20))
@@ -243,8 +243,8 @@ class _CountingConsumer:
 
 
 def test_asap_goes_as_fast_as_the_consumer_and_drops_nothing():
-    n, tr = 40, 1.0  # 40 s at TR pace
-    run = _small_run(n=n, tr=tr)
+    n, tr_s = 40, 1.0  # 40 s at TR pace
+    run = _small_run(n=n, tr_s=tr_s)
     ids = _ids()
     consumer = _CountingConsumer(ids["source_id"], n, buffer_trs=2)
     start = time.monotonic()
@@ -255,7 +255,7 @@ def test_asap_goes_as_fast_as_the_consumer_and_drops_nothing():
     assert len(consumer.values) == n, "the consumer lost volumes"
     for got, expected in zip(consumer.values, run.volumes, strict=True):
         np.testing.assert_array_equal(got, expected)
-    assert elapsed < n * tr / 2  # loose: far faster than TR pace, even on a loaded machine
+    assert elapsed < n * tr_s / 2  # loose: far faster than TR pace, even on a loaded machine
 
 
 def test_asap_without_an_acknowledgement_source_is_refused():
@@ -282,7 +282,7 @@ def test_decoder_ack_counts_latents_of_this_run_over_zeromq():
 
 
 def test_push_times_of_a_realtime_replay_follow_the_lsl_clock():
-    run = _small_run(n=3, tr=0.05)
+    run = _small_run(n=3, tr_s=0.05)
     ids = _ids()
     thread, result = _in_thread(replay, run=run, consumer_timeout=20, **ids)
     with VolumeInlet.resolve(ids["source_id"], timeout=20) as inlet:

@@ -69,7 +69,7 @@ def test_asap_and_real_time_replays_give_every_event_the_same_onset_tr(node_conf
         event.pop("type", None)  # as a stimulus program that omits it
     realtime = _onsets(node_config, run, "realtime")
     asap = _onsets(node_config, run, "asap")
-    expected = {int(e["stimulus_id"]): onset_tr_from_seconds(e["onset"], run.tr)
+    expected = {int(e["stimulus_id"]): onset_tr_from_seconds(e["onset"], run.tr_s)
                 for e in run.events if "stimulus_id" in e}  # fmt: skip
     assert realtime == expected
     assert asap == realtime

@@ -19,12 +19,12 @@ from tests.conftest import unique
 
 @pytest.mark.slow
 def test_100_trs_at_half_a_second_keep_to_their_schedule():
-    n, tr = 100, 0.5
+    n, tr_s = 100, 0.5
     run = RecordedRun(
         volumes=np.arange(n * 64, dtype=np.float32).reshape(n, 64),
         shape=(4, 4, 4),
         affine=np.eye(4),
-        tr=tr,
+        tr_s=tr_s,
     )
     ids = {k: unique(k) for k in ("name", "source_id", "markers_name", "markers_source_id")}
     result: dict = {}
@@ -41,9 +41,9 @@ def test_100_trs_at_half_a_second_keep_to_their_schedule():
             stamps.append(stamp)
     thread.join(timeout=20)
     stamps = np.array(stamps)
-    deviation = stamps - stamps[0] - np.arange(n) * tr  # from the ideal schedule, seconds
+    deviation = stamps - stamps[0] - np.arange(n) * tr_s  # from the ideal schedule, seconds
     slope = np.polyfit(np.arange(n), stamps, 1)[0]
-    assert abs(slope - tr) < 1e-3, f"drift: {slope:.5f} s per TR"  # lateness must not accumulate
+    assert abs(slope - tr_s) < 1e-3, f"drift: {slope:.5f} s per TR"  # lateness must not accumulate
     assert np.median(np.abs(deviation)) < 0.02
     assert np.abs(deviation).max() < 0.25  # one scheduling hiccup allowed, never a trend
     assert abs(deviation[-1]) < 0.25

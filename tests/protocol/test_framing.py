@@ -87,7 +87,7 @@ def test_encode_refuses_unsupported_dtype_and_unserialisable_header():
 def test_volume_stream_info_round_trip():
     affine = np.array([[-3.0, 0, 0, 90], [0, 3, 0, -126], [0, 0, 3, -72], [0, 0, 0, 1]])
     meta = VolumeStreamMeta(
-        shape=(5, 6, 7), affine=affine, tr=1.97, session="s1", run="02", speed=2.0
+        shape=(5, 6, 7), affine=affine, tr_s=1.97, session="s1", run="02", speed=2.0
     )
     info = make_volume_stream_info(meta, "vols", "src-1")
     assert info.channel_count() == 210
@@ -95,18 +95,18 @@ def test_volume_stream_info_round_trip():
     parsed = parse_volume_stream_info(info)
     np.testing.assert_array_equal(parsed.affine, affine)
     assert parsed.shape == (5, 6, 7)
-    assert (parsed.tr, parsed.session, parsed.run, parsed.speed) == (1.97, "s1", "02", 2.0)
+    assert (parsed.tr_s, parsed.session, parsed.run, parsed.speed) == (1.97, "s1", "02", 2.0)
     assert (parsed.mask_id, parsed.n_channels, parsed.channel_format) == ("full", 210, "float32")
     assert info.desc().child("rt_recon").child_value("voxel_order") == VOXEL_ORDER
     assert parsed.pace == "realtime"
-    asap = VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr=1.97, pace="asap")
+    asap = VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr_s=1.97, pace="asap")
     assert parse_volume_stream_info(make_volume_stream_info(asap, "v", "src-2")).pace == "asap"
     with pytest.raises(ProtocolError, match="pace must be one of"):
-        VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr=1.97, pace="fast")
+        VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr_s=1.97, pace="fast")
 
 
 def test_flatten_is_x_fastest_and_inverts():
-    meta = VolumeStreamMeta(shape=(2, 3, 4), affine=np.eye(4), tr=1.0)
+    meta = VolumeStreamMeta(shape=(2, 3, 4), affine=np.eye(4), tr_s=1.0)
     volume = np.arange(24).reshape(2, 3, 4)
     flat = meta.flatten(volume)
     assert flat[1] == volume[1, 0, 0]  # x varies fastest
@@ -118,11 +118,11 @@ def test_flatten_is_x_fastest_and_inverts():
 
 def test_meta_validation():
     with pytest.raises(ProtocolError, match="three positive ints"):
-        VolumeStreamMeta(shape=(2, 0, 3), affine=np.eye(4), tr=1.0)
+        VolumeStreamMeta(shape=(2, 0, 3), affine=np.eye(4), tr_s=1.0)
     with pytest.raises(ProtocolError, match="4x4"):
-        VolumeStreamMeta(shape=(2, 2, 2), affine=np.eye(3), tr=1.0)
+        VolumeStreamMeta(shape=(2, 2, 2), affine=np.eye(3), tr_s=1.0)
     with pytest.raises(ProtocolError, match="needs 8 channels"):
-        VolumeStreamMeta(shape=(2, 2, 2), affine=np.eye(4), tr=1.0, n_channels=7)
+        VolumeStreamMeta(shape=(2, 2, 2), affine=np.eye(4), tr_s=1.0, n_channels=7)
 
 
 def test_parse_rejects_foreign_stream():

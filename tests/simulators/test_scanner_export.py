@@ -22,8 +22,8 @@ def ge_run(tmp_path):
 
 
 def test_the_plan_groups_slice_files_per_volume_in_acquisition_order(ge_run):
-    plan, tr = export_plan(ge_run)
-    assert tr == pytest.approx(0.4)
+    plan, tr_s = export_plan(ge_run)
+    assert tr_s == pytest.approx(0.4)
     assert [index for index, _ in plan] == [1, 2, 3, 4, 5]
     assert all(len(files) == 4 for _, files in plan)
     assert {p.name for p in plan[1][1]} == {f"i{1000 + k}.MRDC.{k}" for k in range(5, 9)}

@@ -21,7 +21,7 @@ def test_layout_is_bids_like_with_ground_truth(small_dataset):
         sidecar = json.loads(
             files.bold.with_name(files.bold.name.replace(".nii.gz", ".json")).read_text()
         )
-        assert sidecar["RepetitionTime"] == SMALL_SIM.tr
+        assert sidecar["RepetitionTime"] == SMALL_SIM.tr_s
     assert (root / "dataset_description.json").is_file()
     assert (root / "groundtruth" / "brain.safetensors").is_file()
     for name in ("brain", "ev", "hv"):
@@ -34,7 +34,7 @@ def test_runs_have_the_scheduled_length_tr_and_held_out_pictures(small_dataset):
     for files in small_dataset.runs():
         run = load_nifti_run(files.bold, files.events)
         assert run.volumes.shape == (n_trs, int(np.prod(SMALL_SIM.grid)))
-        assert run.tr == SMALL_SIM.tr and run.shape == SMALL_SIM.grid
+        assert run.tr_s == SMALL_SIM.tr_s and run.shape == SMALL_SIM.grid
         assert len(run.events) == SMALL_SIM.trials_per_run
         ids[files.role] = ids.get(files.role, set()) | {e["stimulus_id"] for e in run.events}
     assert not ids["train"] & ids["test"]  # test pictures never seen in training

@@ -21,7 +21,7 @@ from tests.conftest import unique
 def _meta(shape=(10, 12, 8)):
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
     affine[:3, 3] = [-10, -12, -12]
-    return VolumeStreamMeta(shape=shape, affine=affine, tr=0.5, session="t", run="03")
+    return VolumeStreamMeta(shape=shape, affine=affine, tr_s=0.5, session="t", run="03")
 
 
 def test_volumes_round_trip_through_preallocated_buffers():
@@ -74,7 +74,7 @@ def test_a_stalled_consumer_keeps_only_the_newest_few_trs():
 
 
 def test_int16_stream_casts_on_push():
-    meta = VolumeStreamMeta(shape=(3, 3, 3), affine=np.eye(4), tr=1.0, channel_format="int16")
+    meta = VolumeStreamMeta(shape=(3, 3, 3), affine=np.eye(4), tr_s=1.0, channel_format="int16")
     source_id = unique("src16")
     with (
         VolumeOutlet(meta, unique("v16"), source_id) as outlet,
