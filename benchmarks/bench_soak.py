@@ -106,7 +106,7 @@ def soak(
 ) -> SoakResult:
     """Replay ``run`` ``loops`` times (asap) through the nodes of ``config``; sample RSS.
 
-    ``config`` must carry :data:`~rt_recon.apps.pipeline.PIPELINE_OVERRIDES`
+    ``config`` must carry :func:`~rt_recon.apps.pipeline.pipeline_overrides` ``(asap=True)``
     and be written to ``config_path``.
     """
     n_trs = run.n_trs * loops

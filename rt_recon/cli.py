@@ -31,9 +31,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rt_recon.config import SessionConfig, load_config
 from rt_recon.errors import ConfigError, RtReconError
+
+if TYPE_CHECKING:
+    from rt_recon.apps.session import Session, SessionSummary
 
 log = logging.getLogger("rt_recon")
 
@@ -91,12 +95,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print("\nper-stage latency (volume timestamp -> frame published, LSL clock)")
     print(format_table(pipeline.latency))
-    print(
-        f"\nreconstruction: two-way identification {100 * evaluation.identification:.1f}% "
-        f"(chance 50%, feature space: {evaluation.feature_space}), "
-        f"PixCorr {evaluation.pixcorr:.3f}, SSIM {evaluation.ssim:.3f}, over "
-        f"{evaluation.n_trials} test trials ({evaluation.n_missing} without a frame)"
-    )
+    print(f"\nreconstruction of the test run: {evaluation.headline()}")
+    for warning in evaluation.warnings:
+        print(f"warning: {warning}")
     print(f"true (top) vs reconstructed (bottom): {result.report.parent / 'reconstructions.png'}")
     print(f"report:    {result.report}")
     print(f"recording: {pipeline.recording}")
@@ -138,16 +139,72 @@ def _progress(desc: str, unit: str = "it") -> Iterator[Callable[[int, int], None
         yield progress
 
 
+def _token_source(config: SessionConfig, config_path: Path) -> str:
+    """Where the console's token comes from, in words (the token itself is never printed)."""
+    from rt_recon.config import CONSOLE_TOKEN_ENV
+
+    if config.console.token_file is not None:
+        return f"the file {config.console.token_file} (console.token_file)"
+    if os.environ.get(CONSOLE_TOKEN_ENV):
+        return f"the environment variable {CONSOLE_TOKEN_ENV}"
+    return f"console.token in {config_path}"
+
+
+def _print_session_start(session: Session, config_path: Path) -> None:
+    from rt_recon.apps.session import console_url
+
+    config = session.config
+    print(f"rt-recon run: started {', '.join(session.nodes)} (Ctrl-C to stop)", flush=True)
+    if "console" in session.nodes:
+        base = console_url(config)
+        print(f"  console:     {base}/console", flush=True)
+        print(f"  participant: {base}/participant", flush=True)
+        if config.console.token is not None or config.console.token_file is not None:
+            print(
+                "  access token required: open the page with ?token=<token>; the token is in "
+                f"{_token_source(config, config_path)} (not printed here)",
+                flush=True,
+            )
+    recording = session.recording_path
+    print(f"  recording:   {recording if recording is not None else 'none (no recorder)'}")
+    print(f"  config:      {session.config_path} (without secrets)")
+    print(f"  logs:        {session.log_dir}", flush=True)
+
+
+def _print_session_summary(summary: SessionSummary) -> None:
+    print(f"\nrt-recon run: session ended after {summary.duration_s:.0f} s")
+    if summary.trs is not None:
+        runs = f" over {summary.runs} runs" if summary.runs and summary.runs > 1 else ""
+        print(
+            f"  TRs:       {summary.trs}{runs} ({summary.missed} missed, {summary.skipped} skipped)"
+        )
+    else:
+        print("  TRs:       none (no decoder heartbeat heard)")
+    if summary.frames is not None:
+        print(f"  frames:    {summary.frames} rendered")
+    else:
+        print("  frames:    none (no renderer heartbeat heard)")
+    if summary.recording is None:
+        print("  recording: none written")
+    elif summary.recording_problem is not None:
+        print(f"  recording: {summary.recording} ({summary.recording_problem})")
+    else:
+        held = ", ".join(f"{n} {group}" for group, n in summary.recorded.items())
+        print(f"  recording: {summary.recording} ({held})")
+    sys.stdout.flush()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from rt_recon.apps.session import run_session
+    from rt_recon.apps.session import Session
     from rt_recon.nodes.signals import stop_on_signals
 
-    config = _config(args)
-    run_dir = config.paths.output_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved_path = run_dir / "session.json"  # every node reads the same, resolved config
-    resolved_path.write_text(config.to_json())
-    run_session(config, resolved_path, stop_on_signals())
+    session = Session(_config(args))  # preflight: nothing starts, nothing is written if it fails
+    stop = stop_on_signals()
+    try:
+        session.run(stop, on_started=lambda: _print_session_start(session, args.config))
+    finally:
+        if session.summary is not None:
+            _print_session_summary(session.summary)
     return 0
 
 
@@ -165,11 +222,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     with _progress("writing report") as progress:
         report = write_report(evaluation, out)
         progress(1, 1)
-    print(
-        f"{evaluation.n_trials} trials ({evaluation.n_missing} without a frame): "
-        f"identification {100 * evaluation.identification:.1f}% ({evaluation.feature_space}), "
-        f"PixCorr {evaluation.pixcorr:.3f}, SSIM {evaluation.ssim:.3f}"
-    )
+    print(evaluation.headline())
+    for warning in evaluation.warnings:
+        print(f"warning: {warning}")
     print(f"report: {report}")
     return 0
 
@@ -193,14 +248,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from rt_recon.apps.fit import fit_dataset
+    from rt_recon.apps.fit import fit_dataset, training_runs
     from rt_recon.dataset import Dataset
+    from rt_recon.render.embedded import resolve_model
     from rt_recon.render.model import load_render_model
 
     config = _config(args)
-    model = load_render_model(args.model, with_text=True)
+    dataset = Dataset.open(args.dataset)
+    training_runs(dataset)  # too few: say so before the model loads
+    model_path = resolve_model(args.model if args.model is not None else config.renderer.model)
+    log.info("fitting for the render model in %s", model_path)
+    model = load_render_model(model_path, with_text=True)
     with _progress("fitting (runs, then heads)") as progress:
-        bundle = fit_dataset(Dataset.open(args.dataset), model, config.fit, progress=progress)
+        bundle = fit_dataset(dataset, model, config.fit, progress=progress)
     path = bundle.save(args.out)
     report = path.with_name(path.stem + ".report.json")
     report.write_text(json.dumps(bundle.report, indent=2))
@@ -265,6 +325,7 @@ def _cmd_simulate_replay(args: argparse.Namespace) -> int:
             config.session.id,
             args.run_id,
             curve=config.security,
+            frames_endpoint=args.ack_frames,
         )
         if args.asap
         else None
@@ -416,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_cmd.add_argument("recording", type=Path, help="recording file (.h5)")
     replay_cmd.add_argument("--speed", type=float, default=1.0, help="pace, x real time")
-    replay_cmd.add_argument("--asap", action="store_true", help="as fast as the decoder takes")
+    replay_cmd.add_argument(
+        "--asap", action="store_true", help="as fast as the renderer takes (every TR rendered)"
+    )
     replay_cmd.add_argument("--output", type=Path, help="output folder (default: beside it)")
     replay_cmd.set_defaults(func=_cmd_replay)
 
@@ -432,7 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = with_config(sub.add_parser("fit", help="fit decoders on a dataset's training runs"))
     fit.add_argument("dataset", type=Path, help="dataset folder (with dataset.json)")
-    fit.add_argument("--model", type=Path, required=True, help="diffusers-format model folder")
+    fit.add_argument(
+        "--model",
+        help="the render model the bundle is for: 'embedded' (the shipped default) or a "
+        "diffusers-format folder (default: renderer.model of --config, 'embedded' in the "
+        "default config)",
+    )
     fit.add_argument("--out", type=Path, required=True, help="bundle file to write (.safetensors)")
     fit.set_defaults(func=_cmd_fit)
 
@@ -477,6 +545,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument(
         "--ack-endpoint", help="decoder publisher for --asap (default: decoder.latents_endpoint)"
+    )
+    rep.add_argument(
+        "--ack-frames",
+        metavar="ENDPOINT",
+        help="--asap: pace by the renderer publishing frames here too (every TR rendered)",
     )
     rep.add_argument("--window", type=int, default=2, help="--asap: volumes in flight at most")
     rep.add_argument("--stream", help="XDF: name of the volume stream when there are several")

@@ -8,12 +8,22 @@ Relative paths in a config are resolved against the current working
 directory when the config is loaded; ``~`` is expanded. The supervisor hands
 its children the resolved config (all paths absolute) so every node sees the
 same values.
+
+Secrets stay off disk. The only secret a config holds is ``console.token``
+(``console.token_file`` and the ``security`` certificates are paths: their
+contents are never read into the config). Whatever writes a config to a
+file, a log or a recording writes :meth:`SessionConfig.redacted` (or
+``to_json(redact=True)``), which drops the token; a process started with such
+a file gets the token through its environment, :data:`CONSOLE_TOKEN_ENV`,
+which :func:`load_config` reads back (:meth:`SessionConfig.secret_env`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -33,6 +43,14 @@ from rt_recon.errors import ConfigError
 
 #: The sentinel model name that means "the model shipped inside the package".
 EMBEDDED_MODEL = "embedded"
+
+#: The environment variable that carries ``console.token`` to a process whose config file
+#: was written without it (``rt-recon run`` passes it to its nodes this way); an operator
+#: may set it instead of writing the token into a config.
+CONSOLE_TOKEN_ENV = "RT_RECON_CONSOLE_TOKEN"
+
+#: Config keys whose values are secrets: never written to disk or logs, never echoed in errors.
+SECRET_KEYS = frozenset({"token"})
 
 
 class _Section(BaseModel):
@@ -380,7 +398,11 @@ class RunSection(_Section):
         default=("renderer", "decoder", "recorder"), min_length=1, description="Nodes to start"
     )
     restart: tuple[NodeName, ...] = Field(
-        default=("renderer", "console"), description="Nodes restarted when they crash"
+        default=("renderer", "decoder", "console"),
+        description=(
+            "Nodes restarted when they crash (a restarted decoder resumes the run at the "
+            "volumes' own TR indices, the TRs it was down flagged as missed)"
+        ),
     )
     max_restarts: int = Field(default=5, ge=0, description="Restarts per node before giving up")
 
@@ -556,8 +578,26 @@ class SessionConfig(_Section):
             node[_field_name(model, leaf)] = value
         return validate_config(data, source)
 
-    def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2)
+    def redacted(self) -> SessionConfig:
+        """A copy without secrets, for anything written to a file, a log or a recording.
+
+        ``console.token`` becomes None (``console.token_file`` stays: it is a path). Loaded
+        back, such a config gets its token from :data:`CONSOLE_TOKEN_ENV`
+        (:meth:`secret_env`, :func:`load_config`).
+        """
+        if self.console.token is None:
+            return self
+        return self.model_copy(update={"console": self.console.model_copy(update={"token": None})})
+
+    def secret_env(self) -> dict[str, str]:
+        """The environment a process started on :meth:`redacted` needs for the secrets it lacks."""
+        token = self.console.token
+        return {CONSOLE_TOKEN_ENV: token} if token is not None else {}
+
+    def to_json(self, redact: bool = False) -> str:
+        """The config as JSON; ``redact=True``: without secrets (:meth:`redacted`), for disk."""
+        config = self.redacted() if redact else self
+        return json.dumps(config.model_dump(mode="json"), indent=2)
 
 
 def _section_model(model: type[BaseModel] | None, key: str) -> type[BaseModel] | None:
@@ -595,6 +635,8 @@ def _describe_error(err: dict[str, Any], data: Any) -> str:
     if not err["loc"] and kind == "value_error":  # a check across sections: says it all
         return str(err["ctx"]["error"])
     found = err.get("input")
+    if err["loc"] and err["loc"][-1] in SECRET_KEYS:  # never echo a secret into a log
+        return f"{loc}: {err['msg']}; found a {type(found).__name__} (value not shown)"
     return f"{loc}: {err['msg']}; found {found!r} ({type(found).__name__})"
 
 
@@ -614,8 +656,37 @@ def validate_config(data: Any, source: str) -> SessionConfig:
         raise ConfigError(f"{source}: invalid session config:\n  {problems}") from None
 
 
+def with_secrets_from_env(
+    config: SessionConfig, source: str, environ: Mapping[str, str] | None = None
+) -> SessionConfig:
+    """``config`` with ``console.token`` from :data:`CONSOLE_TOKEN_ENV` when that is set.
+
+    Raises:
+        ConfigError: the config names a token file, or another token, as well.
+    """
+    token = (os.environ if environ is None else environ).get(CONSOLE_TOKEN_ENV)
+    if not token:
+        return config
+    console = config.console
+    if console.token_file is not None:
+        raise ConfigError(
+            f"{source}: console.token_file is set and so is the environment variable "
+            f"{CONSOLE_TOKEN_ENV}: expected one source of the console token, found two"
+        )
+    if console.token is not None and console.token != token:
+        raise ConfigError(
+            f"{source}: console.token differs from the environment variable "
+            f"{CONSOLE_TOKEN_ENV}: expected one console token, found two"
+        )
+    return config.model_copy(update={"console": console.model_copy(update={"token": token})})
+
+
 def load_config(path: str | Path) -> SessionConfig:
-    """Read, validate and resolve a YAML (or JSON) session config file."""
+    """Read, validate and resolve a YAML (or JSON) session config file.
+
+    ``console.token`` comes from :data:`CONSOLE_TOKEN_ENV` when that is set
+    (:func:`with_secrets_from_env`).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (expected a YAML session config)")
@@ -623,4 +694,4 @@ def load_config(path: str | Path) -> SessionConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return validate_config(data, str(path)).resolved()
+    return with_secrets_from_env(validate_config(data, str(path)), str(path)).resolved()

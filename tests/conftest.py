@@ -102,7 +102,10 @@ def node_config(tmp_path, small_bundle_path, tiny_model_dir) -> SessionConfig:
                 "frames_endpoint": f"tcp://127.0.0.1:{free_port()}",
                 "subscriber_timeout_s": 30,
             },
-            "recorder": {"control_endpoint": f"tcp://127.0.0.1:{free_port()}"},
+            "recorder": {
+                "control_endpoint": f"tcp://127.0.0.1:{free_port()}",
+                "status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+            },
             "replay": {"speed": 8.0},
         }
     ).resolved()

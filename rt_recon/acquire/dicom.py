@@ -42,6 +42,8 @@ ENHANCED_SOP_CLASSES = frozenset(
 )
 
 _PREAMBLE_BYTES = 132  # 128-byte preamble + b"DICM"
+#: Characters of a text file shown in a message.
+_SHOWN_CHARS = 40
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -56,23 +58,59 @@ def looks_like_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
+def describe_bytes(head: bytes) -> str:
+    """A few words on what ``head`` (a file's first bytes) holds, for error messages."""
+    if not head.strip(b"\x00"):
+        return f"{len(head)} zero bytes"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        shown = " ".join(text.split())
+        shown = shown if len(shown) <= _SHOWN_CHARS else shown[: _SHOWN_CHARS - 1] + "\u2026"
+        return f"text: {shown!r}"
+    return "binary data starting " + head[:8].hex(" ")
+
+
+def _head(path: Path, size: int = _PREAMBLE_BYTES) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return b""
+
+
 def read_dataset(path: Path) -> pydicom.Dataset:
     """Read a whole DICOM file, refusing one whose pixel data is not all there yet.
 
     Raises:
-        IncompleteFileError: the file ends before its pixel data does.
+        IncompleteFileError: the file ends before its pixel data does (or
+            before its preamble ends, or holds nothing after it); its
+            ``what`` says what the file is if it stays so.
         DataError: the file is not DICOM, or has no image.
     """
     try:
         size = path.stat().st_size
         ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
+    except InvalidDicomError:
+        head = _head(path)
         if size < _PREAMBLE_BYTES:
+            content = describe_bytes(head)
+            what = (
+                f"{path.name}: a DICOM file cut short in its preamble ({size} bytes)"
+                if content.endswith("zero bytes")
+                else f"{path.name}: not a DICOM file ({size} bytes, {content}; "
+                "no 'DICM' marker at byte 128)"
+            )
             raise IncompleteFileError(
-                f"{path.name}: {size} bytes, shorter than a DICOM preamble (still being written?)"
+                f"{path.name}: {size} bytes, shorter than a DICOM preamble (still being written?)",
+                kind="not_dicom",
+                what=what,
             ) from None
         raise DataError(
-            f"{path.name}: not a DICOM file (expected the 'DICM' marker at byte 128): {exc}"
+            f"{path.name}: not a DICOM file (expected the 'DICM' marker at byte 128, found "
+            f"{head[128:132]!r}; the file starts with {describe_bytes(head[:128])})"
         ) from None
     except (EOFError, struct.error) as exc:
         raise IncompleteFileError(f"{path.name}: the file ends inside its header ({exc})") from None
@@ -80,6 +118,13 @@ def read_dataset(path: Path) -> pydicom.Dataset:
         raise DataError(f"{path.name}: cannot be read: {exc}") from None
     except Exception as exc:  # pydicom raises many types on a damaged header
         raise DataError(f"{path.name}: not a readable DICOM file: {exc}") from None
+    if len(ds) == 0:
+        part = "preamble" if len(ds.file_meta) == 0 else "preamble and file meta information"
+        raise IncompleteFileError(
+            f"{path.name}: DICOM {part} only, no data elements yet (still being written?)",
+            kind="preamble_only",
+            what=f"{path.name}: DICOM {part} only, no data elements ({size} bytes)",
+        )
     check_pixel_data_complete(ds, path)
     return ds
 
@@ -95,10 +140,16 @@ def check_pixel_data_complete(ds: pydicom.Dataset, path: Path) -> None:
     """Raise :class:`IncompleteFileError` if the pixel data is missing or short."""
     for key in ("Rows", "Columns", "BitsAllocated"):
         if key not in ds:
-            raise IncompleteFileError(f"{path.name}: no {key} in the header (still being written?)")
+            raise IncompleteFileError(
+                f"{path.name}: no {key} in the header (still being written?)",
+                what=f"{path.name}: a DICOM header without an image (no {key}{_sop_text(ds)})",
+            )
     pixels = ds.get("PixelData")
     if pixels is None:
-        raise IncompleteFileError(f"{path.name}: no pixel data yet (still being written?)")
+        raise IncompleteFileError(
+            f"{path.name}: no pixel data yet (still being written?)",
+            what=f"{path.name}: a DICOM header without pixel data{_sop_text(ds)}",
+        )
     if (
         ds.file_meta.get("TransferSyntaxUID") is not None
         and ds.file_meta.TransferSyntaxUID.is_compressed
@@ -110,6 +161,14 @@ def check_pixel_data_complete(ds: pydicom.Dataset, path: Path) -> None:
             f"{path.name}: pixel data has {len(pixels)} of the {expected} bytes its header "
             "announces (still being written?)"
         )
+
+
+def _sop_text(ds: pydicom.Dataset) -> str:
+    sop = ds.get("SOPClassUID")
+    if not sop:
+        return ""
+    name = getattr(sop, "name", "") or str(sop)
+    return f"; SOP class {name}"
 
 
 def is_enhanced(ds: pydicom.Dataset) -> bool:
@@ -168,6 +227,25 @@ def series_identity(ds: pydicom.Dataset, path: Path) -> tuple[str, str]:
     label = str(number) if number not in (None, "") else path.parent.name
     key = str(ds.get("SeriesInstanceUID") or f"{path.parent}/{label}")
     return key, label
+
+
+def header_identity(path: Path) -> tuple[str, str, str] | None:
+    """(series key, series label, what the file is) from a DICOM header, or None if unreadable.
+
+    Reads the header only (not the pixel data). What the file is names the
+    vendor and the kind, e.g. ``"SIEMENS mosaic DICOM"``, ``"GE MEDICAL
+    SYSTEMS slice DICOM"``.
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # pydicom raises many types on a damaged or partial header
+        return None
+    if len(ds) == 0:
+        return None
+    kind = "enhanced" if is_enhanced(ds) else "mosaic" if is_mosaic(ds) else "slice"
+    vendor = str(ds.get("Manufacturer") or "").strip() or "unknown vendor's"
+    key, label = series_identity(ds, path)
+    return key, label, f"{vendor} {kind} DICOM"
 
 
 def pixel_array(ds: pydicom.Dataset, path: Path) -> np.ndarray:

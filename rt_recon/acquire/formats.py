@@ -16,9 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
+
 from rt_recon.acquire import enhanced, mosaic, parrec, slices
-from rt_recon.acquire.dicom import is_enhanced, is_mosaic, looks_like_dicom, read_dataset
-from rt_recon.acquire.nifti import read_nifti_volumes
+from rt_recon.acquire._incomplete import IncompleteFileError
+from rt_recon.acquire.dicom import (
+    header_identity,
+    is_enhanced,
+    is_mosaic,
+    looks_like_dicom,
+    read_dataset,
+)
+from rt_recon.acquire.nifti import nifti_series, read_nifti_volumes
 from rt_recon.acquire.slices import SliceImage
 from rt_recon.acquire.volume import Volume
 
@@ -73,9 +82,21 @@ def read_file(path: Path, options: ReadOptions = DEFAULT_READ) -> list[Volume | 
     """The volumes (or the one slice) in one scanner file.
 
     Raises:
-        IncompleteFileError: the file (or its PAR/REC partner) is not all there yet.
+        IncompleteFileError: the file (or its PAR/REC partner) is not all there yet
+            (or empty, or a PAR without its REC...: its ``what`` says what it
+            is if it stays so).
         DataError: the file is not usable; the message names it and says why.
     """
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False  # gone or unreadable: the reader says which
+    if empty:
+        raise IncompleteFileError(
+            f"{path.name}: empty (0 bytes; still being written?)",
+            kind="empty",
+            what=f"{path.name}: empty file (0 bytes)",
+        )
     kind = classify(path)
     if kind == "parrec":
         return list(parrec.read_volumes(path, options.philips_image_type))
@@ -87,3 +108,37 @@ def read_file(path: Path, options: ReadOptions = DEFAULT_READ) -> list[Volume | 
     if is_mosaic(ds):
         return [mosaic.read_volume(ds, path)]
     return [slices.read_slice(ds, path, options.slices_per_volume)]
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which series a scanner file belongs to, read from its header only.
+
+    ``series`` and ``label`` are those the volumes read from the file carry
+    (:class:`~rt_recon.acquire.volume.Volume`); ``kind`` names the vendor and
+    format (``"GE MEDICAL SYSTEMS slice DICOM"``, ``"Philips PAR/REC"``, ...).
+    """
+
+    series: str
+    label: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} of series {self.label}"
+
+
+def identify(path: Path) -> FileIdentity | None:
+    """The series and kind of a scanner file without reading its pixels; None if unreadable."""
+    kind = classify(path)
+    if kind == "parrec":
+        par, _ = parrec.companion(path)
+        return FileIdentity(str(par.parent), par.parent.name, "Philips PAR/REC")
+    if kind == "nifti":
+        try:
+            ndim = len(nib.load(path).header.get_data_shape())
+        except Exception:  # nibabel raises many types on a damaged or partial header
+            return None
+        key, label = nifti_series(path, ndim)
+        return FileIdentity(key, label, "NIfTI")
+    found = header_identity(path) if kind == "dicom" else None
+    return FileIdentity(*found) if found is not None else None

@@ -138,9 +138,8 @@ def read_nifti_volumes(path: Path, tr_s: float | None = None) -> list[Volume]:
         raise DataError(f"{path.name}: cannot read the voxel data: {exc}") from None
     if data.ndim not in (3, 4):
         raise DataError(f"{path.name}: expected a 3D or 4D image, found shape {data.shape}")
-    stem = path.name.removesuffix(".gz").removesuffix(".nii")
-    match = re.search(r"(\d+)\D*$", stem)
-    series_label = stem[: match.start(1)].rstrip("_-.") if match and data.ndim == 3 else stem
+    _, match = _stem_number(path)
+    series, series_label = nifti_series(path, data.ndim)
     header_tr_s = None
     if data.ndim == 4:
         try:
@@ -148,8 +147,8 @@ def read_nifti_volumes(path: Path, tr_s: float | None = None) -> list[Volume]:
         except DataError:
             header_tr_s = None
     common = {
-        "series": f"{path.parent}/{series_label}",
-        "series_label": series_label or stem,
+        "series": series,
+        "series_label": series_label,
         "scanner_time": None,
         "date": None,
         "tr_s": tr_s if tr_s is not None else header_tr_s,
@@ -167,3 +166,19 @@ def read_nifti_volumes(path: Path, tr_s: float | None = None) -> list[Volume]:
         Volume.from_native(data[..., t], affine, index=t + 1, **common)
         for t in range(data.shape[3])
     ]
+
+
+def _stem_number(path: Path) -> tuple[str, re.Match | None]:
+    stem = path.name.removesuffix(".gz").removesuffix(".nii")
+    return stem, re.search(r"(\d+)\D*$", stem)
+
+
+def nifti_series(path: Path, ndim: int) -> tuple[str, str]:
+    """(series key, label) of a NIfTI file of ``ndim`` axes, as its volumes carry them.
+
+    A 3D file's series is its name without the volume number
+    (``run1_vol_0007.nii`` -> ``run1_vol``); a 4D file is a series of its own.
+    """
+    stem, match = _stem_number(path)
+    label = stem[: match.start(1)].rstrip("_-.") if match and ndim == 3 else stem
+    return f"{path.parent}/{label}", label or stem

@@ -47,6 +47,16 @@ def companion(path: Path) -> tuple[Path, Path]:
 
 def _header(par: Path) -> parrec.PARRECHeader:
     try:
+        empty = par.stat().st_size == 0
+    except OSError as exc:
+        raise IncompleteFileError(f"{par.name}: not there yet ({exc.strerror})") from None
+    if empty:
+        raise IncompleteFileError(
+            f"{par.name}: empty (0 bytes; still being written?)",
+            kind="empty",
+            what=f"{par.name}: empty file (0 bytes)",
+        )
+    try:
         with par.open("rt", errors="replace") as fh:
             info, image_defs = parrec.parse_PAR_header(fh)
     except OSError as exc:
@@ -102,13 +112,23 @@ def read_volumes(path: Path, image_type: int | None = None) -> list[Volume]:
     """The volume(s) of the PAR/REC pair that ``path`` (.par or .rec) belongs to.
 
     Raises:
-        IncompleteFileError: the .par or .rec is missing or the .rec is short.
+        IncompleteFileError: the .par or .rec is missing or empty, or the .rec is short.
         DataError: not a usable PAR/REC pair.
     """
     par, rec = companion(path)
-    header = _header(par)
+    if not par.is_file():
+        raise IncompleteFileError(
+            f"{rec.name}: its .par header ({par.name}) is not there yet",
+            kind="rec_without_par",
+            what=f"{rec.name}: REC data without its PAR header ({par.name})",
+        )
     if not rec.is_file():
-        raise IncompleteFileError(f"{par.name}: its .rec file is not there yet")
+        raise IncompleteFileError(
+            f"{par.name}: its .rec data file ({rec.name}) is not there yet",
+            kind="par_without_rec",
+            what=f"{par.name}: PAR header without its REC data file ({rec.name})",
+        )
+    header = _header(par)
     expected = _expected_rec_bytes(header)
     size = rec.stat().st_size
     if size < expected:

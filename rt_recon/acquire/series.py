@@ -98,7 +98,7 @@ def series_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise DataError(f"series not found: {path} (expected a folder of scanner files or a file)")
-    files = sorted((p for p in path.iterdir() if p.is_file() and classify(p)), key=_natural_key)
+    files = sorted((p for p in path.iterdir() if p.is_file() and classify(p)), key=natural_key)
     if not files:
         raise DataError(
             f"{path}: no DICOM, PAR/REC or NIfTI files in this folder "
@@ -107,7 +107,8 @@ def series_files(path: Path) -> list[Path]:
     return files
 
 
-def _natural_key(path: Path) -> list:
+def natural_key(path: Path) -> list:
+    """Sort key putting ``vol_2`` before ``vol_10`` (numbers in names compared as numbers)."""
     import re
 
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
@@ -142,8 +143,9 @@ def read_series(
         try:
             items = read_file(file, options)
         except IncompleteFileError as exc:
-            unreadable.append((file, f"incomplete: {exc}"))
-            log.error("%s", exc)
+            reason = exc.what or f"incomplete: {exc}"  # offline: nothing more will come
+            unreadable.append((file, reason))
+            log.error("%s", reason)
             continue
         except DataError as exc:
             unreadable.append((file, str(exc)))

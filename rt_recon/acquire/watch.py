@@ -96,8 +96,8 @@ class FolderWatcher:
         give_up: seconds an incomplete file may stay unchanged before
             :meth:`stalled` lists it.
         include_existing: hand out files already in the folder at start
-            (else they are taken as done: a bridge restarted mid-run streams
-            only what comes next).
+            (else they are taken as done and listed in :attr:`existing`: a
+            bridge restarted mid-run decides what to do with them).
         accept: which files to consider (default: scanner files, see
             :func:`rt_recon.acquire.formats.classify`).
     """
@@ -132,6 +132,9 @@ class FolderWatcher:
         self._observer: Observer | None = None
         self._next_scan = 0.0
         self._scan(pylsl.local_clock(), initial=not include_existing)
+        #: Files already in the folder at start and taken as done (``include_existing=False``),
+        #: in name order: a bridge restarted mid-run reads those of a series that goes on.
+        self.existing: list[Path] = [] if include_existing else sorted(self._files)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> FolderWatcher:
@@ -303,7 +306,7 @@ class FolderWatcher:
             del self._files[gone]
         if initial and self._files:
             log.info(
-                "%d files already in %s are left alone (include_existing=False)",
+                "%d files already in %s at start are not handed out (include_existing=False)",
                 len(self._files),
                 self.folder,
             )

@@ -21,7 +21,13 @@ import pyxdf
 
 from rt_recon.acquire.nifti import RecordedRun
 from rt_recon.errors import DataError
-from rt_recon.protocol import MARKER_STREAM_TYPE, PROTOCOL_NAME, VOLUME_STREAM_TYPE, VOXEL_ORDER
+from rt_recon.protocol import (
+    END_OF_RUN,
+    MARKER_STREAM_TYPE,
+    PROTOCOL_NAME,
+    VOLUME_STREAM_TYPE,
+    VOXEL_ORDER,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +118,11 @@ def load_xdf_run(path: str | Path, stream: str | None = None) -> RecordedRun:
     stamps = np.asarray(volumes_stream["time_stamps"], dtype=np.float64)
     if data.ndim != 2 or len(data) == 0:
         raise DataError(f"{path.name}: the volume stream holds no samples")
+    if geometry.get("index_channel") == "last":  # the acquisition index; -1 ends a run
+        keep = data[:, -1] != END_OF_RUN
+        data, stamps = data[keep, :-1], stamps[keep]
+        if len(data) == 0:
+            raise DataError(f"{path.name}: the volume stream holds no volumes")
     if data.shape[1] != int(np.prod(shape)):
         raise DataError(
             f"{path.name}: {data.shape[1]} channels for a volume of shape {shape} "

@@ -3,6 +3,11 @@
 Targets come from the render model itself (``z``: VAE latents of the
 pictures; ``c``: text-encoder states of the captions), so a bundle belongs
 to one model, whose fingerprint it records.
+
+A fit needs at least :data:`~rt_recon.decode.fit.MIN_RUNS` (two) training
+runs (role ``train`` in the dataset's manifest): the ridge penalty of every
+target is chosen by leave-one-run-out cross-validation.
+:func:`training_runs` checks that first, before a model is loaded.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import numpy as np
 
 from rt_recon.acquire.nifti import load_mask, load_nifti_run
 from rt_recon.config import FitSection
-from rt_recon.dataset import Dataset
+from rt_recon.dataset import MANIFEST, Dataset, RunFiles
 from rt_recon.decode.bundle import DecoderBundle, ModelSpec, StreamSpec
-from rt_recon.decode.fit import Targets, TrainingRun, fit_decoders
+from rt_recon.decode.fit import MIN_RUNS, Targets, TrainingRun, fit_decoders
+from rt_recon.errors import DataError
 from rt_recon.render.model import RenderModel
 from rt_recon.render.targets import encode_captions, encode_images
 
@@ -24,6 +30,18 @@ log = logging.getLogger(__name__)
 
 #: Which mask each head reads (Takagi & Nishimoto: z from early, c from higher visual cortex).
 DEFAULT_HEAD_MASKS = {"z": "ev", "c": "hv"}
+
+
+def training_runs(dataset: Dataset) -> list[RunFiles]:
+    """The dataset's ``train`` runs; a DataError naming the dataset if there are too few."""
+    runs = dataset.runs("train")
+    if len(runs) < MIN_RUNS:
+        raise DataError(
+            f"{dataset.root}: fitting needs at least {MIN_RUNS} training runs (role 'train' in "
+            f"{MANIFEST}), found {len(runs)}: the ridge penalties are chosen by "
+            "leave-one-run-out cross-validation; add another training run"
+        )
+    return runs
 
 
 def fit_dataset(
@@ -38,7 +56,7 @@ def fit_dataset(
     ``progress(done, total)``: see :func:`~rt_recon.decode.fit.fit_decoders`.
     """
     runs, shape, affine = [], None, None
-    for files in dataset.runs("train"):
+    for files in training_runs(dataset):
         recorded = load_nifti_run(files.bold, files.events)
         shape, affine = recorded.shape, recorded.affine
         runs.append(TrainingRun(recorded.volumes, recorded.events, recorded.tr_s))

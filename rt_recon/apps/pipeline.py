@@ -7,8 +7,25 @@ the session lossless from its first volume: the nodes start, the decoder
 waits for its latents subscribers (renderer, recorder, this process) and the
 renderer for its frame subscribers (recorder, this process); the replay
 source starts streaming only once the decoder and the recorder report
-``streaming`` (``--await-ready``). This process collects every latents
-message and frame until the frame of the last TR arrives.
+``streaming`` (``--await-ready``). The renderer subscribes to latents only
+once its own subscribers are there, so the decoder streaming means the
+renderer is listening. This process collects every latents message and frame
+until the frame of the last TR arrives.
+
+An ``asap`` source (``--asap`` among the replay's arguments) goes as fast as
+the *renderer* is done with each TR (``--ack-frames``), not only the decoder:
+the decoder alone takes a volume in a few milliseconds, so a renderer that
+takes the newest latents would skip most TRs. One volume is in flight at a
+time (``--window 1``): with two, the decoder's next latents often landed
+while the renderer was still publishing and saving the last frame, and the
+renderer skipped the older one as stale (6 of 40 TRs on a loaded 2-core
+CPU). The source's acknowledgement socket subscribes to latents and frames,
+so both nodes wait for one subscriber more (:func:`pipeline_overrides`):
+counting it without waiting for it let the decoder start before the renderer
+had subscribed (issue #15 item 7: 1 frame of 155 TRs).
+
+When the last frame is in, the recorder gets a moment to record it too
+(its heartbeat says when) before the nodes are stopped.
 """
 
 from __future__ import annotations
@@ -22,10 +39,17 @@ from pathlib import Path
 import zmq
 
 from rt_recon.config import SessionConfig
-from rt_recon.errors import RtReconError
+from rt_recon.errors import ConfigError, RtReconError
 from rt_recon.evaluate.latency import StageSummary, summarise
 from rt_recon.nodes.supervisor import Supervisor
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_LATENTS, Message
+from rt_recon.protocol import (
+    AWAY_AFTER_S,
+    FAILED_STATES,
+    TOPIC_FRAME,
+    TOPIC_LATENTS,
+    TOPIC_STATUS,
+    Message,
+)
 from rt_recon.transport.zmq import Subscriber
 
 log = logging.getLogger(__name__)
@@ -36,6 +60,33 @@ _DRAIN_S = 10.0
 #: Subscribers the nodes wait for: latents go to renderer, recorder and the
 #: collector; frames to recorder and the collector.
 PIPELINE_OVERRIDES = {"decoder.wait_for_subscribers": 3, "renderer.wait_for_subscribers": 2}
+
+#: With an asap source, its acknowledgement socket subscribes to latents and frames too.
+ASAP_PIPELINE_OVERRIDES = {"decoder.wait_for_subscribers": 4, "renderer.wait_for_subscribers": 3}
+
+
+def pipeline_overrides(asap: bool = False) -> dict[str, int]:
+    """The subscriber counts the nodes of a pipeline wait for (with an ``asap`` source or not)."""
+    return dict(ASAP_PIPELINE_OVERRIDES if asap else PIPELINE_OVERRIDES)
+
+
+def _check_subscriber_counts(config: SessionConfig, asap: bool) -> None:
+    """Refuse a config whose nodes would start before every subscriber of the pipeline is in."""
+    found = {
+        "decoder.wait_for_subscribers": config.decoder.wait_for_subscribers,
+        "renderer.wait_for_subscribers": config.renderer.wait_for_subscribers,
+    }
+    problems = ", ".join(
+        f"{key} >= {n} (found {found[key]})"
+        for key, n in pipeline_overrides(asap).items()
+        if found[key] < n
+    )
+    if problems:
+        raise ConfigError(
+            f"a pipeline{' with an asap source' if asap else ''} needs {problems}: the nodes "
+            "would start before all their subscribers are in (apply "
+            f"pipeline_overrides(asap={asap}) to the config)"
+        )
 
 
 @dataclass
@@ -61,33 +112,78 @@ def run_pipeline(
 ) -> PipelineResult:
     """Start the nodes and the replay source; return when TR ``n_trs - 1`` is rendered.
 
-    ``config`` must include :data:`PIPELINE_OVERRIDES`; ``config_path`` is
-    that config as a file, for the children. ``replay_args`` are the replay
+    ``config`` must include :func:`pipeline_overrides` (``asap=True`` when
+    ``--asap`` is among ``replay_args``; a ConfigError otherwise); ``config_path``
+    is that config as a file, for the children. ``replay_args`` are the replay
     node's run and options (``rt-recon simulate replay`` without
-    ``--config``), e.g. ``[bold, "--events", events]``. ``monitor(supervisor)``,
+    ``--config``), e.g. ``[bold, "--events", events]``; an asap replay is paced
+    by the renderer's frames (``--ack-frames``, added here). ``monitor(supervisor)``,
     if given, is called about every 0.1 s while the run goes (e.g. to sample
     the children's memory).
     """
+    asap = "--asap" in replay_args
+    _check_subscriber_counts(config, asap)
     result = PipelineResult(config.paths.output_dir, n_trs, config.recording_path)
-    await_ready = [
+    source_args = [
         "--await-ready",
         config.decoder.latents_endpoint,
         "--await-ready",
         config.recorder.status_endpoint,
     ]
+    if asap and "--ack-frames" not in replay_args:
+        source_args += ["--ack-frames", config.renderer.frames_endpoint]
+    if asap and "--window" not in replay_args:
+        source_args += ["--window", "1"]
     with (
         Supervisor(config.paths.output_dir / "logs") as supervisor,
         Subscriber(
-            config.decoder.latents_endpoint, [TOPIC_LATENTS], curve=config.security
+            config.decoder.latents_endpoint,
+            [TOPIC_LATENTS],
+            curve=config.security,
+            name="collector",
         ) as latents,
-        Subscriber(config.renderer.frames_endpoint, [TOPIC_FRAME], curve=config.security) as frames,
+        Subscriber(
+            config.renderer.frames_endpoint, [TOPIC_FRAME], curve=config.security, name="collector"
+        ) as frames,
+        Subscriber(
+            config.recorder.status_endpoint, [TOPIC_STATUS], curve=config.security, name="collector"
+        ) as recorder,
     ):
         for node in ("recorder", "renderer", "decoder"):
             supervisor.start_node(node, config_path)
-        supervisor.start_node("replay", config_path, *replay_args, *await_ready)
+        supervisor.start_node("replay", config_path, *replay_args, *source_args)
         _collect(supervisor, latents, frames, result, monitor)
+        _wait_for_recorder(recorder, result)
     result.latency = summarise((f.header["times"] for f in result.frames), config.budgets_ms())
     return result
+
+
+#: Recorder states in which it records nothing more.
+_NOT_RECORDING = frozenset({"paused", "stopped", *FAILED_STATES})
+
+
+def _wait_for_recorder(status: Subscriber, result: PipelineResult) -> None:
+    """Wait until the recorder's heartbeat (one a period at least) counts every latents
+    message and frame collected here as recorded, or says it records nothing more (paused,
+    failed): stopping it at once lost the last TR's frame from the new recording. A
+    recorder that has not caught up within three heartbeat periods is logged."""
+    deadline = time.monotonic() + AWAY_AFTER_S
+    while (left := deadline - time.monotonic()) > 0:
+        message = status.receive(timeout=left)
+        if message is None:
+            break
+        beat = message.header
+        if beat.get("node") != "recorder":
+            continue
+        if beat.get("state") in _NOT_RECORDING or (
+            beat.get("latents", 0) >= len(result.latents)
+            and beat.get("frames", 0) >= len(result.frames)
+        ):
+            return
+    log.warning(
+        "the recorder did not report recording all %d latents and %d frames within %g s",
+        len(result.latents), len(result.frames), AWAY_AFTER_S,
+    )  # fmt: skip
 
 
 def _collect(

@@ -4,10 +4,11 @@ The recording's own session config (stored in the file) supplies the
 decoder bundle, the render model and the renderer settings, so the replay
 reruns the session as it was; the output (frames, logs, a new recording)
 goes to a new folder. The recorded volumes and trial markers are streamed
-over LSL at the recorded pace times ``speed`` (or as fast as the decoder
-acknowledges, ``asap``), into the same decoder, renderer and recorder
-processes as a live session. Decoding is deterministic, so latents equal the
-original recording's wherever it had them: :func:`compare_latents` says so.
+over LSL at the recorded pace times ``speed`` (or ``asap``: as fast as the
+renderer is done with each TR, so every TR gets its frame), into the same
+decoder, renderer and recorder processes as a live session. Decoding is
+deterministic, so latents equal the original recording's wherever it had
+them: :func:`compare_latents` says so.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_recon.apps.pipeline import PIPELINE_OVERRIDES, PipelineResult, run_pipeline
+from rt_recon.apps.pipeline import PipelineResult, pipeline_overrides, run_pipeline
 from rt_recon.config import SessionConfig, validate_config
 from rt_recon.errors import DataError
 from rt_recon.record.recording import RecordingReader
@@ -50,8 +51,11 @@ def compare_latents(a: str | Path, b: str | Path) -> LatentsComparison:
     return LatentsComparison(compared, identical, worst)
 
 
-def replay_config(recording: str | Path, output: Path, speed: float) -> SessionConfig:
-    """The recorded session's config, writing to ``output``, replaying at ``speed``."""
+def replay_config(
+    recording: str | Path, output: Path, speed: float, asap: bool = False
+) -> SessionConfig:
+    """The recorded session's config, writing to ``output``, replaying at ``speed`` (or
+    ``asap``: the nodes then wait for the replay's acknowledgement socket too)."""
     with RecordingReader(recording) as reading:
         recorded = reading.attr("config")
     if recorded is None:
@@ -59,7 +63,7 @@ def replay_config(recording: str | Path, output: Path, speed: float) -> SessionC
     config = validate_config(recorded, f"{recording} (recorded config)")
     return config.with_overrides(
         {
-            **PIPELINE_OVERRIDES,
+            **pipeline_overrides(asap),
             "paths.output_dir": str(output),
             "recorder.path": str(output / "recording.h5"),
             "replay.speed": speed,
@@ -75,11 +79,12 @@ def replay_recording(
 
     ``output`` defaults to a new ``replay-<time>`` folder beside the
     recording; ``speed`` is times the recorded pace, ``asap`` as fast as the
-    decoder takes the volumes.
+    renderer is done with each TR (so every TR is rendered,
+    :func:`~rt_recon.apps.pipeline.run_pipeline`).
     """
     recording = Path(recording)
     output = output or recording.parent / f"replay-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = replay_config(recording, output, speed)
+    config = replay_config(recording, output, speed, asap)
     output.mkdir(parents=True, exist_ok=True)
     config_path = output / "session.json"
     config_path.write_text(config.to_json())

@@ -1,59 +1,230 @@
 """``rt-recon run CONFIG``: start a session's nodes as processes and keep them running.
 
-1. Preflight, before any process starts (:mod:`rt_recon.apps.preflight`):
-   each problem is one line naming its cause.
-2. Start the nodes (``run.nodes``) by name through the supervisor, each
+1. Preflight, before any process starts or any file is written
+   (:mod:`rt_recon.apps.preflight`): each problem is one line naming its cause.
+2. Write the config the nodes read, ``<output_dir>/session.json``, without
+   secrets (:meth:`~rt_recon.config.SessionConfig.redacted`); the console's
+   token reaches the console node through its environment
+   (:data:`~rt_recon.config.CONSOLE_TOKEN_ENV`), never through a file.
+3. Start the nodes (``run.nodes``) by name through the supervisor, each
    ``python -m rt_recon <subcommand>``, logs under ``<output_dir>/logs``.
-3. Watch them: a crashed node listed in ``run.restart`` (renderer, console)
-   is restarted, up to ``run.max_restarts`` times; any other node's exit
-   ends the session with that node's own error line.
-4. On SIGINT/SIGTERM, stop every node (SIGTERM, then SIGKILL): no orphans.
+4. Watch them: a crashed node listed in ``run.restart`` (renderer, decoder,
+   console by default) is restarted, up to ``run.max_restarts`` times; any other node's exit
+   ends the session with that node's own error line. Their heartbeats are
+   listened to for the end-of-session :class:`SessionSummary`.
+5. On SIGINT/SIGTERM, stop every node (SIGTERM, then SIGKILL): no orphans.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rt_recon.apps.preflight import check_before_start
 from rt_recon.config import SessionConfig
-from rt_recon.errors import RtReconError
+from rt_recon.errors import ProtocolError, RtReconError
 from rt_recon.nodes.supervisor import Supervisor
+from rt_recon.protocol import TOPIC_STATUS, Status
+from rt_recon.record.recording import RecordingReader
+from rt_recon.transport.zmq import Subscriber
 
 log = logging.getLogger(__name__)
 
 _RESTART_BACKOFF_S = 1.0
+#: Nodes that read a secret from their environment (the console: its token).
+_SECRET_READERS = frozenset({"console"})
 
 
-def run_session(config: SessionConfig, config_path: Path, stop: threading.Event) -> None:
-    """Run until ``stop`` is set, or raise RtReconError when a node fails for good.
+@dataclass
+class SessionSummary:
+    """What a session did, from its nodes' last heartbeats and its recording.
 
-    ``config_path`` is ``config`` as a file, for the children.
+    ``trs``: TRs the decoder counted over the session's ``runs`` (decoded, ``skipped``
+    because they could not be decoded, and ``missed`` because they never arrived);
+    ``frames``: frames rendered,
+    over every renderer process of the session (restarts included);
+    ``recording``: the recording file, if one was written, with its
+    ``recorded`` entries per group (volumes, frames, ...) or why it could not
+    be read (``recording_problem``). A node not heard from is absent from
+    ``heard``, and its numbers stay None.
     """
-    nodes = config.run.nodes
-    check_before_start(config, nodes)
-    restarts = dict.fromkeys(nodes, 0)
-    with Supervisor(config.paths.output_dir / "logs") as supervisor:
-        for node in nodes:
-            supervisor.start_node(node, config_path)
-        log.info("session running: %s (Ctrl-C to stop)", ", ".join(nodes))
-        while not stop.wait(0.2):
-            for node, code in supervisor.exited().items():
-                child = supervisor.children[node]
-                reason = child.error_line() or f"exit code {code}"
-                if node in config.run.restart and restarts[node] < config.run.max_restarts:
-                    restarts[node] += 1
-                    log.warning(
-                        "%s stopped (%s); restarting it (%d/%d)",
-                        node,
-                        reason,
-                        restarts[node],
-                        config.run.max_restarts,
-                    )
-                    time.sleep(_RESTART_BACKOFF_S)
-                    supervisor.start_node(node, config_path)
+
+    duration_s: float = 0.0
+    heard: set[str] = field(default_factory=set)
+    trs: int | None = None
+    runs: int | None = None
+    missed: int | None = None
+    skipped: int | None = None
+    frames: int | None = None
+    recording: Path | None = None
+    recorded: dict[str, int] = field(default_factory=dict)
+    recording_problem: str | None = None
+
+
+class HeartbeatWatch:
+    """The last heartbeat counters of each node process behind ``endpoints``."""
+
+    def __init__(self, endpoints: list[str], config: SessionConfig):
+        self._subscribers = [
+            Subscriber(endpoint, [TOPIC_STATUS], curve=config.security) for endpoint in endpoints
+        ]
+        #: (node, pid) -> its last counters
+        self.last: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def poll(self) -> None:
+        """Take every heartbeat waiting, without blocking."""
+        for subscriber in self._subscribers:
+            while (message := subscriber.receive(timeout=0.0)) is not None:
+                try:
+                    status = Status.from_json(message.header)
+                except ProtocolError as exc:
+                    log.debug("ignored a heartbeat from %s: %s", subscriber.endpoint, exc)
                     continue
-                raise RtReconError(f"{node} stopped: {reason} (log: {child.log_path})")
-    log.info("session stopped")
+                self.last[(status.node, status.pid)] = dict(status.counters)
+
+    def counters(self, node: str) -> list[dict[str, Any]]:
+        """The last counters of each process of ``node`` heard from (restarts: several)."""
+        return [counters for (name, _), counters in self.last.items() if name == node]
+
+    def close(self) -> None:
+        for subscriber in self._subscribers:
+            subscriber.close()
+
+
+def _summarize(
+    watch: HeartbeatWatch, config: SessionConfig, nodes: tuple[str, ...], duration_s: float
+) -> SessionSummary:
+    summary = SessionSummary(duration_s=duration_s, heard={node for node, _ in watch.last})
+    decoders = watch.counters("decoder")
+    if decoders:
+        summary.missed = sum(int(c.get("missed", 0)) for c in decoders)
+        summary.skipped = sum(int(c.get("skipped", 0)) for c in decoders)
+        published = sum(int(c.get("published", 0)) for c in decoders)
+        summary.trs = published + summary.skipped + summary.missed
+        summary.runs = sum(int(c.get("runs", 0)) for c in decoders)
+    renderers = watch.counters("renderer")
+    if renderers:
+        summary.frames = sum(int(c.get("rendered", 0)) for c in renderers)
+    path = config.recording_path
+    if "recorder" in nodes and path.is_file():
+        summary.recording = path
+        try:
+            with RecordingReader(path) as reading:
+                groups = ("volumes", "markers", "latents", "frames")
+                summary.recorded = {group: reading.count(group) for group in groups}
+        except RtReconError as exc:
+            summary.recording_problem = str(exc)
+    return summary
+
+
+def console_url(config: SessionConfig) -> str:
+    """The base address of the session's console (``http://host:port``), without any token.
+
+    A console bound to every interface (``0.0.0.0``, ``::``) is shown under this
+    machine's host name.
+    """
+    host = config.console.host
+    if host in {"0.0.0.0", "::"}:
+        host = socket.gethostname()
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{config.console.port}"
+
+
+class Session:
+    """One ``rt-recon run``: preflight on construction, then :meth:`run`.
+
+    :attr:`summary` is filled in when :meth:`run` returns or raises.
+    """
+
+    def __init__(self, config: SessionConfig):
+        self.config = config
+        self.nodes = config.run.nodes
+        check_before_start(config, self.nodes)
+        self.output_dir = config.paths.output_dir
+        #: The config the nodes read: written by :meth:`run`, without secrets.
+        self.config_path = self.output_dir / "session.json"
+        self.log_dir = self.output_dir / "logs"
+        self.summary: SessionSummary | None = None
+
+    @property
+    def recording_path(self) -> Path | None:
+        """Where the recorder writes (None: no recorder in this session)."""
+        return self.config.recording_path if "recorder" in self.nodes else None
+
+    def _heartbeat_endpoints(self) -> list[str]:
+        endpoints = {
+            "decoder": self.config.decoder.latents_endpoint,
+            "renderer": self.config.renderer.frames_endpoint,
+            "recorder": self.config.recorder.status_endpoint,
+        }
+        return [endpoint for node, endpoint in endpoints.items() if node in self.nodes]
+
+    def run(self, stop: threading.Event, on_started: Callable[[], None] | None = None) -> None:
+        """Run until ``stop`` is set, or raise RtReconError when a node fails for good.
+
+        ``on_started`` is called once every node has been started.
+        """
+        config, nodes = self.config, self.nodes
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(config.to_json(redact=True))
+        secrets = config.secret_env()
+        restarts = dict.fromkeys(nodes, 0)
+        started = time.monotonic()
+        watch = HeartbeatWatch(self._heartbeat_endpoints(), config)
+
+        def start(supervisor: Supervisor, node: str) -> None:
+            env = secrets if node in _SECRET_READERS else None
+            supervisor.start_node(node, self.config_path, env=env)
+
+        try:
+            with Supervisor(self.log_dir) as supervisor:
+                for node in nodes:
+                    start(supervisor, node)
+                log.info("session running: %s (Ctrl-C to stop)", ", ".join(nodes))
+                if on_started is not None:
+                    on_started()
+                while not stop.wait(0.2):
+                    watch.poll()
+                    for node, code in supervisor.exited().items():
+                        child = supervisor.children[node]
+                        reason = child.error_line() or f"exit code {code}"
+                        if node in config.run.restart and restarts[node] < config.run.max_restarts:
+                            restarts[node] += 1
+                            log.warning(
+                                "%s stopped (%s); restarting it (%d/%d)",
+                                node,
+                                reason,
+                                restarts[node],
+                                config.run.max_restarts,
+                            )
+                            time.sleep(_RESTART_BACKOFF_S)
+                            start(supervisor, node)
+                            continue
+                        raise RtReconError(f"{node} stopped: {reason} (log: {child.log_path})")
+            log.info("session stopped")
+        finally:
+            watch.poll()  # the nodes' last words ("stopped" heartbeats) that arrived
+            watch.close()
+            self.summary = _summarize(watch, config, nodes, time.monotonic() - started)
+
+
+def run_session(
+    config: SessionConfig,
+    stop: threading.Event,
+    on_started: Callable[[], None] | None = None,
+) -> SessionSummary:
+    """Preflight, then run until ``stop`` is set (see :class:`Session`); the summary.
+
+    Raises:
+        RtReconError: preflight found a problem (nothing started), or a node failed for good.
+    """
+    session = Session(config)
+    session.run(stop, on_started)
+    assert session.summary is not None
+    return session.summary

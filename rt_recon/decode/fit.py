@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 #: Volumes averaged into the motion-correction reference.
 _REFERENCE_VOLUMES = 5
 
+#: Runs a fit needs: alphas are chosen by leave-one-run-out cross-validation.
+MIN_RUNS = 2
+
 
 @dataclass
 class TrainingRun:
@@ -177,8 +180,10 @@ def fit_decoders(
     ``progress(done, total)`` is called after each run's preprocessing and after
     each head's fit (``total`` = runs + heads).
     """
-    if len(runs) < 2:
-        raise DataError(f"fitting needs at least 2 runs for cross-validation, found {len(runs)}")
+    if len(runs) < MIN_RUNS:
+        raise DataError(
+            f"fitting needs at least {MIN_RUNS} runs for cross-validation, found {len(runs)}"
+        )
     warmup = fit.zscore_warmup_trs
     shape, affine = stream.shape, stream.affine
     reference = None

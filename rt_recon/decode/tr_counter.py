@@ -1,7 +1,16 @@
-"""TR indices from volume timestamps: the first volume is TR 0, a gap of k intervals is k TRs.
+"""TR indices of a run's volumes (docs/protocol.md 1, "TR index").
 
-Pure (no I/O): the decoder node feeds it each volume's LSL timestamp and
-CRC-32 (docs/protocol.md 1, "TR index").
+Two sources, one result (:class:`TrStep`):
+
+* :class:`IndexedTrCounter`: the volume carries its acquisition index within its
+  series (the stream's index channel): that index is the TR. What never arrived
+  is the gap between indices, from 0 at the start of the run; a repeated index
+  is a duplicate and a lower one out of order.
+* :class:`TrCounter`: a stream without an index channel (an outside producer):
+  the first volume is TR 0 and a gap of k sample intervals between timestamps is
+  k TRs.
+
+Pure (no I/O): the decoder node feeds each volume's index or timestamp and CRC-32.
 """
 
 from __future__ import annotations
@@ -70,3 +79,31 @@ class TrCounter:
         step = 1 if self.sequential else max(1, round(steps))
         self._last = (index + step, timestamp, crc)
         return TrStep(index + step, missed=step - 1, dt=dt)
+
+
+class IndexedTrCounter:
+    """TR index from the volume's own acquisition index (0-based, within its series).
+
+    The first volume of a run with index ``k > 0`` reports ``k`` missed TRs
+    (volumes 0 .. k - 1 never reached this consumer); an index seen before is a
+    duplicate, a lower one out of order (its TR was already reported missed).
+    """
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    @property
+    def last(self) -> int | None:
+        """The last index that was assigned a TR (None before the first)."""
+        return self._last
+
+    def update(self, index: int) -> TrStep:
+        if index < 0:
+            raise StreamError(f"an acquisition index is >= 0, found {index}")
+        last = self._last
+        if last is not None and index == last:
+            return TrStep(None, rejected="duplicate")
+        if last is not None and index < last:
+            return TrStep(None, rejected="out_of_order")
+        self._last = index
+        return TrStep(index, missed=index - (-1 if last is None else last) - 1)

@@ -17,6 +17,7 @@ from rt_recon.acquire.nifti import load_nifti_run
 from rt_recon.dataset import Dataset, RunFiles
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.online import OnlineDecoder
+from rt_recon.errors import DataError
 from rt_recon.evaluate.trials import TrialScores, collect_trials, score
 from rt_recon.protocol import trial_samples
 from rt_recon.render.img2img import Img2ImgRenderer
@@ -44,6 +45,12 @@ def evaluate_run(
     latents = decode_run(bundle, run.volumes)
     lag = bundle.window.lag_trs
     trial_trs = {t for t, _ in trial_samples(run.events, len(run.volumes), run.tr_s, lag)}
+    if not trial_trs:
+        raise DataError(
+            f"no trial events in {files.events} (events with a stimulus_id whose response, "
+            f"{lag} TRs after the onset, falls inside the run's {len(run.volumes)} volumes): "
+            "nothing to score"
+        )
     frames = {t: renderer.render(latents[t]["z"], latents[t]["c"]) for t in sorted(trial_trs)}
     ids = sorted({int(e["stimulus_id"]) for e in run.events if "stimulus_id" in e})
     truths = dict(zip(ids, dataset.stimulus_images(ids), strict=True))

@@ -1,5 +1,10 @@
 """A self-contained HTML report of a session evaluation (pictures and plots inlined).
 
+The accuracy is stated with the trials it rests on (``n scored of n shown``),
+beside identification over all trials shown (a trial without a frame a
+failure); a warning heads the page when few trials were scored
+(:func:`~rt_recon.evaluate.trials.coverage_warnings`).
+
 The numbers are also embedded as JSON (``<script id="metrics" type="application/json">``)
 and written beside the page as ``metrics.json``, so tools read the same
 figures a person sees.
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rt_recon.evaluate.session_eval import SessionEvaluation
-from rt_recon.evaluate.trials import save_grid
+from rt_recon.evaluate.trials import coverage, save_grid
 
 
 def _png_data_uri(path_or_bytes: Path | bytes) -> str:
@@ -66,6 +71,9 @@ def write_report(evaluation: SessionEvaluation, out_dir: str | Path) -> Path:
         f"<td>{'' if t.corr_own is None else f'{t.corr_own:.3f}'}</td></tr>"
         for t in evaluation.trials
     )
+    warnings = "".join(
+        f'<p class="warning">warning: {html.escape(w)}</p>' for w in evaluation.warnings
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rt_recon session report</title>
 <style>
@@ -73,19 +81,27 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} .big {{ font-size: 1.4em; }}
+.warning {{ background: #fff3cd; border-left: 4px solid #d29922; padding: 0.5em 0.8em; }}
 </style></head><body>
 <h1>Session report</h1>
 <p>Recording: <code>{html.escape(str(evaluation.recording))}</code></p>
 <h2>Reconstruction</h2>
+<p id="headline">{html.escape(evaluation.headline())}</p>
+{warnings}
 <table>
-<tr><th>trials scored</th><td id="n_trials">{evaluation.n_trials}</td></tr>
+<tr><th>trials shown (stimulus markers)</th><td id="n_shown">{evaluation.n_shown}</td></tr>
+<tr><th>trials scored (with a frame)</th><td id="n_trials">{evaluation.n_trials}</td></tr>
 <tr><th>trials without a frame</th><td id="n_missing">{evaluation.n_missing}</td></tr>
-<tr><th>two-way identification ({html.escape(evaluation.feature_space)}; chance 50%)</th>
+<tr><th>two-way identification ({html.escape(evaluation.feature_space)}; chance 50%)
+on {coverage(evaluation.n_trials, evaluation.n_shown)}</th>
 <td class="big" id="identification">{100 * evaluation.identification:.1f}%</td></tr>
-<tr><th>PixCorr</th><td id="pixcorr">{evaluation.pixcorr:.4f}</td></tr>
-<tr><th>SSIM (grayscale)</th><td id="ssim">{evaluation.ssim:.4f}</td></tr>
+<tr><th>two-way identification over all {evaluation.n_shown} shown
+(a trial without a frame counted as a failure)</th>
+<td id="identification_shown">{100 * evaluation.identification_shown:.1f}%</td></tr>
+<tr><th>PixCorr (on the scored trials)</th><td id="pixcorr">{evaluation.pixcorr:.4f}</td></tr>
+<tr><th>SSIM (grayscale, on the scored trials)</th><td id="ssim">{evaluation.ssim:.4f}</td></tr>
 </table>
-<p>True pictures (upper rows) and reconstructions (lower rows), one column per trial:</p>
+<p>True pictures (upper rows) and reconstructions (lower rows), one column per scored trial:</p>
 <img alt="true vs reconstructed" src="{_png_data_uri(grid)}">
 <h2>Latency</h2>
 <table><tr><th>stage</th><th>n</th><th>p50 ms</th><th>p95 ms</th><th>max ms</th>

@@ -7,8 +7,16 @@ same rule the decoder and the console apply live; a trial's frame is the one
 rendered from the volume at its scored TR (``lag_trs`` later), found by the
 CRC-32 the decoder puts in every header. A session that dropped or
 duplicated TRs is scored on the trials whose frames exist; the others are
-counted as missing. Latency is judged by the session's own budgets (its
-recorded config), so a GPU session meets GPU budgets.
+counted as missing, and every figure is stated as ``n scored of n shown``
+beside identification over all trials shown, a missing trial counted as a
+failure, with a warning when few were scored
+(:func:`~rt_recon.evaluate.trials.coverage_warnings`). Latency is judged by
+the session's own budgets (its recorded config), so a GPU session meets GPU
+budgets.
+
+A recording with nothing to score (no stimulus markers, no frames, fewer
+than two trials with a frame) is a :class:`~rt_recon.errors.DataError`
+saying which, and what to do.
 """
 
 from __future__ import annotations
@@ -26,7 +34,12 @@ from rt_recon.errors import ConfigError, DataError
 from rt_recon.evaluate.latency import StageSummary, stage_samples, summarise
 from rt_recon.evaluate.metrics import PIXEL_SPACE, correlation_matrix, pixel_features
 from rt_recon.evaluate.ssim import mean_ssim
-from rt_recon.evaluate.trials import match_size, score
+from rt_recon.evaluate.trials import (
+    TrialCoverage,
+    coverage,
+    match_size,
+    score,
+)
 from rt_recon.protocol import Marker, TrialWindow, is_trial_event, onset_tr
 from rt_recon.record.recording import RecordingReader
 
@@ -43,10 +56,10 @@ class TrialRow:
 
 
 @dataclass
-class SessionEvaluation:
+class SessionEvaluation(TrialCoverage):
     recording: Path
-    n_trials: int
-    n_missing: int
+    n_trials: int  # trials scored: those with a frame
+    n_missing: int  # trials shown whose frame was never rendered or recorded
     identification: float
     pixcorr: float
     ssim: float
@@ -57,14 +70,30 @@ class SessionEvaluation:
     recons: np.ndarray | None = None
     truths: np.ndarray | None = None
 
+    def headline(self) -> str:
+        """The accuracy in one line, with the trials it rests on (``n scored of n shown``)."""
+        line = (
+            f"two-way identification {100 * self.identification:.1f}% "
+            f"(chance 50%, {self.feature_space}) on {coverage(self.n_trials, self.n_shown)}"
+        )
+        if self.n_missing:
+            line += (
+                f"; {100 * self.identification_shown:.1f}% over all {self.n_shown} shown, "
+                f"the {self.n_missing} without a frame counted as failures"
+            )
+        return f"{line}; PixCorr {self.pixcorr:.3f}, SSIM {self.ssim:.3f}"
+
     def metrics(self) -> dict:
         return {
             "n_trials": self.n_trials,
             "n_missing": self.n_missing,
+            "n_shown": self.n_shown,
             "identification": self.identification,
+            "identification_shown": self.identification_shown,
             "pixcorr": self.pixcorr,
             "ssim": self.ssim,
             "feature_space": self.feature_space,
+            "warnings": self.warnings,
             "latency_ms": {
                 r.stage: {
                     "n": r.n,
@@ -92,13 +121,21 @@ def evaluate_recording(
     budgets = _recorded_budgets(path, recorded)
     if len(values) == 0:
         raise DataError(f"{path}: the recording holds no volumes")
+    events = [(m, t) for e, t in markers if is_trial_event(m := Marker.from_json(e))]
+    if not events:
+        raise DataError(_no_stimulus_markers(path, len(markers), recorded))
+    if not headers:
+        raise DataError(
+            f"no frames in {path}: nothing to score ({len(events)} stimulus markers, "
+            f"{len(values)} volumes, but no picture was recorded: was the renderer running, "
+            "and the recorder subscribed to renderer.frames_endpoint?)"
+        )
     volume_crcs = [zlib.crc32(v) for v in values]
     frame_of_crc = {h.get("volume_crc32"): i for i, h in enumerate(headers)}
     lags = {h["lag_trs"] for h in headers if "lag_trs" in h}
     if len(lags) != 1:
         raise DataError(f"{path}: frames must carry one lag_trs, found {sorted(lags)}")
     window = TrialWindow(lags.pop(), 1)
-    events = [(m, t) for e, t in markers if is_trial_event(m := Marker.from_json(e))]
     indices = range(len(stamps))  # recorded volumes, in acquisition order
     rows, recons, truths = [], [], []
     for k, (event, stamp) in enumerate(events):
@@ -115,7 +152,11 @@ def evaluate_recording(
             recons.append(images[frame])
             truths.append(stimuli[sid])
     if len(recons) < 2:
-        raise DataError(f"{path}: {len(recons)} trial(s) have a frame; need at least 2 to score")
+        raise DataError(
+            f"{path}: only {len(recons)} of the {len(rows)} trials shown have a frame; "
+            "scoring needs at least 2 (the others' frames were never rendered or recorded: "
+            "TRs the renderer skipped or the decoder missed)"
+        )
     times = [h["times"] for h in headers if "times" in h]
     truths_arr = np.stack(truths)
     recons_arr = match_size(np.stack(recons), truths_arr.shape[1:3])
@@ -136,6 +177,29 @@ def evaluate_recording(
         trials=rows,
         recons=recons_arr,
         truths=truths_arr,
+    )
+
+
+def _no_stimulus_markers(path: str | Path, n_markers: int, recorded: object) -> str:
+    """What to say about a recording without a trial marker, and what to do about it."""
+    source_id = None
+    if isinstance(recorded, dict):
+        source_id = (recorded.get("stream") or {}).get("markers_source_id")
+    stream = "stream.markers_source_id"
+    if source_id:
+        stream = f"{source_id!r} ({stream})"
+    found = (
+        "it holds no markers at all"
+        if n_markers == 0
+        else f"none of its {n_markers} markers is a trial: type 'event' (or none) with a "
+        "stimulus_id"
+    )
+    return (
+        f"no stimulus markers in {path}: nothing to score ({found}). Record the stimulus "
+        f"program's marker stream {stream}: the recorder takes it only if it is on the "
+        "network when the scanner's stream appears, so start the stimulus program before the "
+        "scanner. A recording without markers can still be replayed (`rt-recon replay`), "
+        "not scored"
     )
 
 

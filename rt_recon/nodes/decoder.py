@@ -1,7 +1,9 @@
 """The decoder node: LSL volumes in, one latents message per TR out on ZeroMQ.
 
-Per TR (:meth:`DecoderNode.process`): give the volume its TR index from its
-timestamp (:class:`~rt_recon.decode.tr_counter.TrCounter`), preprocess,
+Per TR (:meth:`DecoderNode.process`): give the volume its TR index (its
+acquisition index, carried in the stream's index channel:
+:class:`~rt_recon.decode.tr_counter.IndexedTrCounter`; from its timestamp for
+a stream without one: :class:`~rt_recon.decode.tr_counter.TrCounter`), preprocess,
 take in the markers that arrived (trial mode: the protocol's trial rule
 picks the trial the TR estimates), decode, and publish a
 :class:`~rt_recon.protocol.Latents` message whose header carries the TR
@@ -9,6 +11,15 @@ index, a sequence number, a CRC-32 of the volume as received (so a consumer
 can prove which volume a latent came from) and the stage times
 (docs/protocol.md 3.1). A per-TR summary also goes out on an LSL stream for
 LabRecorder.
+
+**Runs.** A stream that ends (its producer sent the end of its run, or went
+away) is resolved again. The same ``run`` on the same grid continues (a
+restarted bridge: the TRs it missed are the gap in acquisition indices);
+another ``run`` begins a new run: TR indices from 0, the z-score warmed up
+again, the bundle's motion reference kept. A run whose grid is not the
+bundle's is refused, not fatal: state ``refused``, ``error`` naming both
+grids, its volumes counted as ``refused`` and left to the recorder, until a
+run that fits begins.
 
 The node follows the contract of :mod:`rt_recon.nodes.runner`: its inputs
 are opened in :meth:`~DecoderNode.open` (or handed to :meth:`~DecoderNode.start`
@@ -20,6 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import zlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,10 +41,10 @@ from threadpoolctl import threadpool_limits
 from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.online import OnlineDecoder
-from rt_recon.decode.tr_counter import TrCounter
+from rt_recon.decode.tr_counter import IndexedTrCounter, TrCounter
 from rt_recon.decode.trial_tracker import Trial, TrialTracker
 from rt_recon.errors import BundleError, DataError, ProtocolError, ShapeMismatchError, StreamError
-from rt_recon.nodes.runner import Node, NodeContext, run_node
+from rt_recon.nodes.runner import Node, NodeContext, Stopped, run_node
 from rt_recon.protocol import (
     TOPIC_LATENTS,
     DecoderCounters,
@@ -93,6 +105,9 @@ class DecoderNode(Node):
         self.inlet: VolumeSource | None = None
         self.markers: MarkerSource | None = None
         self.summary: SummarySink | None = None
+        self.reopen: Callable[[], VolumeSource] | None = None  # the stream again, once it ended
+        self.refused = False  # the current run's grid is not the bundle's
+        self.ended_uid: str | None = None  # the LSL uid of the stream that ended last
 
     @property
     def endpoint(self) -> str:
@@ -119,6 +134,7 @@ class DecoderNode(Node):
         inlet = VolumeInlet.resolve(
             stream.source_id, stream.resolve_timeout_s, stream.buffer_trs, on_wait=ctx.check_stop
         )
+        self.reopen = self._resolve_again
         try:
             summary = DecodedOutlet(
                 f"{stream.name}_decoded",
@@ -137,47 +153,131 @@ class DecoderNode(Node):
         markers: MarkerSource | None = None,
         summary: SummarySink | None = None,
     ) -> None:
-        """Begin decoding the stream ``inlet`` reads (its geometry checked against the bundle)."""
+        """Begin decoding the stream ``inlet`` reads (see :meth:`begin_stream`)."""
         if self.bundle is None:
             self.prepare()
-        assert self.bundle is not None
-        self.ctx, self.inlet, self.markers, self.summary = ctx, inlet, markers, summary
-        meta = inlet.meta
-        self.bundle.check_stream(meta)
-        self.decoder = OnlineDecoder(self.bundle, stream=meta)
-        self.tr_counter = TrCounter(meta.sample_interval, sequential=meta.pace == "asap")
-        self.tracker = TrialTracker(self.decoder.lag, len(self.decoder.weights))
+        self.ctx, self.markers, self.summary = ctx, markers, summary
         self.mode = "trial" if markers is not None else "continuous"
+        self.begin_stream(inlet)
+
+    def begin_stream(self, inlet: VolumeSource) -> None:
+        """Read from ``inlet`` from now on: the run it carries continues the current one
+        (the same ``run`` on the same grid) or begins a new run (see the module doc)."""
+        assert self.ctx is not None and self.bundle is not None
+        meta, previous = inlet.meta, getattr(self, "meta", None)
+        self.inlet = inlet
+        if (
+            previous is not None
+            and (meta.session, meta.run) == (previous.session, previous.run)
+            and meta.same_grid(previous)
+        ):
+            log.info(
+                "run %s continues on a new stream (TRs missed meanwhile are flagged)", meta.run
+            )
+            self.meta = meta
+            return
         self.meta = meta
+        counters = self.counters
+        counters.run, counters.series, counters.tr = meta.run, meta.series, -1
+        counters.runs += 1
+        # TRs by the acquisition index a volume carries, else by its stamp
+        self.by_index = IndexedTrCounter()
+        self.by_stamp = TrCounter(meta.sample_interval, sequential=meta.pace == "asap")
+        try:
+            self.bundle.check_stream(meta)
+        except ShapeMismatchError as exc:
+            counters.error = (
+                f"run {meta.run} (series {meta.series or '?'}) refused, not decoded: {exc}"
+            )
+            log.error("%s", counters.error)
+            self.ctx.state = "refused"
+            self.refused = True
+            return
+        counters.error = None
+        self.refused = False
+        self.decoder = OnlineDecoder(self.bundle, stream=meta)
+        self.tracker = TrialTracker(self.decoder.lag, len(self.decoder.weights))
+        if self.ctx.state == "refused":
+            self.ctx.state = self.working_state
         log.info(
-            "decoding stream %r: %s voxels, TR %.3f s, speed %g, %s mode",
-            self.config.stream.source_id, meta.shape, meta.tr_s, meta.speed, self.mode,
+            "run %s%s: decoding stream %r, %s, TR %.3f s, speed %g, %s mode",
+            meta.run, f" (series {meta.series})" if meta.series else "",
+            self.config.stream.source_id, meta.describe_grid(), meta.tr_s, meta.speed, self.mode,
         )  # fmt: skip
 
     def step(self) -> None:
-        """Pull the next volume (waiting up to 0.1 s) and decode it."""
+        """Pull the next volume (waiting up to 0.1 s) and decode it; follow the stream to its
+        next run when it ends."""
         assert self.inlet is not None, "start() or open() first"
         stamp = self.inlet.pull(timeout=0.1)
         if stamp is not None:
-            self.process(self.inlet.values, stamp, pylsl.local_clock())
+            self.process(self.inlet.values, stamp, pylsl.local_clock(), self.inlet.index)
+        elif self.inlet.ended is not None:
+            self._stream_ended()
 
-    def process(self, values: np.ndarray, stamp: float, received: float) -> Latents | None:
-        """One volume (``(n_channels,)``, stamped ``stamp`` on the LSL clock) -> its latents
-        message, published; None when the volume gets no TR or cannot be decoded."""
+    def _stream_ended(self) -> None:
+        assert self.inlet is not None and self.ctx is not None
+        how = self.inlet.ended
+        if how == "end of run":
+            log.info("run %s ended after TR %d", self.meta.run, self.counters.tr)
+        else:
+            log.warning(
+                "the volume stream of run %s was lost after TR %d; waiting for it to come back",
+                self.meta.run, self.counters.tr,
+            )  # fmt: skip
+        self.ended_uid = getattr(self.inlet, "uid", None)  # its outlet may linger: not again
+        self.inlet.close()
+        if self.reopen is None:
+            raise Stopped  # a stream handed to start(): nothing to resolve again
+        self.ctx.state = "waiting_for_stream"
+        inlet = self.reopen()
+        self.ctx.state = self.working_state
+        self.begin_stream(inlet)
+
+    def _resolve_again(self) -> VolumeInlet:
+        """The volume stream once it is back (waits as long as it takes, until stopped)."""
+        assert self.ctx is not None
+        stream = self.config.stream
+        while True:
+            try:
+                return VolumeInlet.resolve(
+                    stream.source_id,
+                    5.0,
+                    stream.buffer_trs,
+                    on_wait=self.ctx.check_stop,
+                    exclude_uid=self.ended_uid,
+                )
+            except StreamError:
+                self.ctx.check_stop()
+
+    def process(
+        self, values: np.ndarray, stamp: float, received: float, index: int | None = None
+    ) -> Latents | None:
+        """One volume (``(n_channels,)``, stamped ``stamp`` on the LSL clock, acquisition
+        index ``index`` or None) -> its latents message, published; None when the volume
+        gets no TR or cannot be decoded."""
         assert self.ctx is not None and self.bundle is not None
         counters = self.counters
         counters.volumes += 1
+        if self.refused:
+            counters.refused += 1
+            self._take_markers(keep=False)  # markers of a run not decoded pair with nothing
+            return None
         crc = zlib.crc32(values)
-        step = self.tr_counter.update(stamp, crc)
+        step = self.by_stamp.update(stamp, crc) if index is None else self.by_index.update(index)
         if step.tr is None:
             if step.rejected == "duplicate":
                 counters.duplicates += 1
             else:
                 counters.out_of_order += 1
+            which = (
+                f"stamped {step.dt:+.3f} s from TR {counters.tr}'s"
+                if index is None
+                else f"with acquisition index {index} (last TR {counters.tr})"
+            )
             log.warning(
-                "volume stamped %+.3f s from TR %d's skipped (not assigned a TR): %s",
-                step.dt, counters.tr,
-                "a duplicate" if step.rejected == "duplicate" else "out of order",
+                "volume %s skipped (not assigned a TR): %s",
+                which, "a duplicate" if step.rejected == "duplicate" else "out of order",
             )  # fmt: skip
             return None
         tr = step.tr
@@ -231,8 +331,9 @@ class DecoderNode(Node):
             self.summary.push(self._summary(tr, motion, fd, latents), stamp)
         return message
 
-    def _take_markers(self) -> None:
-        """Every marker that has arrived, into the trial tracker (a malformed one is dropped)."""
+    def _take_markers(self, keep: bool = True) -> None:
+        """Every marker that has arrived, into the trial tracker (a malformed one is dropped;
+        all are dropped unless ``keep``)."""
         while self.markers is not None:
             try:
                 event = self.markers.pull(timeout=0.0)
@@ -242,7 +343,8 @@ class DecoderNode(Node):
                 continue
             if event is None:
                 return
-            self.tracker.add_marker(*event)
+            if keep:
+                self.tracker.add_marker(*event)
 
     def _trial_ref(self, trial: Trial, tr: int) -> TrialRef:
         return TrialRef(

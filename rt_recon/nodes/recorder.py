@@ -31,6 +31,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,7 +40,7 @@ import zmq
 
 from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle, ModelSpec
-from rt_recon.errors import BundleError, StorageError
+from rt_recon.errors import BundleError, StorageError, StreamError
 from rt_recon.nodes.runner import Node, NodeContext, run_node
 from rt_recon.protocol import (
     TOPIC_FRAME,
@@ -125,6 +126,8 @@ def stream_attrs(meta: VolumeStreamMeta) -> dict:
         "tr": meta.tr_s,
         "session": meta.session,
         "run": meta.run,
+        "series": meta.series,
+        "series_description": meta.series_description,
         "mask_id": meta.mask_id,
         "n_channels": meta.n_channels,
         "speed": meta.speed,
@@ -203,13 +206,20 @@ class RecorderInputs:
     messages: MessageSource
 
     def record(
-        self, recording: RecordingWriter, counters: RecorderCounters, switch: RecordSwitch
+        self,
+        recording: RecordingWriter,
+        counters: RecorderCounters,
+        switch: RecordSwitch,
+        volumes: bool = True,
     ) -> None:
         """Append everything waiting that ``switch`` says to record (volumes and markers by
         their stamps, messages by the switch as it is now); count the rest as ``paused``.
-        Waits up to 10 ms for messages."""
+        ``volumes=False`` (a run on another grid than the file's): the volumes are taken and
+        counted as ``unrecorded``, the rest is recorded. Waits up to 10 ms for messages."""
         while (stamp := self.volumes.pull(timeout=0.0)) is not None:
-            if switch.records(stamp):
+            if not volumes:
+                counters.unrecorded += 1
+            elif switch.records(stamp):
                 recording.add_volume(self.volumes.values, stamp)
                 counters.volumes += 1
             else:
@@ -295,6 +305,10 @@ class RecorderNode(Node):
         self.control: ControlServer | None = None
         self.shapes: RecordingShapes | None = None
         self.model: ModelSpec | None = None
+        # the stream again once it ended (None while it is not back): a short look per step
+        self.reopen: Callable[[], VolumeSource | None] | None = None
+        self.other_grid = False  # the current run's grid is not the file's: not recorded
+        self.ended_uid: str | None = None  # the LSL uid of the stream that ended last
 
     @property
     def endpoint(self) -> str:
@@ -338,6 +352,16 @@ class RecorderNode(Node):
             if markers is not None:
                 opened.callback(markers.close)
             opened.pop_all()  # start() takes them over
+
+        def resolve_again() -> VolumeSource | None:
+            try:
+                return VolumeInlet.resolve(
+                    config.stream.source_id, 0.2, _BACKLOG_TRS, exclude_uid=self.ended_uid
+                )
+            except StreamError:
+                return None
+
+        self.reopen = resolve_again
         self.start(ctx, RecorderInputs(inlet, markers, messages))
 
     def start(self, ctx: NodeContext, inputs: RecorderInputs) -> None:
@@ -349,10 +373,11 @@ class RecorderNode(Node):
             self.prepare()
         assert self.shapes is not None and self.model is not None
         self.ctx, self.inputs = ctx, inputs
-        self._stack.callback(inputs.close)
+        self._first_meta = inputs.volumes.meta
+        self._stack.callback(lambda: self.inputs.close() if self.inputs is not None else None)
         config = self.config
         attrs = {
-            "config": config.model_dump(mode="json"),
+            "config": config.redacted().model_dump(mode="json"),  # no secrets on disk
             "bundle_model": self.model.to_json(),
             "stream": stream_attrs(inputs.volumes.meta),
         }
@@ -384,13 +409,51 @@ class RecorderNode(Node):
             for change in self.switch.changes:  # where the gaps are, and who asked
                 self.recording.add_status(change)
             self.switch.changes.clear()
-            self.ctx.state = "streaming" if self.switch.recording else "paused"
+            if self.inputs.volumes.ended is None:
+                self.ctx.state = "streaming" if self.switch.recording else "paused"
             for key, value in self.disk.fields(time.monotonic()).items():
                 setattr(self.counters, key, value)
-            self.inputs.record(self.recording, self.counters, self.switch)
+            # a run on another grid: its volumes are not recorded, its markers and messages are
+            volumes = not self.other_grid
+            self.inputs.record(self.recording, self.counters, self.switch, volumes=volumes)
             self.recording.flush()
         except StorageError as exc:  # disk full, file size limit: the session goes on
             self._failed(exc)
+            return
+        if self.inputs.volumes.ended is not None and self.reopen is not None:
+            self._follow_stream()
+
+    def _follow_stream(self) -> None:
+        """The volume stream ended (end of its run, or lost): look for its next run, without
+        blocking (markers and messages go on being recorded meanwhile). The next run is
+        recorded in this file when it has the file's grid; another grid is logged and not
+        recorded (its volumes are counted as ``unrecorded``)."""
+        assert self.ctx is not None and self.inputs is not None and self.reopen is not None
+        old = self.inputs.volumes
+        if self.ctx.state != "waiting_for_stream":
+            log.info("volume stream of run %s: %s; waiting for the next", old.meta.run, old.ended)
+            self.ended_uid = getattr(old, "uid", None)  # its outlet may linger: not again
+            self.ctx.state = "waiting_for_stream"
+        new = self.reopen()
+        if new is None:
+            return
+        old.close()
+        self.inputs.volumes = new
+        self.ctx.state = "streaming" if self.switch.recording else "paused"
+        first = self._first_meta
+        self.other_grid = not new.meta.same_grid(first)
+        if self.other_grid:
+            log.error(
+                "run %s (series %s) is not recorded: its grid %s is not this recording's %s",
+                new.meta.run, new.meta.series or "?", new.meta.describe_grid(),
+                first.describe_grid(),
+            )  # fmt: skip
+        elif self.recording is not None and new.meta.run != old.meta.run:
+            self.recording.add_status(
+                {"node": "recorder", "event": "run_start", "t": pylsl.local_clock(),
+                 "stream": stream_attrs(new.meta)}
+            )  # fmt: skip
+            log.info("run %s (series %s) recorded in %s", new.meta.run, new.meta.series, self.path)
 
     def _failed(self, exc: StorageError) -> None:
         assert self.ctx is not None

@@ -25,6 +25,10 @@ Pacing (``pace``):
     of the volume its onset is nearest (its onset TR by the trial rule,
     :func:`rt_recon.protocol.onset_tr`) and pushed just before it, so an asap
     replay gives every event the onset TR a real-time replay gives it.
+    The consumer is the decoder (:class:`DecoderAck`); given the renderer's
+    frames endpoint too (``--ack-frames``), a volume counts as taken once the
+    renderer is done with it, so an asap replay through a renderer renders
+    every TR rather than the newest latents whenever the renderer is free.
 
 ``loop`` plays the run that many times back to back (0: until stopped),
 each pass framed by its own ``run_start``/``run_end`` markers (with a
@@ -36,6 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
@@ -47,7 +52,13 @@ import pylsl
 from rt_recon.acquire.nifti import RecordedRun
 from rt_recon.config import SecuritySection
 from rt_recon.errors import ConfigError, StreamError
-from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS, VolumeStreamMeta, onset_tr
+from rt_recon.protocol import (
+    TOPIC_FRAME,
+    TOPIC_LATENTS,
+    TOPIC_STATUS,
+    VolumeStreamMeta,
+    onset_tr,
+)
 from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
 
 log = logging.getLogger(__name__)
@@ -117,6 +128,12 @@ def volume_offsets(run: RecordedRun) -> np.ndarray:
     return np.arange(n) * run.tr_s
 
 
+def volume_indexes(run: RecordedRun) -> np.ndarray:
+    """Each volume's acquisition index (0-based): its offset in whole TRs, so a volume
+    missing from a recording leaves a gap in the indices, as it did in time."""
+    return np.rint(volume_offsets(run) / run.tr_s).astype(np.int64)
+
+
 def _one_pass(
     run: RecordedRun, pace: Pace = "realtime"
 ) -> tuple[list[tuple[float, str, int]], float]:
@@ -155,38 +172,94 @@ def _schedule(
 
 
 class DecoderAck:
-    """Acknowledgements from an rt_recon decoder's ZeroMQ publisher (``decoder.latents_endpoint``).
+    """Acknowledgements from an rt_recon decoder's ZeroMQ publisher (``decoder.latents_endpoint``)
+    and, given ``frames_endpoint``, from the renderer's (``renderer.frames_endpoint``).
 
-    A volume counts as taken when the decoder published its latents (matched
-    on the stream's session and run) or, for volumes it skipped, when its
-    status heartbeat's ``volumes`` counter moved past it.
+    A volume counts as taken by the decoder when it published its latents
+    (matched on the stream's session and run) or, for volumes it skipped, when
+    its status heartbeat's ``volumes`` counter moved past it.
+
+    With ``frames_endpoint`` a volume counts as taken only once the renderer is
+    done with its latents too: it published their frame, or the frame of a later
+    TR (matched on the latents' ``seq``: a renderer takes the newest latents, so
+    every older one is behind it). So an asap replay goes at the renderer's pace;
+    with ``window`` 1 the renderer never finds two latents waiting, so it
+    renders every TR instead of skipping stale ones (with 2, the decoder's next
+    latents can land while the renderer is still publishing and saving the last
+    frame). Latents the renderer refuses (another model, wrong shapes) get no
+    frame: the next frame moves past them.
+
+    The sockets subscribe on construction; a source that waits for its
+    consumers to be ready (``--await-ready``) and nodes that wait for their
+    subscribers (these sockets are peers of the publishers, named
+    ``replay-ack``) miss no acknowledgement.
     """
 
-    def __init__(self, endpoint: str, session: str, run: str, curve: SecuritySection | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        session: str,
+        run: str,
+        curve: SecuritySection | None = None,
+        frames_endpoint: str | None = None,
+    ):
+        import zmq
+
         from rt_recon.transport.zmq import Subscriber
 
-        self._sub = Subscriber(endpoint, [TOPIC_LATENTS, TOPIC_STATUS], curve=curve)
+        self._sub = Subscriber(
+            endpoint, [TOPIC_LATENTS, TOPIC_STATUS], curve=curve, name="replay-ack"
+        )
+        self._frames = (
+            None
+            if frames_endpoint is None
+            else Subscriber(frames_endpoint, [TOPIC_FRAME], curve=curve, name="replay-ack")
+        )
         self.session, self.run = session, run
         self._latents = 0
         self._baseline: int | None = None
         self._volumes = 0
+        self._unrendered: deque[int] = deque()  # seq of latents the renderer is not done with
+        self._rendered_seq = -1  # the seq of the newest frame of this run
+        self._poller = zmq.Poller()
+        for sub in (self._sub, self._frames):
+            if sub is not None:
+                self._poller.register(sub.socket, zmq.POLLIN)
+
+    def _ours(self, header: dict) -> bool:
+        return header.get("session") == self.session and header.get("run") == self.run
 
     def consumed(self, timeout: float) -> int:
-        message = self._sub.receive(timeout)
+        self._poller.poll(int(timeout * 1000))  # news from either publisher
+        message = self._sub.receive(0.0)
         while message is not None:
             header = message.header
             if message.topic == TOPIC_LATENTS:
-                if header.get("session") == self.session and header.get("run") == self.run:
+                if self._ours(header):
                     self._latents += 1
+                    seq = header.get("seq")
+                    if isinstance(seq, int) and seq > self._rendered_seq:
+                        self._unrendered.append(seq)
             elif header.get("node") == "decoder" and isinstance(header.get("volumes"), int):
                 if self._baseline is None:
                     self._baseline = int(header["volumes"])
                 self._volumes = int(header["volumes"]) - self._baseline
             message = self._sub.receive(0.0)
-        return max(self._latents, self._volumes)
+        taken = max(self._latents, self._volumes)
+        if self._frames is None:
+            return taken
+        while (frame := self._frames.receive(0.0)) is not None:
+            seq = frame.header.get("seq")
+            if self._ours(frame.header) and isinstance(seq, int):
+                self._rendered_seq = max(self._rendered_seq, seq)
+        while self._unrendered and self._unrendered[0] <= self._rendered_seq:
+            self._unrendered.popleft()
+        return taken - len(self._unrendered)
 
     def close(self) -> None:
         self._sub.close()
+        if self._frames is not None:
+            self._frames.close()
 
 
 def _wait_for_ack(
@@ -256,6 +329,8 @@ def replay(
         pace=pace,
     )
     report = ReplayReport()
+    indexes = volume_indexes(run)
+    per_pass = int(indexes[-1]) + 1
     with VolumeOutlet(meta, name, source_id, buffer_trs=buffer_trs) as outlet:
         markers = MarkerOutlet(markers_name, markers_source_id)
         log.info("waiting for a consumer of %r (source_id %r)", name, source_id)
@@ -297,7 +372,8 @@ def replay(
                 if kind == "volume":
                     next_stamp = None
             if kind == "volume":
-                outlet.push(run.volumes[index], now)
+                # a pass after the first continues the numbering (one long run)
+                outlet.push(run.volumes[index], now, int(indexes[index]) + k * per_pass)
                 report.n_volumes += 1
                 report.push_times.append(now)
                 if pace == "realtime":
@@ -321,6 +397,7 @@ def replay(
                 markers.push(end, now)
                 report.loops += 1
         if finished:
+            outlet.end_run()  # consumers know the run is over, not lost
             # Keep the outlets up a moment: an inlet with clock sync needs the
             # outlet alive to timestamp the samples it still has buffered.
             time.sleep(_LINGER_S)

@@ -33,7 +33,13 @@ from typing import Any, ClassVar, Protocol
 import pylsl
 
 from rt_recon.config import SecuritySection
-from rt_recon.protocol import HEARTBEAT_PERIOD_S, NodeState, Status, counters_json
+from rt_recon.protocol import (
+    FAILED_STATES,
+    HEARTBEAT_PERIOD_S,
+    NodeState,
+    Status,
+    counters_json,
+)
 from rt_recon.transport.zmq import Publisher
 
 log = logging.getLogger(__name__)
@@ -198,7 +204,8 @@ def run_node(
                     ctx.state = "waiting_for_subscribers"
                     publisher.wait_for_subscribers(n, topic, timeout, on_wait=ctx.check_stop)
                 node.open(ctx)
-                ctx.state = node.working_state
+                if ctx.state not in FAILED_STATES:  # open() may find it cannot do its job
+                    ctx.state = node.working_state
                 while not stop.is_set():
                     node.step()
             finally:

@@ -172,7 +172,8 @@ class Supervisor:
     ) -> Child:
         """Start the command line ``argv`` as child ``name``, output in ``<log_dir>/<name>.log``.
 
-        ``env`` adds variables to this process's environment for the child;
+        ``env`` adds variables to this process's environment for the child (the way a
+        secret, such as the console's token, reaches a node: never logged, never in a file);
         ``preexec`` runs in the child just before it executes ``argv`` (e.g. to
         set a resource limit), after it has been tied to this process's life.
         A name belongs to one running child at a time (a child that has exited

@@ -30,6 +30,12 @@ VOXEL_ORDER = "xyz-fortran"
 #: How a volume stream is paced (see :attr:`VolumeStreamMeta.pace`).
 PACES = ("realtime", "asap")
 
+#: The value of the index channel in the sample that ends a run (docs/protocol.md 1).
+END_OF_RUN = -1
+
+#: The largest acquisition index an index channel carries (exact in int16 and float32).
+MAX_INDEX = 32767
+
 
 @dataclass(frozen=True, eq=False)
 class VolumeStreamMeta:
@@ -41,10 +47,17 @@ class VolumeStreamMeta:
         tr_s: repetition time in seconds (of the acquisition, not of the replay); ``tr``
             in the ``desc``.
         session: session identifier.
-        run: run identifier.
+        run: run identifier: a scanner bridge's run is one series (its number); a
+            consumer that sees another ``run`` on a stream starts a new run.
+        series: the scanner's series number ("" when there is no scanner series).
+        series_description: the series' description (protocol name), "" if unknown.
+        index_channel: the sample's last channel carries the volume's acquisition
+            index within its series (0-based); :data:`END_OF_RUN` there ends the run.
+            False for a producer without one: consumers then count TRs from stamps.
         mask_id: ``"full"`` when every voxel is sent, else the id of the mask
             whose voxels (in :data:`VOXEL_ORDER`) are the channels.
-        n_channels: values per sample (voxels of the volume or of the mask).
+        n_channels: voxel values per sample (of the volume or of the mask), the index
+            channel not included (see :attr:`stream_channels`).
         speed: replay speed (1.0 for a scanner); samples arrive every ``tr_s / speed`` s.
         channel_format: ``"float32"`` or ``"int16"``.
         pace: ``"realtime"`` (a scanner, or a replay by target timestamps: a gap of
@@ -58,6 +71,9 @@ class VolumeStreamMeta:
     tr_s: float
     session: str = "unknown"
     run: str = "unknown"
+    series: str = ""
+    series_description: str = ""
+    index_channel: bool = True
     mask_id: str = "full"
     n_channels: int = 0
     speed: float = 1.0
@@ -93,6 +109,30 @@ class VolumeStreamMeta:
         return math.prod(self.shape)
 
     @property
+    def stream_channels(self) -> int:
+        """Channels of one LSL sample: the voxel values, then the index channel if any."""
+        return self.n_channels + int(self.index_channel)
+
+    def same_grid(self, other: VolumeStreamMeta) -> bool:
+        """The same voxels: shape, affine (to 1e-3 mm), mask and channel count."""
+        return (
+            self.shape == other.shape
+            and self.mask_id == other.mask_id
+            and self.n_channels == other.n_channels
+            and bool(np.allclose(self.affine, other.affine, atol=1e-3))
+        )
+
+    def describe_grid(self) -> str:
+        """``74x74x36 voxels of 3.0x3.0x3.0 mm`` (for messages naming a grid)."""
+        zooms = np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        return (
+            "x".join(str(s) for s in self.shape)
+            + " voxels of "
+            + "x".join(f"{z:.2f}".rstrip("0").rstrip(".") for z in zooms)
+            + " mm"
+        )
+
+    @property
     def sample_interval(self) -> float:
         """Seconds between samples on the wire (``tr_s / speed``)."""
         return self.tr_s / self.speed
@@ -112,7 +152,7 @@ def make_volume_stream_info(meta: VolumeStreamMeta, name: str, source_id: str) -
     """Build the LSL ``StreamInfo`` of a volume stream (no per-channel labels)."""
     fmt = pylsl.cf_float32 if meta.channel_format == "float32" else pylsl.cf_int16
     info = pylsl.StreamInfo(
-        name, VOLUME_STREAM_TYPE, meta.n_channels, 1.0 / meta.sample_interval, fmt, source_id
+        name, VOLUME_STREAM_TYPE, meta.stream_channels, 1.0 / meta.sample_interval, fmt, source_id
     )
     desc = info.desc().append_child(PROTOCOL_NAME)
     values = {
@@ -126,7 +166,11 @@ def make_volume_stream_info(meta: VolumeStreamMeta, name: str, source_id: str) -
         "mask_id": meta.mask_id,
         "session": meta.session,
         "run": meta.run,
+        "series": meta.series,
+        "series_description": meta.series_description,
     }
+    if meta.index_channel:
+        values["index_channel"] = "last"
     for key, value in values.items():
         desc.append_child_value(key, value)
     return info
@@ -173,14 +217,24 @@ def parse_volume_stream_info(info: pylsl.StreamInfo) -> VolumeStreamMeta:
         raise ProtocolError(
             f"stream {info.name()!r}: channel format {info.channel_format()} is not float32/int16"
         )
+    index_channel = node.child_value("index_channel")
+    if index_channel not in ("", "last"):
+        raise ProtocolError(
+            f"stream {info.name()!r}: desc/{PROTOCOL_NAME}/index_channel is {index_channel!r}; "
+            "expected 'last' or absent"
+        )
+    has_index = index_channel == "last"
     return VolumeStreamMeta(
         shape=shape,  # type: ignore[arg-type]
         affine=affine,
         tr_s=tr_s,
         session=value("session"),
         run=value("run"),
+        series=node.child_value("series"),  # optional: "" when absent
+        series_description=node.child_value("series_description"),
+        index_channel=has_index,
         mask_id=value("mask_id"),
-        n_channels=info.channel_count(),
+        n_channels=info.channel_count() - int(has_index),
         speed=speed,
         channel_format=fmt,
         pace=node.child_value("pace") or "realtime",  # optional: older sources are realtime

@@ -252,6 +252,7 @@ NodeState = Literal[
     "waiting_for_subscribers",
     "waiting_for_stream",
     "streaming",
+    "refused",
     "paused",
     "running",
     "write_failed",
@@ -260,13 +261,14 @@ NodeState = Literal[
 
 #: States in which a node's inlet is open on its stream (the recorder's ``paused``: open,
 #: taking volumes without recording them, until the operator starts recording again).
-INLET_OPEN_STATES = frozenset({"streaming", "paused"})
+INLET_OPEN_STATES = frozenset({"streaming", "refused", "paused"})
 
 #: States that mean "doing its job".
 WORKING_STATES = frozenset({"running", "streaming"})
 
-#: States that mean "up, but cannot do its job" (the recorder once its disk is full).
-FAILED_STATES = frozenset({"write_failed"})
+#: States that mean "up, but cannot do its job" (the recorder once its disk is full, the
+#: decoder on a run whose grid is not its bundle's).
+FAILED_STATES = frozenset({"write_failed", "refused"})
 
 
 @dataclass
@@ -274,13 +276,18 @@ class DecoderCounters:
     """The decoder's heartbeat counters (every state carries all of them)."""
 
     source_id: str | None = None  # the volume stream it reads
-    tr: int = -1  # the last TR decoded (-1: none yet)
+    run: str | None = None  # the run (series) of that stream now; None before the first
+    series: str | None = None  # its scanner series number ("" without one)
+    runs: int = 0  # runs begun (a new series is a new run)
+    tr: int = -1  # the last TR decoded in this run (-1: none yet)
     volumes: int = 0  # received, whatever became of them
     published: int = 0  # latents messages sent
     skipped: int = 0  # assigned a TR but not decodable (NaN values, wrong shape)
     missed: int = 0  # TRs that never arrived
     duplicates: int = 0  # the last volume again (its stamp and data): not assigned a TR
     out_of_order: int = 0  # volumes stamped before the last one: not assigned a TR
+    refused: int = 0  # volumes of a run whose grid is not the bundle's (recorded, not decoded)
+    error: str | None = None  # why the current run is refused (state refused), both grids named
     bad_markers: int = 0  # marker samples that were no valid marker (dropped, logged)
 
 

@@ -4,6 +4,12 @@ The model ships inside the package (``rt_recon/assets/embedded_model``): a
 small VAE, UNet and text encoder trained on the synthetic stimulus world by
 ``training/train_embedded.py`` (docs/embedded.md). It loads through the
 same code path as any diffusers-format directory, SD-Turbo included.
+
+A model is named the same way everywhere (``renderer.model`` in a config,
+``rt-recon fit --model``): the word ``embedded``
+(:data:`~rt_recon.config.EMBEDDED_MODEL`) for this one, anything else a
+path to a diffusers-format folder (a folder called ``embedded`` in the
+working directory is ``./embedded``).
 """
 
 from __future__ import annotations
@@ -16,13 +22,20 @@ from rt_recon.errors import ModelError
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "embedded_model"
 
 
-def resolve_model_path(config: SessionConfig) -> Path:
-    """The model directory a config names: its path, or the embedded default."""
-    if config.renderer.model != EMBEDDED_MODEL:
-        return Path(config.renderer.model)
+def resolve_model(model: str | Path) -> Path:
+    """The model directory ``model`` names: ``"embedded"`` the shipped default (a
+    ModelError if it is missing from the installation), anything else a path."""
+    if isinstance(model, Path) or model != EMBEDDED_MODEL:
+        return Path(model)
     if not (EMBEDDED_DIR / "unet").is_dir():
         raise ModelError(
             f"the embedded model is missing from {EMBEDDED_DIR}; reinstall rt-recon or "
             "retrain it with `python -m training.train_embedded`"
         )
     return EMBEDDED_DIR
+
+
+def resolve_model_path(config: SessionConfig) -> Path:
+    """The model directory a config names (``renderer.model``): its path, or the embedded
+    default."""
+    return resolve_model(config.renderer.model)

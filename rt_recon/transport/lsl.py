@@ -16,12 +16,15 @@ from typing import Any, Protocol
 
 import numpy as np
 import pylsl
+from pylsl.util import LostError as LslLostError
 from pylsl.util import TimeoutError as LslTimeoutError
 
 from rt_recon._liblsl import quiet_liblsl
 from rt_recon.errors import StreamError
 from rt_recon.protocol import (
     DECODED_CHANNELS,
+    END_OF_RUN,
+    MAX_INDEX,
     Marker,
     VolumeStreamMeta,
     decode_marker,
@@ -40,6 +43,8 @@ class VolumeSource(Protocol):
 
     meta: VolumeStreamMeta
     values: np.ndarray  # (n_channels,) the volume the last pull() returned the stamp of
+    index: int | None  # its acquisition index (None: the stream has no index channel)
+    ended: str | None  # why the stream ended ("end of run" / "lost"); None while it flows
 
     def pull(self, timeout: float) -> float | None:
         """The next volume's LSL timestamp (its data in :attr:`values`), or None."""
@@ -59,13 +64,15 @@ class MarkerSource(Protocol):
 
 
 class VolumeOutlet:
-    """Pushes flattened volumes (``(n_channels,)``, :data:`~rt_recon.protocol.VOXEL_ORDER`)."""
+    """Pushes flattened volumes (``(n_channels,)``, :data:`~rt_recon.protocol.VOXEL_ORDER`),
+    each with its acquisition index in the index channel, and the sample that ends a run."""
 
     def __init__(self, meta: VolumeStreamMeta, name: str, source_id: str, buffer_trs: int = 4):
         quiet_liblsl()
         self.meta = meta
         self._dtype = np.dtype(meta.channel_format)
-        self._chunk = np.zeros((1, meta.n_channels), dtype=self._dtype)
+        self._chunk = np.zeros((1, meta.stream_channels), dtype=self._dtype)
+        self._next_index = 0
         max_buffered = max(1, math.ceil(buffer_trs * meta.sample_interval))
         info = make_volume_stream_info(meta, name, source_id)
         self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(
@@ -76,15 +83,37 @@ class VolumeOutlet:
         """Block until an inlet is connected (True) or ``timeout`` seconds pass (False)."""
         return bool(self._require().wait_for_consumers(timeout))
 
-    def push(self, values: np.ndarray, timestamp: float) -> None:
-        """Push one volume, ``(n_channels,)``, stamped with its acquisition time (LSL clock)."""
-        if values.shape != (self.meta.n_channels,):
+    def push(self, values: np.ndarray, timestamp: float, index: int | None = None) -> None:
+        """Push one volume, ``(n_channels,)``, stamped with its acquisition time (LSL clock).
+
+        ``index``: its acquisition index within the series (0-based); None: the one after
+        the last pushed (from 0).
+        """
+        n = self.meta.n_channels
+        if values.shape != (n,):
             raise StreamError(
-                f"push(): expected a flattened volume of shape ({self.meta.n_channels},), "
-                f"found {values.shape}"
+                f"push(): expected a flattened volume of shape ({n},), found {values.shape}"
             )
-        self._chunk[0] = values  # one copy, casting to the stream's format
+        index = self._next_index if index is None else int(index)
+        if self.meta.index_channel and not 0 <= index <= MAX_INDEX:
+            raise StreamError(
+                f"push(): an acquisition index is 0..{MAX_INDEX} (the index channel), found {index}"
+            )
+        self._chunk[0, :n] = values  # one copy, casting to the stream's format
+        if self.meta.index_channel:
+            self._chunk[0, n] = index
         self._require().push_chunk(self._chunk, timestamp)
+        self._next_index = index + 1
+
+    def end_run(self, timestamp: float | None = None) -> None:
+        """Push the sample that ends the run (index channel :data:`END_OF_RUN`, zeros)."""
+        if not self.meta.index_channel:
+            return
+        self._chunk[0] = 0
+        self._chunk[0, -1] = END_OF_RUN
+        self._require().push_chunk(
+            self._chunk, pylsl.local_clock() if timestamp is None else timestamp
+        )
 
     def _require(self) -> pylsl.StreamOutlet:
         if self._outlet is None:
@@ -101,10 +130,21 @@ class VolumeOutlet:
         self.close()
 
 
-def resolve_stream(prop: str, value: str, timeout: float) -> pylsl.StreamInfo:
-    """Resolve one stream whose ``prop`` (``name``, ``source_id``, ``type``) equals ``value``."""
+def resolve_stream(
+    prop: str, value: str, timeout: float, exclude_uid: str | None = None
+) -> pylsl.StreamInfo:
+    """Resolve one stream whose ``prop`` (``name``, ``source_id``, ``type``) equals ``value``
+    (and whose uid is not ``exclude_uid``: a stream that ended but whose outlet lingers)."""
     quiet_liblsl()
-    found = pylsl.resolve_byprop(prop, value, minimum=1, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = pylsl.resolve_byprop(
+            prop, value, minimum=1, timeout=max(deadline - time.monotonic(), 0.0)
+        )
+        found = [info for info in found if exclude_uid is None or info.uid() != exclude_uid]
+        if found or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     if not found:
         raise StreamError(
             f"no LSL stream with {prop}={value!r} found within {timeout:g} s; "
@@ -116,11 +156,18 @@ def resolve_stream(prop: str, value: str, timeout: float) -> pylsl.StreamInfo:
 
 
 class VolumeInlet:
-    """Pulls volumes into one preallocated ``(1, n_channels)`` buffer.
+    """Pulls volumes into one preallocated ``(1, stream channels)`` buffer.
 
     ``pull()`` returns the timestamp (LSL clock of this machine, corrected
     with LSL's clock offset when the stream comes from another host) and
-    leaves the values in :attr:`values` until the next pull.
+    leaves the values in :attr:`values` and the acquisition index in
+    :attr:`index` until the next pull.
+
+    The inlet does not reconnect by itself: when the producer sends the end of
+    its run, or its outlet goes away, ``pull()`` returns None from then on and
+    :attr:`ended` says which. The node then resolves the stream again and reads
+    its ``desc``: the same ``run`` continues (a restarted bridge), another one
+    begins a new run.
     """
 
     def __init__(self, info: pylsl.StreamInfo, buffer_trs: int = 4, open_timeout: float = 10.0):
@@ -129,10 +176,8 @@ class VolumeInlet:
         inlet = pylsl.StreamInlet(
             info,
             max_buflen=max(1, math.ceil(buffer_trs / max(info.nominal_srate(), 1e-9))),
-            # A dropped stream reconnects to a new outlet with the same source_id, name,
-            # type and channel count; pull() returns None meanwhile
-            # (tests/nodes/test_stream_faults.py).
-            recover=True,
+            # No silent reconnection: a new outlet may be another run (see the class doc).
+            recover=False,
             processing_flags=pylsl.proc_clocksync,
         )
         try:
@@ -143,8 +188,11 @@ class VolumeInlet:
                 f"within {open_timeout:g} s"
             ) from None
         self.meta = parse_volume_stream_info(full_info)
+        self.uid = full_info.uid()
         self._inlet: pylsl.StreamInlet | None = inlet
-        self._buffer = np.zeros((1, self.meta.n_channels), dtype=self.meta.channel_format)
+        self._buffer = np.zeros((1, self.meta.stream_channels), dtype=self.meta.channel_format)
+        self.index: int | None = None
+        self.ended: str | None = None
         # The first clock-sync estimate takes a few round trips: get it before
         # opening the data feed, so a source that starts pushing as soon as we
         # connect does not find us busy.
@@ -161,13 +209,17 @@ class VolumeInlet:
         timeout: float,
         buffer_trs: int = 4,
         on_wait: Callable[[], None] | None = None,
+        exclude_uid: str | None = None,
     ) -> VolumeInlet:
-        """Find the stream with ``source_id`` and open it; ``on_wait`` runs about once a second."""
+        """Find the stream with ``source_id`` (not the one with uid ``exclude_uid``) and open
+        it; ``on_wait`` runs about once a second."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             try:
-                info = resolve_stream("source_id", source_id, min(1.0, max(remaining, 0.05)))
+                info = resolve_stream(
+                    "source_id", source_id, min(1.0, max(remaining, 0.05)), exclude_uid
+                )
             except StreamError:
                 if remaining <= 1.0:
                     raise StreamError(
@@ -182,19 +234,31 @@ class VolumeInlet:
     @property
     def values(self) -> np.ndarray:
         """The last pulled volume, ``(n_channels,)`` (overwritten by the next pull)."""
-        return self._buffer[0]
+        return self._buffer[0, : self.meta.n_channels]
 
     def pull(self, timeout: float) -> float | None:
-        """Pull the next volume into :attr:`values`; its timestamp, or None on timeout."""
+        """Pull the next volume into :attr:`values`; its timestamp, or None on timeout and
+        once the stream has :attr:`ended`."""
         if self._inlet is None:
             raise StreamError("pull() requires an open inlet; this one is closed")
+        if self.ended is not None:
+            return None
         try:
             _, stamps = self._inlet.pull_chunk(
                 timeout=timeout, max_samples=1, dest_obj=self._buffer
             )
-        except LslTimeoutError:  # clock sync failed: the outlet is gone
+        except (LslTimeoutError, LslLostError):  # the outlet is gone
+            self.ended = "lost"
             return None
-        return float(stamps[0]) if stamps else None
+        if not stamps:
+            return None
+        if self.meta.index_channel:
+            index = int(self._buffer[0, -1])
+            if index == END_OF_RUN:
+                self.ended = "end of run"
+                return None
+            self.index = index
+        return float(stamps[0])
 
     def close(self) -> None:
         if self._inlet is not None:

@@ -4,7 +4,14 @@
   where the policy asks, clear bind errors); the control socket
   (:mod:`rt_recon.transport.control`) is one too.
 * :class:`Publisher` binds an XPUB socket, so it can wait until subscribers
-  are there (no ``sleep()`` against the slow-joiner problem).
+  are there (no ``sleep()`` against the slow-joiner problem). It counts
+  subscriber *peers* per topic, not subscription messages: each
+  :class:`Subscriber` announces itself with one more subscription per topic,
+  ``<topic>\\0<peer id>``, which no message ever matches (a topic frame holds
+  no NUL); a plain subscription without an announcement (another library's
+  SUB socket) counts as one peer. ``XPUB_VERBOSER`` passes every
+  subscription and unsubscription up, so a peer that leaves (closes, dies)
+  is no longer counted (docs/protocol.md 3, "Subscribers").
 * :class:`Subscriber` connects a SUB socket. ``receive()`` returns the next
   message; ``receive_latest()`` drains everything waiting and returns only
   the newest, counting what it skipped (ZeroMQ's CONFLATE cannot do this for
@@ -20,8 +27,11 @@ default policy applies, so a non-loopback endpoint without keys is refused.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
@@ -97,11 +107,28 @@ class BoundSocket:
         self.close()
 
 
+#: Separates a topic from a subscriber's peer id in its announcement subscription.
+PEER_SEPARATOR = b"\x00"
+
+
+def announcement(topic: str, peer: str) -> bytes:
+    """The subscription with which peer ``peer`` announces itself as a subscriber to ``topic``.
+
+    It is ``<topic>\\0<peer>``: no message matches it (a topic frame holds no NUL), so it
+    costs nothing but an entry in the publisher's subscription table.
+    """
+    return topic.encode() + PEER_SEPARATOR + peer.encode()
+
+
 class Publisher(BoundSocket):
     """An XPUB socket bound to ``endpoint`` that sends rt_recon messages.
 
     ``curve``: the config's ``security`` section; where it puts CURVE on
     ``endpoint``, only clients with an authorised key can subscribe.
+
+    :meth:`subscribers` counts distinct subscriber peers of a topic (see the
+    module docstring): one process subscribed to several topics, or to one
+    topic twice, is one subscriber of each topic it takes.
 
     Thread-safe: a lock serialises every use of the socket, so a node's work
     loop and its heartbeat thread (:mod:`rt_recon.nodes.runner`) can both send.
@@ -113,44 +140,78 @@ class Publisher(BoundSocket):
         context: zmq.Context | None = None,
         curve: SecuritySection | None = None,
     ):
-        # XPUB_VERBOSE: see every subscription, not only the first
-        super().__init__(zmq.XPUB, endpoint, context, curve, {zmq.XPUB_VERBOSE: 1})
-        self._subscribers: dict[str, int] = {}
+        # XPUB_VERBOSER: every subscription and unsubscription comes up, not only the first
+        # and the last of a topic, so peers can be counted in and out
+        super().__init__(zmq.XPUB, endpoint, context, curve, {zmq.XPUB_VERBOSER: 1})
+        self._plain: Counter[str] = Counter()  # subscriptions without an announcement, net
+        self._peers: dict[str, set[str]] = {}  # topic -> announced peer ids
         self._lock = threading.Lock()
 
     def subscribers(self, topic: str) -> int:
-        """Subscriptions to ``topic`` seen so far (processes pending subscription messages)."""
+        """Distinct subscriber peers of ``topic`` (counting those of every topic) now.
+
+        Announced peers count once whatever else they subscribe to; plain
+        subscriptions beyond the announced peers' own count one each.
+        """
         self._read_subscriptions(timeout_ms=0)
-        return self._subscribers.get(topic, 0)
+        return self._count(topic)
+
+    def peers(self, topic: str) -> list[str]:
+        """The announced peer ids subscribed to ``topic`` (or to every topic), sorted."""
+        self._read_subscriptions(timeout_ms=0)
+        return sorted(self._peers.get(topic, set()) | self._peers.get("", set()))
+
+    def _count(self, topic: str) -> int:
+        announced = self._peers.get(topic, set()) | self._peers.get("", set())
+        anonymous = sum(max(0, self._plain[t] - len(self._peers.get(t, ()))) for t in {topic, ""})
+        return len(announced) + anonymous
 
     def wait_for_subscribers(
         self, n: int, topic: str, timeout: float, on_wait: Callable[[], None] | None = None
     ) -> None:
-        """Block until ``n`` subscriptions to ``topic`` (or to everything) have arrived.
+        """Block until ``n`` distinct subscribers of ``topic`` (or of everything) are there.
 
         ``on_wait`` (e.g. a heartbeat) is called about every 0.1 s while waiting.
         """
         deadline = time.monotonic() + timeout
-        while self._subscribers.get(topic, 0) + self._subscribers.get("", 0) < n:
+        self._read_subscriptions(timeout_ms=0)
+        while self._count(topic) < n:
             if on_wait is not None:
                 on_wait()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                peers = self.peers(topic)
                 raise StreamError(
                     f"{self.endpoint}: waited {timeout:g} s for {n} subscriber(s) to {topic!r}, "
-                    f"found {self._subscribers.get(topic, 0)}"
+                    f"found {self._count(topic)}"
+                    + (f" (announced: {', '.join(peers)})" if peers else "")
                 )
             self._read_subscriptions(timeout_ms=int(min(remaining, 0.1) * 1000))
+        if n:
+            log.info(
+                "%s: %d subscriber(s) to %r (announced: %s)",
+                self.endpoint, self._count(topic), topic, ", ".join(self.peers(topic)) or "none",
+            )  # fmt: skip
 
     def _read_subscriptions(self, timeout_ms: int) -> None:
         with self._lock:
             while self._socket.poll(timeout_ms, zmq.POLLIN):
                 event = self._socket.recv()
-                if event and event[0] in (0, 1):
-                    topic = event[1:].decode(errors="replace")
-                    delta = 1 if event[0] == 1 else -1
-                    self._subscribers[topic] = max(0, self._subscribers.get(topic, 0) + delta)
                 timeout_ms = 0
+                if not event or event[0] not in (0, 1):
+                    continue  # not a (un)subscription: XPUB passes other messages up too
+                subscribe = event[0] == 1
+                body, separator, peer = event[1:].partition(PEER_SEPARATOR)
+                topic = body.decode(errors="replace")
+                if separator:
+                    peers = self._peers.setdefault(topic, set())
+                    name = peer.decode(errors="replace")
+                    if subscribe:
+                        peers.add(name)
+                    else:
+                        peers.discard(name)
+                else:
+                    self._plain[topic] = max(0, self._plain[topic] + (1 if subscribe else -1))
 
     def send(
         self, topic: str, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
@@ -173,11 +234,23 @@ class Received:
     malformed: int = 0  # messages that failed protocol validation
 
 
+def _peer_id(name: str) -> str:
+    """A peer id unique to one socket: ``<name>/<pid>/<random>`` (printable ASCII, no NUL)."""
+    if not name.isascii() or not name.isprintable() or "/" in name:
+        raise ValueError(f"a subscriber name is printable ASCII without '/', found {name!r}")
+    return f"{name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
 class Subscriber:
     """A SUB socket connected to ``endpoint``, subscribed to ``topics``.
 
     ``curve``: the config's ``security`` section; where it puts CURVE on
     ``endpoint``, the socket connects as a CURVE client with its own key.
+
+    The socket announces itself to the publisher as one subscriber peer of
+    each topic (the module docstring), under ``peer``: ``name``, the process
+    id and a random part, so a publisher waiting for subscribers can say who
+    is there.
     """
 
     def __init__(
@@ -188,7 +261,9 @@ class Subscriber:
         max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         rcvhwm: int = 1000,
         curve: SecuritySection | None = None,
+        name: str = "sub",
     ):
+        self.peer = _peer_id(name)
         keys = client_keys(curve, endpoint)  # ConfigError before any socket exists
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.SUB)
@@ -201,7 +276,10 @@ class Subscriber:
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
         self._max_bytes = max_bytes
         for topic in topics:
+            # the subscription first, then the announcement: the publisher takes one peer's
+            # subscriptions in order, so a peer it counts already gets the topic's messages
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self._socket.setsockopt(zmq.SUBSCRIBE, announcement(topic, self.peer))
         try:
             self._socket.connect(endpoint)
         except zmq.ZMQError as exc:

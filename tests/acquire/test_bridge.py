@@ -170,7 +170,9 @@ def test_missing_duplicate_late_and_out_of_order_volumes_are_reported(tmp_path, 
     assert (watch / "07_vol_005.dcm").is_file()  # the data stays on disk
 
 
-def test_files_already_in_the_folder_are_left_alone_unless_asked(tmp_path, volumes):
+def test_files_already_in_the_folder_are_caught_up_when_their_series_goes_on(tmp_path, volumes):
+    """A restarted bridge: what is on disk waits for the series' next file, then goes first
+    (flagged late); ``include_existing`` streams it all at once. More in test_bad_files.py."""
     watch = tmp_path / "export"
     watch.mkdir()
     for index in (1, 2):
@@ -178,15 +180,21 @@ def test_files_already_in_the_folder_are_left_alone_unless_asked(tmp_path, volum
     with RunningBridge(watch) as bridge:
         _drop(volumes[3], watch / "vol_003.dcm")
         _drop(volumes[4], watch / "vol_004.dcm")
-        _, values = bridge.collect(2)
+        _, values = bridge.collect(4)
         report = bridge.stop()
-    assert [v.index for v in report.streamed] == [3, 4]
-    np.testing.assert_array_equal(values[0], _expected(volumes[3]))
-    assert report.issues == []  # joined under way: 1 and 2 are not "missing"
+    assert [(v.index, v.catch_up) for v in report.streamed] == [
+        (1, True),
+        (2, True),
+        (3, False),
+        (4, False),
+    ]
+    for got, index in zip(values, (1, 2, 3, 4), strict=True):
+        np.testing.assert_array_equal(got, _expected(volumes[index]))
+    assert report.issues == []
     with RunningBridge(watch, include_existing=True, idle_stop=1.0) as bridge:
         _, values = bridge.collect(4)
         report = bridge.stop()
-    assert [v.index for v in report.streamed] == [1, 2, 3, 4]
+    assert [(v.index, v.catch_up) for v in report.streamed] == [(i, False) for i in (1, 2, 3, 4)]
     assert len(values) == 4
 
 

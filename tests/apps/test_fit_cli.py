@@ -1,14 +1,20 @@
-"""``rt-recon fit``: a bundle, a fit report beside it, and progress while it works."""
+"""``rt-recon fit``: a bundle, a fit report beside it, and progress while it works; the
+shipped model by name (``--model embedded``) or by default; too few training runs refused
+before a model loads."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.render.embedded import EMBEDDED_DIR, resolve_model
+from rt_recon.render.model import model_fingerprint
 
 pytestmark = pytest.mark.slow
 
@@ -33,3 +39,47 @@ def test_fit_writes_the_bundle_and_a_report_of_r2_and_alphas_per_head(
         assert f"CV R^2 mean {entry['cv_r2_mean']:.3f}" in done.stdout
     n_train = len(small_dataset.runs("train"))
     assert f"{n_train + 2}/{n_train + 2}" in done.stderr  # the progress bar reached its end
+
+
+def _fit(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rt_recon", "fit", *(str(a) for a in args)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("model_args", [["--model", "embedded"], []], ids=["embedded", "default"])
+def test_fit_for_the_shipped_model_by_name_or_by_default(small_dataset, tmp_path, model_args):
+    out = tmp_path / "bundle.safetensors"
+    done = _fit(small_dataset.root, *model_args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert f"fitting for the render model in {EMBEDDED_DIR}" in done.stderr
+    bundle = DecoderBundle.load(out)
+    assert bundle.model.fingerprint == model_fingerprint(EMBEDDED_DIR)
+
+
+def test_a_folder_named_like_the_shipped_model_is_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("embedded") == EMBEDDED_DIR
+    assert resolve_model("./embedded") == Path("embedded")  # a folder here, not the shipped one
+    assert resolve_model(tmp_path / "m") == tmp_path / "m"
+
+
+def test_fit_on_one_training_run_says_two_are_needed_before_loading_a_model(
+    small_dataset, tmp_path
+):
+    dataset = tmp_path / "one-train-run"
+    shutil.copytree(small_dataset.root, dataset)
+    manifest = json.loads((dataset / "dataset.json").read_text())
+    train = [r for r in manifest["runs"] if r["role"] == "train"]
+    manifest["runs"] = [r for r in manifest["runs"] if r not in train[1:]]
+    (dataset / "dataset.json").write_text(json.dumps(manifest))
+    # a model folder that does not exist: the dataset is refused before any model is read
+    done = _fit(dataset, "--model", tmp_path / "no-model", "--out", tmp_path / "b.safetensors")
+    assert done.returncode == 2
+    assert (
+        f"rt-recon: error: {dataset}: fitting needs at least 2 training runs (role 'train' in "
+        "dataset.json), found 1" in done.stderr
+    )
+    assert "no-model" not in done.stderr
+    assert not (tmp_path / "b.safetensors").exists()

@@ -1,4 +1,6 @@
-"""``rt-recon run``: restarts a crashed renderer, stops cleanly, and names startup failures.
+"""``rt-recon run``: restarts a crashed renderer, stops cleanly, names startup failures,
+starts on ports a session that just ended left in TIME_WAIT, refuses an existing recording
+before any node starts, and prints where things are and what the session did.
 
 A session that runs until stopped is a child of the ``node_processes`` fixture; a
 session that fails at startup is run to its end as a user runs it (``subprocess.run``):
@@ -7,6 +9,7 @@ its exit code, and its stderr apart from its stdout.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +19,7 @@ import time
 import psutil
 import pytest
 
+from tests.apps._ports import in_time_wait, leave_in_time_wait, plain_bind_fails
 from tests.nodes._heartbeats import wait_for_heartbeat
 
 pytestmark = pytest.mark.slow
@@ -108,3 +112,46 @@ def test_no_stream_found_is_one_line_naming_the_stream(node_config, tmp_path):
     source = node_config.stream.source_id
     expected = f"decoder stopped: no LSL stream with source_id={source!r} found within 2 s"
     assert f"rt-recon: error: {expected}" in result.stderr
+
+
+def test_right_after_a_session_on_the_same_port_it_starts_and_prints_where_things_are(
+    node_config, node_processes, tmp_path
+):
+    endpoint = node_config.decoder.latents_endpoint
+    port = int(endpoint.rsplit(":", 1)[1])
+    leave_in_time_wait(port)  # as the decoder of a session that just crashed leaves its port
+    assert plain_bind_fails(port)
+    path = _write(node_config, tmp_path, **{"run.nodes": ["decoder"]})
+    session = node_processes.rt_recon("session", "run", path)
+    assert wait_for_heartbeat(endpoint)["node"] == "decoder"
+    assert in_time_wait(port)  # it started although the port's old connection was still there
+    session.wait_for_line(r"^  logs: ", timeout=30)
+    session.send_signal(signal.SIGINT)
+    assert session.wait(timeout=30) == 0
+    out = session.log_text()
+    output_dir = node_config.paths.output_dir
+    assert "rt-recon run: started decoder (Ctrl-C to stop)" in out
+    assert "  recording:   none (no recorder)" in out
+    assert f"  config:      {output_dir / 'session.json'} (without secrets)" in out
+    assert f"  logs:        {output_dir / 'logs'}" in out
+    assert re.search(r"rt-recon run: session ended after \d+ s\n", out)
+    assert "  TRs:       0 (0 missed, 0 skipped)\n" in out  # the decoder was heard, no stream
+    assert "  frames:    none (no renderer heartbeat heard)\n" in out
+    assert "  recording: none written\n" in out
+
+
+def test_an_existing_recording_is_refused_before_any_node_starts(node_config, tmp_path):
+    output_dir = node_config.paths.output_dir
+    recording = output_dir / "recording.h5"
+    output_dir.mkdir(parents=True)
+    recording.write_bytes(b"the recording of an earlier session")
+    result = _run(_write(node_config, tmp_path))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rt-recon: error:")]
+    assert errors == [
+        f"rt-recon: error: recorder: {recording} exists and a recording is never overwritten: "
+        "move it away, or set recorder.path (or paths.output_dir) to a new place"
+    ]
+    assert sorted(p.name for p in output_dir.iterdir()) == ["recording.h5"]  # no logs, no config
+    assert recording.read_bytes() == b"the recording of an earlier session"
+    assert result.stdout == ""

@@ -1,11 +1,12 @@
-"""TrCounter: TR indices from LSL timestamps; gaps are counted, duplicated and out-of-order
-volumes are never assigned a TR."""
+"""TR indices: from the volume's acquisition index (IndexedTrCounter) or, for a stream
+without one, from LSL timestamps (TrCounter); gaps are counted, duplicated and
+out-of-order volumes are never assigned a TR."""
 
 from __future__ import annotations
 
 import pytest
 
-from rt_recon.decode.tr_counter import TrCounter, TrStep
+from rt_recon.decode.tr_counter import IndexedTrCounter, TrCounter, TrStep
 from rt_recon.errors import StreamError
 
 INTERVAL = 0.125  # TR 1 s replayed at 8x
@@ -96,3 +97,19 @@ def test_with_crcs_a_duplicate_is_the_same_data_again():
     earlier = counter.update(T0 + 0.015, crc=14)
     assert earlier.tr is None and earlier.rejected == "out_of_order"
     assert counter.update(T0 + 0.02 + INTERVAL, crc=15) == TrStep(3, dt=pytest.approx(INTERVAL))
+
+
+def test_the_acquisition_index_is_the_tr_and_a_late_start_flags_the_volumes_before_it():
+    counter = IndexedTrCounter()
+    steps = [counter.update(i) for i in (4, 5, 8, 9)]
+    assert [(s.tr, s.missed) for s in steps] == [(4, 4), (5, 0), (8, 2), (9, 0)]
+    assert counter.update(9).rejected == "duplicate"
+    assert counter.update(6).rejected == "out_of_order"
+    assert counter.last == 9  # neither moved the count
+    with pytest.raises(StreamError, match="found -1"):
+        counter.update(-1)
+
+
+def test_an_indexed_run_from_its_first_volume_misses_nothing():
+    counter = IndexedTrCounter()
+    assert [(s.tr, s.missed) for s in map(counter.update, range(5))] == [(i, 0) for i in range(5)]

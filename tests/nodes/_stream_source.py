@@ -63,7 +63,7 @@ def push_on_schedule(
         stamp = t0 + stamp_index * interval
         while (wait := stamp - pylsl.local_clock()) > 0:
             time.sleep(min(wait, 0.01))
-        outlet.push(volume(run, index), stamp)
+        outlet.push(volume(run, index), stamp, index)
         if on_push is not None:
             on_push(index)
 

@@ -49,19 +49,26 @@ class Collect:
 
 
 class ListInlet:
-    """Volumes from a list, each with its stamp, as a VolumeInlet hands them out."""
+    """Volumes from a list, each with its stamp (and acquisition index, if given), as a
+    VolumeInlet hands them out; ``end``: the run ends after the last (else it just pauses)."""
 
-    def __init__(self, meta: VolumeStreamMeta, volumes, stamps):
+    def __init__(self, meta: VolumeStreamMeta, volumes, stamps, indexes=None, end=False):
         self.meta = meta
-        self._items = list(zip(volumes, stamps, strict=True))
+        indexes = [None] * len(stamps) if indexes is None else indexes
+        self._items = list(zip(volumes, stamps, indexes, strict=True))
+        self._end = end
         self.values = np.zeros(meta.n_channels, np.float32)
+        self.index: int | None = None
+        self.ended: str | None = None
         self.last_stamp = -np.inf
         self.closed = False
 
     def pull(self, timeout: float) -> float | None:
         if not self._items:
+            if self._end:
+                self.ended = "end of run"
             return None
-        volume, stamp = self._items.pop(0)
+        volume, stamp, self.index = self._items.pop(0)
         self.values = np.asarray(volume, dtype=np.float32)
         self.last_stamp = stamp
         return stamp
@@ -166,6 +173,62 @@ def test_the_decoder_counts_gaps_and_gives_duplicates_no_tr(node_config, test_ru
     assert [h.tr for h in headers] == [0, 1, 4, 5]
     assert [h.missed_before for h in headers] == [0, 0, 2, 0]
     assert (node.counters.missed, node.counters.duplicates, node.counters.volumes) == (2, 1, 5)
+
+
+def test_the_acquisition_index_is_the_tr_and_volumes_before_the_first_are_flagged(
+    node_config, test_run
+):
+    run, meta = test_run
+    node, ctx = _decoder(node_config, DecoderBundle.load(node_config.decoder.bundle))
+    v = run.volumes
+    # the decoder joined late (volumes 0..3 went by), then 6 is lost, 7 comes twice
+    indexes = [4, 5, 7, 7, 8]
+    stamps = [float(i) for i in indexes]
+    node.start(ctx, ListInlet(meta, [v[i] for i in indexes], stamps, indexes))
+    for _ in range(len(indexes)):
+        node.step()
+    headers = [Latents.from_message(m).header for m in ctx.publisher.of("latents")]
+    assert [(h.tr, h.missed_before) for h in headers] == [(4, 4), (5, 0), (7, 1), (8, 0)]
+    assert [h.volume_crc32 for h in headers] == [zlib.crc32(v[h.tr]) for h in headers]
+    assert (node.counters.missed, node.counters.duplicates) == (5, 1)
+
+
+def test_a_new_run_restarts_at_tr_0_and_a_run_on_another_grid_is_refused_not_fatal(
+    node_config, test_run
+):
+    run, meta = test_run
+    node, ctx = _decoder(node_config, DecoderBundle.load(node_config.decoder.bundle))
+    ctx.state = "streaming"
+    v = run.volumes
+    other_shape = (meta.shape[0] + 2, *meta.shape[1:])
+    other = VolumeStreamMeta(shape=other_shape, affine=meta.affine, tr_s=meta.tr_s, run="8",
+                             series="8")  # fmt: skip
+    big = np.zeros(other.n_channels, np.float32)
+    first = ListInlet(meta, [v[0], v[1]], [0.0, 1.0], [0, 1], end=True)
+    streams = [
+        ListInlet(other, [big, big, big], [5.0, 6.0, 7.0], [0, 1, 2], end=True),
+        ListInlet(VolumeStreamMeta(**{**vars(meta), "run": "9b"}), [v[2], v[3]], [9.0, 10.0],
+                  [0, 1]),
+    ]  # fmt: skip
+    node.reopen = lambda: streams.pop(0)
+    node.start(ctx, first)
+    states, errors = [], []
+    for _ in range(12):
+        node.step()
+        states.append(ctx.state)
+        errors.append(node.counters.error)
+    headers = [Latents.from_message(m).header for m in ctx.publisher.of("latents")]
+    assert [(h.run, h.tr, h.volume_crc32) for h in headers] == [
+        ("9", 0, zlib.crc32(v[0])), ("9", 1, zlib.crc32(v[1])),
+        ("9b", 0, zlib.crc32(v[2])), ("9b", 1, zlib.crc32(v[3])),
+    ]  # fmt: skip
+    assert "refused" in states and states[-1] == "streaming"
+    refusal = next(e for e in errors if e)
+    assert refusal.startswith("run 8 (series 8) refused")
+    assert f"shape {meta.shape}" in refusal and f"shape {other_shape}" in refusal  # both named
+    assert (node.counters.refused, node.counters.runs, node.counters.run) == (3, 3, "9b")
+    assert node.counters.error is None
+    assert first.closed
 
 
 def _latents_message(node_config, fingerprint: str, *, with_c: bool = True) -> Message:

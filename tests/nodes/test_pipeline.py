@@ -23,6 +23,7 @@ from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.protocol import DECODED_CHANNELS, TOPIC_FRAME, TOPIC_LATENTS
 from rt_recon.transport.zmq import Subscriber
+from tests.nodes._heartbeats import wait_for_heartbeat
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +134,7 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
     assert (config.paths.output_dir / "frames" / f"tr-{n_trs - 1:05d}.png").is_file()
 
 
-def test_decoder_refuses_a_bundle_fitted_on_other_voxels(
+def test_decoder_refuses_a_run_on_other_voxels_naming_both_and_stays_up(
     node_config, small_dataset, node_processes, tmp_path
 ):
     bundle = DecoderBundle.load(node_config.decoder.bundle)
@@ -143,10 +144,17 @@ def test_decoder_refuses_a_bundle_fitted_on_other_voxels(
         {"decoder.bundle": str(other), "decoder.wait_for_subscribers": 0}
     )
     files = small_dataset.runs("test")[0]
-    node_processes.node("replay", config, files.bold)
     decoder = node_processes.node("decoder", config)
-    assert decoder.wait(timeout=60) == 2
-    log = decoder.log_text()
+    node_processes.node("replay", config, files.bold)
+    beat = wait_for_heartbeat(
+        config.decoder.latents_endpoint,
+        lambda b: b["node"] == "decoder" and b["state"] == "refused" and b["refused"] > 0,
+        "refusing the run",
+        timeout=60,
+    )
     n_stream = int(np.prod(load_nifti_run(files.bold).shape))
-    assert "fitted on 1000 voxels (shape (10, 10, 10)" in log
-    assert f"stream sends {n_stream} voxels" in log
+    assert "fitted on 1000 voxels (shape (10, 10, 10)" in beat["error"]
+    assert f"stream sends {n_stream} voxels" in beat["error"]
+    assert beat["published"] == 0
+    node_processes.assert_running("decoder")  # refused, not fatal: the next run may fit
+    assert "refused, not decoded" in decoder.log_text()

@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pylsl
 
-from rt_recon.acquire.nifti import load_nifti_run
-from rt_recon.nodes.replay import replay
+from rt_recon.acquire.nifti import RecordedRun, load_nifti_run
+from rt_recon.nodes.replay import replay, volume_indexes
 from rt_recon.transport.lsl import MarkerInlet, VolumeInlet, resolve_stream
 from tests.conftest import unique
 
@@ -72,3 +72,12 @@ def test_replay_waiting_for_a_consumer_stops_promptly_on_sigterm(
     replay_process.wait_for_line("waiting for a consumer of", timeout=60)  # none ever comes
     replay_process.send_signal(signal.SIGTERM)
     assert replay_process.wait(timeout=5) == 0
+
+
+def test_a_volume_missing_from_a_recording_leaves_a_gap_in_the_acquisition_indexes():
+    volumes = np.zeros((5, 8), np.float32)
+    times = np.array([10.0, 12.01, 13.98, 18.0, 20.02])  # TR 2 s; the volume at 16 s is missing
+    run = RecordedRun(volumes, (2, 2, 2), np.eye(4), tr_s=2.0, times=times)
+    assert volume_indexes(run).tolist() == [0, 1, 2, 4, 5]
+    regular = RecordedRun(volumes, (2, 2, 2), np.eye(4), tr_s=2.0)
+    assert volume_indexes(regular).tolist() == [0, 1, 2, 3, 4]

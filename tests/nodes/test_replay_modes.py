@@ -157,12 +157,14 @@ def test_an_xdf_recording_replays_with_its_recorded_timing_and_markers(tmp_path)
     meta = VolumeStreamMeta(shape=run.shape, affine=run.affine, tr_s=0.2, session="s", run="03")
     path = tmp_path / "session.xdf"
     writer = XdfWriter(path)
-    writer.add_stream(1, make_volume_stream_info(meta, "vols", "v").as_xml(), "float32", 60)
+    # recorded as LabRecorder records it: the voxels, then the index channel
+    writer.add_stream(1, make_volume_stream_info(meta, "vols", "v").as_xml(), "float32", 61)
     writer.add_stream(2, make_marker_stream_info("mk", "m").as_xml(), "string", 1)
     recorded = 5000.0 + np.array([0.0, 0.2, 0.4, 0.8, 1.0, 1.2])  # volume 4 came a TR late
     writer.add_sample(2, recorded[0], [json.dumps({"type": "run_start", "run": "03"})])
-    for stamp, values in zip(recorded, run.volumes, strict=True):
-        writer.add_sample(1, float(stamp), values)
+    for stamp, index, values in zip(recorded, [0, 1, 2, 4, 5, 6], run.volumes, strict=True):
+        writer.add_sample(1, float(stamp), np.append(values, np.float32(index)))
+    writer.add_sample(1, recorded[-1] + 0.01, np.append(np.zeros(60, np.float32), -1))  # run end
     writer.add_sample(2, recorded[0] + 0.5, [json.dumps({"type": "event", "stimulus_id": 42})])
     writer.add_sample(2, recorded[0] + 0.9, ["button"])
     writer.close()

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from benchmarks.bench_soak import soak
-from rt_recon.apps.pipeline import PIPELINE_OVERRIDES
+from rt_recon.apps.pipeline import pipeline_overrides
 from rt_recon.record.recording import RecordingReader
 from tests.conftest import free_port
 
@@ -23,7 +23,7 @@ def test_3000_trs_fast_replay_lose_nothing_and_memory_stays_flat(
 ):
     config = node_config.with_overrides(
         {
-            **PIPELINE_OVERRIDES,
+            **pipeline_overrides(asap=True),
             "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
             "renderer.write_png": False,
         }

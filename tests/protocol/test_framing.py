@@ -87,10 +87,11 @@ def test_encode_refuses_unsupported_dtype_and_unserialisable_header():
 def test_volume_stream_info_round_trip():
     affine = np.array([[-3.0, 0, 0, 90], [0, 3, 0, -126], [0, 0, 3, -72], [0, 0, 0, 1]])
     meta = VolumeStreamMeta(
-        shape=(5, 6, 7), affine=affine, tr_s=1.97, session="s1", run="02", speed=2.0
-    )
+        shape=(5, 6, 7), affine=affine, tr_s=1.97, session="s1", run="02", speed=2.0,
+        series="7", series_description="ep2d_bold",
+    )  # fmt: skip
     info = make_volume_stream_info(meta, "vols", "src-1")
-    assert info.channel_count() == 210
+    assert info.channel_count() == 210 + 1  # the voxels, then the index channel
     assert info.nominal_srate() == pytest.approx(2.0 / 1.97)
     parsed = parse_volume_stream_info(info)
     np.testing.assert_array_equal(parsed.affine, affine)
@@ -99,10 +100,27 @@ def test_volume_stream_info_round_trip():
     assert (parsed.mask_id, parsed.n_channels, parsed.channel_format) == ("full", 210, "float32")
     assert info.desc().child("rt_recon").child_value("voxel_order") == VOXEL_ORDER
     assert parsed.pace == "realtime"
+    assert (parsed.series, parsed.series_description, parsed.index_channel) == (
+        "7",
+        "ep2d_bold",
+        True,
+    )
+    assert parsed.same_grid(meta) and parsed.describe_grid() == "5x6x7 voxels of 3x3x3 mm"
     asap = VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr_s=1.97, pace="asap")
     assert parse_volume_stream_info(make_volume_stream_info(asap, "v", "src-2")).pace == "asap"
     with pytest.raises(ProtocolError, match="pace must be one of"):
         VolumeStreamMeta(shape=(5, 6, 7), affine=affine, tr_s=1.97, pace="fast")
+
+
+def test_a_stream_without_an_index_channel_is_read_as_voxels_only():
+    meta = VolumeStreamMeta(shape=(5, 6, 7), affine=np.eye(4), tr_s=2.0, index_channel=False)
+    info = make_volume_stream_info(meta, "vols", "src-3")
+    assert info.channel_count() == 210
+    assert info.desc().child("rt_recon").child_value("index_channel") == ""
+    parsed = parse_volume_stream_info(info)
+    assert (parsed.index_channel, parsed.n_channels, parsed.series) == (False, 210, "")
+    other = VolumeStreamMeta(shape=(5, 6, 8), affine=np.eye(4), tr_s=2.0)
+    assert not parsed.same_grid(other)
 
 
 def test_flatten_is_x_fastest_and_inverts():

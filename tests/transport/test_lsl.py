@@ -53,6 +53,41 @@ def test_volumes_round_trip_through_preallocated_buffers():
         assert inlet.pull(timeout=0.05) is None
 
 
+def test_each_volume_carries_its_acquisition_index_and_the_run_ends_with_a_sample():
+    meta = _meta()
+    source_id = unique("src")
+    with (
+        VolumeOutlet(meta, unique("vol"), source_id) as outlet,
+        VolumeInlet.resolve(source_id, timeout=10) as inlet,
+    ):
+        assert outlet.wait_for_consumers(10)
+        for index in (3, None, 7):  # None: the one after the last
+            outlet.push(np.full(meta.n_channels, 1.5, np.float32), pylsl.local_clock(), index)
+        outlet.end_run()
+        got = []
+        while inlet.pull(timeout=5) is not None:
+            got.append(inlet.index)
+            assert inlet.values.shape == (meta.n_channels,) and (inlet.values == 1.5).all()
+        assert got == [3, 4, 7]
+        assert inlet.ended == "end of run"
+        assert inlet.pull(timeout=0.01) is None  # ended for good
+        with pytest.raises(StreamError, match=r"0\.\.32767 \(the index channel\), found -2"):
+            outlet.push(np.zeros(meta.n_channels, np.float32), 0.0, index=-2)
+
+
+def test_an_outlet_that_goes_away_ends_the_inlet_as_lost():
+    meta = _meta()
+    source_id = unique("src")
+    outlet = VolumeOutlet(meta, unique("vol"), source_id)
+    with VolumeInlet.resolve(source_id, timeout=10) as inlet:
+        assert outlet.wait_for_consumers(10)
+        outlet.close()
+        deadline = time.monotonic() + 30
+        while inlet.ended is None and time.monotonic() < deadline:
+            assert inlet.pull(timeout=0.2) is None
+        assert inlet.ended == "lost"
+
+
 def test_a_stalled_consumer_keeps_only_the_newest_few_trs():
     meta = _meta()
     source_id = unique("src")
