@@ -286,7 +286,7 @@ class DecoderCounters:
     missed: int = 0  # TRs that never arrived
     duplicates: int = 0  # the last volume again (its stamp and data): not assigned a TR
     out_of_order: int = 0  # volumes stamped before the last one: not assigned a TR
-    refused: int = 0  # volumes of a run whose grid is not the bundle's (recorded, not decoded)
+    refused: int = 0  # volumes of a run whose grid is not the bundle's (not decoded)
     error: str | None = None  # why the current run is refused (state refused), both grids named
     bad_markers: int = 0  # marker samples that were no valid marker (dropped, logged)
 
@@ -316,7 +316,7 @@ class RecorderCounters:
     frames: int = 0
     status: int = 0
     rejected: int = 0  # messages that do not fit the recording
-    unrecorded: int = 0  # items taken after a failed write (disk full), not recorded
+    unrecorded: int = 0  # taken, not recorded: after a failed write, or of another grid
     paused: int = 0  # items taken while the operator had stopped recording
     disk_free_mb: float | None = None
     disk_minutes_left: float | None = None  # at the file's growth over the last 30 s
