@@ -398,10 +398,11 @@ class RunSection(_Section):
         default=("renderer", "decoder", "recorder"), min_length=1, description="Nodes to start"
     )
     restart: tuple[NodeName, ...] = Field(
-        default=("renderer", "decoder", "console"),
+        default=("renderer", "decoder", "recorder", "console"),
         description=(
             "Nodes restarted when they crash (a restarted decoder resumes the run at the "
-            "volumes' own TR indices, the TRs it was down flagged as missed)"
+            "volumes' own TR indices, the TRs it was down flagged as missed; a restarted "
+            "recorder writes the recording's next segment beside it, never over it)"
         ),
     )
     max_restarts: int = Field(default=5, ge=0, description="Restarts per node before giving up")

@@ -8,7 +8,9 @@ over LSL at the recorded pace times ``speed`` (or ``asap``: as fast as the
 renderer is done with each TR, so every TR gets its frame), into the same
 decoder, renderer and recorder processes as a live session. Decoding is
 deterministic, so latents equal the original recording's wherever it had
-them: :func:`compare_latents` says so.
+them: :func:`compare_latents` says so. A recording in segments
+(:mod:`rt_recon.record.segments`) is replayed as :mod:`rt_recon.record.to_run`
+says: the segments on the first segment's grid, joined.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from rt_recon.apps.pipeline import PipelineResult, pipeline_overrides, run_pipel
 from rt_recon.config import SessionConfig, validate_config
 from rt_recon.errors import DataError
 from rt_recon.record.recording import RecordingReader
+from rt_recon.record.segments import SessionReader
+from rt_recon.record.to_run import recorded_run
 
 
 @dataclass
@@ -33,8 +37,9 @@ class LatentsComparison:
 
 
 def compare_latents(a: str | Path, b: str | Path) -> LatentsComparison:
-    """Compare the latents of two recordings TR by TR (matched by the TR index in headers)."""
-    with RecordingReader(a) as ra, RecordingReader(b) as rb:
+    """Compare the latents of two recordings (each with its segments) TR by TR (matched by
+    the TR index in headers)."""
+    with SessionReader(a) as ra, SessionReader(b) as rb:
         ha, za, ca = ra.latents()
         hb, zb, cb = rb.latents()
     index_b = {h["tr"]: i for i, h in enumerate(hb)}
@@ -88,8 +93,7 @@ def replay_recording(
     output.mkdir(parents=True, exist_ok=True)
     config_path = output / "session.json"
     config_path.write_text(config.to_json())
-    with RecordingReader(recording) as reading:
-        n_volumes = reading.count("volumes")
+    n_volumes = len(recorded_run(recording).volumes)  # the segments it replays
     replay_args = [str(recording), "--speed", str(speed), *(["--asap"] if asap else [])]
     result = run_pipeline(config, config_path, replay_args, n_volumes)
     return result, compare_latents(recording, config.recording_path)

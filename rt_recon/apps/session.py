@@ -31,7 +31,7 @@ from rt_recon.config import SessionConfig
 from rt_recon.errors import ProtocolError, RtReconError
 from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.protocol import TOPIC_STATUS, Status
-from rt_recon.record.recording import RecordingReader
+from rt_recon.record.segments import SessionReader
 from rt_recon.transport.zmq import Subscriber
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def _summarize(
     if "recorder" in nodes and path.is_file():
         summary.recording = path
         try:
-            with RecordingReader(path) as reading:
+            with SessionReader(path) as reading:  # with its later segments
                 groups = ("volumes", "markers", "latents", "frames")
                 summary.recorded = {group: reading.count(group) for group in groups}
         except RtReconError as exc:

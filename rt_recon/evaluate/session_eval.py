@@ -41,7 +41,7 @@ from rt_recon.evaluate.trials import (
     score,
 )
 from rt_recon.protocol import Marker, TrialWindow, is_trial_event, onset_tr
-from rt_recon.record.recording import RecordingReader
+from rt_recon.record.segments import SessionReader
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,19 @@ def evaluate_recording(
     stimuli: Mapping[int, np.ndarray],
     progress: Callable[[int, int], None] | None = None,
 ) -> SessionEvaluation:
-    """Score the recording at ``path``; ``stimuli`` maps stimulus id -> ``(H, W, 3)`` uint8."""
-    with RecordingReader(path) as reader:
-        values, stamps = reader.volumes()
+    """Score the recording at ``path`` (with its later segments, if any:
+    :mod:`rt_recon.record.segments`); ``stimuli`` maps stimulus id -> ``(H, W, 3)`` uint8."""
+    with SessionReader(path) as reader:
+        segments = reader.volumes()
         markers = reader.markers()
         headers, images = reader.frames()
         recorded = reader.attr("config")
     budgets = _recorded_budgets(path, recorded)
-    if len(values) == 0:
+    # the session's volumes in acquisition order, segment after segment (grids may differ:
+    # a volume is known by its stamp and its CRC-32)
+    stamps = np.concatenate([s for _, s in segments])
+    volume_crcs = [zlib.crc32(v) for values, _ in segments for v in values]
+    if len(stamps) == 0:
         raise DataError(f"{path}: the recording holds no volumes")
     events = [(m, t) for e, t in markers if is_trial_event(m := Marker.from_json(e))]
     if not events:
@@ -127,10 +132,9 @@ def evaluate_recording(
     if not headers:
         raise DataError(
             f"no frames in {path}: nothing to score ({len(events)} stimulus markers, "
-            f"{len(values)} volumes, but no picture was recorded: was the renderer running, "
+            f"{len(stamps)} volumes, but no picture was recorded: was the renderer running, "
             "and the recorder subscribed to renderer.frames_endpoint?)"
         )
-    volume_crcs = [zlib.crc32(v) for v in values]
     frame_of_crc = {h.get("volume_crc32"): i for i, h in enumerate(headers)}
     lags = {h["lag_trs"] for h in headers if "lag_trs" in h}
     if len(lags) != 1:
@@ -146,7 +150,7 @@ def evaluate_recording(
         if sid not in stimuli:
             raise DataError(f"{path}: stimulus {sid} of trial {k} has no picture")
         scored = window.scored_tr(onset)
-        frame = frame_of_crc.get(volume_crcs[scored]) if scored < len(values) else None
+        frame = frame_of_crc.get(volume_crcs[scored]) if scored < len(stamps) else None
         rows.append(TrialRow(k, sid, onset, None if frame is None else int(headers[frame]["tr"])))
         if frame is not None:
             recons.append(images[frame])

@@ -1,4 +1,10 @@
-"""The recorder node: everything that crosses a wire in a session, into one recording file.
+"""The recorder node: everything that crosses a wire in a session, into its recording.
+
+The recording is one file per segment (:mod:`rt_recon.record.segments`): the
+first at ``recorder.path``; the recorder begins the next beside it when it
+starts and finds the session's files there (restarted after a crash: nothing
+is overwritten) and when a run on another grid than the current segment's
+begins (that run is recorded in the new segment, with its own grid).
 
 It reads the volume and marker streams with its own LSL inlets (so it
 records even if the decoder stops), and subscribes to the decoder's latents
@@ -27,6 +33,7 @@ asked and when), so the file says where its gaps are and why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -54,6 +61,7 @@ from rt_recon.protocol import (
 )
 from rt_recon.record.disk import DiskWatch
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
+from rt_recon.record.segments import next_segment
 from rt_recon.transport.control import ControlServer
 from rt_recon.transport.lsl import (
     MarkerInlet,
@@ -210,16 +218,12 @@ class RecorderInputs:
         recording: RecordingWriter,
         counters: RecorderCounters,
         switch: RecordSwitch,
-        volumes: bool = True,
     ) -> None:
         """Append everything waiting that ``switch`` says to record (volumes and markers by
         their stamps, messages by the switch as it is now); count the rest as ``paused``.
-        ``volumes=False`` (a run on another grid than the file's): the volumes are taken and
-        counted as ``unrecorded``, the rest is recorded. Waits up to 10 ms for messages."""
+        Waits up to 10 ms for messages."""
         while (stamp := self.volumes.pull(timeout=0.0)) is not None:
-            if not volumes:
-                counters.unrecorded += 1
-            elif switch.records(stamp):
+            if switch.records(stamp):
                 recording.add_volume(self.volumes.values, stamp)
                 counters.volumes += 1
             else:
@@ -307,7 +311,9 @@ class RecorderNode(Node):
         self.model: ModelSpec | None = None
         # the stream again once it ended (None while it is not back): a short look per step
         self.reopen: Callable[[], VolumeSource | None] | None = None
-        self.other_grid = False  # the current run's grid is not the file's: not recorded
+        self.grid: VolumeStreamMeta | None = None  # the grid of the segment written now
+        self.segment = 0  # its number (rt_recon.record.segments), and its file:
+        self.segment_path = self.path
         self.ended_uid: str | None = None  # the LSL uid of the stream that ended last
 
     @property
@@ -365,7 +371,8 @@ class RecorderNode(Node):
         self.start(ctx, RecorderInputs(inlet, markers, messages))
 
     def start(self, ctx: NodeContext, inputs: RecorderInputs) -> None:
-        """Record from ``inputs``: the file is created now, with the stream's geometry.
+        """Record from ``inputs``: the segment file is created now, with the stream's geometry
+        (the first segment, or the next free one beside it after a restart).
 
         ZeroMQ messages wait in their sockets meanwhile (none flow before volumes do).
         """
@@ -373,25 +380,44 @@ class RecorderNode(Node):
             self.prepare()
         assert self.shapes is not None and self.model is not None
         self.ctx, self.inputs = ctx, inputs
-        self._first_meta = inputs.volumes.meta
         self._stack.callback(lambda: self.inputs.close() if self.inputs is not None else None)
+        number, _ = next_segment(self.path)
+        reason = "start" if number == 1 else "recorder restart"
+        if number > 1:
+            log.warning(
+                "%s exists (a restart after a crash?): recording segment %d beside it, "
+                "the files there are left as they are", self.path, number,
+            )  # fmt: skip
+        self._open_segment(inputs.volumes.meta, reason)
+
+    def _open_segment(self, meta: VolumeStreamMeta, reason: str) -> None:
+        """Begin the session's next segment (:mod:`rt_recon.record.segments`) for a stream
+        with ``meta``'s grid: its n_channels from the stream, latents and frames from the
+        bundle. A file that cannot be created is a write failure (the session goes on)."""
+        assert self.shapes is not None and self.model is not None
+        number, path = next_segment(self.path)
+        self.grid = meta
+        self.segment, self.segment_path = number, path
+        self.counters.path = str(path)
         config = self.config
         attrs = {
             "config": config.redacted().model_dump(mode="json"),  # no secrets on disk
             "bundle_model": self.model.to_json(),
-            "stream": stream_attrs(inputs.volumes.meta),
+            "stream": stream_attrs(meta),
+            "segment": {"number": number, "reason": reason, "first": self.path.name},
         }
         self.disk = DiskWatch(
-            self.path,
+            path,
             low_free_mb=config.recorder.low_disk_mb,
             low_minutes=config.recorder.low_disk_minutes,
         )
+        shapes = dataclasses.replace(self.shapes, n_channels=meta.n_channels)
         try:
-            self.recording = RecordingWriter(self.path, self.shapes, attrs=attrs)
+            self.recording = RecordingWriter(path, shapes, attrs=attrs)
         except StorageError as exc:  # no room for even an empty file: the session goes on
             self._failed(exc)
             return
-        log.info("recording to %s", self.path)
+        log.info("recording to %s (segment %d: %s)", path, number, reason)
 
     def _serve(self) -> None:
         if self.control is not None:
@@ -413,9 +439,7 @@ class RecorderNode(Node):
                 self.ctx.state = "streaming" if self.switch.recording else "paused"
             for key, value in self.disk.fields(time.monotonic()).items():
                 setattr(self.counters, key, value)
-            # a run on another grid: its volumes are not recorded, its markers and messages are
-            volumes = not self.other_grid
-            self.inputs.record(self.recording, self.counters, self.switch, volumes=volumes)
+            self.inputs.record(self.recording, self.counters, self.switch)
             self.recording.flush()
         except StorageError as exc:  # disk full, file size limit: the session goes on
             self._failed(exc)
@@ -426,8 +450,8 @@ class RecorderNode(Node):
     def _follow_stream(self) -> None:
         """The volume stream ended (end of its run, or lost): look for its next run, without
         blocking (markers and messages go on being recorded meanwhile). The next run is
-        recorded in this file when it has the file's grid; another grid is logged and not
-        recorded (its volumes are counted as ``unrecorded``)."""
+        recorded in this segment when it has the segment's grid; a run on another grid
+        closes this segment and is recorded in the next one, with its own grid."""
         assert self.ctx is not None and self.inputs is not None and self.reopen is not None
         old = self.inputs.volumes
         if self.ctx.state != "waiting_for_stream":
@@ -440,20 +464,37 @@ class RecorderNode(Node):
         old.close()
         self.inputs.volumes = new
         self.ctx.state = "streaming" if self.switch.recording else "paused"
-        first = self._first_meta
-        self.other_grid = not new.meta.same_grid(first)
-        if self.other_grid:
-            log.error(
-                "run %s (series %s) is not recorded: its grid %s is not this recording's %s",
+        if self.recording is None:  # the file cannot be written: nothing to begin
+            return
+        run_start = {
+            "node": "recorder", "event": "run_start", "t": pylsl.local_clock(),
+            "stream": stream_attrs(new.meta),
+        }  # fmt: skip
+        if not new.meta.same_grid(self.grid):
+            log.warning(
+                "run %s (series %s) has another grid, %s, than %s's %s: recording it in the "
+                "next segment",
                 new.meta.run, new.meta.series or "?", new.meta.describe_grid(),
-                first.describe_grid(),
+                self.segment_path.name, self.grid.describe_grid(),
             )  # fmt: skip
-        elif self.recording is not None and new.meta.run != old.meta.run:
-            self.recording.add_status(
-                {"node": "recorder", "event": "run_start", "t": pylsl.local_clock(),
-                 "stream": stream_attrs(new.meta)}
+            try:
+                self.recording.add_status(
+                    {**run_start, "event": "segment_end", "next": next_segment(self.path)[1].name}
+                )
+                self.recording.close()
+                self.recording = None
+                self._open_segment(new.meta, "new grid")
+                if self.recording is not None:
+                    self.recording.add_status(run_start)
+                    self.recording.flush()
+            except StorageError as exc:
+                self._failed(exc)
+        elif new.meta.run != old.meta.run:
+            self.recording.add_status(run_start)
+            log.info(
+                "run %s (series %s) recorded in %s", new.meta.run, new.meta.series,
+                self.segment_path,
             )  # fmt: skip
-            log.info("run %s (series %s) recorded in %s", new.meta.run, new.meta.series, self.path)
 
     def _failed(self, exc: StorageError) -> None:
         assert self.ctx is not None

@@ -32,6 +32,7 @@ from rt_recon.protocol import (
     onset_tr_from_seconds,
 )
 from rt_recon.record.recording import RecordingReader
+from rt_recon.record.segments import SessionReader
 from tests.nodes._latents import latents_header
 
 
@@ -336,3 +337,52 @@ def test_the_recorders_step_records_everything_as_sent(node_config, test_run, tm
     assert headers[0]["model_fingerprint"] == "anything"
     c = node.counters
     assert (c.volumes, c.markers, c.latents, c.rejected) == (6, 2, 1, 1)
+
+
+def test_the_recorders_step_records_a_run_on_another_grid_in_the_next_segment(
+    node_config, test_run, tmp_path
+):
+    run, meta = test_run
+    config = node_config.with_overrides({"recorder.path": str(tmp_path / "rec.h5")})
+    node, ctx = RecorderNode(config), NodeContext(Collect())
+    v = run.volumes
+    other_shape = (meta.shape[0] + 2, *meta.shape[1:])
+    other = VolumeStreamMeta(shape=other_shape, affine=meta.affine, tr_s=meta.tr_s, run="8",
+                             series="8")  # fmt: skip
+    big = np.arange(3 * other.n_channels, dtype=np.float32).reshape(3, -1)
+    first = ListInlet(meta, [v[0], v[1]], [0.0, 1.0], [0, 1], end=True)
+    streams = [
+        ListInlet(other, list(big), [5.0, 6.0, 7.0], [0, 1, 2], end=True),
+        ListInlet(VolumeStreamMeta(**{**vars(meta), "run": "9b"}), [v[2], v[3]], [9.0, 10.0],
+                  [0, 1]),
+    ]  # fmt: skip
+    node.reopen = lambda: streams.pop(0) if streams else None
+    node.start(ctx, RecorderInputs(first, None, ListMessages([])))
+    paths = [node.counters.path]
+    for _ in range(10):
+        node.step()
+        paths.append(node.counters.path)
+    node.close()
+    seg2, seg3 = tmp_path / "rec.seg-02.h5", tmp_path / "rec.seg-03.h5"
+    assert paths[0] == str(config.recording_path) and paths[-1] == str(seg3)
+    with SessionReader(config.recording_path) as reader:
+        assert reader.paths == [config.recording_path, seg2, seg3]
+        segments = [(s.attr("segment"), s.attr("stream")["shape"]) for s in reader.segments]
+        assert segments == [
+            ({"number": 1, "reason": "start", "first": "rec.h5"}, list(meta.shape)),
+            ({"number": 2, "reason": "new grid", "first": "rec.h5"}, list(other_shape)),
+            ({"number": 3, "reason": "new grid", "first": "rec.h5"}, list(meta.shape)),
+        ]
+        (a, _), (b, b_stamps), (c, _) = reader.volumes()  # every volume, none dropped
+        np.testing.assert_array_equal(a, v[:2])
+        np.testing.assert_array_equal(b, big)
+        assert list(b_stamps) == [5.0, 6.0, 7.0]
+        np.testing.assert_array_equal(c, v[2:4])
+        events = [(s["event"], s.get("next"), s["stream"]["run"]) for s in reader.status()]
+        assert events == [
+            ("segment_end", "rec.seg-02.h5", "8"), ("run_start", None, "8"),
+            ("segment_end", "rec.seg-03.h5", "9b"), ("run_start", None, "9b"),
+        ]  # fmt: skip
+    c = node.counters
+    assert (c.volumes, c.unrecorded, c.error) == (7, 0, None)
+    assert first.closed
