@@ -38,6 +38,7 @@ from rt_recon.evaluate.trials import (
     TrialCoverage,
     coverage,
     match_size,
+    require_scorable,
     score,
 )
 from rt_recon.protocol import Marker, TrialWindow, is_trial_event, onset_tr
@@ -155,12 +156,7 @@ def evaluate_recording(
         if frame is not None:
             recons.append(images[frame])
             truths.append(stimuli[sid])
-    if len(recons) < 2:
-        raise DataError(
-            f"{path}: only {len(recons)} of the {len(rows)} trials shown have a frame; "
-            "scoring needs at least 2 (the others' frames were never rendered or recorded: "
-            "TRs the renderer skipped or the decoder missed)"
-        )
+    require_scorable(len(recons), len(rows), str(path))
     times = [h["times"] for h in headers if "times" in h]
     truths_arr = np.stack(truths)
     recons_arr = match_size(np.stack(recons), truths_arr.shape[1:3])

@@ -126,12 +126,18 @@ def collect_trials(
         ids.append(stimulus_id)
         recons.append(frames[frame_tr])
         truths.append(truth_images[stimulus_id])
-    if len(ids) < 2:
-        raise DataError(
-            f"only {len(ids)} of {len(samples)} trials have a rendered frame; "
-            "need at least 2 to score"
-        )
+    require_scorable(len(ids), len(samples))
     return ids, np.stack(recons), np.stack(truths), missing
+
+
+def require_scorable(n_scored: int, n_shown: int, where: str = "") -> None:
+    """Raise DataError unless at least two of the ``n_shown`` trials have a frame."""
+    if n_scored < 2:
+        raise DataError(
+            f"{where + ': ' if where else ''}only {n_scored} of the {n_shown} trials shown "
+            "have a frame; scoring needs at least 2 (the others' frames were never rendered "
+            "or recorded: TRs the renderer skipped or the decoder missed)"
+        )
 
 
 def match_size(recons: np.ndarray, height_width: tuple[int, int]) -> np.ndarray:

@@ -316,7 +316,7 @@ class RecorderCounters:
     frames: int = 0
     status: int = 0
     rejected: int = 0  # messages that do not fit the recording
-    unrecorded: int = 0  # taken, not recorded: after a failed write, or of another grid
+    unrecorded: int = 0  # items taken after a failed write (disk full), not recorded
     paused: int = 0  # items taken while the operator had stopped recording
     disk_free_mb: float | None = None
     disk_minutes_left: float | None = None  # at the file's growth over the last 30 s

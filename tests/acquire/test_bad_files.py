@@ -278,20 +278,27 @@ def test_a_series_after_the_streaming_one_stopped_starts_at_once(tmp_path, run11
 # ------------------------------------------------------- restarted bridge (issue #15, item 9)
 
 
-def test_a_restarted_bridge_catches_up_on_the_series_that_goes_on(tmp_path, run11, run12, caplog):
-    """Series 12's run is over; the bridge died during series 11 (volumes 1-3 on disk)."""
+def _restarted(tmp_path, before: list, after: list):
+    """A bridge started on a folder holding the files ``before``, then given ``after``:
+    ``(stamps, values, report)`` of the ``len(after) + caught-up`` volumes it streamed."""
     watch = tmp_path / "export"
     watch.mkdir()
-    caplog.set_level(logging.WARNING, logger="rt_recon.acquire.bridge")
-    for index in (1, 2):
-        _drop(run12[index], watch)
-    for index in (1, 2, 3):
-        _drop(run11[index], watch)
+    for source in before:
+        _drop(source, watch)
     with RunningBridge(watch) as bridge:
-        _drop(run11[4], watch)
-        _drop(run11[5], watch)
-        stamps, values = bridge.collect(5)
+        for source in after:
+            _drop(source, watch)
+        n = len(after) + sum(1 for b in before if b.parent == after[0].parent)
+        stamps, values = bridge.collect(n)
         report = bridge.stop()
+    return stamps, values, report
+
+
+def test_a_restarted_bridge_catches_up_on_the_series_that_goes_on(tmp_path, run11, run12, caplog):
+    """Series 12's run is over; the bridge died during series 11 (volumes 1-3 on disk)."""
+    caplog.set_level(logging.WARNING, logger="rt_recon.acquire.bridge")
+    before = [run12[1], run12[2], run11[1], run11[2], run11[3]]
+    stamps, values, report = _restarted(tmp_path, before, [run11[4], run11[5]])
     assert [(v.series, v.index, v.catch_up) for v in report.streamed] == [
         ("11", 1, True),
         ("11", 2, True),
@@ -315,15 +322,7 @@ def test_a_restarted_bridge_catches_up_on_the_series_that_goes_on(tmp_path, run1
 
 def test_a_restarted_bridge_leaves_a_finished_series_alone(tmp_path, run11, run12):
     """Series 11 is on disk, but what comes next is series 12: 11 is not streamed."""
-    watch = tmp_path / "export"
-    watch.mkdir()
-    for index in (1, 2, 3):
-        _drop(run11[index], watch)
-    with RunningBridge(watch) as bridge:
-        _drop(run12[1], watch)
-        _drop(run12[2], watch)
-        _, values = bridge.collect(2)
-        report = bridge.stop()
+    _, values, report = _restarted(tmp_path, [run11[1], run11[2], run11[3]], [run12[1], run12[2]])
     assert [(v.series, v.index, v.catch_up) for v in report.streamed] == [
         ("12", 1, False),
         ("12", 2, False),

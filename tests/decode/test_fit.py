@@ -148,21 +148,7 @@ def test_online_decoder_flags_bad_volumes():
 
 
 def _fit_low_rank(runs, targets, rank, n_vox=120, n_targets=10):
-    return fit_decoders(
-        runs,
-        {"z": np.arange(n_vox)},
-        targets,
-        {"z": (n_targets,)},
-        FitSection(
-            alphas=(0.1, 10.0, 1000.0),
-            hrf_window_trs=4,
-            zscore_warmup_trs=3,
-            low_rank={"z": rank},
-            **_PLAIN,
-        ),
-        stream=StreamSpec((n_vox, 1, 1), n_vox, "full"),
-        model=ModelSpec("t", (n_targets,), (1, 1), image_size=16),
-    )
+    return _fit(runs, targets, n_vox, n_targets, low_rank={"z": rank})
 
 
 def test_low_rank_head_predicts_through_target_components():

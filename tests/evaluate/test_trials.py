@@ -26,7 +26,7 @@ def test_events_without_a_trial_are_nothing_to_score():
 def test_one_trial_with_a_frame_names_how_many_were_shown():
     truths = {sid: pattern(sid, 16) for sid in (1, 2, 3)}
     frames = {4: truths[1]}  # only the first trial's scored TR (onset 2 + lag 2) was rendered
-    with pytest.raises(DataError, match="only 1 of 3 trials have a rendered frame"):
+    with pytest.raises(DataError, match="only 1 of the 3 trials shown have a frame"):
         collect_trials(_events([1, 2, 3]), N_TRS, TR_S, LAG, frames, truths)
 
 

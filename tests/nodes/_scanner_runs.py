@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,10 +23,7 @@ from pydicom.uid import generate_uid
 
 from rt_recon.acquire.series import natural_key, read_series
 from rt_recon.decode.bundle import DecoderBundle, StreamSpec
-from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS
 from rt_recon.simulators.scanner_export import export_series
-from rt_recon.transport.zmq import Subscriber
-from tests.conftest import NodeProcesses
 
 
 @dataclass(frozen=True)
@@ -132,52 +128,3 @@ def export_held(
     for path in (series.files[0], *series.files[3:]):
         (rest / path.name).symlink_to(path)
     export_series(rest, watch, speed=speed, start_delay=0.1)
-
-
-class DecoderOutput:
-    """Collects the decoder's latents headers and every heartbeat, in arrival order."""
-
-    def __init__(self, endpoint: str):
-        self.sub = Subscriber(endpoint, [TOPIC_LATENTS, TOPIC_STATUS])
-        self.headers: list[dict] = []
-        self.beats: list[dict] = []
-
-    def drain(self, timeout: float = 0.1) -> None:
-        message = self.sub.receive(timeout)
-        while message is not None:
-            if message.topic == TOPIC_LATENTS:
-                self.headers.append(message.header)
-            elif message.header.get("node") == "decoder":
-                self.beats.append(message.header)
-            message = self.sub.receive(0.0)
-
-    @property
-    def status(self) -> dict:
-        """The newest heartbeat."""
-        return self.beats[-1] if self.beats else {}
-
-    def run(self, label: str) -> list[dict]:
-        """Latents headers of run ``label``."""
-        return [h for h in self.headers if h["run"] == label]
-
-    def wait_for(
-        self,
-        done: Callable[[], bool],
-        what: str,
-        processes: NodeProcesses,
-        timeout: float = 120.0,
-    ) -> None:
-        """Collect until ``done()``; fail naming ``what`` after ``timeout`` s, or at once if a
-        node exited."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            processes.assert_running()
-            assert time.monotonic() < deadline, (
-                f"timed out waiting for {what}; latents of runs "
-                f"{sorted({(h['run'], h['tr']) for h in self.headers})}; last heartbeat "
-                f"{self.status}"
-            )
-            self.drain()
-
-    def close(self) -> None:
-        self.sub.close()

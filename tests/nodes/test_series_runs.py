@@ -21,12 +21,13 @@ import pytest
 
 from rt_recon.config import SessionConfig
 from rt_recon.record.recording import RecordingReader
+from rt_recon.record.segments import SessionReader
 from rt_recon.simulators.scanner_export import export_series
 from tests.acquire._shared import shared_path
 from tests.conftest import NodeProcesses
 from tests.nodes._heartbeats import wait_for_heartbeat
+from tests.nodes._latents import DecoderOutput
 from tests.nodes._scanner_runs import (
-    DecoderOutput,
     ScannerSeries,
     bundle_on_grid,
     copy_series,
@@ -130,6 +131,12 @@ class _Session:
         assert self.recorder.wait(timeout=TIMEOUT) == 0, self.recorder.tail()
         return RecordingReader(self.config.recording_path)
 
+    def segments(self) -> SessionReader:
+        """Every segment of the recording, once the recorder has stopped."""
+        self.recorder.send_signal(signal.SIGTERM)
+        assert self.recorder.wait(timeout=TIMEOUT) == 0, self.recorder.tail()
+        return SessionReader(self.config.recording_path)
+
 
 def _assert_run_decoded_from_tr_0(output: DecoderOutput, series: ScannerSeries) -> None:
     """Every volume of ``series`` decoded once, at its own TR: TRs 0..n-1 of run ``label``,
@@ -195,8 +202,8 @@ def test_a_run_on_another_grid_is_refused_and_the_next_decoded_from_tr_0(
     siemens, other_grid, siemens_bundle, node_config, node_processes, tmp_path
 ):
     """Series 7, series 2 of another scanner's grid, series 8: the decoder refuses series 2
-    naming both grids, stays up and decodes series 8 from TR 0; the recorder does not record
-    series 2's volumes (counted ``unrecorded``), but does record the decoder saying why."""
+    naming both grids, stays up and decodes series 8 from TR 0; the recorder records series
+    2 in a segment of its own grid (and series 8 in the next), with the decoder saying why."""
     first, second = siemens
     config = _config(node_config, siemens_bundle, subscribers=2)
     output = DecoderOutput(config.decoder.latents_endpoint)
@@ -232,15 +239,19 @@ def test_a_run_on_another_grid_is_refused_and_the_next_decoded_from_tr_0(
     assert status["state"] == "streaming" and status["error"] is None
     assert status["runs"] == 3 and status["refused"] == len(other_grid)
 
+    n_all = 2 * N_VOLUMES + len(other_grid)
     beat = wait_for_heartbeat(
-        config.recorder.status_endpoint, lambda b: b["volumes"] == 2 * N_VOLUMES, timeout=TIMEOUT
+        config.recorder.status_endpoint, lambda b: b["volumes"] == n_all, timeout=TIMEOUT
     )
-    assert beat["unrecorded"] == len(other_grid)  # its volumes, not recorded
-    assert "is not recorded: its grid 64x64x36" in session.recorder.log_text()
-    with session.recording() as recording:
-        values, _ = recording.volumes()
-        np.testing.assert_array_equal(values, np.concatenate([first.flats, second.flats]))
-        assert [s["stream"]["run"] for s in _run_starts(recording)] == [second.label]
+    assert beat["unrecorded"] == 0  # raw volumes are never dropped
+    assert "has another grid, 64x64x36" in session.recorder.log_text()
+    with session.segments() as recording:  # one segment per grid change: 7 | 2 | 8
+        parts = [values for values, _ in recording.volumes()]
+        assert len(parts) == 3
+        for values, series in zip(parts, (first, other_grid, second), strict=True):
+            np.testing.assert_array_equal(values, series.flats)
+        starts = [s["stream"]["run"] for s in recording.status() if s.get("event") == "run_start"]
+        assert starts == [other_grid.label, second.label]
         refused = [s for s in recording.status() if s.get("state") == "refused"]
         assert refused and all(s["run"] == other_grid.label for s in refused)
 

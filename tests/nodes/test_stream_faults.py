@@ -19,10 +19,9 @@ import pytest
 from rt_recon.acquire.nifti import RecordedRun, load_nifti_run
 from rt_recon.nodes.ready import ReadyWatcher
 from rt_recon.nodes.supervisor import Child
-from rt_recon.protocol import TOPIC_LATENTS, TOPIC_STATUS
 from rt_recon.transport.lsl import VolumeOutlet
-from rt_recon.transport.zmq import Subscriber
 from tests.conftest import NodeProcesses
+from tests.nodes._latents import DecoderOutput
 from tests.nodes._stream_source import (
     push_on_schedule,
     resume_index,
@@ -38,34 +37,6 @@ BEFORE_DROP = 12  # volumes 0..11 before the stream goes away
 AFTER_DROP = 12  # volumes pushed by the new outlet
 
 
-class _Latents:
-    """Collects the decoder's latents headers and its newest heartbeat."""
-
-    def __init__(self, endpoint: str):
-        self.sub = Subscriber(endpoint, [TOPIC_LATENTS, TOPIC_STATUS])
-        self.headers: list[dict] = []
-        self.status: dict = {}
-
-    def drain(self, timeout: float = 0.1) -> None:
-        message = self.sub.receive(timeout)
-        while message is not None:
-            if message.topic == TOPIC_LATENTS:
-                self.headers.append(message.header)
-            elif message.header.get("node") == "decoder":
-                self.status = message.header
-            message = self.sub.receive(0.0)
-
-    def wait_for(self, done, what: str, processes: NodeProcesses, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            processes.assert_running("decoder")
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            self.drain()
-
-    def close(self) -> None:
-        self.sub.close()
-
-
 def _start_decoder(node_config, processes: NodeProcesses) -> Child:
     config = node_config.with_overrides(
         {
@@ -77,7 +48,7 @@ def _start_decoder(node_config, processes: NodeProcesses) -> Child:
     return processes.node("decoder", config)
 
 
-def _wait_until_streaming(node_config, latents: _Latents, processes: NodeProcesses) -> None:
+def _wait_until_streaming(node_config, latents: DecoderOutput, processes: NodeProcesses) -> None:
     ready = ReadyWatcher([node_config.decoder.latents_endpoint], node_config.stream.source_id)
     try:
         latents.wait_for(ready, "the decoder to report streaming", processes)
@@ -89,7 +60,7 @@ def _wait_until_streaming(node_config, latents: _Latents, processes: NodeProcess
 def _streaming_decoder(node_config, processes: NodeProcesses, meta):
     """A decoder process streaming from an outlet of this test: ``(decoder, outlet,
     latents)``; the latents collector stays readable after the block."""
-    latents = _Latents(node_config.decoder.latents_endpoint)
+    latents = DecoderOutput(node_config.decoder.latents_endpoint, running=("decoder",))
     try:
         with VolumeOutlet(
             meta, node_config.stream.name, node_config.stream.source_id, 16
@@ -144,7 +115,7 @@ def test_stream_drops_and_comes_back_with_every_gap_flagged(
         args = [files.bold, name, source_id, t0, str(SPEED), str(first), str(count)]
         return node_processes.python(label, "-m", "tests.nodes._stream_source", *args)
 
-    latents = _Latents(node_config.decoder.latents_endpoint)
+    latents = DecoderOutput(node_config.decoder.latents_endpoint, running=("decoder",))
     try:
         _start_decoder(node_config, node_processes)
         if how == "outlet_closed":
