@@ -28,7 +28,7 @@ import numpy as np
 import psutil
 
 from benchmarks._report import machine, write_json
-from rt_recon.apps.pipeline import PipelineResult, run_pipeline
+from rt_recon.apps.pipeline import PipelineResult, pipeline_overrides, run_pipeline
 from rt_recon.config import SessionConfig
 from rt_recon.dataset import RunFiles
 from rt_recon.nodes.supervisor import Supervisor
@@ -106,7 +106,8 @@ def soak(
 ) -> SoakResult:
     """Replay ``run`` ``loops`` times (asap) through the nodes of ``config``; sample RSS.
 
-    ``config`` must carry :func:`~rt_recon.apps.pipeline.pipeline_overrides` ``(asap=True)``
+    ``config`` must carry :func:`~rt_recon.apps.pipeline.pipeline_overrides`
+    ``(asap=True, frame_paced=False)`` (the decoder sets the pace, as documented)
     and be written to ``config_path``.
     """
     n_trs = run.n_trs * loops
@@ -114,7 +115,7 @@ def soak(
     source += ["--loop", str(loops), "--asap"]
     memory = MemoryTrace(sample_s)
     start = time.monotonic()
-    result = run_pipeline(config, config_path, source, n_trs, monitor=memory)
+    result = run_pipeline(config, config_path, source, n_trs, monitor=memory, frame_paced=False)
     return SoakResult(result, memory, n_trs, time.monotonic() - start)
 
 
@@ -130,6 +131,8 @@ def run(loops: int = 25, output: Path | None = None) -> dict:
         .resolved()
     )
     node_config, dataset, config_path = prepare(config)
+    node_config = node_config.with_overrides(pipeline_overrides(asap=True, frame_paced=False))
+    config_path.write_text(node_config.to_json())  # what the children read
     result = soak(node_config, config_path, dataset.runs("test")[0], loops)
     return {
         "machine": machine(),

@@ -65,12 +65,15 @@ PIPELINE_OVERRIDES = {"decoder.wait_for_subscribers": 3, "renderer.wait_for_subs
 ASAP_PIPELINE_OVERRIDES = {"decoder.wait_for_subscribers": 4, "renderer.wait_for_subscribers": 3}
 
 
-def pipeline_overrides(asap: bool = False) -> dict[str, int]:
-    """The subscriber counts the nodes of a pipeline wait for (with an ``asap`` source or not)."""
+def pipeline_overrides(asap: bool = False, frame_paced: bool = True) -> dict[str, int]:
+    """The subscriber counts the nodes of a pipeline wait for (with an ``asap`` source or not;
+    an asap source not ``frame_paced`` acknowledges latents only: no frames subscriber)."""
+    if asap and not frame_paced:
+        return {**ASAP_PIPELINE_OVERRIDES, "renderer.wait_for_subscribers": 2}
     return dict(ASAP_PIPELINE_OVERRIDES if asap else PIPELINE_OVERRIDES)
 
 
-def _check_subscriber_counts(config: SessionConfig, asap: bool) -> None:
+def _check_subscriber_counts(config: SessionConfig, asap: bool, frame_paced: bool) -> None:
     """Refuse a config whose nodes would start before every subscriber of the pipeline is in."""
     found = {
         "decoder.wait_for_subscribers": config.decoder.wait_for_subscribers,
@@ -78,7 +81,7 @@ def _check_subscriber_counts(config: SessionConfig, asap: bool) -> None:
     }
     problems = ", ".join(
         f"{key} >= {n} (found {found[key]})"
-        for key, n in pipeline_overrides(asap).items()
+        for key, n in pipeline_overrides(asap, frame_paced).items()
         if found[key] < n
     )
     if problems:
@@ -109,6 +112,7 @@ def run_pipeline(
     replay_args: Sequence[str],
     n_trs: int,
     monitor: Callable[[Supervisor], None] | None = None,
+    frame_paced: bool = True,
 ) -> PipelineResult:
     """Start the nodes and the replay source; return when TR ``n_trs - 1`` is rendered.
 
@@ -119,10 +123,11 @@ def run_pipeline(
     ``--config``), e.g. ``[bold, "--events", events]``; an asap replay is paced
     by the renderer's frames (``--ack-frames``, added here). ``monitor(supervisor)``,
     if given, is called about every 0.1 s while the run goes (e.g. to sample
-    the children's memory).
+    the children's memory). ``frame_paced=False``: an asap replay goes as fast as the
+    *decoder* takes volumes, the renderer drawing the newest latents as live (a soak).
     """
     asap = "--asap" in replay_args
-    _check_subscriber_counts(config, asap)
+    _check_subscriber_counts(config, asap, frame_paced)
     result = PipelineResult(config.paths.output_dir, n_trs, config.recording_path)
     source_args = [
         "--await-ready",
@@ -130,9 +135,9 @@ def run_pipeline(
         "--await-ready",
         config.recorder.status_endpoint,
     ]
-    if asap and "--ack-frames" not in replay_args:
+    if asap and frame_paced and "--ack-frames" not in replay_args:
         source_args += ["--ack-frames", config.renderer.frames_endpoint]
-    if asap and "--window" not in replay_args:
+    if asap and frame_paced and "--window" not in replay_args:
         source_args += ["--window", "1"]
     with (
         Supervisor(config.paths.output_dir / "logs") as supervisor,

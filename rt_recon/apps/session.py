@@ -8,9 +8,11 @@
    (:data:`~rt_recon.config.CONSOLE_TOKEN_ENV`), never through a file.
 3. Start the nodes (``run.nodes``) by name through the supervisor, each
    ``python -m rt_recon <subcommand>``, logs under ``<output_dir>/logs``.
-4. Watch them: a crashed node listed in ``run.restart`` (renderer, decoder,
-   console by default) is restarted, up to ``run.max_restarts`` times; any other node's exit
-   ends the session with that node's own error line. Their heartbeats are
+4. Watch them: a crashed node (killed, or an unexpected exit; not one that
+   stopped on an error it stated, exit code 2, which a restart would repeat)
+   listed in ``run.restart`` (every node by default) is restarted, up to
+   ``run.max_restarts`` times; any other node's exit ends the session with
+   that node's own error line. Their heartbeats are
    listened to for the end-of-session :class:`SessionSummary`.
 5. On SIGINT/SIGTERM, stop every node (SIGTERM, then SIGKILL): no orphans.
 """
@@ -194,7 +196,11 @@ class Session:
                     for node, code in supervisor.exited().items():
                         child = supervisor.children[node]
                         reason = child.error_line() or f"exit code {code}"
-                        if node in config.run.restart and restarts[node] < config.run.max_restarts:
+                        # exit code 2 is a stated error (bad config, no stream, wrong bundle):
+                        # a restart would stop the same way; a crash is anything else
+                        crashed = code != _STATED_ERROR
+                        restartable = node in config.run.restart
+                        if crashed and restartable and restarts[node] < config.run.max_restarts:
                             restarts[node] += 1
                             log.warning(
                                 "%s stopped (%s); restarting it (%d/%d)",
@@ -212,6 +218,10 @@ class Session:
             watch.poll()  # the nodes' last words ("stopped" heartbeats) that arrived
             watch.close()
             self.summary = _summarize(watch, config, nodes, time.monotonic() - started)
+
+
+#: The exit code of a node that stopped on an error it stated (``rt-recon: error: ...``).
+_STATED_ERROR = 2
 
 
 def run_session(

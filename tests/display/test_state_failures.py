@@ -40,3 +40,21 @@ def test_a_recorder_whose_disk_runs_low_is_warned_about_while_it_still_records()
     state.on_status(status_header("recorder", "write_failed", 2, error=ERROR, **low), now=3.0)
     kinds = [w.kind for w in state.warnings(3.0)]
     assert "failed" in kinds and "disk" not in kinds
+
+
+def test_a_decoder_refusing_a_run_on_another_grid_is_failed_with_both_grids_until_it_fits():
+    refusal = (
+        "run 2 (series 2) refused, not decoded: decoder bundle was fitted on 197136 voxels "
+        "(shape (74, 74, 36), mask 'full'), but the stream sends 147456 voxels "
+        "(shape (64, 64, 36), mask 'full')"
+    )
+    state = ConsoleState(BUDGET_PRESETS_MS["cpu"])
+    state.on_status(status_header("decoder", "streaming", 0, run="7", series="7"), now=1.0)
+    state.on_status(
+        status_header("decoder", "refused", 1, run="2", series="2", error=refusal), now=2.0
+    )
+    assert state.node_level("decoder", 2.0) == "failed"
+    assert Alert(kind="failed", text=f"decoder refused: {refusal}") in state.warnings(2.0)
+    state.on_status(status_header("decoder", "streaming", 2, run="8", series="8"), now=3.0)
+    assert state.node_level("decoder", 3.0) == "ok"
+    assert not [w for w in state.warnings(3.0) if w.kind == "failed"]

@@ -23,7 +23,7 @@ def test_3000_trs_fast_replay_lose_nothing_and_memory_stays_flat(
 ):
     config = node_config.with_overrides(
         {
-            **pipeline_overrides(asap=True),
+            **pipeline_overrides(asap=True, frame_paced=False),
             "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
             "renderer.write_png": False,
         }
