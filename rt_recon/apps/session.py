@@ -79,10 +79,13 @@ class HeartbeatWatch:
         #: (node, pid) -> its last counters
         self.last: dict[tuple[str, int], dict[str, Any]] = {}
 
-    def poll(self) -> None:
-        """Take every heartbeat waiting, without blocking."""
+    def poll(self, wait_s: float = 0.0) -> None:
+        """Take every heartbeat waiting (the first of each socket waited for up to ``wait_s``:
+        the nodes' last words may still be on their way)."""
         for subscriber in self._subscribers:
-            while (message := subscriber.receive(timeout=0.0)) is not None:
+            timeout = wait_s
+            while (message := subscriber.receive(timeout=timeout)) is not None:
+                timeout = 0.0
                 try:
                     status = Status.from_json(message.header)
                 except ProtocolError as exc:
@@ -215,7 +218,7 @@ class Session:
                         raise RtReconError(f"{node} stopped: {reason} (log: {child.log_path})")
             log.info("session stopped")
         finally:
-            watch.poll()  # the nodes' last words ("stopped" heartbeats) that arrived
+            watch.poll(wait_s=0.5)  # the nodes' last words ("stopped" heartbeats)
             watch.close()
             self.summary = _summarize(watch, config, nodes, time.monotonic() - started)
 
