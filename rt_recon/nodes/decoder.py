@@ -107,7 +107,6 @@ class DecoderNode(Node):
         self.summary: SummarySink | None = None
         self.reopen: Callable[[], VolumeSource] | None = None  # the stream again, once it ended
         self.refused = False  # the current run's grid is not the bundle's
-        self.ended_uid: str | None = None  # the LSL uid of the stream that ended last
 
     @property
     def endpoint(self) -> str:
@@ -225,7 +224,6 @@ class DecoderNode(Node):
                 "the volume stream of run %s was lost after TR %d; waiting for it to come back",
                 self.meta.run, self.counters.tr,
             )  # fmt: skip
-        self.ended_uid = getattr(self.inlet, "uid", None)  # its outlet may linger: not again
         self.inlet.close()
         if self.reopen is None:
             raise Stopped  # a stream handed to start(): nothing to resolve again
@@ -236,19 +234,10 @@ class DecoderNode(Node):
 
     def _resolve_again(self) -> VolumeInlet:
         """The volume stream once it is back (waits as long as it takes, until stopped)."""
-        assert self.ctx is not None
-        stream = self.config.stream
-        while True:
-            try:
-                return VolumeInlet.resolve(
-                    stream.source_id,
-                    5.0,
-                    stream.buffer_trs,
-                    on_wait=self.ctx.check_stop,
-                    exclude_uid=self.ended_uid,
-                )
-            except StreamError:
-                self.ctx.check_stop()
+        assert self.ctx is not None and isinstance(self.inlet, VolumeInlet)
+        while (inlet := self.inlet.next_stream(5.0, on_wait=self.ctx.check_stop)) is None:
+            self.ctx.check_stop()
+        return inlet
 
     def process(
         self, values: np.ndarray, stamp: float, received: float, index: int | None = None

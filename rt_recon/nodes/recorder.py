@@ -47,7 +47,7 @@ import zmq
 
 from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle, ModelSpec
-from rt_recon.errors import BundleError, StorageError, StreamError
+from rt_recon.errors import BundleError, StorageError
 from rt_recon.nodes.runner import Node, NodeContext, run_node
 from rt_recon.protocol import (
     TOPIC_FRAME,
@@ -314,7 +314,6 @@ class RecorderNode(Node):
         self.grid: VolumeStreamMeta | None = None  # the grid of the segment written now
         self.segment = 0  # its number (rt_recon.record.segments), and its file:
         self.segment_path = self.path
-        self.ended_uid: str | None = None  # the LSL uid of the stream that ended last
 
     @property
     def endpoint(self) -> str:
@@ -360,12 +359,8 @@ class RecorderNode(Node):
             opened.pop_all()  # start() takes them over
 
         def resolve_again() -> VolumeSource | None:
-            try:
-                return VolumeInlet.resolve(
-                    config.stream.source_id, 0.2, _BACKLOG_TRS, exclude_uid=self.ended_uid
-                )
-            except StreamError:
-                return None
+            assert self.inputs is not None and isinstance(self.inputs.volumes, VolumeInlet)
+            return self.inputs.volumes.next_stream(0.2)
 
         self.reopen = resolve_again
         self.start(ctx, RecorderInputs(inlet, markers, messages))
@@ -456,7 +451,6 @@ class RecorderNode(Node):
         old = self.inputs.volumes
         if self.ctx.state != "waiting_for_stream":
             log.info("volume stream of run %s: %s; waiting for the next", old.meta.run, old.ended)
-            self.ended_uid = getattr(old, "uid", None)  # its outlet may linger: not again
             self.ctx.state = "waiting_for_stream"
         new = self.reopen()
         if new is None:

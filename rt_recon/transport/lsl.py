@@ -189,6 +189,8 @@ class VolumeInlet:
             ) from None
         self.meta = parse_volume_stream_info(full_info)
         self.uid = full_info.uid()
+        self.source_id = full_info.source_id()
+        self.buffer_trs = buffer_trs
         self._inlet: pylsl.StreamInlet | None = inlet
         self._buffer = np.zeros((1, self.meta.stream_channels), dtype=self.meta.channel_format)
         self.index: int | None = None
@@ -230,6 +232,19 @@ class VolumeInlet:
                     on_wait()
                 continue
             return cls(info, buffer_trs=buffer_trs)
+
+    def next_stream(
+        self, timeout: float, on_wait: Callable[[], None] | None = None
+    ) -> VolumeInlet | None:
+        """Once this stream has ended: the stream now under its ``source_id`` (another
+        outlet: this one's may linger after its end), opened alike; None if none appears
+        within ``timeout`` seconds."""
+        try:
+            return VolumeInlet.resolve(
+                self.source_id, timeout, self.buffer_trs, on_wait=on_wait, exclude_uid=self.uid
+            )
+        except StreamError:
+            return None
 
     @property
     def values(self) -> np.ndarray:
