@@ -248,6 +248,7 @@ class DecoderNode(Node):
         assert self.ctx is not None and self.bundle is not None
         counters = self.counters
         counters.volumes += 1
+        counters.last_volume_t = received
         if self.refused:
             counters.refused += 1
             self._take_markers(keep=False)  # markers of a run not decoded pair with nothing

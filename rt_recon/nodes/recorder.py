@@ -223,6 +223,7 @@ class RecorderInputs:
         their stamps, messages by the switch as it is now); count the rest as ``paused``.
         Waits up to 10 ms for messages."""
         while (stamp := self.volumes.pull(timeout=0.0)) is not None:
+            counters.last_volume_t = pylsl.local_clock()
             if switch.records(stamp):
                 recording.add_volume(self.volumes.values, stamp)
                 counters.volumes += 1
@@ -383,7 +384,12 @@ class RecorderNode(Node):
                 "%s exists (a restart after a crash?): recording segment %d beside it, "
                 "the files there are left as they are", self.path, number,
             )  # fmt: skip
+        self._follows(inputs.volumes.meta)
         self._open_segment(inputs.volumes.meta, reason)
+
+    def _follows(self, meta: VolumeStreamMeta) -> None:
+        """Heartbeats say which run the recorder's inlet is on (a bridge waits for it)."""
+        self.counters.run, self.counters.series = meta.run, meta.series
 
     def _open_segment(self, meta: VolumeStreamMeta, reason: str) -> None:
         """Begin the session's next segment (:mod:`rt_recon.record.segments`) for a stream
@@ -457,6 +463,7 @@ class RecorderNode(Node):
             return
         old.close()
         self.inputs.volumes = new
+        self._follows(new.meta)
         self.ctx.state = "streaming" if self.switch.recording else "paused"
         if self.recording is None:  # the file cannot be written: nothing to begin
             return

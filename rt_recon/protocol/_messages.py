@@ -281,6 +281,7 @@ class DecoderCounters:
     runs: int = 0  # runs begun (a new series is a new run)
     tr: int = -1  # the last TR decoded in this run (-1: none yet)
     volumes: int = 0  # received, whatever became of them
+    last_volume_t: float | None = None  # when the last one arrived (LSL clock, as ``t``)
     published: int = 0  # latents messages sent
     skipped: int = 0  # assigned a TR but not decodable (NaN values, wrong shape)
     missed: int = 0  # TRs that never arrived
@@ -309,8 +310,11 @@ class RecorderCounters:
     """The recorder's heartbeat counters."""
 
     source_id: str | None = None
+    run: str | None = None  # the run (series) of the volume stream it records now
+    series: str | None = None  # its scanner series number ("" without one)
     path: str | None = None  # the recording file
     volumes: int = 0
+    last_volume_t: float | None = None  # when the last volume arrived (LSL clock, as ``t``)
     markers: int = 0
     latents: int = 0
     frames: int = 0
