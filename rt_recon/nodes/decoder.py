@@ -165,6 +165,7 @@ class DecoderNode(Node):
         assert self.ctx is not None and self.bundle is not None
         meta, previous = inlet.meta, getattr(self, "meta", None)
         self.inlet = inlet
+        self.counters.stream_uid = getattr(inlet, "uid", None)  # a bridge waits for it
         if (
             previous is not None
             and (meta.session, meta.run) == (previous.session, previous.run)

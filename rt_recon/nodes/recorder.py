@@ -384,12 +384,14 @@ class RecorderNode(Node):
                 "%s exists (a restart after a crash?): recording segment %d beside it, "
                 "the files there are left as they are", self.path, number,
             )  # fmt: skip
-        self._follows(inputs.volumes.meta)
+        self._follows(inputs.volumes)
         self._open_segment(inputs.volumes.meta, reason)
 
-    def _follows(self, meta: VolumeStreamMeta) -> None:
-        """Heartbeats say which run the recorder's inlet is on (a bridge waits for it)."""
-        self.counters.run, self.counters.series = meta.run, meta.series
+    def _follows(self, volumes: VolumeSource) -> None:
+        """Heartbeats say which stream and run the recorder's inlet is on (a bridge waits
+        for it: docs/protocol.md 3.3)."""
+        self.counters.run, self.counters.series = volumes.meta.run, volumes.meta.series
+        self.counters.stream_uid = getattr(volumes, "uid", None)
 
     def _open_segment(self, meta: VolumeStreamMeta, reason: str) -> None:
         """Begin the session's next segment (:mod:`rt_recon.record.segments`) for a stream
@@ -463,7 +465,7 @@ class RecorderNode(Node):
             return
         old.close()
         self.inputs.volumes = new
-        self._follows(new.meta)
+        self._follows(new)
         self.ctx.state = "streaming" if self.switch.recording else "paused"
         if self.recording is None:  # the file cannot be written: nothing to begin
             return

@@ -276,6 +276,7 @@ class DecoderCounters:
     """The decoder's heartbeat counters (every state carries all of them)."""
 
     source_id: str | None = None  # the volume stream it reads
+    stream_uid: str | None = None  # the LSL uid of the outlet its inlet is on now
     run: str | None = None  # the run (series) of that stream now; None before the first
     series: str | None = None  # its scanner series number ("" without one)
     runs: int = 0  # runs begun (a new series is a new run)
@@ -310,6 +311,7 @@ class RecorderCounters:
     """The recorder's heartbeat counters."""
 
     source_id: str | None = None
+    stream_uid: str | None = None  # the LSL uid of the outlet its inlet is on now
     run: str | None = None  # the run (series) of the volume stream it records now
     series: str | None = None  # its scanner series number ("" without one)
     path: str | None = None  # the recording file

@@ -79,6 +79,12 @@ class VolumeOutlet:
             info, chunk_size=1, max_buffered=max_buffered
         )
 
+    @property
+    def uid(self) -> str:
+        """The stream's LSL uid (unique per outlet: a consumer's heartbeat names the outlet
+        its inlet is on with it)."""
+        return str(self._require().info().uid())
+
     def wait_for_consumers(self, timeout: float) -> bool:
         """Block until an inlet is connected (True) or ``timeout`` seconds pass (False)."""
         return bool(self._require().wait_for_consumers(timeout))
