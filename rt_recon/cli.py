@@ -374,9 +374,19 @@ def _cmd_simulate_export(args: argparse.Namespace) -> int:
 
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from rt_recon.acquire.bridge import BridgeOptions, run_bridge
+    from rt_recon.nodes.ready import ReadyWatcher
     from rt_recon.nodes.signals import stop_on_signals
 
     config = _config(args)
+    if args.await_nodes is not None:
+        config = config.with_overrides({"bridge.await_nodes": args.await_nodes})
+    awaited = config.bridge_awaits()
+    source_id = config.stream.source_id
+
+    def await_ready(stream_uid: str) -> ReadyWatcher:
+        return ReadyWatcher(awaited, source_id, curve=config.security, stream_uid=stream_uid)
+
+    consumer_wait = config.bridge.consumer_wait_s
     options = BridgeOptions(
         name=config.stream.name,
         source_id=config.stream.source_id,
@@ -385,7 +395,8 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         clock=args.clock,
         speed=args.speed,
         reorder_wait=args.reorder_wait,
-        consumer_wait=args.consumer_wait,
+        consumer_wait=consumer_wait if args.consumer_wait is None else args.consumer_wait,
+        await_ready=await_ready if awaited else None,
         buffer_trs=config.stream.buffer_trs,
         series=args.series,
         watch_mode="poll" if args.poll else "events",
@@ -603,8 +614,16 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument(
         "--consumer-wait",
         type=float,
-        default=10.0,
-        help="seconds a new series' stream waits for an inlet before its first volume",
+        help="seconds a new series' first volume waits for its consumers "
+        "(default: bridge.consumer_wait_s, 30)",
+    )
+    bridge.add_argument(
+        "--await-nodes",
+        nargs="*",
+        choices=["decoder", "recorder"],
+        help="the nodes a new series' first volume waits for (their heartbeats show their "
+        "inlets on its stream; default: bridge.await_nodes, decoder and recorder); "
+        "with no names, any one inlet",
     )
     bridge.add_argument(
         "--existing", action="store_true", help="also stream files already in the folder"

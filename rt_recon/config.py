@@ -412,6 +412,30 @@ class ReplaySection(_Section):
     speed: float = Field(default=1.0, gt=0, description="Replay speed; 2 plays a run twice as fast")
 
 
+#: Nodes a bridge can wait for: those that read the volume stream.
+StreamConsumer = Literal["decoder", "recorder"]
+
+
+class BridgeSection(_Section):
+    """The scanner bridge (``rt-recon bridge``): whom a new series' stream waits for."""
+
+    await_nodes: tuple[StreamConsumer, ...] = Field(
+        default=("decoder", "recorder"),
+        description=(
+            "Nodes whose heartbeats must show their inlet on a new series' stream before its "
+            "first volume goes out (those of them in run.nodes); empty: any one inlet"
+        ),
+    )
+    consumer_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Seconds a new series' first volume waits for them, then streams anyway (a node "
+            "that joins later flags the volumes before it as missed); 0: never waits"
+        ),
+    )
+
+
 class FitSection(_Section):
     alphas: tuple[float, ...] = Field(
         default=(1e1, 1e2, 1e3, 1e4, 1e5), min_length=1, description="Ridge penalties to try"
@@ -468,6 +492,7 @@ class SessionConfig(_Section):
     console: ConsoleSection = ConsoleSection()
     run: RunSection = RunSection()
     replay: ReplaySection = ReplaySection()
+    bridge: BridgeSection = BridgeSection()
     fit: FitSection = FitSection()
     security: SecuritySection = SecuritySection()
     budgets: BudgetsSection = BudgetsSection()
@@ -485,6 +510,15 @@ class SessionConfig(_Section):
             "recorder.status_endpoint": self.recorder.status_endpoint,
             **({"recorder.control_endpoint": control} if control is not None else {}),
         }
+
+    def bridge_awaits(self) -> dict[str, str]:
+        """The heartbeat endpoint of each node a bridge waits for (``bridge.await_nodes``
+        that this session runs), by node name."""
+        heartbeats = {
+            "decoder": self.decoder.latents_endpoint,
+            "recorder": self.recorder.status_endpoint,
+        }
+        return {n: heartbeats[n] for n in self.bridge.await_nodes if n in self.run.nodes}
 
     @model_validator(mode="after")
     def _curve_keys_where_needed(self) -> SessionConfig:

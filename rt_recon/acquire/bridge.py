@@ -42,6 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pylsl
@@ -67,6 +68,19 @@ _LINGER_S = 1.0
 _STOPPED_AFTER_TRS = 2.0
 
 
+class ReadyCheck(Protocol):
+    """True once the consumers that matter have their inlets on one outlet
+    (:class:`rt_recon.nodes.ReadyWatcher` is one)."""
+
+    def __call__(self) -> bool: ...
+
+    def missing(self) -> list[str]:
+        """The consumers not on it yet, by name."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class BridgeOptions:
     """How the bridge reads, orders, stamps and streams.
@@ -80,8 +94,13 @@ class BridgeOptions:
         speed: how much faster than real time the files arrive (1 at a
             scanner; a simulator's speed otherwise); also the stream's speed.
         reorder_wait: seconds a volume after a gap waits for the gap to fill.
-        consumer_wait: seconds a new series' outlet waits for an inlet before
-            its first volume (so a waiting decoder gets volume 1); 0 never waits.
+        consumer_wait: seconds a new series' outlet waits for its consumers
+            before its first volume (so they all get volume 1); 0 never waits.
+        await_ready: ``await_ready(stream_uid)`` gives the check a new series'
+            outlet (LSL uid ``stream_uid``) waits on: the consumers that matter
+            (``bridge.await_nodes``: the decoder and the recorder) on it. None:
+            any one inlet will do (the second consumer may then miss the first
+            volumes, which it flags as missed).
         buffer_trs: LSL outlet buffer, in TRs.
         series: stream only this series (label = series number); None: all.
         watch_mode, poll_interval, settle, give_up: see
@@ -106,7 +125,8 @@ class BridgeOptions:
     clock: ClockMode = "anchored"
     speed: float = 1.0
     reorder_wait: float = 0.3
-    consumer_wait: float = 10.0
+    consumer_wait: float = 30.0
+    await_ready: Callable[[str], ReadyCheck] | None = None
     buffer_trs: int = 4
     series: str | None = None
     watch_mode: WatchMode = "events"
@@ -223,20 +243,40 @@ class _SeriesStream:
         )
         opened = pylsl.local_clock()
         if options.consumer_wait > 0:
-            deadline = time.monotonic() + options.consumer_wait
-            while not stop.is_set() and time.monotonic() < deadline:
-                if self.outlet.wait_for_consumers(0.2):
-                    break
-            else:
-                if not stop.is_set():
-                    log.warning(
-                        "no inlet on %r after %.0f s; streaming anyway",
-                        options.name,
-                        options.consumer_wait,
-                    )
+            self._await_consumers(options, stop)
         # volumes complete before this waited for a consumer, not for the bridge
         waited = pylsl.local_clock() - opened
         self.ready_at = pylsl.local_clock() if waited > 0.01 else -np.inf
+
+    def _await_consumers(self, options: BridgeOptions, stop: threading.Event) -> None:
+        """Hold the first volume until the consumers that matter are on this outlet, or
+        ``consumer_wait`` seconds pass (then stream anyway: a consumer that joins later
+        flags the volumes before it as missed, by their acquisition indices)."""
+        check = options.await_ready(self.outlet.uid) if options.await_ready else None
+        deadline = time.monotonic() + options.consumer_wait
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                if check is None:
+                    if self.outlet.wait_for_consumers(0.2):
+                        return
+                elif check():
+                    log.info("series %s: its consumers are on the stream", self.label)
+                    return
+                else:
+                    stop.wait(0.05)
+            if not stop.is_set():
+                who = "no inlet" if check is None else " and ".join(check.missing())
+                log.warning(
+                    "series %s: %s on %r after %.0f s; streaming anyway (a consumer that "
+                    "joins later flags the volumes before it as missed)",
+                    self.label,
+                    who if check is None else f"{who} not",
+                    options.name,
+                    options.consumer_wait,
+                )
+        finally:
+            if check is not None:
+                check.close()
 
     def push(self, volume: Volume, report: BridgeReport) -> None:
         if volume.shape != self.meta.shape:

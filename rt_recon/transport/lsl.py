@@ -83,7 +83,7 @@ class VolumeOutlet:
     def uid(self) -> str:
         """The stream's LSL uid (unique per outlet: a consumer's heartbeat names the outlet
         its inlet is on with it)."""
-        return str(self._require().info().uid())
+        return str(self._require().get_info().uid())
 
     def wait_for_consumers(self, timeout: float) -> bool:
         """Block until an inlet is connected (True) or ``timeout`` seconds pass (False)."""

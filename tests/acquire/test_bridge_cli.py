@@ -25,7 +25,7 @@ def test_export_and_bridge_processes_stream_a_ge_run(node_processes, tmp_path):
     )
     bridge = node_processes.rt_recon(
         "bridge", "bridge", "--watch", watch, "--config", node_processes.config_path(config),
-        "--speed", "2", "--idle-stop", "3", "--give-up", "1",
+        "--speed", "2", "--idle-stop", "3", "--give-up", "1", "--await-nodes",  # any inlet
     )  # fmt: skip
     bridge.wait_for_line("watching", timeout=60)
     (watch / "junk.dcm").write_bytes(b"this is not a scanner file" * 20)

@@ -5,7 +5,9 @@ One series is one run (docs/protocol.md 1, "Runs and series"): the decoder numbe
 each run's TRs from its volumes' own acquisition indices (a run starts again at TR 0,
 a consumer that joins late starts at the index it first sees), refuses a run on another
 grid than its bundle's and goes on with the next that fits; the recorder writes the runs
-of its file's grid into one file, with a ``run_start`` entry at each boundary. Every
+of its file's grid into one file, with a ``run_start`` entry at each boundary. The bridge
+holds each series' first volume until the decoder and the recorder are on its stream
+(``bridge.await_nodes``), so both get every volume, whenever they start. Every
 latents message carries the CRC-32 of its volume, checked against the volume read from
 its file: the index channel put each volume at its own TR.
 """
@@ -31,7 +33,6 @@ from tests.nodes._scanner_runs import (
     ScannerSeries,
     bundle_on_grid,
     copy_series,
-    export_held,
     renumbered_series,
 )
 
@@ -112,18 +113,13 @@ class _Session:
         self.recorder = processes.node("recorder", config)
         self.decoder = processes.node("decoder", config)
         self.bridge.wait_for_line("watching", timeout=TIMEOUT)
-        self._first = True
 
-    def export(self, series: ScannerSeries) -> None:
-        """Export ``series`` once the decoder and the recorder are both on its stream."""
-
-        def on_stream() -> None:
-            on_run = rf"run {series.label} \(series {series.label}\)"  # refused ones too
-            self.decoder.wait_for_line(on_run, timeout=TIMEOUT)
-            self.recorder.wait_for_line("recording to" if self._first else on_run, TIMEOUT)
-            self._first = False
-
-        export_held(series, self.watch, SPEED, on_stream, self.tmp_path)
+    def export(self, series: ScannerSeries, stop: threading.Event | None = None) -> list[int]:
+        """Write ``series`` into the watched folder at the export's speed, as a scanner does
+        (the bridge holds its first volume until both nodes are on its stream); the
+        acquisition indices written (all, unless ``stop`` was set)."""
+        report = export_series(series.files[0].parent, self.watch, speed=SPEED, stop=stop)
+        return [w.index for w in report.written]
 
     def recording(self) -> RecordingReader:
         """The recording, once the recorder has stopped (and closed it)."""
@@ -160,7 +156,7 @@ def test_two_series_are_two_runs_each_from_tr_0_and_one_recording(
     config = _config(node_config, siemens_bundle, subscribers=2)  # this test and the recorder
     output = DecoderOutput(config.decoder.latents_endpoint)
     try:
-        session = _Session(node_processes, config, tmp_path, "--reorder-wait", str(TIMEOUT))
+        session = _Session(node_processes, config, tmp_path)
         session.export(first)
         session.export(second)
         output.wait_for(
@@ -208,7 +204,7 @@ def test_a_run_on_another_grid_is_refused_and_the_next_decoded_from_tr_0(
     config = _config(node_config, siemens_bundle, subscribers=2)
     output = DecoderOutput(config.decoder.latents_endpoint)
     try:
-        session = _Session(node_processes, config, tmp_path, "--reorder-wait", str(TIMEOUT))
+        session = _Session(node_processes, config, tmp_path)
         session.export(first)
         session.export(other_grid)
         output.wait_for(
@@ -256,14 +252,56 @@ def test_a_run_on_another_grid_is_refused_and_the_next_decoded_from_tr_0(
         assert refused and all(s["run"] == other_grid.label for s in refused)
 
 
+def test_the_bridge_holds_a_series_until_a_late_decoder_is_on_it_and_it_gets_volume_1(
+    siemens, siemens_bundle, node_config, node_processes, tmp_path
+):
+    """The scan starts while the decoder is not ready (it waits for its latents subscriber,
+    this test, which comes late): the bridge holds the series' first volume until the
+    decoder's heartbeat shows its inlet on the series' outlet, so the decoder's TR 0 is
+    acquisition volume 1 (by CRC) and no TR is missed; the recorder, there from the start,
+    records every volume once."""
+    first, _ = siemens
+    config = _config(node_config, siemens_bundle, subscribers=2)  # the recorder and this test
+    session = _Session(node_processes, config, tmp_path)
+    exported: dict[str, list[int]] = {}
+    exporting = threading.Thread(
+        target=lambda: exported.setdefault("indices", session.export(first)), daemon=True
+    )
+    exporting.start()
+    try:
+        session.bridge.wait_for_line(r"series 7: streaming", timeout=TIMEOUT)
+        beat = wait_for_heartbeat(
+            config.decoder.latents_endpoint,
+            lambda b: len(list(session.watch.iterdir())) >= 5,
+            timeout=TIMEOUT,
+        )  # five volumes written while the decoder waits for its subscriber
+        assert beat["state"] == "waiting_for_subscribers"
+        output = DecoderOutput(config.decoder.latents_endpoint)  # now it gets ready
+        try:
+            output.wait_for(
+                lambda: output.status.get("tr") == len(first) - 1, "every TR", node_processes
+            )
+        finally:
+            output.close()
+    finally:
+        exporting.join(timeout=TIMEOUT)
+    assert exported["indices"] == list(range(1, len(first) + 1))
+    _assert_run_decoded_from_tr_0(output, first)
+    assert output.status["missed"] == 0
+    assert "series 7: its consumers are on the stream" in session.bridge.log_text()
+    with session.recording() as recording:
+        values, _ = recording.volumes()
+        np.testing.assert_array_equal(values, first.flats)
+
+
 def test_a_decoder_that_joins_late_starts_at_the_index_it_first_sees(
     siemens_long, siemens_bundle, node_config, node_processes, tmp_path
 ):
-    """The bridge streams as soon as one consumer (the recorder) is there; the decoder gets
-    ready later (its latents subscriber, this test, comes late): its first TR is the
-    acquisition index of the first volume it gets, every TR before it missed."""
+    """A bridge told to wait for the recorder only streams once the recorder is there; the
+    decoder gets ready later (its latents subscriber, this test, comes late): its first TR
+    is the acquisition index of the first volume it gets, every TR before it missed."""
     config = _config(node_config, siemens_bundle, subscribers=2)  # the recorder and this test
-    session = _Session(node_processes, config, tmp_path)
+    session = _Session(node_processes, config, tmp_path, "--await-nodes", "recorder")
     wait_for_heartbeat(
         config.recorder.status_endpoint,
         lambda b: b["state"] == "waiting_for_stream",
@@ -272,8 +310,7 @@ def test_a_decoder_that_joins_late_starts_at_the_index_it_first_sees(
     stop, exported = threading.Event(), {}
 
     def export() -> None:
-        folder = siemens_long.files[0].parent
-        exported["report"] = export_series(folder, session.watch, speed=SPEED, stop=stop)
+        exported["indices"] = session.export(siemens_long, stop=stop)
 
     exporting = threading.Thread(target=export, daemon=True)
     exporting.start()
@@ -286,7 +323,7 @@ def test_a_decoder_that_joins_late_starts_at_the_index_it_first_sees(
             output.wait_for(lambda: len(output.headers) >= 3, "its first TRs", node_processes)
             stop.set()  # the series ends a few volumes after the decoder joined
             exporting.join(timeout=TIMEOUT)
-            n = max(w.index for w in exported["report"].written)
+            n = max(exported["indices"])
             output.wait_for(lambda: output.status.get("tr") == n - 1, "the last TR", node_processes)
         finally:
             output.close()

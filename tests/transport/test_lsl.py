@@ -36,6 +36,7 @@ def test_volumes_round_trip_through_preallocated_buffers():
         assert inlet.meta.shape == meta.shape
         np.testing.assert_array_equal(inlet.meta.affine, meta.affine)
         assert inlet.meta.run == "03"
+        assert inlet.uid == outlet.uid  # heartbeats name the outlet by it
         assert outlet.wait_for_consumers(10)
         buffer_id = id(inlet.values.base)
         stamps = [pylsl.local_clock() + k * 1e-3 for k in range(4)]
