@@ -22,6 +22,7 @@ import numpy as np
 
 from rt_recon.acquire._incomplete import IncompleteFileError
 from rt_recon.acquire.events import read_events
+from rt_recon.acquire.masks import load_mask as load_mask  # re-exported: read with runs
 from rt_recon.acquire.volume import Volume, to_canonical
 from rt_recon.errors import DataError
 
@@ -85,18 +86,6 @@ def repetition_time(path: Path, image: nib.Nifti1Image) -> float:
     if tr_s <= 0:
         raise DataError(f"{path}: no repetition time in a JSON sidecar or the header (pixdim[4])")
     return tr_s
-
-
-def load_mask(path: str | Path, shape: tuple[int, int, int] | None = None) -> np.ndarray:
-    """A 3D mask as channel indices ``(n,)`` int64 in stream voxel order."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"mask not found: {path}")
-    image = nib.load(path)
-    mask, _ = to_canonical(np.asanyarray(image.dataobj) > 0, np.asarray(image.affine, float))
-    if shape is not None and mask.shape != tuple(shape):
-        raise DataError(f"mask {path} has shape {mask.shape}, the volumes have {tuple(shape)}")
-    return np.flatnonzero(np.ravel(mask, order="F"))
 
 
 def read_nifti_volumes(path: Path, tr_s: float | None = None) -> list[Volume]:

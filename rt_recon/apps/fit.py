@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from rt_recon.acquire.nifti import load_mask, load_nifti_run
+from rt_recon.acquire.masks import load_mask
+from rt_recon.acquire.nifti import load_nifti_run
 from rt_recon.config import FitSection
 from rt_recon.dataset import MANIFEST, Dataset, RunFiles
 from rt_recon.decode.bundle import DecoderBundle, ModelSpec, StreamSpec
@@ -62,7 +63,7 @@ def fit_dataset(
         runs.append(TrainingRun(recorded.volumes, recorded.events, recorded.tr_s))
     log.info("loaded %d training runs of %s voxels", len(runs), shape)
     head_voxels = {
-        head: load_mask(dataset.mask_path(mask), shape) for head, mask in head_masks.items()
+        head: load_mask(dataset.mask_path(mask), shape, affine) for head, mask in head_masks.items()
     }
     ids = sorted({int(e["stimulus_id"]) for r in runs for e in r.events if "stimulus_id" in e})
     ids = np.array(ids)
