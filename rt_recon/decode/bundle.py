@@ -15,6 +15,23 @@ pickle). Per head (``z``, ``c``):
 ``preprocess.reference`` ``(x, y, z)`` float32 is the motion-correction
 reference volume, when the preprocessing realigns volumes.
 
+Version 2 adds the decoder's recipe (:class:`~rt_recon.decode.recipe.DecoderRecipe`,
+JSON under ``recipe``) and what it fitted:
+
+* ``temporal.window_weights`` ``(K, n_window)`` float32, ``temporal.responses``
+  ``(K, n_response)`` float64 and, for ``K > 1`` HRF groups,
+  ``temporal.voxel_group`` ``(n_decoded,)`` int64 (the group of each voxel any
+  head reads, ascending channel order); JSON under ``temporal``: mode, lag,
+  window length, the period assumed between trials, the groups' HRF peaks
+  (:class:`~rt_recon.decode.trial_estimate.TemporalModel`);
+* for a recipe that denoises, ``denoise.pool`` ``(n_pool,)`` int64,
+  ``denoise.components`` ``(n_pool, k)`` and ``denoise.weights``
+  ``(k, n_decoded)`` float32 (:class:`~rt_recon.decode.denoise.NoiseModel`).
+
+A version-1 bundle loads as the default recipe (canonical HRF, no denoising,
+the matched-filter window of its ``hrf_weights``, every voxel) and decodes as
+it did.
+
 The JSON holds the bundle version, the stream the decoder was fitted on
 (:class:`StreamSpec`: shape, channel count, mask id, affine), the
 preprocessing spec (:class:`~rt_recon.preprocess.PreprocessSpec`: motion
@@ -40,11 +57,16 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from rt_recon._safetensors import save_arrays
+from rt_recon.decode.denoise import NoiseModel
+from rt_recon.decode.recipe import DecoderRecipe
+from rt_recon.decode.trial_estimate import TemporalModel
 from rt_recon.errors import BundleError, ShapeMismatchError
 from rt_recon.preprocess import PreprocessSpec
 from rt_recon.protocol import VolumeStreamMeta
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+#: Versions this rt_recon reads (1: before recipes; loads as the default recipe).
+READABLE_VERSIONS = (1, 2)
 _METADATA_KEY = "rt_recon_bundle"
 _HEAD_ARRAYS = ("voxels", "weights", "intercept", "alphas")
 
@@ -260,6 +282,23 @@ class DecoderBundle:
     report: dict[str, Any] = field(default_factory=dict)
     version: int = BUNDLE_VERSION
     reference: np.ndarray | None = None  # (x, y, z) motion-correction reference volume
+    recipe: DecoderRecipe = field(default_factory=DecoderRecipe)
+    temporal: TemporalModel | None = None  # None: the canonical matched filter of ``window``
+    noise: NoiseModel | None = None  # the noise model of a recipe that denoises
+
+    @property
+    def temporal_model(self) -> TemporalModel:
+        """The trial estimator's weights: ``temporal``, or the single canonical window a
+        version-1 bundle (or one built by hand) describes with ``window.hrf_weights``."""
+        if self.temporal is not None:
+            return self.temporal
+        weights = np.asarray(self.window.hrf_weights, dtype=np.float64)
+        lag = self.window.lag_trs
+        response = np.zeros(max(lag + 1, len(weights)))
+        for m, w in enumerate(weights):
+            if lag - m >= 0:
+                response[lag - m] = w
+        return TemporalModel("window", lag, len(weights), weights[None, :], response[None, :])
 
     # ----------------------------------------------------------------- checks
 
@@ -289,13 +328,19 @@ class DecoderBundle:
         if self.reference is not None:
             tensors["preprocess.reference"] = self.reference.astype(np.float32)
         meta = {
-            "version": self.version,
+            "version": BUNDLE_VERSION,
             "heads": heads_meta,
             "stream": self.stream.to_json(),
             "preprocess": {**self.preprocess.to_json(), **self.window.to_json()},
             "model": self.model.to_json(),
+            "recipe": self.recipe.to_json(),
             "report": self.report,
         }
+        if self.temporal is not None:
+            meta["temporal"] = self.temporal.to_json()
+            tensors.update(self.temporal.arrays())
+        if self.noise is not None:
+            tensors.update(self.noise.arrays())
         tmp = path.with_name(path.name + ".partial")
         save_arrays(tensors, tmp, metadata={_METADATA_KEY: json.dumps(meta)})
         tmp.replace(path)  # atomic: a reader never sees half a bundle
@@ -320,11 +365,11 @@ class DecoderBundle:
             meta = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise BundleError(f"{path}: bundle metadata is not JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("version") != BUNDLE_VERSION:
+        if not isinstance(meta, dict) or meta.get("version") not in READABLE_VERSIONS:
             found = meta.get("version") if isinstance(meta, dict) else meta
             raise BundleError(
-                f"{path}: bundle version {found!r}, this rt_recon reads "
-                f"version {BUNDLE_VERSION}; refit with `rt-recon fit`"
+                f"{path}: bundle version {found!r}, this rt_recon reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; refit with `rt-recon fit`"
             )
         return path, meta, arrays
 
@@ -359,6 +404,13 @@ class DecoderBundle:
             spec = {k: v for k, v in meta["preprocess"].items() if k not in window.to_json()}
             stream, model = StreamSpec.from_json(meta["stream"]), ModelSpec.from_json(meta["model"])
             preprocess = PreprocessSpec.from_json(spec)
+            recipe = (
+                DecoderRecipe.from_json(meta["recipe"]) if "recipe" in meta else DecoderRecipe()
+            )
+            temporal = (
+                TemporalModel.from_stored(meta["temporal"], arrays) if "temporal" in meta else None
+            )
+            noise = NoiseModel.from_arrays(arrays)
         except BundleError as exc:
             raise BundleError(f"{path}: {exc}") from None
         return cls(
@@ -370,4 +422,7 @@ class DecoderBundle:
             report=meta.get("report", {}),
             version=meta["version"],
             reference=arrays.get("preprocess.reference"),
+            recipe=recipe,
+            temporal=temporal,
+            noise=noise,
         )

@@ -1,21 +1,29 @@
 """Fit linear decoders offline, with the same preprocessing the online decoder runs.
 
 One sample per trial, as Takagi & Nishimoto fit on per-trial response
-estimates: the feature of a trial is the HRF-window sum of preprocessed
-volumes (the chain the bundle's :class:`~rt_recon.preprocess.PreprocessSpec`
-builds and :class:`~rt_recon.decode.window.HrfWindow`, exactly the objects the
-online decoder uses) at the trial's scored TR, ``lag`` TRs after its onset
-(the protocol's trial rule, :func:`rt_recon.protocol.trial_samples`), where
-the window holds the most of its response; the target is the ``z``/``c`` of
-its picture.
-The online decoder computes the same window sum every TR, so at each
-trial's TR it produces exactly the estimate the decoders were fitted on.
-Ridge regression with a penalty chosen per target by leave-one-run-out
-cross-validation (:mod:`rt_recon.decode.ridge`).
+estimates. The training runs are preprocessed once (the chain the bundle's
+:class:`~rt_recon.preprocess.PreprocessSpec` builds, run by
+:class:`~rt_recon.decode.features.FeatureExtractor`, exactly the object the
+online decoder uses): :func:`extract_runs`. Then, as the bundle's
+:class:`~rt_recon.decode.recipe.DecoderRecipe` says (:func:`plan_decoders`):
+noise components from a pool of voxels outside the ROIs are removed
+(:mod:`rt_recon.decode.denoise`), each voxel gets the canonical HRF or the
+library HRF that fits it (:mod:`rt_recon.decode.hrf_library`), and each ROI
+keeps its voxels or the ones that encode the targets best
+(:mod:`rt_recon.decode.select`). A trial's feature is its estimate at its
+scored TR, ``lag`` TRs after its onset (the protocol's trial rule,
+:func:`rt_recon.protocol.trial_samples`), by
+:class:`~rt_recon.decode.trial_estimate.TrialEstimator` (a matched-filter
+window, today's default, or least squares on the window): the object the
+online decoder calls every TR, so at each trial's TR it produces exactly the
+estimate the decoders were fitted on. The target is the ``z``/``c`` of its
+picture. Ridge regression with a penalty chosen per target by
+leave-one-run-out cross-validation (:mod:`rt_recon.decode.ridge`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,14 +32,19 @@ from typing import Any
 import numpy as np
 
 from rt_recon.config import FitSection
+from rt_recon.decode import hrf_library
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
+from rt_recon.decode.denoise import Denoiser, NoiseModel, fit_noise_model
 from rt_recon.decode.features import FeatureExtractor
+from rt_recon.decode.recipe import AUTO_FRACTIONS, DecoderRecipe
 from rt_recon.decode.ridge import RidgeFit, ridge_cv
+from rt_recon.decode.select import encoding_r2, select_voxels
+from rt_recon.decode.trial_estimate import TemporalModel, TrialEstimator, matched_weights
 from rt_recon.decode.window import HrfWindow
 from rt_recon.errors import DataError
 from rt_recon.hrf import matched_window
 from rt_recon.preprocess import PreprocessSpec
-from rt_recon.protocol import Marker, is_trial_event, trial_samples
+from rt_recon.protocol import Marker, is_trial_event, onset_tr_from_seconds, trial_samples
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +178,338 @@ def feature_series(
     return out
 
 
+@dataclass
+class ExtractedRuns:
+    """Training runs preprocessed once: every TR's features of ``voxels``, and their trials.
+
+    Attributes:
+        voxels: ``(n_voxels,)`` the channels extracted (ascending).
+        series: per run, ``(n_trs, n_voxels)`` float32 preprocessed features.
+        onsets: per run, every trial's onset TR.
+        samples: per run, ``(scored TR, stimulus id)`` of the trials fitted on (after the
+            warm-up).
+        spec, reference: the preprocessing (and its motion-correction reference).
+        tr_s: the TR; duration_s: the trials' median duration; lag: TRs from onset to the
+            scored TR; hrf_weights: today's matched window; warmup: TRs of z-score warm-up.
+    """
+
+    voxels: np.ndarray
+    series: list[np.ndarray]
+    onsets: list[list[int]]
+    samples: list[list[tuple[int, int]]]
+    spec: PreprocessSpec
+    reference: np.ndarray | None
+    tr_s: float
+    duration_s: float
+    lag: int
+    hrf_weights: np.ndarray
+    warmup: int
+
+    def columns(self, voxels: np.ndarray) -> np.ndarray:
+        """Positions of ``voxels`` among the extracted ones (DataError if one is missing)."""
+        local = np.searchsorted(self.voxels, voxels)
+        local = np.minimum(local, len(self.voxels) - 1)
+        if len(voxels) and not np.array_equal(self.voxels[local], voxels):
+            raise DataError("voxels asked for were not extracted from the training runs")
+        return local
+
+
+def extract_runs(
+    runs: Sequence[TrainingRun],
+    voxels: np.ndarray,
+    fit: FitSection,
+    stream: StreamSpec,
+    progress: Callable[[int], None] | None = None,
+    reference: np.ndarray | None = None,
+) -> ExtractedRuns:
+    """Preprocess every training run's volumes into ``voxels``' features, TR by TR.
+
+    ``progress(run_done)`` after each run. ``reference``: the motion-correction
+    reference (default: the mean of the first training run's first volumes).
+    """
+    if len(runs) < MIN_RUNS:
+        raise DataError(
+            f"fitting needs at least {MIN_RUNS} runs for cross-validation, found {len(runs)}"
+        )
+    voxels = np.unique(np.asarray(voxels, dtype=np.int64))
+    warmup = fit.zscore_warmup_trs
+    shape, affine = stream.shape, stream.affine
+    if reference is None and fit.motion_correction and affine is not None and min(shape) > 1:
+        # the realignment target: the mean of the first training run's first volumes
+        reference = runs[0].volumes[:_REFERENCE_VOLUMES].mean(axis=0).reshape(shape, order="F")
+    tr_s = runs[0].tr_s
+    spec = PreprocessSpec.from_fit(fit, affine if reference is not None else None, tr_s)
+    trials = [m for r in runs for e in r.events if is_trial_event(m := Marker.from_json(e))]
+    if not trials:
+        raise DataError("the training runs have no trial events (events with a stimulus_id)")
+    duration = float(np.median([m.duration or 0.0 for m in trials]))
+    weights, lag = matched_window(tr_s, duration, fit.hrf_window_trs)
+    series, onsets, samples = [], [], []
+    for r, run in enumerate(runs):
+        if abs(run.tr_s - tr_s) > 1e-6:
+            raise DataError(
+                f"all runs must share one TR: run 0 has {tr_s} s, run {r} has {run.tr_s} s"
+            )
+        kept = [s for s in trial_samples(run.events, len(run.volumes), tr_s, lag) if s[0] >= warmup]
+        if not kept:
+            raise DataError(f"run {r} has no trial whose response window ends inside the run")
+        extractor = FeatureExtractor(spec, voxels, shape, affine, reference)
+        out = np.empty((len(run.volumes), len(voxels)), dtype=np.float32)
+        for t, volume in enumerate(run.volumes):
+            out[t] = extractor.update(volume)
+        series.append(out)
+        run_trials = [Marker.from_json(e) for e in run.events]
+        onsets.append(
+            [onset_tr_from_seconds(m.onset, tr_s) for m in run_trials if is_trial_event(m)]  # type: ignore[arg-type]
+        )
+        samples.append(kept)
+        if progress is not None:
+            progress(r + 1)
+    return ExtractedRuns(
+        voxels, series, onsets, samples, spec, reference, tr_s, duration, lag, weights, warmup
+    )
+
+
+@dataclass
+class DecoderPlan:
+    """What a recipe decided on the training runs, before any ridge.
+
+    Attributes:
+        recipe: the recipe.
+        head_voxels: each head's channels (after selection).
+        decoded: ``(n_decoded,)`` the union of the heads' channels (ascending).
+        temporal: the trial estimator's weights over ``decoded``.
+        noise: the noise model over ``decoded`` (None: no denoising).
+        window: the bundle's window spec (lag, matched weights of the canonical HRF).
+        report: what each step chose.
+    """
+
+    recipe: DecoderRecipe
+    head_voxels: dict[str, np.ndarray]
+    decoded: np.ndarray
+    temporal: TemporalModel
+    noise: NoiseModel | None
+    window: WindowSpec
+    report: dict[str, Any]
+
+    @property
+    def extract_voxels(self) -> np.ndarray:
+        """The channels the feature extractor must output: decoded voxels and noise pool."""
+        pool = self.noise.pool if self.noise is not None else np.zeros(0, np.int64)
+        return np.union1d(self.decoded, pool)
+
+
+def _period_trs(onsets: Sequence[Sequence[int]]) -> int:
+    gaps = [b - a for run in onsets for a, b in itertools.pairwise(run) if b > a]
+    return max(1, round(float(np.median(gaps)))) if gaps else 1
+
+
+def _trial_features(
+    series: np.ndarray,
+    estimator: TrialEstimator,
+    samples: Sequence[tuple[int, int]],
+    lag: int,
+    onsets: Sequence[int],
+) -> np.ndarray:
+    """``(n_samples, n_voxels)``: each trial's estimate at its scored TR."""
+
+    def features_at(t: int) -> np.ndarray | None:
+        return series[t] if 0 <= t < len(series) else None
+
+    return np.stack([estimator.estimate(features_at, t, t - lag, onsets) for t, _ in samples])
+
+
+def _low_rank_scores(y: np.ndarray, rank: int | None) -> np.ndarray:
+    if rank is None or rank >= min(y.shape):
+        return y
+    centred = y - y.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:rank].T
+
+
+def plan_decoders(
+    extracted: ExtractedRuns,
+    head_voxels: Mapping[str, np.ndarray],
+    targets: Targets,
+    fit: FitSection,
+    recipe: DecoderRecipe,
+    noise_candidates: np.ndarray | None = None,
+) -> DecoderPlan:
+    """Noise model, HRF groups and voxel selection of ``recipe`` on the extracted runs."""
+    heads = {h: np.unique(np.asarray(v, dtype=np.int64)) for h, v in head_voxels.items()}
+    decoded = np.unique(np.concatenate(list(heads.values())))
+    dec_cols = extracted.columns(decoded)
+    warmup, lag, tr_s = extracted.warmup, extracted.lag, extracted.tr_s
+    canonical = hrf_library.responses([hrf_library.CANONICAL_PEAK_S], extracted.duration_s, tr_s)
+    report: dict[str, Any] = {"recipe": recipe.to_json(), "recipe_name": recipe.name}
+    series = [s[:, dec_cols] for s in extracted.series]
+    noise = None
+    if recipe.denoise_pcs:
+        if noise_candidates is None or len(noise_candidates) == 0:
+            raise DataError(
+                f"recipe {recipe.name!r} removes noise components but no noise-pool "
+                "candidates (voxels outside the ROIs) were given"
+            )
+        candidates = np.setdiff1d(np.asarray(noise_candidates, dtype=np.int64), decoded)
+        cand_cols = extracted.columns(candidates)
+        noise, report["denoise"] = fit_noise_model(
+            [
+                (s[:, cand_cols], x, o)
+                for s, x, o in zip(extracted.series, series, extracted.onsets, strict=True)
+            ],
+            candidates,
+            canonical[0],
+            recipe.denoise_pcs,
+            recipe.pool_size,
+            warmup,
+        )
+        denoiser = Denoiser(noise, extracted.voxels, decoded)
+        series = [denoiser.apply(s) for s in extracted.series]
+    n_window = fit.hrf_window_trs if recipe.trial_estimate == "window" else recipe.lss_window_trs
+    if recipe.hrf == "library":
+        library = hrf_library.responses(hrf_library.LIBRARY_PEAKS_S, extracted.duration_s, tr_s)
+        choice, _ = hrf_library.choose_hrfs(
+            list(zip(series, extracted.onsets, strict=True)), library, warmup
+        )
+        used, voxel_group = np.unique(choice, return_inverse=True)
+        responses = library[used]
+        peaks = tuple(hrf_library.LIBRARY_PEAKS_S[i] for i in used)
+        report["hrf"] = {
+            "library_peaks_s": list(hrf_library.LIBRARY_PEAKS_S),
+            "voxels_per_peak": {
+                f"{p:g}": int(np.sum(choice == i)) for p, i in zip(peaks, used, strict=True)
+            },
+            "median_peak_s": float(np.median(np.asarray(hrf_library.LIBRARY_PEAKS_S)[choice])),
+        }
+    else:
+        responses, voxel_group, peaks = canonical, None, (hrf_library.CANONICAL_PEAK_S,)
+    if recipe.hrf == "canonical" and n_window == len(extracted.hrf_weights):
+        window_weights = np.asarray(extracted.hrf_weights)[None, :]  # today's, exactly
+    else:
+        window_weights = matched_weights(responses, lag, n_window)
+    temporal = TemporalModel(
+        mode=recipe.trial_estimate,
+        lag_trs=lag,
+        n_window=n_window,
+        window_weights=window_weights,
+        responses=responses,
+        voxel_group=voxel_group,
+        period_trs=_period_trs(extracted.onsets),
+        peaks_s=peaks,
+    )
+    if recipe.select_voxels is not None:
+        estimator = TrialEstimator(temporal, len(decoded))
+        x_all = np.concatenate(
+            [
+                _trial_features(s, estimator, samples, lag, onsets)
+                for s, samples, onsets in zip(
+                    series, extracted.samples, extracted.onsets, strict=True
+                )
+            ]
+        )
+        ids = np.concatenate([[sid for _, sid in samples] for samples in extracted.samples])
+        groups = np.concatenate([np.full(len(s), r) for r, s in enumerate(extracted.samples)])
+        alphas = np.asarray(fit.alphas)
+        report["select"] = {}
+        for name, vox in heads.items():
+            x = x_all[:, np.searchsorted(decoded, vox)]
+            y = targets.lookup(name, ids).astype(np.float64)
+            r2 = encoding_r2(x, y, groups, alphas)
+            y_fit = _low_rank_scores(y, fit.low_rank.get(name))
+
+            def score(keep: np.ndarray, x=x, y_fit=y_fit) -> float:
+                return float(ridge_cv(x[:, keep], y_fit, groups, alphas).cv_r2.mean())
+
+            keep, entry = select_voxels(r2, recipe.select_voxels, score, AUTO_FRACTIONS)
+            heads[name] = vox[keep]
+            report["select"][name] = entry
+        kept = np.unique(np.concatenate(list(heads.values())))
+        cols = np.searchsorted(decoded, kept)
+        decoded = kept
+        if temporal.voxel_group is not None:
+            temporal.voxel_group = temporal.voxel_group[cols]
+        if noise is not None:
+            noise = NoiseModel(noise.pool, noise.components, noise.weights[:, cols])
+    canonical_weights = (
+        window_weights[0]
+        if recipe.hrf == "canonical"
+        else matched_weights(canonical, lag, n_window)[0]
+    )
+    window = WindowSpec(tuple(float(w) for w in canonical_weights), lag, tr_s)
+    return DecoderPlan(recipe, heads, decoded, temporal, noise, window, report)
+
+
+def fit_planned(
+    extracted: ExtractedRuns,
+    plan: DecoderPlan,
+    targets: Targets,
+    target_shapes: Mapping[str, tuple[int, ...]],
+    fit: FitSection,
+    stream: StreamSpec,
+    model: ModelSpec,
+    progress: Callable[[int], None] | None = None,
+) -> DecoderBundle:
+    """Ridge heads on the trial estimates the plan defines; the bundle.
+
+    ``progress(heads_done)`` after each head.
+    """
+    denoiser = Denoiser(plan.noise, extracted.voxels, plan.decoded)
+    estimator = TrialEstimator(plan.temporal, len(plan.decoded))
+    features, ids, groups = [], [], []
+    for r, (series, samples, onsets) in enumerate(
+        zip(extracted.series, extracted.samples, extracted.onsets, strict=True)
+    ):
+        clean = denoiser.apply(series)
+        features.append(_trial_features(clean, estimator, samples, plan.temporal.lag_trs, onsets))
+        ids.append(np.array([sid for _, sid in samples]))
+        groups.append(np.full(len(samples), r))
+    x_all, id_all, group_all = np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
+    heads, report = {}, {"n_samples": len(x_all), "lag_trs": plan.temporal.lag_trs, "heads": {}}
+    report.update(plan.report)
+    for name, head_vox in plan.head_voxels.items():
+        local = np.searchsorted(plan.decoded, head_vox)
+        y = targets.lookup(name, id_all).astype(np.float32)
+        head, entry = _fit_head(
+            name, x_all[:, local], y, group_all, fit, fit.low_rank.get(name), target_shapes[name]
+        )
+        heads[name] = DecoderHead(voxels=np.asarray(head_vox, dtype=np.int64), **head)
+        report["heads"][name] = {"n_voxels": len(head_vox), **entry}
+        if progress is not None:
+            progress(len(report["heads"]))
+        log.info(
+            "head %s: %d voxels -> %d targets (rank %s), CV R2 mean %.3f",
+            name, len(head_vox), y.shape[1], entry["rank"], entry["cv_r2_mean"],
+        )  # fmt: skip
+    return DecoderBundle(
+        heads=heads,
+        stream=stream,
+        preprocess=extracted.spec,
+        window=plan.window,
+        model=model,
+        report=report,
+        reference=None if extracted.reference is None else extracted.reference.astype(np.float32),
+        recipe=plan.recipe,
+        temporal=plan.temporal,
+        noise=plan.noise,
+    )
+
+
+def pool_candidates(
+    candidates: np.ndarray, head_voxels: Mapping[str, np.ndarray], n: int
+) -> np.ndarray:
+    """At most ``n`` noise-pool candidates outside the heads' voxels, evenly spread."""
+    outside = np.setdiff1d(
+        np.asarray(candidates, dtype=np.int64), np.concatenate(list(head_voxels.values()))
+    )
+    if len(outside) <= n:
+        return outside
+    return outside[np.linspace(0, len(outside) - 1, n).round().astype(np.int64)]
+
+
+#: Pool candidates extracted per pool voxel kept (the pool is the least task-driven of them).
+POOL_CANDIDATES_PER_VOXEL = 2
+
+
 def fit_decoders(
     runs: Sequence[TrainingRun],
     head_voxels: Mapping[str, np.ndarray],
@@ -174,70 +519,48 @@ def fit_decoders(
     stream: StreamSpec,
     model: ModelSpec,
     progress: Callable[[int, int], None] | None = None,
+    recipe: DecoderRecipe | None = None,
+    noise_candidates: np.ndarray | None = None,
 ) -> DecoderBundle:
-    """Fit one ridge head per entry of ``head_voxels`` and return the bundle.
+    """Fit one ridge head per entry of ``head_voxels`` as ``recipe`` says; return the bundle.
 
-    ``progress(done, total)`` is called after each run's preprocessing and after
-    each head's fit (``total`` = runs + heads).
+    ``noise_candidates``: channels the noise pool may come from (brain voxels outside the
+    ROIs), needed when the recipe denoises. ``progress(done, total)`` is called after each
+    run's preprocessing and after each head's fit (``total`` = runs + heads; runs again
+    when the recipe changed the voxels to extract).
     """
+    recipe = DecoderRecipe() if recipe is None else recipe
     if len(runs) < MIN_RUNS:
         raise DataError(
             f"fitting needs at least {MIN_RUNS} runs for cross-validation, found {len(runs)}"
         )
-    warmup = fit.zscore_warmup_trs
-    shape, affine = stream.shape, stream.affine
-    reference = None
-    if fit.motion_correction and affine is not None and min(shape) > 1:
-        # the realignment target: the mean of the first training run's first volumes
-        reference = runs[0].volumes[:_REFERENCE_VOLUMES].mean(axis=0).reshape(shape, order="F")
-    tr_s = runs[0].tr_s
-    spec = PreprocessSpec.from_fit(fit, affine if reference is not None else None, tr_s)
-    trials = [m for r in runs for e in r.events if is_trial_event(m := Marker.from_json(e))]
-    if not trials:
-        raise DataError("the training runs have no trial events (events with a stimulus_id)")
-    durations = [m.duration or 0.0 for m in trials]
-    weights, lag = matched_window(tr_s, float(np.median(durations)), fit.hrf_window_trs)
-    voxels = np.unique(np.concatenate(list(head_voxels.values())))
-    features, groups, ids = [], [], []
-    for r, run in enumerate(runs):
-        if abs(run.tr_s - tr_s) > 1e-6:
-            raise DataError(
-                f"all runs must share one TR: run 0 has {tr_s} s, run {r} has {run.tr_s} s"
-            )
-        samples = [
-            s for s in trial_samples(run.events, len(run.volumes), tr_s, lag) if s[0] >= warmup
-        ]
-        if not samples:
-            raise DataError(f"run {r} has no trial whose response window ends inside the run")
-        rows = np.array([t for t, _ in samples])
-        series = feature_series(run.volumes, voxels, spec, weights, shape, stream.affine, reference)
-        features.append(series[rows])
-        ids.append(np.array([sid for _, sid in samples]))
-        groups.append(np.full(len(samples), r))
-        if progress is not None:
-            progress(r + 1, len(runs) + len(head_voxels))
-    x_all, id_all, group_all = np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
-    heads, report = {}, {"n_samples": len(x_all), "lag_trs": lag, "heads": {}}
-    for name, head_vox in head_voxels.items():
-        local = np.searchsorted(voxels, head_vox)
-        y = targets.lookup(name, id_all).astype(np.float32)
-        head, entry = _fit_head(
-            name, x_all[:, local], y, group_all, fit, fit.low_rank.get(name), target_shapes[name]
+    voxels = np.unique(np.concatenate([np.asarray(v) for v in head_voxels.values()]))
+    candidates = None
+    if recipe.denoise_pcs and noise_candidates is not None:
+        candidates = pool_candidates(
+            noise_candidates, head_voxels, POOL_CANDIDATES_PER_VOXEL * recipe.pool_size
         )
-        heads[name] = DecoderHead(voxels=np.asarray(head_vox, dtype=np.int64), **head)
-        report["heads"][name] = {"n_voxels": len(head_vox), **entry}
+        voxels = np.union1d(voxels, candidates)
+    total = len(runs) + len(head_voxels)
+
+    def run_done(r: int) -> None:
         if progress is not None:
-            progress(len(runs) + len(report["heads"]), len(runs) + len(head_voxels))
-        log.info(
-            "head %s: %d voxels -> %d targets (rank %s), CV R2 mean %.3f",
-            name, len(head_vox), y.shape[1], entry["rank"], entry["cv_r2_mean"],
-        )  # fmt: skip
-    return DecoderBundle(
-        heads=heads,
-        stream=stream,
-        preprocess=spec,
-        window=WindowSpec(tuple(float(w) for w in weights), lag, tr_s),
-        model=model,
-        report=report,
-        reference=None if reference is None else reference.astype(np.float32),
+            progress(min(r, len(runs)), total)
+
+    extracted = extract_runs(runs, voxels, fit, stream, run_done)
+    plan = plan_decoders(extracted, head_voxels, targets, fit, recipe, candidates)
+    if not np.array_equal(plan.extract_voxels, extracted.voxels):
+        # the online decoder preprocesses only these voxels: fit on exactly what it computes
+        extracted = extract_runs(
+            runs, plan.extract_voxels, fit, stream, run_done, extracted.reference
+        )
+    return fit_planned(
+        extracted,
+        plan,
+        targets,
+        target_shapes,
+        fit,
+        stream,
+        model,
+        None if progress is None else (lambda h: progress(len(runs) + h, total)),
     )

@@ -1,29 +1,41 @@
 """Apply a decoder bundle one volume at a time.
 
-Per TR: preprocess the volume into features of the voxels any head reads
-(:class:`~rt_recon.decode.features.FeatureExtractor`) and project them once
-through each head (``k`` numbers for a low-rank head). The estimate of a
-trial whose onset was TR ``o`` is the HRF-weighted sum of the projections of
-TRs ``o + lag - m`` (``m < len(weights)``), over the ones received so far,
-divided by the weights they carry; plus the intercept. So:
+Per TR: preprocess the volume into features of the voxels the decoder reads
+(:class:`~rt_recon.decode.features.FeatureExtractor`: the heads' voxels and,
+for a recipe that denoises, the noise pool), remove the noise components
+(:class:`~rt_recon.decode.denoise.Denoiser`) and keep the result for the
+window. The estimate of a trial whose onset was TR ``o`` is then, per voxel,
+the weighted sum of its features at TRs ``o + lag - m`` (``m < n_window``)
+received so far (:class:`~rt_recon.decode.trial_estimate.TrialEstimator`:
+a matched filter divided by the weights the TRs present carry, or least
+squares on the window), projected through each head (``k`` numbers for a
+low-rank head), plus the intercept. So:
 
 * **trial mode** (onsets from the marker stream): every TR updates the
   current trial's estimate; it is complete at TR ``o + lag``;
 * **continuous mode** (no markers, e.g. imagery): every TR's estimate is of
   a trial assumed to have begun ``lag`` TRs earlier: a sliding window.
 
-A complete window's estimate is exactly the feature the decoders were
-fitted on (:func:`rt_recon.decode.fit.feature_series`). Offline decoding of
-a recorded run is this same object fed the run's volumes in order, so online
-and offline latents are identical by construction.
+Every step is linear, so combining features over the window and projecting
+once costs what projecting every TR and combining projections did (one
+projection per TR), and lets each voxel have its own weights (HRF groups,
+least squares). A complete window's estimate is exactly the feature the
+decoders were fitted on (:mod:`rt_recon.decode.fit` calls the same
+:class:`TrialEstimator`). Offline decoding of a recorded run is this same
+object fed the run's volumes in order, so online and offline latents are
+identical by construction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead
+from rt_recon.decode.denoise import Denoiser
 from rt_recon.decode.features import FeatureExtractor
+from rt_recon.decode.trial_estimate import TrialEstimator
 from rt_recon.protocol import TrialWindow, VolumeStreamMeta
 
 
@@ -32,13 +44,20 @@ def selected_voxels(bundle: DecoderBundle) -> np.ndarray:
     return np.unique(np.concatenate([h.voxels for h in bundle.heads.values()]))
 
 
+def extracted_voxels(bundle: DecoderBundle) -> np.ndarray:
+    """Sorted channels the decoder preprocesses: the heads' and the noise pool's."""
+    decoded = selected_voxels(bundle)
+    return decoded if bundle.noise is None else np.union1d(decoded, bundle.noise.pool)
+
+
 class OnlineDecoder:
     """``preprocess(volume) -> features``, then ``decode(features, tr) -> {head: latent}``."""
 
     def __init__(self, bundle: DecoderBundle, stream: VolumeStreamMeta | None = None):
         """``stream``: the live stream's geometry (default: the one the bundle was fitted on)."""
         self.bundle = bundle
-        self.voxels = selected_voxels(bundle)
+        self.decoded = selected_voxels(bundle)
+        self.voxels = extracted_voxels(bundle)
         if stream is not None:
             shape, affine = stream.shape, stream.affine
         else:
@@ -47,15 +66,18 @@ class OnlineDecoder:
         self.features = FeatureExtractor(
             bundle.preprocess, self.voxels, shape, affine, bundle.reference
         )
+        self.denoiser = Denoiser(bundle.noise, self.voxels, self.decoded)
+        temporal = bundle.temporal_model
+        self.estimator = TrialEstimator(temporal, len(self.decoded))
         self.weights = np.asarray(bundle.window.hrf_weights, dtype=np.float32)
         self.lag = bundle.window.lag_trs
-        self.window = TrialWindow(self.lag, len(self.weights))
+        self.window = TrialWindow(self.lag, temporal.n_window)
         self._heads: list[tuple[str, DecoderHead, np.ndarray]] = [
-            (name, head, np.searchsorted(self.voxels, head.voxels))
+            (name, head, np.searchsorted(self.decoded, head.voxels))
             for name, head in bundle.heads.items()
         ]
-        # TR index -> one projection per head; kept for the longest window reach.
-        self._projections: dict[int, list[np.ndarray]] = {}
+        # TR index -> denoised features; kept for the longest window reach.
+        self._features: dict[int, np.ndarray] = {}
         self._next_tr = 0
 
     @property
@@ -63,46 +85,46 @@ class OnlineDecoder:
         return self.features.warming_up
 
     def preprocess(self, values: np.ndarray) -> np.ndarray:
-        """``(n_channels,)`` volume -> ``(n_selected,)`` float32 features."""
+        """``(n_channels,)`` volume -> ``(len(self.voxels),)`` float32 features."""
         return self.features.update(values)
 
     def window_trs(self, onset: int) -> list[int]:
-        """The TRs whose projections make the estimate of a trial with onset TR ``onset``
+        """The TRs whose features make the estimate of a trial with onset TR ``onset``
         (the trial rule's window, :class:`~rt_recon.protocol.TrialWindow`)."""
         return self.window.trs(onset)
 
     def decode(
-        self, features: np.ndarray, tr: int | None = None, trial_onset: int | None = None
+        self,
+        features: np.ndarray,
+        tr: int | None = None,
+        trial_onset: int | None = None,
+        onsets: Sequence[int] | None = None,
     ) -> dict[str, np.ndarray]:
         """Features of TR ``tr`` -> ``{head name: array of the head's target shape}`` (float32).
 
         Args:
-            features: this TR's preprocessed features.
+            features: this TR's preprocessed features (:meth:`preprocess`).
             tr: its TR index (default: one more than the last); TRs never
                 given (missed on the wire) are left out of every window.
             trial_onset: onset TR of the trial to estimate (trial mode); None
                 for continuous mode (onset ``tr - lag``).
+            onsets: every trial onset TR known, for a least-squares recipe (the
+                other trials it separates); None assumes the fitted schedule.
         """
         tr = self._next_tr if tr is None else tr
         self._next_tr = tr + 1
-        self._projections[tr] = [features[local] @ head.weights for _, head, local in self._heads]
-        oldest = tr - self.lag - len(self.weights)
-        for stale in [t for t in self._projections if t < oldest]:
-            del self._projections[stale]
+        self._features[tr] = self.denoiser.apply(features)
+        oldest = tr - self.lag - self.window.n_window
+        for stale in [t for t in self._features if t < oldest]:
+            del self._features[stale]
         onset = tr - self.lag if trial_onset is None else trial_onset
-        terms = [(w, j) for w, j in zip(self.weights, self.window_trs(onset), strict=True)
-                 if j <= tr and j in self._projections]  # fmt: skip
-        total = float(sum(w for w, _ in terms))
+        estimate = self.estimator.estimate(self._features.get, tr, onset, onsets)
         out = {}
-        for index, (name, head, _) in enumerate(self._heads):
-            estimate = np.zeros(head.weights.shape[1], dtype=np.float32)
-            for w, j in terms:
-                estimate += w * self._projections[j][index]
-            if total > 0:
-                estimate /= total
+        for name, head, local in self._heads:
+            latent = estimate[local] @ head.weights
             if head.components is not None:
-                estimate = estimate @ head.components
-            out[name] = (estimate + head.intercept).reshape(head.target_shape)
+                latent = latent @ head.components
+            out[name] = (latent + head.intercept).reshape(head.target_shape)
         return out
 
     def update(self, values: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,0 +1,107 @@
+"""What a decoder fit does beyond ridge: the recipe, stored in the bundle.
+
+Four independent choices, each linear per TR so that the online decoder
+applies exactly what the fit computed (:mod:`rt_recon.decode.online`):
+
+* ``hrf``: ``"canonical"`` (every voxel the canonical HRF) or ``"library"``
+  (each voxel the HRF of a library that fits its training runs best,
+  :mod:`rt_recon.decode.hrf_library`);
+* ``denoise_pcs``: 0, or that many principal components of a pool of voxels
+  outside the ROIs removed from every decoded voxel per TR
+  (:mod:`rt_recon.decode.denoise`);
+* ``trial_estimate``: ``"window"`` (a matched filter over the window: today's
+  estimate) or ``"lss"`` (least squares on the window's TRs, the trial's own
+  response against one regressor for all other trials and a constant, as
+  least-squares-separate does over a run; :mod:`rt_recon.decode.trial_estimate`);
+* ``select_voxels``: None (every ROI voxel), a fraction of each head's ROI
+  voxels to keep, or ``"auto"`` (the fraction chosen by the training
+  cross-validation), ranked by cross-validated encoding R^2
+  (:mod:`rt_recon.decode.select`).
+
+The default recipe is the decoder rt_recon shipped before recipes existed
+(``canonical``, no denoising, ``window``, every voxel), the one a version-1
+bundle holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from rt_recon.errors import BundleError, DataError
+
+HrfChoice = Literal["canonical", "library"]
+TrialEstimate = Literal["window", "lss"]
+
+#: Fractions of ROI voxels ``select_voxels="auto"`` tries.
+AUTO_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class DecoderRecipe:
+    """How features are estimated and which voxels are kept (see the module docstring).
+
+    Attributes:
+        hrf: ``"canonical"`` or ``"library"``.
+        denoise_pcs: noise components removed per TR (0: none).
+        trial_estimate: ``"window"`` or ``"lss"``.
+        select_voxels: None, a fraction in (0, 1], or ``"auto"``.
+        lss_window_trs: TRs of the least-squares window (``"lss"`` only); the
+            matched filter keeps the fit's ``hrf_window_trs``.
+        pool_size: most voxels in the noise pool (``denoise_pcs > 0`` only).
+    """
+
+    hrf: HrfChoice = "canonical"
+    denoise_pcs: int = 0
+    trial_estimate: TrialEstimate = "window"
+    select_voxels: float | Literal["auto"] | None = None
+    lss_window_trs: int = 8
+    pool_size: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.hrf not in ("canonical", "library"):
+            raise DataError(f"recipe hrf must be 'canonical' or 'library', found {self.hrf!r}")
+        if self.trial_estimate not in ("window", "lss"):
+            raise DataError(
+                f"recipe trial_estimate must be 'window' or 'lss', found {self.trial_estimate!r}"
+            )
+        if not isinstance(self.denoise_pcs, int) or self.denoise_pcs < 0:
+            raise DataError(f"recipe denoise_pcs must be an integer >= 0, found {self.denoise_pcs}")
+        sel = self.select_voxels
+        if sel is not None and sel != "auto" and not (isinstance(sel, float) and 0 < sel <= 1):
+            raise DataError(
+                f"recipe select_voxels must be None, 'auto' or a fraction in (0, 1], found {sel!r}"
+            )
+        if self.lss_window_trs < 3:
+            raise DataError(f"recipe lss_window_trs must be >= 3, found {self.lss_window_trs}")
+        if self.pool_size < 1:
+            raise DataError(f"recipe pool_size must be >= 1, found {self.pool_size}")
+
+    @property
+    def name(self) -> str:
+        """A short label, e.g. ``library+pcs5+lss+select(auto)``; ``today`` for the default."""
+        parts = []
+        if self.hrf == "library":
+            parts.append("library")
+        if self.denoise_pcs:
+            parts.append(f"pcs{self.denoise_pcs}")
+        if self.trial_estimate == "lss":
+            parts.append("lss")
+        if self.select_voxels is not None:
+            parts.append(f"select({self.select_voxels})")
+        return "+".join(parts) or "today"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, entry: Any) -> DecoderRecipe:
+        if not isinstance(entry, dict):
+            raise BundleError(f"bundle recipe must be an object, found {entry!r}")
+        unknown = sorted(set(entry) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise BundleError(f"bundle recipe has unknown keys {unknown}")
+        try:
+            return cls(**entry)
+        except (DataError, TypeError) as exc:
+            raise BundleError(f"bundle recipe: {exc}") from None
