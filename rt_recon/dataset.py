@@ -8,9 +8,14 @@ Layout (relative paths in the manifest)::
     sub-01/func/sub-01_task-vision_run-01_bold.nii.gz, _bold.json, _events.tsv
     sub-01/masks/sub-01_desc-{brain,ev,hv}_mask.nii.gz
 
-The manifest lists each run with its role (``train`` or ``test``), files,
-TR and length, and each mask by name. ``rt_recon.simulators.session`` writes this
-format; recorded data organised the same way fits and replays the same way.
+A dataset with sessions keeps each session's runs in ``sub-01/ses-NN/func/``
+(``sub-01_ses-NN_task-vision_run-NN_bold.nii.gz``).
+
+The manifest lists each run with its role (one of :data:`ROLES`: ``train``,
+``validation`` or ``test``), files, TR and length, optionally its session
+(``session``: ``"01"``, ``"02"``; absent, the dataset has one), and each mask
+by name. ``rt_recon.simulators.session`` writes this format; recorded data
+organised the same way fits and replays the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from rt_recon.errors import DataError
 
 MANIFEST = "dataset.json"
 BLANK_ID = -1
+#: Run roles: fitted on, held out to choose settings, held out to report.
+ROLES = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -35,11 +42,12 @@ class RunFiles:
     """The files of one run."""
 
     run: str
-    role: str  # "train" or "test"
+    role: str  # one of ROLES
     bold: Path
     events: Path
     n_trs: int
     tr_s: float  # ``tr`` in the manifest
+    session: str | None = None  # ``session`` in the manifest (e.g. "02"); None: not given
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class Dataset:
                 events=self.root / r["events"],
                 n_trs=int(r["n_trs"]),
                 tr_s=float(r["tr"]),
+                session=None if r.get("session") is None else str(r["session"]),
             )
             for r in self.manifest["runs"]
             if role is None or r["role"] == role

@@ -110,15 +110,7 @@ class SyntheticBrain:
         return affine
 
     def _make_masks(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        nx, ny, nz = self.grid
-        x, y, z = np.meshgrid(
-            np.linspace(-1, 1, nx), np.linspace(-1, 1, ny), np.linspace(-1, 1, nz), indexing="ij"
-        )
-        brain = (x / 0.9) ** 2 + (y / 0.95) ** 2 + (z / 0.9) ** 2 <= 1.0
-        # y is the anterior axis: the occipital pole is at small y.
-        ev = brain & (y < -0.55) & (z < 0.45) & (z > -0.75)
-        hv = brain & (y >= -0.55) & (y < -0.05) & (z < -0.15) & (np.abs(x) > 0.2)
-        return brain, {"ev": ev, "hv": hv}
+        return roi_geometry(self.grid)
 
     def _make_baseline(self, rng: np.random.Generator) -> np.ndarray:
         tissue = gaussian_filter(rng.normal(0, 1, self.grid), 2.0)
@@ -324,6 +316,19 @@ class SyntheticBrain:
         basis = np.hstack([t - 0.5, np.cos(np.pi * t), np.cos(2 * np.pi * t)])
         coefs = rng.normal(0, 1, size=(3, int(np.prod(self.grid))))
         return basis @ coefs / np.sqrt(3)
+
+
+def roi_geometry(grid: tuple[int, int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The ``(x, y, z)`` boolean brain mask and the oracle ROIs ``{"ev", "hv"}`` on ``grid``."""
+    nx, ny, nz = grid
+    x, y, z = np.meshgrid(
+        np.linspace(-1, 1, nx), np.linspace(-1, 1, ny), np.linspace(-1, 1, nz), indexing="ij"
+    )
+    brain = (x / 0.9) ** 2 + (y / 0.95) ** 2 + (z / 0.9) ** 2 <= 1.0
+    # y is the anterior axis: the occipital pole is at small y.
+    ev = brain & (y < -0.55) & (z < 0.45) & (z > -0.75)
+    hv = brain & (y >= -0.55) & (y < -0.05) & (z < -0.15) & (np.abs(x) > 0.2)
+    return brain, {"ev": ev, "hv": hv}
 
 
 def rigid_matrix(params: np.ndarray) -> np.ndarray:

@@ -9,10 +9,22 @@ Layout under the session root (the :mod:`rt_recon.dataset` format)::
     sub-01/masks/sub-01_desc-{brain,ev,hv}_mask.nii.gz
     groundtruth/sub-01_run-01_truth.safetensors, brain.safetensors
 
-Runs 1..n_train_runs are training runs; the last run is the held-out test
-run, whose pictures never appear in training. Every trial shows one picture
-for ``stimulus_trs`` TRs followed by one blank TR; runs begin and end with
-blank TRs.
+The ``easy`` participant (:class:`~rt_recon.simulators.brain.SyntheticBrain`):
+runs 1..n_train_runs are training runs; the last run is the held-out test
+run, whose pictures never appear in training; all from one session.
+
+The ``realistic`` participant (:class:`~rt_recon.simulators.realistic_brain.
+RealisticBrain`) has two sessions, BIDS ``ses-01`` and ``ses-02``
+(``sub-01/ses-NN/func/sub-01_ses-NN_task-vision_run-NN_bold.nii.gz``): the
+training runs on the first; a ``validation`` run and the ``test`` run on the
+second, with the head repositioned, its own noise, drift and motion draws.
+Its ``sub-01/masks/`` ROI masks are atlas-like (what the decoder fits on);
+the oracle ROIs are under ``groundtruth/`` only (``oracle_masks`` in the
+manifest), for evaluating the simulator.
+
+Every trial shows one picture for ``stimulus_trs`` TRs followed by one blank
+TR; runs begin and end with blank TRs. Test (and validation) pictures never
+appear in training.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import hashlib
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -31,7 +44,9 @@ from PIL import Image
 from rt_recon._safetensors import save_arrays
 from rt_recon.config import SimulationSection
 from rt_recon.dataset import MANIFEST, Dataset
+from rt_recon.simulators.atlas_masks import mask_disagreement
 from rt_recon.simulators.brain import NoiseModel, SyntheticBrain
+from rt_recon.simulators.realistic_brain import ROIS, RealisticBrain, ScanDay
 from rt_recon.simulators.world import BLANK_ID, StimulusWorld
 
 log = logging.getLogger(__name__)
@@ -39,18 +54,32 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 2  # 2: fixed-slot captions, head motion, partial-volume edges
 TASK = "vision"
 REST_TRS_BETWEEN_TRIALS = 1
+#: The realistic participant's runs on its second session, in order.
+SESSION_2_ROLES = ("validation", "test")
 
 
 def stimulus_filename(stimulus_id: int) -> str:
     return "stim-blank.png" if stimulus_id == BLANK_ID else f"stim-{stimulus_id:05d}.png"
 
 
+def simulation_settings(sim: SimulationSection) -> dict:
+    """The settings that shape a session, as the manifest and the cache key record them.
+
+    By alias (``tr_s`` as ``tr``), and without ``participant`` when it is ``easy``:
+    the payload, and so the key and manifest, of sessions generated before the
+    participant presets existed.
+    """
+    settings = sim.model_dump(mode="json", by_alias=True)
+    if settings.get("participant") == "easy":
+        del settings["participant"]
+    return settings
+
+
 def session_key(sim: SimulationSection, subject: str) -> str:
     """A short hash naming a generated session by everything that shapes it."""
-    # by alias (``tr_s`` as ``tr``): the payload, and so the key, of earlier versions
-    settings = sim.model_dump(mode="json", by_alias=True)
     payload = json.dumps(
-        {"sim": settings, "subject": subject, "version": GENERATOR_VERSION}, sort_keys=True
+        {"sim": simulation_settings(sim), "subject": subject, "version": GENERATOR_VERSION},
+        sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -63,75 +92,162 @@ def run_schedule(sim: SimulationSection, n_trials: int) -> tuple[np.ndarray, np.
     return onset_trs * sim.tr_s, np.full(n_trials, sim.stimulus_trs * sim.tr_s), int(n_trs)
 
 
+def build_brain(sim: SimulationSection) -> SyntheticBrain:
+    """The synthetic subject of ``sim.participant`` (its world, geometry and tuning)."""
+    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size)
+    brain_class = RealisticBrain if sim.participant == "realistic" else SyntheticBrain
+    return brain_class(world, grid=sim.grid, voxel_size_mm=sim.voxel_size_mm, seed=sim.seed)
+
+
+@dataclass(frozen=True)
+class _PlannedRun:
+    """One run to simulate: its role, its session and the random draws it takes."""
+
+    role: str
+    session: str | None  # None: the easy layout, no ``ses-`` level
+    rng: np.random.Generator
+    day: ScanDay | None = None
+
+
+def _easy_plan(sim: SimulationSection, rng: np.random.Generator) -> list[_PlannedRun]:
+    roles = ["train"] * sim.n_train_runs + ["test"]
+    return [_PlannedRun(role, None, rng) for role in roles]
+
+
+def _realistic_plan(
+    sim: SimulationSection, brain: RealisticBrain, rng: np.random.Generator
+) -> list[_PlannedRun]:
+    first, second = brain.scan_day(1), brain.scan_day(2)
+    second_rng = np.random.default_rng([sim.seed, 7, 2])  # another day's noise
+    train = [_PlannedRun("train", first.session, rng, first) for _ in range(sim.n_train_runs)]
+    held_out = [_PlannedRun(role, second.session, second_rng, second) for role in SESSION_2_ROLES]
+    return train + held_out
+
+
 def generate_session(sim: SimulationSection, root: str | Path, subject: str = "01") -> Dataset:
-    """Generate (or overwrite) a synthetic session under ``root``."""
+    """Generate (or overwrite) a synthetic session of ``sim.participant`` under ``root``."""
     root = Path(root)
     rng = np.random.default_rng([sim.seed, 7])
-    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size)
-    brain = SyntheticBrain(world, grid=sim.grid, voxel_size_mm=sim.voxel_size_mm, seed=sim.seed)
+    brain = build_brain(sim)
+    world = brain.world
+    realistic = isinstance(brain, RealisticBrain)
     noise = NoiseModel.from_simulation(sim.snr, sim.motion)
-    n_runs = sim.n_train_runs + 1
+    plan = _realistic_plan(sim, brain, rng) if realistic else _easy_plan(sim, rng)
+    n_runs = len(plan)
     chosen = rng.choice(world.n_stimuli, size=n_runs * sim.trials_per_run, replace=False)
     sub = f"sub-{subject}"
-    func_dir, mask_dir = root / sub / "func", root / sub / "masks"
-    for d in (func_dir, mask_dir, root / "stimuli", root / "groundtruth"):
+    mask_dir = root / sub / "masks"
+    for d in (mask_dir, root / "stimuli", root / "groundtruth"):
         d.mkdir(parents=True, exist_ok=True)
 
+    decoder_masks = brain.decoder_masks if realistic else brain.roi_masks
     masks = {}
-    for name, mask in (("brain", brain.brain_mask), *brain.roi_masks.items()):
+    for name, mask in (("brain", brain.brain_mask), *decoder_masks.items()):
         rel = f"{sub}/masks/{sub}_desc-{name}_mask.nii.gz"
         nib.save(nib.Nifti1Image(mask.astype(np.uint8), brain.affine), root / rel)
         masks[name] = rel
 
     runs = []
-    for r in range(n_runs):
+    for r, planned in enumerate(plan):
         run = f"{r + 1:02d}"
-        role = "test" if r == n_runs - 1 else "train"
         ids = chosen[r * sim.trials_per_run : (r + 1) * sim.trials_per_run]
         onsets, durations, n_trs = run_schedule(sim, len(ids))
-        bold, truth = brain.simulate_run(ids, onsets, durations, sim.tr_s, n_trs, noise, rng)
-        stem = f"{sub}_task-{TASK}_run-{run}"
+        args = (ids, onsets, durations, sim.tr_s, n_trs, noise, planned.rng)
+        if planned.day is None:
+            bold, truth = brain.simulate_run(*args)
+        else:
+            bold, truth = brain.simulate_run(*args, day=planned.day)
+        if planned.session is None:
+            func_dir, stem = root / sub / "func", f"{sub}_task-{TASK}_run-{run}"
+        else:
+            ses = f"ses-{planned.session}"
+            func_dir, stem = root / sub / ses / "func", f"{sub}_{ses}_task-{TASK}_run-{run}"
+        func_dir.mkdir(parents=True, exist_ok=True)
         files = _write_run(
             func_dir, stem, bold, brain.affine, sim.tr_s, ids, onsets, durations, world
         )
         save_arrays(truth, root / "groundtruth" / f"{sub}_run-{run}_truth.safetensors")
-        runs.append(
-            {
-                "run": run,
-                "role": role,
-                **{k: str(v.relative_to(root)) for k, v in files.items() if k != "sidecar"},
-                "n_trs": n_trs,
-                "tr": sim.tr_s,
-                "stimulus_ids": [int(i) for i in ids],
-            }
-        )
-        log.info("run %s (%s): %d TRs, %d trials", run, role, n_trs, len(ids))
+        entry = {
+            "run": run,
+            "role": planned.role,
+            **{k: str(v.relative_to(root)) for k, v in files.items() if k != "sidecar"},
+            "n_trs": n_trs,
+            "tr": sim.tr_s,
+            "stimulus_ids": [int(i) for i in ids],
+        }
+        if planned.session is not None:
+            entry["session"] = planned.session
+        runs.append(entry)
+        log.info("run %s (%s): %d TRs, %d trials", run, planned.role, n_trs, len(ids))
 
     _write_stimuli(root, world, [int(i) for i in chosen])
-    save_arrays(
-        {
-            "prf_centres": brain.prf_centres.astype(np.float32),
-            "prf_sizes": brain.prf_sizes.astype(np.float32),
-            "ev_index": brain.ev_index.astype(np.int64),
-            "hv_index": brain.hv_index.astype(np.int64),
-            "hv_tuning": brain.hv_tuning.astype(np.float32),
-        },
-        str(root / "groundtruth" / "brain.safetensors"),
-    )
+    truth_arrays = {
+        "prf_centres": brain.prf_centres.astype(np.float32),
+        "prf_sizes": brain.prf_sizes.astype(np.float32),
+        "ev_index": brain.ev_index.astype(np.int64),
+        "hv_index": brain.hv_index.astype(np.int64),
+        "hv_tuning": brain.hv_tuning.astype(np.float32),
+    }
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "subject": subject,
         "task": TASK,
-        "simulation": sim.model_dump(mode="json", by_alias=True),
+        "simulation": simulation_settings(sim),
         "noise": noise.__dict__,
         "masks": masks,
         "runs": runs,
     }
+    if realistic:
+        truth_arrays.update(_realistic_truth(brain))
+        manifest.update(_realistic_manifest(root, sub, brain, plan))
+    save_arrays(truth_arrays, str(root / "groundtruth" / "brain.safetensors"))
     (root / "dataset_description.json").write_text(
         json.dumps({"Name": "rt_recon synthetic session", "BIDSVersion": "1.9.0"}, indent=2)
     )
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return Dataset(root=root, manifest=manifest)
+
+
+def _realistic_truth(brain: RealisticBrain) -> dict[str, np.ndarray]:
+    """The realistic participant's hidden parameters, for evaluating the simulator."""
+    out = {"css_exponents": brain.css_exponents.astype(np.float32)}
+    for roi in ROIS:
+        out[f"hrf_peak_shift_{roi}"] = brain.hrf_shifts[roi].astype(np.float32)
+        out[f"voxel_gain_{roi}"] = brain.voxel_gains[roi].astype(np.float32)
+        out[f"decoder_{roi}_index"] = brain.decoder_index[roi].astype(np.int64)
+    out["shared_noise_loadings"] = brain.shared.loadings.astype(np.float32)
+    return out
+
+
+def _realistic_manifest(
+    root: Path, sub: str, brain: RealisticBrain, plan: list[_PlannedRun]
+) -> dict:
+    """Oracle masks (written under groundtruth/), sessions and mask errors for the manifest."""
+    oracle = {}
+    for roi in ROIS:
+        rel = f"groundtruth/{sub}_desc-{roi}oracle_mask.nii.gz"
+        nib.save(nib.Nifti1Image(brain.roi_masks[roi].astype(np.uint8), brain.affine), root / rel)
+        oracle[roi] = rel
+    days = {p.session: p.day for p in plan if p.day is not None}
+    return {
+        "participant": "realistic",
+        "oracle_masks": oracle,
+        "mask_errors": {
+            roi: {
+                **mask_disagreement(brain.decoder_masks[roi], brain.roi_masks[roi]),
+                "registration_offset_voxels": [float(v) for v in brain.mask_offsets[roi]],
+            }
+            for roi in ROIS
+        },
+        "sessions": {
+            session: {
+                "head_offset": [float(v) for v in day.head_offset],
+                "head_offset_units": "tx, ty, tz mm; rotations about x, y, z rad",
+                "noise_scale": day.noise_scale,
+            }
+            for session, day in days.items()
+        },
+    }
 
 
 def _write_run(
