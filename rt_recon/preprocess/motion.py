@@ -9,14 +9,14 @@ template: a Gauss-Newton fit of six rigid-body parameters, written here from
 those descriptions:
 
 * Once, on the reference: smooth it with a Gaussian of ``fwhm`` mm; sample it
-  on a grid every ``sep`` mm (jittered by up to half a voxel so the points do
-  not sit on grid nodes); take the intensities ``b`` and the derivative ``G``
-  of the reference with respect to each parameter at those points (chain
-  rule: world gradient times the displacement of the point per unit
-  parameter). Points that tell little about the parameters are dropped in
-  rounds of 10 %, those of least leverage in ``[G b]`` first, until
-  ``det([G b]^T [G b])`` has fallen to ``quality`` times its value with all
-  points (Ashburner's "quality" setting).
+  on a grid every ``sep`` mm, each point jittered by up to one voxel along each
+  axis (SPM jitters by up to half a voxel; see "Sample points" below); take the
+  intensities ``b`` and the derivative ``G`` of the reference with respect to
+  each parameter at those points (chain rule: world gradient times the
+  displacement of the point per unit parameter). Points that tell little about
+  the parameters are dropped in rounds of 10 %, those of least leverage in
+  ``[G b]`` first, until ``det([G b]^T [G b])`` has fallen to ``quality`` times
+  its value with all points (Ashburner's "quality" setting).
 * Each TR: smooth the volume the same way; iterate ``e = b - s F(Q)``, where
   ``F(Q)`` is the smoothed volume sampled at the sample points carried by the
   current transform ``Q`` and ``s = sum(b) / sum(F)`` a global intensity
@@ -33,6 +33,18 @@ reference and the volumes may have different voxel orders or grids. ``Q``
 reference world where the same tissue lies; the parameters are
 ``rigid_params(Q)`` (:mod:`rt_recon.preprocess.rigid`): SPM's
 ``spm_imatrix(M_volume_realigned / M_reference)`` when both start on one grid.
+
+Sample points. Interpolating the volume at a point errs by an amount that
+depends on where the point falls inside its voxel (for trilinear sampling
+``u (1 - u)`` times the local curvature, ``u`` the fractional position), and a
+sub-voxel motion moves every point's ``u``. These errors cancel in ``G^T e`` only
+if the points' fractional positions cover whole voxels evenly. SPM's jitter of
+up to half a voxel does not when the grid step is close to a whole number of
+voxels, as 4 mm is for 3.75 mm slices: each plane of the grid then holds all its
+points in the same half of its voxels. With the same grid jittered by up to a whole voxel, the
+worst error in recovering known motions of the real Trio template
+(tests/preprocess/test_motion_truth.py) is 17-37 % smaller, at no cost per TR
+(docs/preprocessing.md, "Measured against a known truth").
 
 Speed choices (see benchmarks/bench_preprocess.py): the sample points, their
 reference values and derivatives and the 6 x 6 normal matrix are computed
@@ -358,11 +370,16 @@ def _check_affine(affine: np.ndarray, name: str) -> np.ndarray:
 
 
 def _sample_grid(shape: tuple[int, int, int], vox: np.ndarray, sep: float, seed: int) -> np.ndarray:
-    """``(n, 3)`` voxel coordinates every ``sep`` mm, each jittered by U(0, 0.5) voxel."""
+    """``(n, 3)`` voxel coordinates every ``sep`` mm, each jittered by U(0, 1) voxel per axis.
+
+    A whole voxel of jitter spreads the fractional positions evenly over each voxel
+    whatever the grid step (see the module docstring); the points stay inside
+    ``[0, d - 1]`` along every axis.
+    """
     step = sep / vox
-    axes = [np.arange(0.0, d - 1.5 + 1e-9, s) for d, s in zip(shape, step, strict=True)]
+    axes = [np.arange(0.0, d - 2.0 + 1e-9, s) for d, s in zip(shape, step, strict=True)]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    jitter = np.random.default_rng(seed).uniform(0.0, 0.5, size=points.shape)
+    jitter = np.random.default_rng(seed).uniform(0.0, 1.0, size=points.shape)
     return points + jitter
 
 
