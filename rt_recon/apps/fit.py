@@ -23,6 +23,7 @@ from rt_recon.config import FitSection
 from rt_recon.dataset import MANIFEST, Dataset, RunFiles
 from rt_recon.decode.bundle import DecoderBundle, ModelSpec, StreamSpec
 from rt_recon.decode.fit import MIN_RUNS, Targets, TrainingRun, fit_decoders
+from rt_recon.decode.recipe import DecoderRecipe
 from rt_recon.errors import DataError
 from rt_recon.render.model import RenderModel
 from rt_recon.render.targets import encode_captions, encode_images
@@ -51,11 +52,15 @@ def fit_dataset(
     fit: FitSection,
     head_masks: Mapping[str, str] = DEFAULT_HEAD_MASKS,
     progress: Callable[[int, int], None] | None = None,
+    recipe: DecoderRecipe | None = None,
 ) -> DecoderBundle:
-    """Fit one head per mask on the dataset's ``train`` runs; return the bundle.
+    """Fit one head per mask on the dataset's ``train`` runs as ``recipe`` says (default:
+    :class:`~rt_recon.decode.recipe.DecoderRecipe`'s); return the bundle.
 
-    ``progress(done, total)``: see :func:`~rt_recon.decode.fit.fit_decoders`.
+    A recipe that denoises draws its noise pool from the dataset's ``brain`` mask outside
+    the heads' masks. ``progress(done, total)``: see :func:`~rt_recon.decode.fit.fit_decoders`.
     """
+    recipe = DecoderRecipe() if recipe is None else recipe
     runs, shape, affine = [], None, None
     for files in training_runs(dataset):
         recorded = load_nifti_run(files.bold, files.events)
@@ -65,6 +70,14 @@ def fit_dataset(
     head_voxels = {
         head: load_mask(dataset.mask_path(mask), shape, affine) for head, mask in head_masks.items()
     }
+    noise_candidates = None
+    if recipe.denoise_pcs:
+        if "brain" not in dataset.manifest.get("masks", {}):
+            raise DataError(
+                f"{dataset.root}: recipe {recipe.name!r} draws its noise pool from a 'brain' "
+                f"mask, the dataset has masks {sorted(dataset.manifest.get('masks', {}))}"
+            )
+        noise_candidates = load_mask(dataset.mask_path("brain"), shape, affine)
     ids = sorted({int(e["stimulus_id"]) for r in runs for e in r.events if "stimulus_id" in e})
     ids = np.array(ids)
     log.info("encoding %d pictures and captions with the render model", len(ids))
@@ -83,4 +96,6 @@ def fit_dataset(
         stream=StreamSpec(shape, n_channels, "full", np.asarray(affine)),
         model=ModelSpec.from_json(model.describe()),
         progress=progress,
+        recipe=recipe,
+        noise_candidates=noise_candidates,
     )

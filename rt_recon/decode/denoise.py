@@ -97,10 +97,11 @@ class Denoiser:
             self.pool_local = np.searchsorted(extracted, model.pool)
 
     def apply(self, features: np.ndarray) -> np.ndarray:
-        x = features if self.identity else features[self.decoded_local]
+        """``(..., n_extracted)`` features (one TR, or TRs by rows) -> ``(..., n_voxels)``."""
+        x = features if self.identity else features[..., self.decoded_local]
         if self.model is None:
             return x
-        noise = features[self.pool_local] @ self.model.components  # (k,)
+        noise = features[..., self.pool_local] @ self.model.components  # (..., k)
         return x - noise @ self.model.weights
 
 

@@ -38,12 +38,12 @@ from rt_recon.decode.denoise import Denoiser, NoiseModel, fit_noise_model
 from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.recipe import AUTO_FRACTIONS, DecoderRecipe
 from rt_recon.decode.ridge import RidgeFit, ridge_cv
-from rt_recon.decode.select import encoding_r2, select_voxels
+from rt_recon.decode.select import encoding_r2, select_voxels, target_scores
 from rt_recon.decode.trial_estimate import TemporalModel, TrialEstimator, matched_weights
 from rt_recon.decode.window import HrfWindow
 from rt_recon.errors import DataError
 from rt_recon.hrf import matched_window
-from rt_recon.preprocess import PreprocessSpec
+from rt_recon.preprocess import GlmSpec, PreprocessSpec
 from rt_recon.protocol import Marker, is_trial_event, onset_tr_from_seconds, trial_samples
 
 log = logging.getLogger(__name__)
@@ -185,17 +185,19 @@ class ExtractedRuns:
     Attributes:
         voxels: ``(n_voxels,)`` the channels extracted (ascending).
         series: per run, ``(n_trs, n_voxels)`` float32 preprocessed features.
-        onsets: per run, every trial's onset TR.
+        onsets: per run, every trial's onset TR; trial_ids: their stimulus ids.
         samples: per run, ``(scored TR, stimulus id)`` of the trials fitted on (after the
             warm-up).
         spec, reference: the preprocessing (and its motion-correction reference).
         tr_s: the TR; duration_s: the trials' median duration; lag: TRs from onset to the
             scored TR; hrf_weights: today's matched window; warmup: TRs of z-score warm-up.
+        shape: the ``(x, y, z)`` grid the channels index (Fortran order).
     """
 
     voxels: np.ndarray
     series: list[np.ndarray]
     onsets: list[list[int]]
+    trial_ids: list[np.ndarray]
     samples: list[list[tuple[int, int]]]
     spec: PreprocessSpec
     reference: np.ndarray | None
@@ -204,6 +206,7 @@ class ExtractedRuns:
     lag: int
     hrf_weights: np.ndarray
     warmup: int
+    shape: tuple[int, int, int]
 
     def columns(self, voxels: np.ndarray) -> np.ndarray:
         """Positions of ``voxels`` among the extracted ones (DataError if one is missing)."""
@@ -244,7 +247,7 @@ def extract_runs(
         raise DataError("the training runs have no trial events (events with a stimulus_id)")
     duration = float(np.median([m.duration or 0.0 for m in trials]))
     weights, lag = matched_window(tr_s, duration, fit.hrf_window_trs)
-    series, onsets, samples = [], [], []
+    series, onsets, trial_ids, samples = [], [], [], []
     for r, run in enumerate(runs):
         if abs(run.tr_s - tr_s) > 1e-6:
             raise DataError(
@@ -258,15 +261,26 @@ def extract_runs(
         for t, volume in enumerate(run.volumes):
             out[t] = extractor.update(volume)
         series.append(out)
-        run_trials = [Marker.from_json(e) for e in run.events]
-        onsets.append(
-            [onset_tr_from_seconds(m.onset, tr_s) for m in run_trials if is_trial_event(m)]  # type: ignore[arg-type]
-        )
+        run_trials = [m for e in run.events if is_trial_event(m := Marker.from_json(e))]
+        onsets.append([onset_tr_from_seconds(m.onset, tr_s) for m in run_trials])  # type: ignore[arg-type]
+        trial_ids.append(np.array([int(m.stimulus_id) for m in run_trials]))  # type: ignore[arg-type]
         samples.append(kept)
         if progress is not None:
             progress(r + 1)
     return ExtractedRuns(
-        voxels, series, onsets, samples, spec, reference, tr_s, duration, lag, weights, warmup
+        voxels,
+        series,
+        onsets,
+        trial_ids,
+        samples,
+        spec,
+        reference,
+        tr_s,
+        duration,
+        lag,
+        weights,
+        warmup,
+        tuple(int(s) for s in shape),  # type: ignore[arg-type]
     )
 
 
@@ -319,6 +333,66 @@ def _trial_features(
     return np.stack([estimator.estimate(features_at, t, t - lag, onsets) for t, _ in samples])
 
 
+def preprocessed_regressors(regressors: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """``(n_trs, n)`` regressors passed TR by TR through the preprocessing's temporal stages
+    (detrending and the running z-score, as the voxels' time series were), so that a model
+    fitted to the features sees its regressors distorted as the signal was (the running
+    mean alone moves a response's apparent peak earlier by about half a second)."""
+    detrend = spec.detrend
+    if isinstance(detrend, GlmSpec) and detrend.motion:
+        detrend = GlmSpec(degree=detrend.degree, motion=False)  # no motion in a regressor
+    temporal = PreprocessSpec(spec.zscore_warmup_trs, None, None, detrend)
+    n = regressors.shape[1]
+    chain = temporal.build(np.arange(n), (n, 1, 1), np.eye(4))
+    return np.stack([chain.update(row) for row in regressors.astype(np.float32)])
+
+
+def _hrf_scores(
+    series: Sequence[np.ndarray],
+    extracted: ExtractedRuns,
+    heads: Mapping[str, np.ndarray],
+    decoded: np.ndarray,
+    targets: Targets,
+    fit: FitSection,
+    library: np.ndarray,
+) -> np.ndarray:
+    """``(K, n_decoded)`` cross-validated R^2 of each voxel's time series under each library
+    member's encoding model (the best over the heads that read the voxel)."""
+    first = extracted.warmup
+    groups = np.concatenate([np.full(len(s) - first, r) for r, s in enumerate(series)])
+    scores = np.full((len(library), len(decoded)), -np.inf)
+    for name, vox in heads.items():
+        cols = np.searchsorted(decoded, vox)
+        every = np.concatenate(extracted.trial_ids)
+        pcs = target_scores(targets.lookup(name, every))
+        per_run = np.split(pcs, np.cumsum([len(i) for i in extracted.trial_ids])[:-1])
+        y = np.concatenate([s[first:, cols] for s in series])
+        for k, response in enumerate(library):
+            x = np.concatenate(
+                [
+                    preprocessed_regressors(
+                        hrf_library.encoding_design(response, onsets, p, len(s)), extracted.spec
+                    )[first:]
+                    for s, onsets, p in zip(series, extracted.onsets, per_run, strict=True)
+                ]
+            )
+            r2 = ridge_cv(x, y, groups, np.asarray(fit.alphas)).cv_r2
+            scores[k, cols] = np.maximum(scores[k, cols], r2)
+    return scores
+
+
+def _all_trial_features(
+    series: Sequence[np.ndarray], estimator: TrialEstimator, extracted: ExtractedRuns
+) -> np.ndarray:
+    """Every training trial's estimate, runs concatenated: ``(n_samples, n_voxels)``."""
+    return np.concatenate(
+        [
+            _trial_features(s, estimator, samples, extracted.lag, onsets)
+            for s, samples, onsets in zip(series, extracted.samples, extracted.onsets, strict=True)
+        ]
+    )
+
+
 def _low_rank_scores(y: np.ndarray, rank: int | None) -> np.ndarray:
     if rank is None or rank >= min(y.shape):
         return y
@@ -343,6 +417,8 @@ def plan_decoders(
     canonical = hrf_library.responses([hrf_library.CANONICAL_PEAK_S], extracted.duration_s, tr_s)
     report: dict[str, Any] = {"recipe": recipe.to_json(), "recipe_name": recipe.name}
     series = [s[:, dec_cols] for s in extracted.series]
+    ids = np.concatenate([[sid for _, sid in samples] for samples in extracted.samples])
+    groups = np.concatenate([np.full(len(s), r) for r, s in enumerate(extracted.samples)])
     noise = None
     if recipe.denoise_pcs:
         if noise_candidates is None or len(noise_candidates) == 0:
@@ -366,11 +442,12 @@ def plan_decoders(
         denoiser = Denoiser(noise, extracted.voxels, decoded)
         series = [denoiser.apply(s) for s in extracted.series]
     n_window = fit.hrf_window_trs if recipe.trial_estimate == "window" else recipe.lss_window_trs
+    period = _period_trs(extracted.onsets)
     if recipe.hrf == "library":
         library = hrf_library.responses(hrf_library.LIBRARY_PEAKS_S, extracted.duration_s, tr_s)
-        choice, _ = hrf_library.choose_hrfs(
-            list(zip(series, extracted.onsets, strict=True)), library, warmup
-        )
+        scores = _hrf_scores(series, extracted, heads, decoded, targets, fit, library)
+        coords = np.column_stack(np.unravel_index(decoded, extracted.shape, order="F"))
+        choice = hrf_library.choose(scores, coords)
         used, voxel_group = np.unique(choice, return_inverse=True)
         responses = library[used]
         peaks = tuple(hrf_library.LIBRARY_PEAKS_S[i] for i in used)
@@ -394,21 +471,11 @@ def plan_decoders(
         window_weights=window_weights,
         responses=responses,
         voxel_group=voxel_group,
-        period_trs=_period_trs(extracted.onsets),
+        period_trs=period,
         peaks_s=peaks,
     )
     if recipe.select_voxels is not None:
-        estimator = TrialEstimator(temporal, len(decoded))
-        x_all = np.concatenate(
-            [
-                _trial_features(s, estimator, samples, lag, onsets)
-                for s, samples, onsets in zip(
-                    series, extracted.samples, extracted.onsets, strict=True
-                )
-            ]
-        )
-        ids = np.concatenate([[sid for _, sid in samples] for samples in extracted.samples])
-        groups = np.concatenate([np.full(len(s), r) for r, s in enumerate(extracted.samples)])
+        x_all = _all_trial_features(series, TrialEstimator(temporal, len(decoded)), extracted)
         alphas = np.asarray(fit.alphas)
         report["select"] = {}
         for name, vox in heads.items():
@@ -439,6 +506,28 @@ def plan_decoders(
     return DecoderPlan(recipe, heads, decoded, temporal, noise, window, report)
 
 
+def trial_features(
+    extracted: ExtractedRuns, plan: DecoderPlan
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the ridge heads are fitted on: every trial's estimate at its scored TR.
+
+    Returns:
+        ``(features (n_samples, n_decoded), stimulus ids (n_samples,), run (n_samples,))``,
+        with the columns in ``plan.decoded`` order.
+    """
+    denoiser = Denoiser(plan.noise, extracted.voxels, plan.decoded)
+    estimator = TrialEstimator(plan.temporal, len(plan.decoded))
+    features, ids, groups = [], [], []
+    for r, (series, samples, onsets) in enumerate(
+        zip(extracted.series, extracted.samples, extracted.onsets, strict=True)
+    ):
+        clean = denoiser.apply(series)
+        features.append(_trial_features(clean, estimator, samples, plan.temporal.lag_trs, onsets))
+        ids.append(np.array([sid for _, sid in samples]))
+        groups.append(np.full(len(samples), r))
+    return np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
+
+
 def fit_planned(
     extracted: ExtractedRuns,
     plan: DecoderPlan,
@@ -453,17 +542,7 @@ def fit_planned(
 
     ``progress(heads_done)`` after each head.
     """
-    denoiser = Denoiser(plan.noise, extracted.voxels, plan.decoded)
-    estimator = TrialEstimator(plan.temporal, len(plan.decoded))
-    features, ids, groups = [], [], []
-    for r, (series, samples, onsets) in enumerate(
-        zip(extracted.series, extracted.samples, extracted.onsets, strict=True)
-    ):
-        clean = denoiser.apply(series)
-        features.append(_trial_features(clean, estimator, samples, plan.temporal.lag_trs, onsets))
-        ids.append(np.array([sid for _, sid in samples]))
-        groups.append(np.full(len(samples), r))
-    x_all, id_all, group_all = np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
+    x_all, id_all, group_all = trial_features(extracted, plan)
     heads, report = {}, {"n_samples": len(x_all), "lag_trs": plan.temporal.lag_trs, "heads": {}}
     report.update(plan.report)
     for name, head_vox in plan.head_voxels.items():

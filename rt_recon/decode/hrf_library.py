@@ -9,9 +9,20 @@ is the canonical HRF of :mod:`rt_recon.hrf`. Only the peak's place changes
 with ``a``; the width follows the gamma's shape (a time stretch would widen
 the response with its delay; this library does not assume so).
 
-A voxel's HRF is the library member under which a single-trial model (one
-regressor per trial and a constant, per run) leaves the least residual
-variance summed over the training runs. Everything downstream sees an HRF
+A voxel's HRF is the library member under which an encoding model of its
+time series predicts held-out runs best: the trials' targets (their first
+principal components), each placed at its onset and convolved with the
+member's response, fitted by ridge and cross-validated over runs
+(:func:`encoding_design`, scored in :mod:`rt_recon.decode.fit`). The
+targets pin each trial's amplitude, so only the timing is left to fit; a
+single-trial model (a free amplitude per trial, as a GLM fitted run by run
+has) barely tells members apart when trials come every few TRs, each free
+amplitude absorbing the misfit, and in-sample it favours broad members that
+fit slow noise. The gains over the canonical HRF are averaged over the
+voxel's neighbourhood (the decoded voxels in a 3x3x3 box around it) before
+the choice: neighbouring voxels share their vasculature and so their
+timing, and one voxel's gains are noisy. A voxel whose neighbourhood gains
+nothing keeps the canonical HRF. Everything downstream sees an HRF
 only as its *response*: the expected BOLD, sampled every TR after a trial's
 onset, to a stimulus lasting the trials' (median) duration.
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.ndimage import uniform_filter
 from scipy.stats import gamma
 
 from rt_recon.errors import DataError
@@ -70,40 +82,57 @@ def trial_design(response: np.ndarray, onsets: Sequence[int], n_trs: int) -> np.
     return design
 
 
-def residual_variance(
-    series: np.ndarray, response: np.ndarray, onsets: Sequence[int], first_tr: int = 0
+def encoding_design(
+    response: np.ndarray, onsets: Sequence[int], scores: np.ndarray, n_trs: int
 ) -> np.ndarray:
-    """Per voxel, the sum of squared residuals of ``series (n_trs, n_voxels)`` from TR
-    ``first_tr`` on after least squares on one regressor per trial and a constant."""
-    n_trs = len(series)
-    design = np.column_stack([trial_design(response, onsets, n_trs), np.ones(n_trs)])[first_tr:]
-    y = series[first_tr:].astype(np.float64)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return ((y - design @ coef) ** 2).sum(axis=0)
+    """``(n_trs, n_scores)``: each trial's target ``scores (n_trials, n_scores)`` placed at
+    its onset and convolved with ``response`` (the encoding model's regressors)."""
+    return trial_design(response, onsets, n_trs) @ scores
 
 
-def choose_hrfs(
-    runs: Sequence[tuple[np.ndarray, Sequence[int]]], library: np.ndarray, first_tr: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """The library member of each voxel: least residual variance summed over runs.
+def choose(
+    scores: np.ndarray,
+    coords: np.ndarray | None = None,
+    neighbourhood: int = 3,
+    reference: int | None = None,
+) -> np.ndarray:
+    """The library member of each voxel: the highest score, after pooling.
 
     Args:
-        runs: per training run, ``(series (n_trs, n_voxels), trial onset TRs)``.
-        library: ``(K, n_response)`` responses (:func:`responses`).
-        first_tr: TRs before it are left out (the preprocessing's warm-up).
+        scores: ``(K, n_voxels)``, higher is better (e.g. cross-validated encoding R^2).
+        coords: ``(n_voxels, 3)`` integer voxel coordinates; given, each voxel's gains
+            over member ``reference`` are averaged over the voxels within a
+            ``neighbourhood``-wide box around it first.
+        reference: the member gains are taken against (default: the canonical HRF).
 
     Returns:
-        ``(choice (n_voxels,) int, residual (K, n_voxels))``.
+        ``(n_voxels,)`` member index per voxel.
     """
-    if not runs:
-        raise DataError("choosing HRFs needs at least one run")
-    n_voxels = runs[0][0].shape[1]
-    residual = np.zeros((len(library), n_voxels))
-    for series, onsets in runs:
-        if series.shape[1] != n_voxels:
-            raise DataError(
-                f"runs disagree on voxels: {n_voxels} in the first, {series.shape[1]} in another"
-            )
-        for k, response in enumerate(library):
-            residual[k] += residual_variance(series, response, onsets, first_tr)
-    return np.argmin(residual, axis=0), residual
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or len(scores) == 0:
+        raise DataError(f"scores must be (K, n_voxels) with K >= 1, found {scores.shape}")
+    if coords is None:
+        return np.argmax(scores, axis=0)
+    if reference is None:
+        reference = int(np.argmin(np.abs(np.asarray(LIBRARY_PEAKS_S) - CANONICAL_PEAK_S)))
+    gains = scores - scores[reference]
+    return np.argmax(pool_neighbours(gains, coords, neighbourhood), axis=0)
+
+
+def pool_neighbours(values: np.ndarray, coords: np.ndarray, size: int) -> np.ndarray:
+    """``(K, n_voxels)`` values averaged, per voxel, over the voxels of ``coords`` within a
+    ``size``-wide box centred on it (the voxel itself included)."""
+    coords = np.asarray(coords, dtype=np.int64)
+    if coords.shape != (values.shape[1], 3):
+        raise DataError(f"coords must be ({values.shape[1]}, 3), found {coords.shape}")
+    lo = coords.min(axis=0)
+    local = coords - lo
+    shape = tuple(int(s) for s in local.max(axis=0) + 1)
+    where = (local[:, 0], local[:, 1], local[:, 2])
+    grid = np.zeros((len(values), *shape))
+    grid[(slice(None), *where)] = values
+    count = np.zeros(shape)
+    count[where] = 1.0
+    summed = uniform_filter(grid, size=(1, size, size, size), mode="constant")
+    counted = uniform_filter(count, size=size, mode="constant")
+    return summed[(slice(None), *where)] / counted[where]

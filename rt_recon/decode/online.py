@@ -111,14 +111,7 @@ class OnlineDecoder:
             onsets: every trial onset TR known, for a least-squares recipe (the
                 other trials it separates); None assumes the fitted schedule.
         """
-        tr = self._next_tr if tr is None else tr
-        self._next_tr = tr + 1
-        self._features[tr] = self.denoiser.apply(features)
-        oldest = tr - self.lag - self.window.n_window
-        for stale in [t for t in self._features if t < oldest]:
-            del self._features[stale]
-        onset = tr - self.lag if trial_onset is None else trial_onset
-        estimate = self.estimator.estimate(self._features.get, tr, onset, onsets)
+        estimate = self.estimate(features, tr, trial_onset, onsets)
         out = {}
         for name, head, local in self._heads:
             latent = estimate[local] @ head.weights
@@ -126,6 +119,25 @@ class OnlineDecoder:
                 latent = latent @ head.components
             out[name] = (latent + head.intercept).reshape(head.target_shape)
         return out
+
+    def estimate(
+        self,
+        features: np.ndarray,
+        tr: int | None = None,
+        trial_onset: int | None = None,
+        onsets: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Take TR ``tr``'s features; the trial's ``(n_decoded,)`` per-voxel estimate (what the
+        heads project; at the trial's scored TR, what the fit fitted on). Arguments as
+        :meth:`decode`."""
+        tr = self._next_tr if tr is None else tr
+        self._next_tr = tr + 1
+        self._features[tr] = self.denoiser.apply(features)
+        oldest = tr - self.lag - self.window.n_window
+        for stale in [t for t in self._features if t < oldest]:
+            del self._features[stale]
+        onset = tr - self.lag if trial_onset is None else trial_onset
+        return self.estimator.estimate(self._features.get, tr, onset, onsets)
 
     def update(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Continuous mode, one call per TR: ``decode(preprocess(values))``."""

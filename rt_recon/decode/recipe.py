@@ -11,7 +11,7 @@ applies exactly what the fit computed (:mod:`rt_recon.decode.online`):
   (:mod:`rt_recon.decode.denoise`);
 * ``trial_estimate``: ``"window"`` (a matched filter over the window: today's
   estimate) or ``"lss"`` (least squares on the window's TRs, the trial's own
-  response against one regressor for all other trials and a constant, as
+  response against one regressor for all other trials, as
   least-squares-separate does over a run; :mod:`rt_recon.decode.trial_estimate`);
 * ``select_voxels``: None (every ROI voxel), a fraction of each head's ROI
   voxels to keep, or ``"auto"`` (the fraction chosen by the training

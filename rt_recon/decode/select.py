@@ -32,11 +32,16 @@ def encoding_r2(
 ) -> np.ndarray:
     """``(n_voxels,)`` leave-one-run-out CV R^2 of each voxel's ``features (n, n_voxels)``
     predicted from ``targets (n, n_targets)`` (their first principal components)."""
-    y = targets - targets.mean(axis=0)
+    return ridge_cv(target_scores(targets), features, groups, alphas).cv_r2
+
+
+def target_scores(targets: np.ndarray, k: int = ENCODING_COMPONENTS) -> np.ndarray:
+    """``(n, min(k, ...))`` scores of ``targets (n, n_targets)`` on their first ``k``
+    principal components."""
+    y = np.asarray(targets, dtype=np.float64)
+    y = y - y.mean(axis=0)
     _, _, vt = np.linalg.svd(y, full_matrices=False)
-    k = min(ENCODING_COMPONENTS, vt.shape[0])
-    scores = y @ vt[:k].T
-    return ridge_cv(scores, features, groups, alphas).cv_r2
+    return y @ vt[: min(k, vt.shape[0])].T
 
 
 def top_fraction(r2: np.ndarray, fraction: float) -> np.ndarray:
