@@ -1,4 +1,5 @@
-"""The console's inputs, each on its own thread: ZeroMQ frames and heartbeats, LSL markers.
+"""The console's inputs, each on its own thread: ZeroMQ frames and heartbeats, LSL markers,
+and a look every two seconds for the volume stream (the scanner bridge or a replay).
 
 A feed validates every message into the protocol's type (:class:`~rt_recon.protocol.Frame`,
 :class:`~rt_recon.protocol.Status`, :class:`~rt_recon.protocol.Marker`) and hands it to a
@@ -10,6 +11,10 @@ newest), heartbeats and markers one by one. The ZeroMQ feed also watches each he
 socket's connection (a libzmq socket monitor): a node whose process dies closes its end at
 once, long before three heartbeats are missed, and the console can say it is reconnecting
 rather than merely silent.
+
+The volume-stream feed (:class:`VolumeSourceFeed`) never opens the stream: it resolves it by
+its ``source_id`` and reads its description (one short request to the outlet, no data
+connection), so the bridge has no more consumers for it and sends it no volume.
 """
 
 from __future__ import annotations
@@ -19,14 +24,24 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+import pylsl
 import zmq
 from pylsl.util import LostError
 from pylsl.util import TimeoutError as LslTimeoutError
 from zmq.utils.monitor import recv_monitor_message
 
 from rt_recon.config import SecuritySection
+from rt_recon.display.sources import VolumeSourceReport
 from rt_recon.errors import ProtocolError, StreamError
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, Frame, Marker, Message, Status
+from rt_recon.protocol import (
+    TOPIC_FRAME,
+    TOPIC_STATUS,
+    Frame,
+    Marker,
+    Message,
+    Status,
+    parse_volume_stream_info,
+)
 from rt_recon.transport.lsl import MarkerInlet, resolve_stream
 from rt_recon.transport.zmq import Subscriber
 
@@ -131,7 +146,7 @@ class ZmqFeed(_Feed):
         ]
         # one monitor per heartbeat socket, started before it can connect: no event is missed
         monitors = {
-            sub.socket.get_monitor_socket(_LINK_UP | _LINK_DOWN): node
+            sub.socket.get_monitor_socket(_LINK_UP | _LINK_DOWN): (node, sub)
             for node, sub in zip(self.status_endpoints, statuses, strict=True)
         }
         poller = zmq.Poller()
@@ -146,14 +161,19 @@ class ZmqFeed(_Feed):
             while not self._stop.is_set():
                 ready = dict(poller.poll(_POLL_MS))
                 now = time.monotonic()
-                for monitor, node in monitors.items():
-                    while monitor in ready and monitor.poll(0):
-                        event = recv_monitor_message(monitor)
-                        if self._on_link is not None:
-                            self._on_link(node, event["event"] == _LINK_UP, now)
                 for sub in statuses:
                     if sub.socket in ready:
                         self._take_statuses(sub, now)
+                for monitor, (node, sub) in monitors.items():
+                    if monitor not in ready:
+                        continue
+                    # heartbeats that came before the connection changed go first: one the
+                    # node sent just before it died must not mark the link up again after
+                    self._take_statuses(sub, now)
+                    while monitor.poll(0):
+                        event = recv_monitor_message(monitor)
+                        if self._on_link is not None:
+                            self._on_link(node, event["event"] == _LINK_UP, now)
                 if frames.socket in ready:
                     got = frames.receive_latest(timeout=0)
                     self.skipped_frames += got.skipped
@@ -196,7 +216,11 @@ class ZmqFeed(_Feed):
 
 
 class MarkerFeed(_Feed):
-    """Events from the LSL marker stream with ``source_id``; waits for it, follows restarts."""
+    """Events from the LSL marker stream with ``source_id``; waits for it, follows restarts.
+
+    ``on_inlet(present, time)`` is told when the stream is opened (True) and, until then,
+    when a look did not find it (False, once per change).
+    """
 
     name = "console-markers"
 
@@ -205,10 +229,15 @@ class MarkerFeed(_Feed):
         source_id: str,
         on_marker: Callable[[Marker, float], None],
         on_malformed: MalformedCallback | None = None,
+        on_inlet: Callable[[bool, float], None] | None = None,
     ):
         super().__init__(on_malformed)
         self.source_id = source_id
         self._on_marker = on_marker
+        self._on_inlet = on_inlet
+        self._told: bool | None = None
+        #: True once the stream is open.
+        self.present = False
 
     def _run(self) -> None:
         inlet: MarkerInlet | None = None
@@ -216,6 +245,8 @@ class MarkerFeed(_Feed):
             while not self._stop.is_set():
                 if inlet is None:
                     inlet = self._open()
+                    self.present = inlet is not None
+                    self._tell(self.present)
                     continue
                 try:
                     got = inlet.pull(timeout=0.2)
@@ -237,3 +268,87 @@ class MarkerFeed(_Feed):
             return None
         log.info("reading markers from %r (source_id %r)", info.name(), self.source_id)
         return inlet
+
+    def _tell(self, present: bool) -> None:
+        if self._on_inlet is not None and present != self._told:
+            self._told = present
+            self._on_inlet(present, time.monotonic())
+
+
+#: Seconds between looks for the volume stream, and how long one look waits for an answer.
+VOLUME_LOOK_EVERY_S = 2.0
+VOLUME_LOOK_TIMEOUT_S = 1.0
+
+
+class VolumeSourceFeed(_Feed):
+    """Looks for the volume stream with ``source_id`` every :data:`VOLUME_LOOK_EVERY_S` and
+    reports what it found (:class:`~rt_recon.display.sources.VolumeSourceReport`) to
+    ``on_report(report, time)``, after every look.
+
+    A look resolves the stream (:func:`~rt_recon.transport.lsl.resolve_stream`: a multicast
+    query, no connection); the first time a stream (a uid) is seen, its description is read
+    once and parsed by the protocol (:func:`~rt_recon.protocol.parse_volume_stream_info`),
+    without opening its data: the bridge does not count the console as a consumer.
+    """
+
+    name = "console-volume-source"
+
+    def __init__(
+        self,
+        source_id: str,
+        on_report: Callable[[VolumeSourceReport, float], None],
+        every_s: float = VOLUME_LOOK_EVERY_S,
+        timeout_s: float = VOLUME_LOOK_TIMEOUT_S,
+    ):
+        super().__init__()
+        self.source_id = source_id
+        self._on_report = on_report
+        self.every_s = every_s
+        self.timeout_s = timeout_s
+        #: The last report.
+        self.report: VolumeSourceReport | None = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            report = self.look()
+            if self.report is None or report.present != self.report.present:
+                if report.present:
+                    log.info("volume stream %r found on %s", report.name, report.host)
+                else:
+                    log.info("no volume stream with source_id %r", self.source_id)
+            self.report = report
+            self._on_report(report, time.monotonic())
+            self._stop.wait(max(self.every_s - (time.monotonic() - started), 0.0))
+
+    def look(self) -> VolumeSourceReport:
+        """One look: the stream under ``source_id`` now, described."""
+        try:
+            info = resolve_stream("source_id", self.source_id, self.timeout_s)
+        except StreamError:
+            return VolumeSourceReport(self.source_id, present=False)
+        last = self.report
+        if last is not None and last.present and last.uid == info.uid() and last.meta is not None:
+            return last  # the same outlet: its description has not changed
+        found = {"name": info.name(), "host": info.hostname(), "uid": info.uid()}
+        try:
+            meta = parse_volume_stream_info(_full_info(info, self.timeout_s))
+        except (ProtocolError, StreamError) as exc:
+            log.warning("volume stream %r on %s: %s", info.name(), info.hostname(), exc)
+            return VolumeSourceReport(self.source_id, present=True, error=str(exc), **found)
+        return VolumeSourceReport(self.source_id, present=True, meta=meta, **found)
+
+
+def _full_info(info: pylsl.StreamInfo, timeout: float) -> pylsl.StreamInfo:
+    """The stream's full info, its ``desc`` included (a resolved info has none), asked of its
+    outlet in one short request; no data connection is made (the inlet is never opened)."""
+    inlet = pylsl.StreamInlet(info, recover=False)
+    try:
+        return inlet.info(timeout=timeout)
+    except (LslTimeoutError, LostError):
+        raise StreamError(
+            f"stream {info.name()!r} answered, but its description did not arrive within "
+            f"{timeout:g} s"
+        ) from None
+    finally:
+        del inlet

@@ -5,6 +5,10 @@ picture once drawn, and only then gets the next one, which is always the
 newest at that moment; pictures that came and went meanwhile are never sent.
 So a slow page or network shows fewer pictures, never older ones.
 
+The console page also gets the last :data:`HISTORY` pictures when it connects
+(:meth:`Hub.connect`), oldest first, one at a time as it acks them, before the
+live ones: a reloaded page has its strip of recent pictures back at once.
+
 The hub runs on the server's event loop; :meth:`Hub.next_message` decides
 what a client gets next without any I/O (tested without sockets), and
 :meth:`Hub.pump` sends it.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +33,7 @@ from rt_recon.display.messages import (
     ParticipantPicture,
     WaitingMessage,
 )
+from rt_recon.display.sources import VolumeSourceReport
 from rt_recon.display.state import ConsoleState
 from rt_recon.display.timeline import Truth
 from rt_recon.protocol import FrameHeader, Marker, Status
@@ -54,6 +60,10 @@ def is_waiting(message: str | bytes) -> bool:
 #: A page that has not acked a picture for this long gets the next one anyway.
 ACK_TIMEOUT_S = 2.0
 
+#: Console pictures kept for a console page that (re)connects: its strip's length
+#: (``STRIP_LENGTH`` in static/console.js).
+HISTORY = 8
+
 
 @dataclass
 class _Channel:
@@ -75,6 +85,8 @@ class Client:
         self.frame_version = 0  # channel version last sent
         self.state_version = 0
         self.pictures_sent = 0
+        #: Earlier pictures still to send, oldest first (a console page's history).
+        self.backlog: deque[bytes] = deque()
 
     def ack(self) -> None:
         """The page drew the picture it was sent."""
@@ -92,7 +104,20 @@ class Hub:
         self._channels: dict[Kind, _Channel] = {"participant": _Channel(), "console": _Channel()}
         self._state_json = ""
         self._state_version = 0
+        #: The last console pictures, oldest first (the newest is also the channel's).
+        self.history: deque[bytes] = deque(maxlen=HISTORY)
         self.closed = False
+
+    def connect(self, kind: Kind) -> Client:
+        """A new page of ``kind``, served from now on; a console page gets the pictures of
+        :attr:`history` first (the newest of them is the channel's: not sent again)."""
+        client = Client(kind)
+        if kind == "console":
+            client.backlog.extend(self.history)
+            client.frame_version = self._channels["console"].version
+        self.clients.add(client)
+        client.wake.set()
+        return client
 
     # -------------------------------------------------------- inputs (event loop)
 
@@ -105,8 +130,16 @@ class Hub:
         self.state.on_link(node, connected, now)
         self._check_renderer(now)
 
-    def on_marker(self, marker: Marker, stamp: float) -> None:
-        self.state.on_marker(marker, stamp)
+    def on_marker(self, marker: Marker, stamp: float, now: float | None = None) -> None:
+        self.state.on_marker(marker, stamp, now)
+
+    def on_marker_inlet(self, present: bool, now: float) -> None:
+        """The marker input opened the marker stream, or looked and did not find it."""
+        self.state.on_marker_inlet(present, now)
+
+    def on_volume_source(self, report: VolumeSourceReport, now: float) -> None:
+        """A look for the volume stream on the network."""
+        self.state.on_volume_source(report, now)
 
     def on_frame(self, header: FrameHeader, image: np.ndarray, now: float) -> None:
         """A frame from the renderer (its validated header and ``(H, W, 3)`` uint8 picture):
@@ -129,7 +162,9 @@ class Hub:
             truth=self._truth_json(record.truth),
             trial=record.trial,
         )
-        self._set("console", encode_frame(console, image))
+        payload = encode_frame(console, image)
+        self.history.append(payload)
+        self._set("console", payload)
 
     def tick(self, now: float) -> None:
         """Refresh the console state, notice a renderer gone, free pages that never acked."""
@@ -191,6 +226,11 @@ class Hub:
         if client.kind == "console" and self._state_version > client.state_version:
             client.state_version = self._state_version
             return self._state_json
+        if client.backlog and client.credit:
+            client.credit = False
+            client.sent_at = now
+            client.pictures_sent += 1
+            return client.backlog.popleft()
         channel = self._channels[client.kind]
         if channel.version > client.frame_version:
             if channel.payload is None:

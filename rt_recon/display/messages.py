@@ -59,6 +59,10 @@ AlertKind = Literal[
     "stopped",
     "paused",
     "failed",
+    "geometry",
+    "stalled",
+    "new_series",
+    "missed",
     "disk",
     "malformed",
     "pairing",
@@ -66,6 +70,31 @@ AlertKind = Literal[
     "budget",
     "motion",
 ]
+
+#: Every alert kind, most serious first: the order of the console's warnings
+#: (docs/console.md, "Warnings"). First what stops data being decoded or kept (a node failed,
+#: a run refused for its geometry, a node stopped, recording paused); then what the operator
+#: must look into now (a node gone or silent, the volumes stalled, the disk running out), what
+#: changed or was lost in the run (a new series, TRs never decoded) and what cannot be trusted
+#: (a pairing that differs, messages dropped); then how well the pictures keep up (late,
+#: motion); the stage budgets last: an engineering matter, not the session's.
+ALERT_SEVERITY: tuple[AlertKind, ...] = (
+    "failed",
+    "geometry",
+    "stopped",
+    "paused",
+    "reconnecting",
+    "away",
+    "stalled",
+    "disk",
+    "new_series",
+    "missed",
+    "pairing",
+    "malformed",
+    "late",
+    "motion",
+    "budget",
+)
 
 
 class _PageModel(BaseModel):
@@ -116,7 +145,44 @@ class NodeView(_PageModel):
     pid: int | None
     uptime_s: float | None
     restarts: int = Field(description="times it came back as a new process (a new pid)")
+    volume_age_s: float | None = Field(
+        description="seconds since its last volume arrived (heartbeat t - last_volume_t, plus "
+        "the time since that heartbeat); null: no volume yet, or a node that reads none"
+    )
     counters: NodeCounters  # type: ignore[valid-type]
+
+
+class VolumeSourceView(_PageModel):
+    """The volume stream (the scanner bridge or a replay) as the console finds it on the
+    network: resolved by its ``source_id`` every two seconds, without opening it."""
+
+    source_id: str
+    level: NodeLevel = Field(description="unknown (not looked yet), ok (found), waiting (not)")
+    present: bool | None = Field(description="found at the last look (null: not looked yet)")
+    text: str = Field(description="the card's line for the operator")
+    host: str | None = Field(description="the host its outlet runs on")
+    name: str | None = Field(description="the stream's LSL name")
+    run: str | None
+    series: str | None = Field(description="the scanner's series number (null: none)")
+    series_description: str | None
+    shape: list[int] | None = Field(description="[x, y, z] voxels")
+    tr_s: float | None = Field(description="the acquisition's TR, seconds")
+    speed: float | None = Field(description="replay speed (1 for a scanner)")
+    error: str | None = Field(description="why its description cannot be read")
+    age_s: float | None = Field(description="seconds since the last look")
+
+
+class MarkerSourceView(_PageModel):
+    """The LSL marker stream as the console's marker input has it."""
+
+    source_id: str
+    level: NodeLevel = Field(description="unknown (not looked yet), ok (open), waiting (not)")
+    present: bool | None = Field(
+        description="the console has the stream open (null: not looked yet)"
+    )
+    text: str = Field(description="the card's line for the operator")
+    markers: int = Field(description="markers received")
+    last_age_s: float | None = Field(description="seconds since the last marker arrived")
 
 
 class Counts(_PageModel):
@@ -196,11 +262,22 @@ class ConsoleStateMessage(_PageModel):
 
     type: Literal["state"]
     session: str | None
-    run: str | None
+    run: str | None = Field(description="the current run: the decoder's, else the newest frame's")
+    series: str | None = Field(description="its scanner series number (null: none or unknown)")
+    series_description: str | None = Field(
+        description="its series description, from the volume stream's metadata"
+    )
+    runs: int = Field(description="runs so far: the current run is the n-th of the session")
     tr: int | None = Field(description="TR of the newest picture")
     interval_s: float | None = Field(description="seconds between TRs on the wire")
     lag_trs: int | None
     nodes: list[NodeView]
+    volume_source: VolumeSourceView | None = Field(
+        description="the volume stream's card (null: the console does not look for it)"
+    )
+    marker_source: MarkerSourceView | None = Field(
+        description="the marker stream's card (null: the console does not read it)"
+    )
     counts: Counts
     stages: list[str]
     budgets_ms: dict[str, float]

@@ -15,7 +15,8 @@ Routes::
     /api/state          the console state as JSON (what the console page draws)
     /api/record         POST {"command": "start" | "stop"}: recording on or off (record_control)
     /ws/participant     pictures, and {"type": "waiting"} when there is none to show
-    /ws/console         pictures with their pairing, and the console state
+    /ws/console         pictures with their pairing (on connecting, the last eight first),
+                        and the console state
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from rt_recon.config import SessionConfig
 from rt_recon.display.assets import StaticAssets
 from rt_recon.display.auth import AccessGuard, resolve_token
-from rt_recon.display.feeds import MarkerFeed, ZmqFeed
-from rt_recon.display.hub import Client, Hub, Kind
+from rt_recon.display.feeds import MarkerFeed, VolumeSourceFeed, ZmqFeed
+from rt_recon.display.hub import Hub, Kind
 from rt_recon.display.pictures import StimulusPictures
 from rt_recon.display.record_control import RecordRequest, record_endpoint
 from rt_recon.display.state import ConsoleState
@@ -114,9 +115,7 @@ async def _serve_page_socket(
 ) -> None:
     """Pump pictures (and state) to one page; take its acks; end when either side stops."""
     await websocket.accept()
-    client = Client(kind)
-    hub.clients.add(client)
-    client.wake.set()
+    client = hub.connect(kind)
 
     async def send(message: str | bytes) -> None:
         if isinstance(message, bytes):
@@ -175,6 +174,8 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
             config.budgets_ms(),
             fd_threshold_mm=section.fd_threshold_mm,
             history=section.history_trs,
+            volume_source_id=config.stream.source_id,
+            markers_source_id=config.stream.markers_source_id,
         ),
         picture_ids=pictures,
     )
@@ -208,8 +209,13 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
             ),
             MarkerFeed(
                 config.stream.markers_source_id,
-                lambda marker, stamp: deliver(hub.on_marker, marker, stamp),
+                lambda marker, stamp: deliver(hub.on_marker, marker, stamp, time.monotonic()),
                 on_malformed=on_malformed,
+                on_inlet=lambda present, now: deliver(hub.on_marker_inlet, present, now),
+            ),
+            VolumeSourceFeed(
+                config.stream.source_id,
+                lambda report, now: deliver(hub.on_volume_source, report, now),
             ),
         ]
         for feed in feeds:

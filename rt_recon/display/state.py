@@ -7,7 +7,9 @@ a monotonic clock) or, for a marker, its LSL timestamp, so tests drive it with p
 objects and numbers. :meth:`ConsoleState.snapshot` is the console state the page draws, a
 :class:`~rt_recon.display.messages.ConsoleStateMessage` (docs/console.md lists its keys).
 Which stimulus a frame is paired with is the protocol's trial rule, applied by
-:class:`~rt_recon.display.timeline.StimulusTimeline`.
+:class:`~rt_recon.display.timeline.StimulusTimeline`; the session's runs (current run, new
+series, TRs never decoded) are :class:`~rt_recon.display.runs.RunTracker`'s; the cards of the
+volume and marker streams are :mod:`rt_recon.display.sources`'.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from rt_recon.display.messages import (
+    ALERT_SEVERITY,
     Alert,
     ConsoleStateMessage,
     Counts,
@@ -34,6 +37,13 @@ from rt_recon.display.messages import (
     StageSummary,
     TruthView,
 )
+from rt_recon.display.runs import RunTracker
+from rt_recon.display.sources import (
+    MarkerSource,
+    VolumeSource,
+    VolumeSourceReport,
+    seconds,
+)
 from rt_recon.display.timeline import StimulusTimeline, Truth
 from rt_recon.protocol import (
     AWAY_AFTER_S,
@@ -44,6 +54,7 @@ from rt_recon.protocol import (
     Marker,
     Status,
     TrialRef,
+    VolumeStreamMeta,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +68,16 @@ PAIRS_SHOWN = 12
 #: Seconds a dropped malformed message stays among the warnings.
 MALFORMED_WARN_S = 10.0
 
+#: A streaming decoder whose last volume is older than this many TRs on the wire ...
+STALL_TRS = 3
+#: ... and this many seconds is stalled (amber, and a warning).
+STALL_MIN_S = 5.0
+
+#: Frame-based warnings (late, budget, motion, pairing) look at the last ``warn_window``
+#: frames received within the last ``warn_window`` TRs on the wire, or this many seconds if
+#: longer: a banner never stays up once the frames stop (a stream lost or ended).
+RECENT_MIN_S = 20.0
+
 
 @dataclass
 class NodeHealth:
@@ -65,6 +86,7 @@ class NodeHealth:
     name: str
     state: str = "never_seen"
     last_seen: float | None = None  # monotonic receive time
+    heard_t: float | None = None  # its last heartbeat's ``t`` (LSL clock)
     pid: int | None = None
     uptime_s: float | None = None
     #: The counters of its last heartbeat (those of a type this console reads checked).
@@ -74,10 +96,13 @@ class NodeHealth:
     #: Times the node came back as a new process (a new pid in its heartbeats).
     restarts: int = 0
 
-    def level(self, now: float, away_after_s: float) -> str:
+    def level(self, now: float, away_after_s: float, stall_after_s: float | None = None) -> str:
         """``unknown`` (never heard), ``ok``, ``waiting``, ``failed``, ``stopped``,
         ``reconnecting`` (its socket closed: the process is gone, the console is
-        connecting again) or ``away`` (silent, though its socket is still up)."""
+        connecting again) or ``away`` (silent, though its socket is still up).
+
+        With ``stall_after_s``, a node that says it is streaming but whose last volume is
+        older than that is ``waiting`` too (:meth:`stalled`)."""
         if self.last_seen is None:
             return "unknown"
         if self.state == "stopped":
@@ -88,7 +113,24 @@ class NodeHealth:
             return "away"
         if self.state in FAILED_STATES:
             return "failed"
+        if self.stalled(now, stall_after_s):
+            return "waiting"
         return "ok" if self.state in WORKING_STATES else "waiting"
+
+    def volume_age(self, now: float) -> float | None:
+        """Seconds since its last volume arrived: its heartbeat's ``t - last_volume_t`` (one
+        clock, the node's) plus the time since that heartbeat came; None without a volume."""
+        last = self.counters.get("last_volume_t")
+        if not isinstance(last, int | float) or self.heard_t is None or self.last_seen is None:
+            return None
+        return max(self.heard_t - float(last), 0.0) + (now - self.last_seen)
+
+    def stalled(self, now: float, stall_after_s: float | None) -> bool:
+        """Streaming, but no volume for more than ``stall_after_s`` (None: never stalled)."""
+        if stall_after_s is None or self.state != "streaming":
+            return False
+        age = self.volume_age(now)
+        return age is not None and age > stall_after_s
 
 
 @dataclass(frozen=True)
@@ -116,6 +158,8 @@ class ConsoleState:
         history: frames kept for the plots.
         away_after_s: silence after which a node is away.
         warn_window: recent frames looked at for budget and lateness warnings.
+        volume_source_id: the volume stream's ``source_id`` (its card; None: no card).
+        markers_source_id: the marker stream's ``source_id`` (its card; None: no card).
     """
 
     def __init__(
@@ -126,6 +170,8 @@ class ConsoleState:
         history: int = 200,
         away_after_s: float = AWAY_AFTER_S,
         warn_window: int = 10,
+        volume_source_id: str | None = None,
+        markers_source_id: str | None = None,
     ):
         self.budgets_ms = dict(budgets_ms)
         self.fd_threshold_mm = fd_threshold_mm
@@ -144,7 +190,9 @@ class ConsoleState:
         #: Scored frames whose decoder trial is not the console's pairing (docs/console.md).
         self.pairing_mismatches = 0
         self._last_mismatch: tuple[int, str] | None = None  # (frame TR, what differed)
-        self._missed_in_frames = 0
+        self.runs = RunTracker()
+        self.volume_source = VolumeSource(volume_source_id) if volume_source_id else None
+        self.marker_source = MarkerSource(markers_source_id) if markers_source_id else None
         self._skipped_total = 0
         self._unjudged: list[FrameRecord] = []  # frames that arrived before the TR was known
         self._lag_trs: int | None = None
@@ -157,12 +205,15 @@ class ConsoleState:
         node = self.nodes.setdefault(status.node, NodeHealth(status.node))
         node.state = status.state
         node.last_seen = now
+        node.heard_t = status.t
         node.link = True  # a heartbeat came over it
         if node.pid is not None and status.pid != node.pid:
             node.restarts += 1
         node.pid = status.pid
         node.uptime_s = status.uptime_s
         node.counters = _checked_counters(status)
+        if status.node == "decoder":
+            self.runs.on_decoder(node.counters, status.pid, now)
 
     def on_link(self, name: str, connected: bool, now: float) -> None:
         """The console's connection to ``name``'s socket came up or was lost.
@@ -173,9 +224,21 @@ class ConsoleState:
         if node is not None:
             node.link = connected
 
-    def on_marker(self, marker: Marker, stamp: float) -> None:
-        """A marker-stream event and its LSL timestamp."""
+    def on_marker(self, marker: Marker, stamp: float, now: float | None = None) -> None:
+        """A marker-stream event, its LSL timestamp and (if known) when it was received."""
         self.timeline.on_marker(marker, stamp)
+        if self.marker_source is not None:
+            self.marker_source.on_marker(now)
+
+    def on_marker_inlet(self, present: bool, now: float) -> None:
+        """The marker input opened the marker stream (True), or looked and did not find it."""
+        if self.marker_source is not None:
+            self.marker_source.on_inlet(present, now)
+
+    def on_volume_source(self, report: VolumeSourceReport, now: float) -> None:
+        """A look for the volume stream (:class:`~rt_recon.display.feeds.VolumeSourceFeed`)."""
+        if self.volume_source is not None:
+            self.volume_source.on_report(report, now)
 
     def on_malformed(self, kind: str, reason: str, now: float) -> None:
         """A message of ``kind`` (frame, status, marker) was dropped: it broke the protocol."""
@@ -209,8 +272,8 @@ class ConsoleState:
         if self.frames and self.frames[-1].run == run and tr > self.frames[-1].tr:
             self.no_picture_trs += tr - self.frames[-1].tr - 1
         self.frames.append(record)
+        self.runs.on_frame(header, now)
         self.n_frames += 1
-        self._missed_in_frames += header.missed_before
         self._skipped_total = max(self._skipped_total, header.skipped_total)
         for stage, ms in record.latency_ms.items():
             budget = self.budgets_ms.get(stage)
@@ -266,9 +329,45 @@ class ConsoleState:
             return None
         return self.timeline.interval_s(self.frames[-1].run)
 
+    @property
+    def wire_interval_s(self) -> float | None:
+        """Seconds between volumes on the wire: :attr:`interval_s`, else the volume stream's
+        metadata (``tr / speed``); None while neither is known."""
+        interval = self.interval_s
+        if interval is None and self.volume_source is not None:
+            meta = self.volume_source.meta
+            interval = meta.sample_interval if meta is not None else None
+        return interval
+
+    def _tr_phrase(self) -> str:
+        """``TR 2.0 s``; a replay's ``TR 1.0 s at speed 4: a volume every 0.25 s``."""
+        interval = self.wire_interval_s
+        if interval is None:
+            return "TR not known yet"
+        meta = self.volume_source.meta if self.volume_source is not None else None
+        if meta is not None and meta.speed != 1.0:
+            return (
+                f"TR {seconds(meta.tr_s)} s at speed {meta.speed:g}: a volume every "
+                f"{seconds(interval)} s"
+            )
+        return f"TR {seconds(interval)} s"
+
+    @property
+    def stall_after_s(self) -> float:
+        """Seconds without a volume after which a streaming decoder is stalled:
+        :data:`STALL_TRS` TRs on the wire, at least :data:`STALL_MIN_S`."""
+        interval = self.wire_interval_s
+        return max(STALL_TRS * interval, STALL_MIN_S) if interval else STALL_MIN_S
+
+    def _stall_for(self, name: str) -> float | None:
+        """The decoder goes amber when its volumes stall (docs/console.md); other nodes not."""
+        return self.stall_after_s if name == "decoder" else None
+
     def node_level(self, name: str, now: float) -> str:
         node = self.nodes.get(name)
-        return node.level(now, self.away_after_s) if node is not None else "unknown"
+        if node is None:
+            return "unknown"
+        return node.level(now, self.away_after_s, self._stall_for(name))
 
     def renderer_present(self, now: float) -> bool:
         """True while the renderer is heard from (heartbeats or frames) and has not stopped."""
@@ -276,11 +375,14 @@ class ConsoleState:
 
     @property
     def missed_trs(self) -> int:
-        """Volumes that never arrived: the decoder's count, else what frames reported."""
-        decoder = self.nodes["decoder"].counters
-        if isinstance(decoder.get("missed"), int):
-            return max(int(decoder["missed"]), self._missed_in_frames)
-        return self._missed_in_frames
+        """TRs never decoded: those the frames said were missed, less those this console saw
+        a frame of (:class:`~rt_recon.display.runs.RunTracker`); at least the decoder's own
+        count while it has not restarted (a restarted one counts again what it never saw)."""
+        decoder = self.nodes["decoder"]
+        counted = decoder.counters.get("missed")
+        if isinstance(counted, int) and decoder.restarts == 0:
+            return max(counted, self.runs.missed_total)
+        return self.runs.missed_total
 
     @property
     def skipped_trs(self) -> int:
@@ -289,11 +391,19 @@ class ConsoleState:
         counted = renderer.get("skipped_stale")
         return max(self._skipped_total, int(counted) if isinstance(counted, int) else 0)
 
+    def recent_frames(self, now: float) -> list[FrameRecord]:
+        """The frames the frame-based warnings look at: the last ``warn_window``, of those
+        received within ``warn_window`` TRs on the wire (at least :data:`RECENT_MIN_S`)."""
+        interval = self.interval_s
+        window_s = max(self.warn_window * interval, RECENT_MIN_S) if interval else RECENT_MIN_S
+        return [r for r in list(self.frames)[-self.warn_window :] if now - r.received <= window_s]
+
     def warnings(self, now: float) -> list[Alert]:
-        """What the operator must look at, most serious first."""
+        """What the operator must look at, most serious first (:data:`ALERT_SEVERITY`)."""
         out = self._node_warnings(now)
         out += self._disk_warnings()
-        recent = list(self.frames)[-self.warn_window :]
+        out += self._run_warnings(now)
+        recent = self.recent_frames(now)
         if self._last_malformed is not None and now - self._last_malformed[2] <= MALFORMED_WARN_S:
             kind, reason, _ = self._last_malformed
             text = (
@@ -318,18 +428,9 @@ class ConsoleState:
                     f"{worst.latency_ms['end_to_end']:.0f} ms at TR {worst.tr}"
                 )
                 out.append(Alert(kind="late", text=text))
-        for stage in STAGE_NAMES:
-            budget = self.budgets_ms.get(stage)
-            if budget is None:
-                continue
-            over = [r for r in recent if r.latency_ms.get(stage, 0.0) > budget]
-            if over:
-                worst = max(over, key=lambda r: r.latency_ms[stage])
-                text = (
-                    f"{stage} over budget: {len(over)} of the last {len(recent)} TRs above "
-                    f"{budget:g} ms; worst {worst.latency_ms[stage]:.1f} ms at TR {worst.tr}"
-                )
-                out.append(Alert(kind="budget", text=text))
+        budget = self._budget_warning(recent)
+        if budget is not None:
+            out.append(budget)
         moved = [r for r in recent if r.fd_mm is not None and r.fd_mm > self.fd_threshold_mm]
         if moved:
             worst = max(moved, key=lambda r: r.fd_mm or 0.0)
@@ -338,6 +439,37 @@ class ConsoleState:
                 f"(threshold {self.fd_threshold_mm:g} mm)"
             )
             out.append(Alert(kind="motion", text=text))
+        return sorted(out, key=lambda alert: ALERT_SEVERITY.index(alert.kind))
+
+    def _budget_warning(self, recent: list[FrameRecord]) -> Alert | None:
+        """Every stage over its budget in the recent frames, folded into one line."""
+        parts = []
+        for stage in STAGE_NAMES:
+            budget = self.budgets_ms.get(stage)
+            if budget is None:
+                continue
+            over = [r for r in recent if r.latency_ms.get(stage, 0.0) > budget]
+            if over:
+                worst = max(over, key=lambda r: r.latency_ms[stage])
+                parts.append(
+                    f"{stage} {len(over)} (worst {worst.latency_ms[stage]:.1f} ms > {budget:g} ms "
+                    f"at TR {worst.tr})"
+                )
+        if not parts:
+            return None
+        return Alert(
+            kind="budget", text=f"over budget (last {len(recent)} TRs): " + ", ".join(parts)
+        )
+
+    def _run_warnings(self, now: float) -> list[Alert]:
+        """A new series began; TRs of the current run never decoded."""
+        out = []
+        new_series = self.runs.new_series_alert(now, self._series_description())
+        if new_series is not None:
+            out.append(new_series)
+        missed = self.runs.missed_alert()
+        if missed is not None:
+            out.append(missed)
         return out
 
     def _node_warnings(self, now: float) -> list[Alert]:
@@ -363,7 +495,16 @@ class ConsoleState:
             elif level == "failed":
                 reason = node.counters.get("error") or "no reason given"
                 text = f"{node.name} {node.state.replace('_', ' ')}: {reason}"
-                out.append(Alert(kind="failed", text=text))
+                # a run refused for its grid (both grids named) is not a broken node
+                kind = "geometry" if node.state == "refused" else "failed"
+                out.append(Alert(kind=kind, text=text))
+            elif node.stalled(now, self._stall_for(node.name)):
+                age = node.volume_age(now) or 0.0
+                text = (
+                    f"{node.name}: no volume for {age:.1f} s ({self._tr_phrase()}): is the "
+                    "scanner still running, and the bridge?"
+                )
+                out.append(Alert(kind="stalled", text=text))
         return out
 
     def _disk_warnings(self) -> list[Alert]:
@@ -385,26 +526,35 @@ class ConsoleState:
         ``picture`` None: the hub, which knows the stimulus pictures, fills them in."""
         frames = list(self.frames)
         last = frames[-1] if frames else None
+        current = self.runs.current
         return ConsoleStateMessage(
             type="state",
             session=self.session,
-            run=last.run if last else None,
+            run=current.run if current else None,
+            series=self._series(),
+            series_description=self._series_description(),
+            runs=self.runs.runs,
             tr=last.tr if last else None,
             interval_s=self.interval_s,
             lag_trs=self._lag_trs,
             nodes=[
                 NodeView(
                     name=node.name,
-                    level=node.level(now, self.away_after_s),  # type: ignore[arg-type]
+                    level=node.level(  # type: ignore[arg-type]
+                        now, self.away_after_s, self._stall_for(node.name)
+                    ),
                     state=node.state,  # type: ignore[arg-type]
                     age_s=None if node.last_seen is None else round(now - node.last_seen, 2),
                     pid=node.pid,
                     uptime_s=node.uptime_s,
                     restarts=node.restarts,
+                    volume_age_s=_round(node.volume_age(now)),
                     counters=NodeCounters.model_validate(node.counters),
                 )
                 for node in self.nodes.values()
             ],
+            volume_source=self.volume_source.view(now) if self.volume_source else None,
+            marker_source=self.marker_source.view(now) if self.marker_source else None,
             counts=Counts(
                 frames=self.n_frames,
                 missed_trs=self.missed_trs,
@@ -430,6 +580,27 @@ class ConsoleState:
             warnings=self.warnings(now),
             pictures=False,
         )
+
+    def _stream_meta_of_current_run(self) -> VolumeStreamMeta | None:
+        """The volume stream's metadata, if the stream now carries the current run."""
+        current = self.runs.current
+        meta = self.volume_source.meta if self.volume_source is not None else None
+        if current is None or meta is None or meta.run != current.run:
+            return None
+        return meta
+
+    def _series(self) -> str | None:
+        """The current run's series number: the decoder's, else the volume stream's."""
+        current = self.runs.current
+        if current is not None and current.series:
+            return current.series
+        meta = self._stream_meta_of_current_run()
+        return (meta.series or None) if meta is not None else None
+
+    def _series_description(self) -> str | None:
+        """The current run's series description, from the volume stream's metadata."""
+        meta = self._stream_meta_of_current_run()
+        return (meta.series_description or None) if meta is not None else None
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """:meth:`message` as the JSON object sent."""
@@ -465,6 +636,10 @@ def _checked_counters(status: Status) -> dict[str, Any]:
         kept = {k: v for k, v in status.counters.items() if k not in bad}
         counters = NodeCounters.model_validate(kept)
     return counters.model_dump(mode="json", exclude_unset=True)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def _number(value: Any) -> str:

@@ -23,12 +23,13 @@ import numpy as np
 import pylsl
 import pytest
 
+from rt_recon.acquire.nifti import load_nifti_run
 from rt_recon.display.messages import page_schema
-from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, TrialRef
+from rt_recon.protocol import TOPIC_FRAME, TOPIC_STATUS, TrialRef, VolumeStreamMeta
 from rt_recon.record.recording import RecordingReader
-from rt_recon.transport.lsl import MarkerOutlet
+from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
 from rt_recon.transport.zmq import Publisher
-from tests.conftest import free_port
+from tests.conftest import free_port, unique
 from tests.display._helpers import (
     ConsoleProcess,
     console_config,
@@ -37,6 +38,7 @@ from tests.display._helpers import (
     pattern,
     status_header,
 )
+from tests.nodes._stream_source import volume
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -268,7 +270,9 @@ def test_console_shows_latency_budgets_lateness_motion_and_the_true_stimulus_bes
         assert page.inner_text('#counts [data-count="late_trs"]') == "1"  # 421 ms > 375 ms TR
         assert page.inner_text('#counts [data-count="interval"]') == "375 ms"
         warnings = page.locator("#warnings li").all_inner_texts()
-        assert any(w.startswith("render over budget") and "at TR 12" in w for w in warnings)
+        (budget,) = [w for w in warnings if w.startswith("over budget")]  # one line, all stages
+        assert budget.startswith("over budget (last 10 TRs): render 1 (worst ")
+        assert "250 ms at TR 12)" in budget and "end_to_end 1 (worst 421.0 ms > 300 ms" in budget
         assert any(w.startswith("late: 1 of the last 10") for w in warnings)
         assert any(w.startswith("motion: framewise displacement 0.90 mm at TR 7") for w in warnings)
         assert page.get_attribute('#latency-table tr[data-stage="render"]', "class") == ""
@@ -361,6 +365,121 @@ def test_console_shows_node_health_change_when_real_nodes_stop(
     print(
         f"\nconsole showed the killed decoder reconnecting {seen_reconnecting:.2f} s after SIGKILL"
     )
+
+
+def _warning(page, kind: str) -> str | None:
+    texts = page.locator(f'#warnings li[data-kind="{kind}"]').all_inner_texts()
+    return texts[0] if texts else None
+
+
+def _wait_text(page, selector: str, expected: str, timeout_s: float = 20.0) -> None:
+    """Until the element's text is ``expected`` (the page redraws four times a second)."""
+    deadline = time.monotonic() + timeout_s
+    found = None
+    while time.monotonic() < deadline:
+        texts = page.locator(selector).all_inner_texts()
+        found = texts[0] if texts else None
+        if found == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{selector}: waited for {expected!r}, found {found!r}")
+
+
+def test_console_follows_a_new_series_a_stalled_stream_and_keeps_its_pictures_over_a_reload(
+    context, node_config, small_dataset, node_processes, tmp_path
+):
+    """Real decoder and renderer processes on a volume stream this test pushes: series 1, then
+    series 2 on a new outlet (the new-series banner, the header, the bridge card), then no
+    more volumes (the decoder amber, stalled); a reload brings the strip's pictures back."""
+    config = node_config.with_overrides(
+        {
+            "console.port": free_port(),
+            "recorder.status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+            "decoder.mode": "continuous",  # no marker stream: its card stays amber
+            "stream.buffer_trs": 16,
+            "stream.resolve_timeout_s": 120,
+        }
+    )
+    run = load_nifti_run(small_dataset.runs("test")[0].bold)
+    speed = 4.0  # a volume every 0.25 s; stalled after max(3 TRs on the wire, 5 s) = 5 s
+
+    def series(number: int, n: int) -> None:
+        """Series ``number`` on an outlet of its own: ``n`` volumes from index 0, then its end."""
+        meta = VolumeStreamMeta(
+            shape=run.shape, affine=run.affine, tr_s=run.tr_s, session="browser",
+            run=str(number), series=str(number), series_description=f"func_run{number}",
+            speed=speed,
+        )  # fmt: skip
+        outlet = VolumeOutlet(meta, unique("vol"), config.stream.source_id, buffer_trs=16)
+        outlets.append(outlet)
+        assert outlet.wait_for_consumers(90), "the decoder did not open the volume stream"
+        t0 = pylsl.local_clock()
+        for i in range(n):
+            while (wait := t0 + i * meta.sample_interval - pylsl.local_clock()) > 0:
+                time.sleep(min(wait, 0.01))
+            outlet.push(volume(run, i), t0 + i * meta.sample_interval, i)
+
+    outlets: list[VolumeOutlet] = []
+    errors: list[str] = []
+    node_processes.node("renderer", config)  # they load while the console starts
+    node_processes.node("decoder", config)
+    with ConsoleProcess(config, tmp_path / "console.json") as console:
+        page = _open(context, console.url + "/console", errors)
+        try:
+            series(1, 12)
+            _wait_js(page, "document.body.dataset.frameTr === '11'", timeout_ms=60_000)
+            _wait_text(page, "#run", "run 1 · series 1 'func_run1' · 1st run")
+            assert _warning(page, "new_series") is None  # the first run is no news
+            outlets[0].end_run()  # as the bridge does: the run's end, its outlet gone a second
+            time.sleep(1.0)  # later (the next series' outlet is up meanwhile at a scanner)
+            outlets[0].close()
+
+            series(2, 10)  # TRs from 0 again
+            _wait_text(
+                page,
+                '#warnings li[data-kind="new_series"]',
+                "new series 2 (func_run2): run 2 of the session began; TRs count from 0 again",
+            )
+            _wait_text(page, "#run", "run 2 · series 2 'func_run2' · 2nd run")
+            bridge = page.inner_text('#sources li[data-node="bridge"]')
+            assert "series 2 'func_run2'" in bridge and "TR 1.0 s at speed 4" in bridge
+            assert page.get_attribute('#sources li[data-node="bridge"]', "data-level") == "ok"
+            assert page.get_attribute('#sources li[data-node="markers"]', "data-level") == (
+                "waiting"
+            )
+            _wait_js(page, "document.body.dataset.frameTr === '9'", timeout_ms=30_000)
+            assert "last volume" in page.inner_text('#nodes li[data-node="decoder"]')
+
+            # no more volumes, the outlet still up: the decoder still says streaming
+            page.wait_for_selector(
+                '#nodes li[data-node="decoder"][data-level="waiting"]', timeout=20_000
+            )
+            assert page.inner_text('#nodes li[data-node="decoder"] .state') == "streaming"
+            stalled = _warning(page, "stalled")
+            assert stalled.startswith("decoder: no volume for ") and "is the scanner still" in (
+                stalled
+            )
+            state = json.loads(console.get("/api/state")[2])
+            # the last eight pictures (fewer where the renderer skipped latents to keep up)
+            last_pictures = [p["tr"] for p in state["pairs"]][-8:]
+            assert len(last_pictures) >= 2  # the last TR of each run at least
+            _assert_schema_held(page)
+
+            page.reload()  # the strip is refilled from the server's history
+            _wait_js(page, "document.body.dataset.socket === 'open'")
+            _wait_js(
+                page, f"document.querySelectorAll('#strip figure').length === {len(last_pictures)}"
+            )
+            strip = [int(f.get_attribute("data-tr")) for f in page.locator("#strip figure").all()]
+            assert strip == last_pictures[::-1]  # newest first
+            assert page.evaluate("document.body.dataset.frameTr") == str(last_pictures[-1])
+            _wait_js(page, "document.querySelectorAll('#latency-table tbody tr').length > 0")
+            assert page.get_attribute('#nodes li[data-node="decoder"]', "data-level") == "waiting"
+            _assert_schema_held(page)
+        finally:
+            for outlet in outlets:
+                outlet.close()
+    assert not errors
 
 
 def test_console_stops_and_starts_a_real_recorder(context, node_config, small_dataset, tmp_path):

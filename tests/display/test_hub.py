@@ -12,7 +12,7 @@ import pytest
 
 from rt_recon.config import BUDGET_PRESETS_MS
 from rt_recon.display.frames import decode_frame, encode_frame
-from rt_recon.display.hub import ACK_TIMEOUT_S, Client, Hub, waiting_message
+from rt_recon.display.hub import ACK_TIMEOUT_S, HISTORY, Client, Hub, waiting_message
 from rt_recon.display.messages import (
     ConsolePicture,
     ConsoleStateMessage,
@@ -82,6 +82,63 @@ def test_a_page_that_never_acks_is_sent_the_next_picture_after_the_timeout():
     assert hub.next_message(page, now=0.5) is None
     hub.tick(ACK_TIMEOUT_S + 0.1)
     assert decode_frame(hub.next_message(page, now=ACK_TIMEOUT_S + 0.1))[0]["seq"] == 1
+
+
+def _pictures_until_idle(hub: Hub, page: Client, now: float) -> list[int]:
+    """The TRs of the pictures ``page`` is sent, acking each, until nothing more is due."""
+    trs = []
+    while (message := hub.next_message(page, now)) is not None:
+        assert isinstance(message, bytes), "no state was due: the hub was not ticked"
+        trs.append(decode_frame(message)[0]["tr"])
+        page.ack()
+    return trs
+
+
+def test_a_console_page_that_connects_gets_the_last_pictures_oldest_first_then_the_live_ones():
+    assert HISTORY == 8  # the page's strip (STRIP_LENGTH in console.js)
+    hub = _hub()
+    for tr in range(12):
+        hub.on_frame(frame_header(tr, 100.0 + tr), pattern(tr), now=float(tr))
+    page = hub.connect("console")  # a reloaded console page
+    first = hub.next_message(page, now=12.0)
+    assert decode_frame(first)[0]["tr"] == 4
+    assert hub.next_message(page, now=12.0) is None  # one at a time: it has not acked
+    page.ack()
+    assert _pictures_until_idle(hub, page, now=12.0) == [5, 6, 7, 8, 9, 10, 11]  # 11 once
+    meta, pixels = decode_frame(hub.history[-1])
+    assert ConsolePicture.model_validate(meta).to_json() == meta
+    np.testing.assert_array_equal(pixels, pattern(11))
+    hub.on_frame(frame_header(12, 112.0), pattern(12), now=13.0)
+    assert _pictures_until_idle(hub, page, now=13.0) == [12]  # then the live ones
+
+
+def test_a_newer_picture_arriving_while_the_history_is_sent_comes_after_it():
+    hub = _hub()
+    for tr in range(3):
+        hub.on_frame(frame_header(tr, 100.0 + tr), pattern(tr), now=float(tr))
+    page = hub.connect("console")
+    assert decode_frame(hub.next_message(page, now=3.0))[0]["tr"] == 0
+    hub.on_frame(frame_header(3, 103.0), pattern(3), now=3.1)
+    page.ack()
+    assert _pictures_until_idle(hub, page, now=3.2) == [1, 2, 3]
+
+
+def test_a_participant_page_that_connects_gets_only_the_newest_picture():
+    hub = _hub()
+    for tr in range(5):
+        hub.on_frame(frame_header(tr, 100.0 + tr), pattern(tr), now=float(tr))
+    page = hub.connect("participant")
+    assert _pictures_until_idle(hub, page, now=5.0) == [4]
+    assert _pictures_until_idle(hub, hub.connect("console"), now=5.0) == [0, 1, 2, 3, 4]
+
+
+def test_the_console_state_goes_first_to_a_page_that_connects():
+    hub = _hub()
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    hub.tick(0.5)
+    page = hub.connect("console")
+    assert json.loads(hub.next_message(page, now=0.5))["type"] == "state"
+    assert _pictures_until_idle(hub, page, now=0.5) == [0]
 
 
 def test_participants_go_back_to_waiting_when_the_renderer_is_away_the_console_keeps_its_picture():

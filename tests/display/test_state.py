@@ -114,9 +114,11 @@ def test_budget_warnings_name_the_stage_the_budget_and_the_worst_tr():
     assert snap["counts"]["over_budget"]["render"] == 2
     assert snap["counts"]["over_budget"]["end_to_end"] == 2
     assert snap["counts"]["over_budget"]["preprocess"] == 0
-    budget = {w["text"].split(" ")[0]: w["text"] for w in snap["warnings"] if w["kind"] == "budget"}
-    assert set(budget) == {"render", "end_to_end"}
-    assert "2 of the last 5 TRs above 250 ms; worst 288.4 ms at TR 6" in budget["render"]
+    (budget,) = [w["text"] for w in snap["warnings"] if w["kind"] == "budget"]  # one line
+    assert budget == (
+        "over budget (last 5 TRs): render 2 (worst 288.4 ms > 250 ms at TR 6), "
+        "end_to_end 2 (worst 307.0 ms > 300 ms at TR 6)"
+    )
     render = next(r for r in snap["latency_summary"] if r["stage"] == "render")
     assert render["latest_ms"] == pytest.approx(HEALTHY_RENDER_MS, abs=1e-6)
     assert render["budget_ms"] == 250.0

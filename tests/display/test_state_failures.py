@@ -53,8 +53,11 @@ def test_a_decoder_refusing_a_run_on_another_grid_is_failed_with_both_grids_unti
     state.on_status(
         status_header("decoder", "refused", 1, run="2", series="2", error=refusal), now=2.0
     )
-    assert state.node_level("decoder", 2.0) == "failed"
-    assert Alert(kind="failed", text=f"decoder refused: {refusal}") in state.warnings(2.0)
+    assert state.node_level("decoder", 2.0) == "failed"  # red, as before
+    warnings = state.warnings(2.0)
+    # its own kind, not the generic failure, with both grids; first of the warnings
+    assert warnings[0] == Alert(kind="geometry", text=f"decoder refused: {refusal}")
+    assert not [w for w in warnings if w.kind == "failed"]
     state.on_status(status_header("decoder", "streaming", 2, run="8", series="8"), now=3.0)
     assert state.node_level("decoder", 3.0) == "ok"
-    assert not [w for w in state.warnings(3.0) if w.kind == "failed"]
+    assert not [w for w in state.warnings(3.0) if w.kind in ("failed", "geometry")]

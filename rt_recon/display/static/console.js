@@ -35,6 +35,7 @@ function ms(value) {
 function describeNode(node) {
   const parts = [];
   if (node.age_s !== null) parts.push(`heard ${node.age_s.toFixed(1)} s ago`);
+  if (node.volume_age_s !== null) parts.push(`last volume ${node.volume_age_s.toFixed(1)} s ago`);
   if (node.pid) parts.push(`pid ${node.pid}`);
   if (node.restarts) parts.push(`restarted ${node.restarts}×`);
   for (const key of ["tr", "volumes", "published", "rendered", "missed", "skipped_stale"]) {
@@ -66,6 +67,45 @@ function showNodes(nodes) {
   );
 }
 
+// The volume stream (the bridge) and the marker stream, as cards like the nodes'.
+function showSources(state) {
+  const cards = [
+    ["bridge", state.volume_source],
+    ["markers", state.marker_source],
+  ].filter(([, source]) => source !== null);
+  $("#sources").replaceChildren(
+    ...cards.map(([name, source]) => {
+      const item = element("li", { class: "node", "data-node": name, "data-level": source.level });
+      const found = source.level === "ok" ? "found" : source.level === "unknown" ? "looking" : "not found";
+      item.append(
+        element("span", { class: "dot" }),
+        element("b", {}, name === "bridge" ? "volume stream" : "marker stream"),
+        element("span", { class: "state" }, found),
+        element("span", { class: "detail" }, source.text),
+      );
+      return item;
+    }),
+  );
+}
+
+function ordinal(n) {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  const suffix = teen ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] ?? "th";
+  return `${n}${suffix}`;
+}
+
+// "run 8 · series 8 'func_run2' · 2nd run"
+function runText(state) {
+  if (state.run === null) return "";
+  const parts = [`run ${state.run}`];
+  if (state.series !== null) {
+    const description = state.series_description === null ? "" : ` '${state.series_description}'`;
+    parts.push(`series ${state.series}${description}`);
+  }
+  if (state.runs > 0) parts.push(`${ordinal(state.runs)} run`);
+  return parts.join(" · ");
+}
+
 function showCounts(state) {
   const set = (key, text, bad = false) => {
     const cell = $(`#counts [data-count="${key}"]`);
@@ -79,8 +119,8 @@ function showCounts(state) {
     set(key, String(state.counts[key]), state.counts[key] > 0 && key !== "no_picture_trs");
   }
   document.body.dataset.tr = state.tr ?? "";
-  const where = [state.session && `session ${state.session}`, state.run && `run ${state.run}`];
-  $("#session").textContent = where.filter(Boolean).join(", ") || "no session yet";
+  $("#session").textContent = state.session ? `session ${state.session}` : "no session yet";
+  $("#run").textContent = runText(state);
 }
 
 function showWarnings(warnings) {
@@ -214,6 +254,7 @@ $("#record").addEventListener("click", () => {
 function showState(state) {
   latest = state;
   showNodes(state.nodes);
+  showSources(state);
   showRecording(state.nodes);
   showCounts(state);
   showWarnings(state.warnings);
