@@ -24,6 +24,13 @@ so both nodes wait for one subscriber more (:func:`pipeline_overrides`):
 counting it without waiting for it let the decoder start before the renderer
 had subscribed (issue #15 item 7: 1 frame of 155 TRs).
 
+A replay of several runs (a recording whose segments are on different grids:
+:mod:`rt_recon.record.to_run`) is one source process per run, one after the
+other (``more_sources``): each waits for the decoder and the recorder to be on
+its own stream before its first volume (a fresh ``--await-ready``: they follow
+the stream to its next run once the one before has ended), as the bridge does
+at each new series.
+
 When the last frame is in, the recorder gets a moment to record it too
 (its heartbeat says when) before the nodes are stopped.
 """
@@ -113,8 +120,11 @@ def run_pipeline(
     n_trs: int,
     monitor: Callable[[Supervisor], None] | None = None,
     frame_paced: bool = True,
+    more_sources: Sequence[Sequence[str]] = (),
+    last: tuple[str, int] | None = None,
 ) -> PipelineResult:
-    """Start the nodes and the replay source; return when TR ``n_trs - 1`` is rendered.
+    """Start the nodes and the replay source; return when TR ``n_trs - 1`` is rendered
+    (with several runs: ``last``, ``(run, TR)``, the last TR of the last run).
 
     ``config`` must include :func:`pipeline_overrides` (``asap=True`` when
     ``--asap`` is among ``replay_args``; a ConfigError otherwise); ``config_path``
@@ -125,10 +135,15 @@ def run_pipeline(
     if given, is called about every 0.1 s while the run goes (e.g. to sample
     the children's memory). ``frame_paced=False``: an asap replay goes as fast as the
     *decoder* takes volumes, the renderer drawing the newest latents as live (a soak).
+    ``more_sources``: the arguments of further replay sources (each a run: see the module
+    doc), started one after the other, each once the one before has finished.
     """
     asap = "--asap" in replay_args
     _check_subscriber_counts(config, asap, frame_paced)
     result = PipelineResult(config.paths.output_dir, n_trs, config.recording_path)
+    sources = [list(replay_args), *(list(args) for args in more_sources)]
+    if any(("--asap" in args) != asap for args in sources):
+        raise ConfigError("the replay sources of one pipeline are all --asap or none is")
     source_args = [
         "--await-ready",
         config.decoder.latents_endpoint,
@@ -156,8 +171,16 @@ def run_pipeline(
     ):
         for node in ("recorder", "renderer", "decoder"):
             supervisor.start_node(node, config_path)
-        supervisor.start_node("replay", config_path, *replay_args, *source_args)
-        _collect(supervisor, latents, frames, result, monitor)
+
+        def next_source() -> bool:
+            """Start the next replay source, if any is left; whether one was."""
+            if not sources:
+                return False
+            supervisor.start_node("replay", config_path, *sources.pop(0), *source_args)
+            return True
+
+        next_source()
+        _collect(supervisor, latents, frames, result, monitor, next_source, last)
         _wait_for_recorder(recorder, result)
     result.latency = summarise((f.header["times"] for f in result.frames), config.budgets_ms())
     return result
@@ -197,12 +220,14 @@ def _collect(
     frames: Subscriber,
     result: PipelineResult,
     monitor: Callable[[Supervisor], None] | None = None,
+    next_source: Callable[[], bool] = lambda: False,
+    last: tuple[str, int] | None = None,
 ) -> None:
     poller = zmq.Poller()
     poller.register(latents.socket, zmq.POLLIN)
     poller.register(frames.socket, zmq.POLLIN)
     source_done_at: float | None = None
-    last_tr = result.n_trs - 1
+    last_run, last_tr = (None, result.n_trs - 1) if last is None else last
     while True:
         ready = dict(poller.poll(100))
         if monitor is not None:
@@ -215,11 +240,13 @@ def _collect(
             message = frames.receive(timeout=0)
             if message is not None:
                 result.frames.append(message)
-                if message.header.get("tr") == last_tr:
+                header = message.header
+                if header.get("tr") == last_tr and last_run in (None, header.get("run")):
                     return
         for name, code in supervisor.exited().items():
             if name == "replay" and code == 0:
-                source_done_at = source_done_at or time.monotonic()
+                if source_done_at is None and not next_source():
+                    source_done_at = time.monotonic()
             else:
                 child = supervisor.children[name]
                 raise RtReconError(

@@ -8,9 +8,15 @@ over LSL at the recorded pace times ``speed`` (or ``asap``: as fast as the
 renderer is done with each TR, so every TR gets its frame), into the same
 decoder, renderer and recorder processes as a live session. Decoding is
 deterministic, so latents equal the original recording's wherever it had
-them: :func:`compare_latents` says so. A recording in segments
-(:mod:`rt_recon.record.segments`) is replayed as :mod:`rt_recon.record.to_run`
-says: the segments on the first segment's grid, joined.
+them: :func:`compare_latents` says so, run by run and TR by TR.
+
+A recording in segments (:mod:`rt_recon.record.segments`) is replayed part by
+part, in order (:mod:`rt_recon.record.to_run`: a segment with the restarts'
+segments after it on its grid joined), each part as its own run on its own grid
+under the run label it was recorded with: one replay source per part, the next
+once the one before has ended its run. The decoder refuses a part on another
+grid than its bundle's, as it did live, and decodes the next that fits; the new
+recording is in segments as the original was.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import numpy as np
 from rt_recon.apps.pipeline import PipelineResult, pipeline_overrides, run_pipeline
 from rt_recon.config import SessionConfig, validate_config
 from rt_recon.errors import DataError
+from rt_recon.nodes.replay import volume_indexes
 from rt_recon.record.recording import RecordingReader
 from rt_recon.record.segments import SessionReader
-from rt_recon.record.to_run import recorded_run
+from rt_recon.record.to_run import recorded_parts, recorded_run
 
 
 @dataclass
@@ -38,15 +45,15 @@ class LatentsComparison:
 
 def compare_latents(a: str | Path, b: str | Path) -> LatentsComparison:
     """Compare the latents of two recordings (each with its segments) TR by TR (matched by
-    the TR index in headers)."""
+    run and TR index in headers: each run of a session counts its TRs from 0)."""
     with SessionReader(a) as ra, SessionReader(b) as rb:
         ha, za, ca = ra.latents()
         hb, zb, cb = rb.latents()
-    index_b = {h["tr"]: i for i, h in enumerate(hb)}
+    index_b = {(h.get("run"), h["tr"]): i for i, h in enumerate(hb)}
     compared = identical = 0
     worst = 0.0
     for i, header in enumerate(ha):
-        j = index_b.get(header["tr"])
+        j = index_b.get((header.get("run"), header["tr"]))
         if j is None:
             continue
         compared += 1
@@ -93,7 +100,16 @@ def replay_recording(
     output.mkdir(parents=True, exist_ok=True)
     config_path = output / "session.json"
     config_path.write_text(config.to_json())
-    n_volumes = len(recorded_run(recording).volumes)  # the segments it replays
-    replay_args = [str(recording), "--speed", str(speed), *(["--asap"] if asap else [])]
-    result = run_pipeline(config, config_path, replay_args, n_volumes)
+    parts = recorded_parts(recording)
+    options = ["--speed", str(speed), *(["--asap"] if asap else [])]
+    sources = [
+        [str(recording), "--series", part.label, "--run-id", part.label, *options] for part in parts
+    ]
+    # the last TR: the last volume's acquisition index (a restart's gap leaves indices out)
+    last_tr = int(volume_indexes(recorded_run(recording, parts[-1].label))[-1])
+    n_trs = sum(part.n_volumes for part in parts)
+    result = run_pipeline(
+        config, config_path, sources[0], n_trs, more_sources=sources[1:],
+        last=(parts[-1].label, last_tr),
+    )  # fmt: skip
     return result, compare_latents(recording, config.recording_path)

@@ -13,12 +13,15 @@
    listed in ``run.restart`` (every node by default) is restarted, up to
    ``run.max_restarts`` times; any other node's exit ends the session with
    that node's own error line. Their heartbeats are
-   listened to for the end-of-session :class:`SessionSummary`.
+   listened to for the end-of-session :class:`SessionSummary`, which also names
+   every stretch of TRs that was not decoded, and why (a decoder restart's
+   downtime: :mod:`rt_recon.evaluate.gaps`), logged as the session ends.
 5. On SIGINT/SIGTERM, stop every node (SIGTERM, then SIGKILL): no orphans.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
@@ -31,6 +34,7 @@ from typing import Any
 from rt_recon.apps.preflight import check_before_start
 from rt_recon.config import SessionConfig
 from rt_recon.errors import ProtocolError, RtReconError
+from rt_recon.evaluate.gaps import recorded_gaps
 from rt_recon.nodes.supervisor import Supervisor
 from rt_recon.protocol import TOPIC_STATUS, Status
 from rt_recon.record.segments import SessionReader
@@ -48,13 +52,19 @@ class SessionSummary:
     """What a session did, from its nodes' last heartbeats and its recording.
 
     ``trs``: TRs the decoder counted over the session's ``runs`` (decoded, ``skipped``
-    because they could not be decoded, and ``missed`` because they never arrived);
+    because they could not be decoded, and ``missed`` because they never reached a
+    decoder); a restarted decoder counts the TRs before its first as missed, so the TRs
+    of that run its predecessor had already counted are taken off (each TR counts once);
     ``frames``: frames rendered,
     over every renderer process of the session (restarts included);
     ``recording``: the recording file, if one was written, with its
     ``recorded`` entries per group (volumes, frames, ...) or why it could not
-    be read (``recording_problem``). A node not heard from is absent from
-    ``heard``, and its numbers stay None.
+    be read (``recording_problem``); ``not_decoded``: one line per stretch of TRs
+    without latents and why (a decoder restart names its downtime: ``decoder down: TRs
+    61-68 of run 7 not decoded (decoder restart: pid 4242 -> pid 4311)``), from the
+    recording (:mod:`rt_recon.evaluate.gaps`), or without one from the heartbeats (where
+    a restart happened, not where the new process resumed). A node not heard from is
+    absent from ``heard``, and its numbers stay None.
     """
 
     duration_s: float = 0.0
@@ -67,6 +77,7 @@ class SessionSummary:
     recording: Path | None = None
     recorded: dict[str, int] = field(default_factory=dict)
     recording_problem: str | None = None
+    not_decoded: list[str] = field(default_factory=list)
 
 
 class HeartbeatWatch:
@@ -76,8 +87,11 @@ class HeartbeatWatch:
         self._subscribers = [
             Subscriber(endpoint, [TOPIC_STATUS], curve=config.security) for endpoint in endpoints
         ]
-        #: (node, pid) -> its last counters
+        #: (node, pid) -> its last counters, in the order the processes were first heard
         self.last: dict[tuple[str, int], dict[str, Any]] = {}
+        #: (node, pid) -> the first run its heartbeats named (a restarted decoder: the run
+        #: it resumed)
+        self.first_run: dict[tuple[str, int], str] = {}
 
     def poll(self, wait_s: float = 0.0) -> None:
         """Take every heartbeat waiting (the first of each socket waited for up to ``wait_s``:
@@ -91,11 +105,24 @@ class HeartbeatWatch:
                 except ProtocolError as exc:
                     log.debug("ignored a heartbeat from %s: %s", subscriber.endpoint, exc)
                     continue
-                self.last[(status.node, status.pid)] = dict(status.counters)
+                key = (status.node, status.pid)
+                self.last[key] = dict(status.counters)
+                run = status.counters.get("run")
+                if run is not None and key not in self.first_run:
+                    self.first_run[key] = str(run)
 
     def counters(self, node: str) -> list[dict[str, Any]]:
         """The last counters of each process of ``node`` heard from (restarts: several)."""
         return [counters for (name, _), counters in self.last.items() if name == node]
+
+    def processes(self, node: str) -> list[tuple[int, str | None, dict[str, Any]]]:
+        """``(pid, first run, last counters)`` of each process of ``node``, in the order
+        they were first heard."""
+        return [
+            (pid, self.first_run.get((name, pid)), counters)
+            for (name, pid), counters in self.last.items()
+            if name == node
+        ]
 
     def close(self) -> None:
         for subscriber in self._subscribers:
@@ -106,13 +133,26 @@ def _summarize(
     watch: HeartbeatWatch, config: SessionConfig, nodes: tuple[str, ...], duration_s: float
 ) -> SessionSummary:
     summary = SessionSummary(duration_s=duration_s, heard={node for node, _ in watch.last})
-    decoders = watch.counters("decoder")
+    decoders = watch.processes("decoder")
+    restarts: list[str] = []
     if decoders:
-        summary.missed = sum(int(c.get("missed", 0)) for c in decoders)
-        summary.skipped = sum(int(c.get("skipped", 0)) for c in decoders)
-        published = sum(int(c.get("published", 0)) for c in decoders)
+        summary.missed = sum(int(c.get("missed", 0)) for _, _, c in decoders)
+        summary.skipped = sum(int(c.get("skipped", 0)) for _, _, c in decoders)
+        published = sum(int(c.get("published", 0)) for _, _, c in decoders)
+        summary.runs = sum(int(c.get("runs", 0)) for _, _, c in decoders)
+        for (pid, _, before), (new_pid, resumed, _) in itertools.pairwise(decoders):
+            if resumed is None or resumed != before.get("run"):
+                continue  # the new process began another run: nothing counted twice
+            # it counted TRs 0 .. its first - 1 as missed; those up to the last one the
+            # process before it decoded were counted by that one already
+            last = int(before.get("tr", -1))
+            summary.missed -= last + 1
+            summary.runs -= 1
+            restarts.append(
+                f"decoder down: run {resumed} after TR {last} (decoder restart: pid {pid} -> "
+                f"pid {new_pid}); the TRs until it resumed are counted as missed"
+            )
         summary.trs = published + summary.skipped + summary.missed
-        summary.runs = sum(int(c.get("runs", 0)) for c in decoders)
     renderers = watch.counters("renderer")
     if renderers:
         summary.frames = sum(int(c.get("rendered", 0)) for c in renderers)
@@ -123,8 +163,12 @@ def _summarize(
             with SessionReader(path) as reading:  # with its later segments
                 groups = ("volumes", "markers", "latents", "frames")
                 summary.recorded = {group: reading.count(group) for group in groups}
+                gaps = recorded_gaps(reading)
+            summary.not_decoded = [gap.describe() for gap in gaps]
+            return summary
         except RtReconError as exc:
             summary.recording_problem = str(exc)
+    summary.not_decoded = restarts  # no recording to say exactly where: the heartbeats
     return summary
 
 
@@ -221,6 +265,8 @@ class Session:
             watch.poll(wait_s=0.5)  # the nodes' last words ("stopped" heartbeats)
             watch.close()
             self.summary = _summarize(watch, config, nodes, time.monotonic() - started)
+            for line in self.summary.not_decoded:
+                log.warning("%s", line)
 
 
 #: The exit code of a node that stopped on an error it stated (``rt-recon: error: ...``).

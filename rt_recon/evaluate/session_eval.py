@@ -10,7 +10,9 @@ duplicated TRs is scored on the trials whose frames exist; the others are
 counted as missing, and every figure is stated as ``n scored of n shown``
 beside identification over all trials shown, a missing trial counted as a
 failure, with a warning when few were scored
-(:func:`~rt_recon.evaluate.trials.coverage_warnings`). Latency is judged by
+(:func:`~rt_recon.evaluate.trials.coverage_warnings`) and one naming each stretch of
+TRs that was not decoded, and why (:mod:`rt_recon.evaluate.gaps`: a decoder
+restart's downtime, volumes that never reached the decoder). Latency is judged by
 the session's own budgets (its recorded config), so a GPU session meets GPU
 budgets.
 
@@ -31,6 +33,7 @@ import numpy as np
 
 from rt_recon.config import SessionConfig, validate_config
 from rt_recon.errors import ConfigError, DataError
+from rt_recon.evaluate.gaps import recorded_gaps
 from rt_recon.evaluate.latency import StageSummary, stage_samples, summarise
 from rt_recon.evaluate.metrics import PIXEL_SPACE, correlation_matrix, pixel_features
 from rt_recon.evaluate.ssim import mean_ssim
@@ -70,6 +73,14 @@ class SessionEvaluation(TrialCoverage):
     trials: list[TrialRow] = field(default_factory=list)
     recons: np.ndarray | None = None
     truths: np.ndarray | None = None
+    #: One line per stretch of TRs without latents, and why (:mod:`rt_recon.evaluate.gaps`).
+    not_decoded: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Few trials scored (:func:`~rt_recon.evaluate.trials.coverage_warnings`), then
+        every stretch of TRs that was not decoded (a decoder restart's downtime, ...)."""
+        return [*super().warnings, *self.not_decoded]
 
     def headline(self) -> str:
         """The accuracy in one line, with the trials it rests on (``n scored of n shown``)."""
@@ -120,6 +131,7 @@ def evaluate_recording(
         markers = reader.markers()
         headers, images = reader.frames()
         recorded = reader.attr("config")
+        gaps = recorded_gaps(reader)
     budgets = _recorded_budgets(path, recorded)
     # the session's volumes in acquisition order, segment after segment (grids may differ:
     # a volume is known by its stamp and its CRC-32)
@@ -177,6 +189,7 @@ def evaluate_recording(
         trials=rows,
         recons=recons_arr,
         truths=truths_arr,
+        not_decoded=[gap.describe() for gap in gaps],
     )
 
 

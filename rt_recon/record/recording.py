@@ -426,6 +426,15 @@ class RecordingReader:
 
         return self._guard("latents", read)
 
+    def latents_headers(self) -> list[dict]:
+        """The latents' headers alone (the z and c arrays left on disk)."""
+
+        def read() -> list[dict]:
+            n = self.count("latents")
+            return [json.loads(h) for h in self._file["latents/header"][:n]]
+
+        return self._guard("latents", read)
+
     def frames(self) -> tuple[list[dict], np.ndarray]:
         def read() -> tuple[list[dict], np.ndarray]:
             n = self.count("frames")

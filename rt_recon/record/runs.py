@@ -8,7 +8,8 @@ recordings too; every other format comes from ``acquire``:
   slices), PAR/REC or 3D NIfTI files, or one enhanced DICOM / PAR file,
   read exactly as the bridge reads it (:func:`rt_recon.acquire.series.read_series`);
 * an XDF recording (``.xdf``) of an rt_recon session (:mod:`rt_recon.acquire.xdf`);
-* an rt_recon recording (``.h5``, :func:`rt_recon.record.to_run.recorded_run`).
+* an rt_recon recording (``.h5``, :func:`rt_recon.record.to_run.recorded_run`): one of
+  its parts (runs on their own grids), picked by the run it recorded.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def load_run(
         path: 4D NIfTI, series folder/file, ``.xdf`` or rt_recon ``.h5`` recording.
         events: BIDS events.tsv to send as markers (for XDF: instead of its markers).
         options: TR override, slices per volume, Philips image type (series only).
-        series: series number to pick from a folder holding several.
+        series: series number to pick from a folder holding several; for an rt_recon
+            recording, the part to read by the run it recorded (default: the first).
         stream: name of the volume stream in an XDF file holding several.
     """
     path = Path(path)
@@ -58,7 +60,7 @@ def load_run(
             "or file, an .xdf recording or an rt_recon .h5 recording)"
         )
     if path.suffix.lower() == ".h5":
-        run = recorded_run(path)
+        run = recorded_run(path, series)
         if events is not None:
             run.events = read_events(events)
         return run

@@ -127,6 +127,10 @@ class SessionReader:
         headers = [h for part in parts for h in part[0]]
         return headers, _joined([p[1] for p in parts]), _joined([p[2] for p in parts])
 
+    def latents_headers(self) -> list[dict]:
+        """The latents' headers of every segment, in order (without the arrays)."""
+        return [h for segment in self.segments for h in segment.latents_headers()]
+
     def frames(self) -> tuple[list[dict], np.ndarray]:
         parts = [segment.frames() for segment in self.segments]
         return [h for part in parts for h in part[0]], _joined([p[1] for p in parts])
