@@ -5,12 +5,14 @@
 Runs, in one process each after the other (nothing else should load the
 machine meanwhile): LSL transport (ours vs plain pylsl), ZeroMQ latents (ours
 vs JSON arrays), decode at NSD scale (low rank vs full rank) and the accuracy
-cost of low rank, per-TR preprocessing on the real Siemens run (ours vs a
-plain scipy registration), the scanner bridge (inotify vs polling) and
-replay pacing (target timestamps vs ``sleep(TR)``), rendering with the
-embedded model (ours vs the stock diffusers img2img pipeline, torch vs ONNX
-Runtime, 1/2/4 steps), and the end-to-end latency of a 100-TR replay through
-the node processes. Every baseline runs in the same process run as ours.
+cost of low rank, the decoder recipes side by side with today's decoder
+(quality on validation runs, per-TR cost at NSD scale), per-TR
+preprocessing on the real Siemens run (ours vs a plain scipy registration),
+the scanner bridge (inotify vs polling) and replay pacing (target timestamps
+vs ``sleep(TR)``), rendering with the embedded model (ours vs the stock
+diffusers img2img pipeline, torch vs ONNX Runtime, 1/2/4 steps), and the
+end-to-end latency of a 100-TR replay through the node processes. Every
+baseline runs in the same process run as ours.
 
 Output: a summary table (stage, ours, baseline, ratio, budget, verdict), the
 tables of each section, JSON (``--json``) and, with ``--docs``, the same
@@ -291,10 +293,47 @@ def end_to_end() -> Section:
     )
 
 
+def decoders() -> Section:
+    from benchmarks import bench_decoders
+
+    r = bench_decoders.run()
+    rows = {row["recipe"]: row for row in r["timing"]["rows"]}
+    today = rows["today (baseline)"]
+    best = rows.get(r["best_name"], today)
+    budgets = BUDGET_PRESETS_MS["cpu"]
+    body = (
+        f"Synthetic session ({r['participant']} participant), embedded model, best "
+        f"combination: {r['best_name']}.\n\n{r['table']}\n\nRendered, today vs best:\n\n"
+        f"{r['rendered']['table']}\n\nPer-TR cost at NSD scale:\n\n{r['timing']['table']}"
+    )
+    return Section(
+        "decoders",
+        "Decoders side by side (recipes against today's decoder)",
+        "python -m benchmarks.bench_decoders",
+        body,
+        [
+            _row(
+                f"preprocess, {r['best_name']} decoder",
+                best["preprocess"],
+                today["preprocess"],
+                budgets["preprocess"],
+            ),
+            _row(
+                f"decode, {r['best_name']} decoder",
+                best["decode"],
+                today["decode"],
+                budgets["decode"],
+            ),
+        ],
+        raw=r,
+    )
+
+
 SECTIONS: dict[str, Callable[[], Section | None]] = {
     "transport": transport,
     "zmq": zmq_latents,
     "decode": decode,
+    "decoders": decoders,
     "preprocess": preprocess,
     "bridge": bridge,
     "render": render,

@@ -75,6 +75,8 @@ class RecipeResult:
     r2: list[dict[str, float]] = field(default_factory=list)
     ident: list[dict[str, float]] = field(default_factory=list)
     n_trials: list[int] = field(default_factory=list)
+    # per head: each validation trial's share of won comparisons, runs concatenated
+    wins: dict[str, np.ndarray] = field(default_factory=dict)
     n_voxels: dict[str, int] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     fit_s: float = 0.0
@@ -85,6 +87,13 @@ class RecipeResult:
     def spread(self, what: str, head: str) -> tuple[float, float]:
         values = [run[head] for run in getattr(self, what)]
         return float(np.min(values)), float(np.max(values))
+
+    def interval(self, head: str, n_boot: int = 2000) -> tuple[float, float]:
+        """95% bootstrap interval (over validation trials) of identification."""
+        wins = self.wins[head]
+        rng = np.random.default_rng(0)
+        means = wins[rng.integers(0, len(wins), (n_boot, len(wins)))].mean(axis=1)
+        return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
     @property
     def score(self) -> float:
@@ -142,10 +151,11 @@ def _validate(
     features: list[np.ndarray],
     voxels: np.ndarray,
     targets: Targets,
-) -> tuple[list[dict], list[dict], list[int]]:
-    from rt_recon.evaluate.metrics import two_way_identification
+) -> tuple[list[dict], list[dict], list[int], dict[str, np.ndarray]]:
+    from rt_recon.evaluate.metrics import correlation_matrix
 
     r2s, idents, ns = [], [], []
+    wins: dict[str, list[np.ndarray]] = {head: [] for head in bundle.heads}
     lag = bundle.window.lag_trs
     for run, series in zip(runs, features, strict=True):
         decoder = OnlineDecoder(bundle)
@@ -166,38 +176,46 @@ def _validate(
             ss_res = ((truth - est) ** 2).sum(axis=0)
             ss_tot = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
             r2[head] = float(np.mean(1.0 - ss_res / np.maximum(ss_tot, 1e-12)))
-            ident[head] = two_way_identification(est, truth)
+            corr = correlation_matrix(est, truth)
+            won = (corr < np.diag(corr)[:, None]).sum(axis=1) / (len(corr) - 1)
+            ident[head] = float(won.mean())  # two-way identification, as MindEye's
+            wins[head].append(won)
         r2s.append(r2)
         idents.append(ident)
         ns.append(len(samples))
-    return r2s, idents, ns
+    return r2s, idents, ns, {h: np.concatenate(w) for h, w in wins.items()}
 
 
 def _table(results: list[RecipeResult], where: str) -> str:
     n = results[0].n_trials
+    spread = len(n) > 1
     lines = [
-        f"Validation: {where} ({len(n)} runs, {sum(n)} trials); mean over runs "
-        "[min–max over runs]. Chance: identification 50%, R² 0.",
+        f"Validation: {where} ({len(n)} run{'s' if spread else ''}, {sum(n)} trials). "
+        "R²: mean over targets"
+        + (", mean over runs [min–max over runs]" if spread else "")
+        + "; identification: over the validation trials, (95% bootstrap interval over "
+        "trials). Chance: identification 50%, R² 0.",
         "",
-        "| decoder | voxels z / c | CV R² z / c (train) | val R² z | val R² c "
+        "| decoder | voxels z / c | CV R² z / c (train) | val R² z / c "
         "| val ident. z | val ident. c | fit s |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for res in results:
-        cells = []
-        for what, fmt in (("r2", "{:.3f}"), ("ident", "{:.1%}")):
-            for head in ("z", "c"):
-                lo, hi = res.spread(what, head)
-                m = res.mean(what, head)
-                cells.append(f"{fmt.format(m)} [{fmt.format(lo)}–{fmt.format(hi)}]")
+        r2 = []
+        for head in ("z", "c"):
+            lo, hi = res.spread("r2", head)
+            r2.append(f"{res.mean('r2', head):.3f}" + (f" [{lo:.3f}–{hi:.3f}]" if spread else ""))
+        ident = []
+        for head in ("z", "c"):
+            lo, hi = res.interval(head)
+            ident.append(f"{res.wins[head].mean():.1%} ({lo:.1%}–{hi:.1%})")
         name = "today (baseline)" if res.recipe == DecoderRecipe() else res.recipe.name
         lines.append(
             f"| {name} | {res.n_voxels['z']} / {res.n_voxels['c']} | "
-            f"{res.cv_r2['z']:.3f} / {res.cv_r2['c']:.3f} | "
-            + " | ".join(cells)
-            + f" | {res.fit_s:.0f} |"
+            f"{res.cv_r2['z']:.3f} / {res.cv_r2['c']:.3f} | {' / '.join(r2)} | "
+            f"{ident[0]} | {ident[1]} | {res.fit_s:.0f} |"
         )
-    return "\n".join(lines).replace("%", "%")
+    return "\n".join(lines)
 
 
 def _combine(singles: list[RecipeResult], today: RecipeResult) -> DecoderRecipe:
@@ -403,7 +421,9 @@ def run(
             report={k: v for k, v in bundle.report.items() if k in ("hrf", "denoise", "select")},
             fit_s=seconds,
         )
-        res.r2, res.ident, res.n_trials = _validate(bundle, val, val_features, voxels, targets)
+        res.r2, res.ident, res.n_trials, res.wins = _validate(
+            bundle, val, val_features, voxels, targets
+        )
         print(
             f"  {recipe.name:<40} ident z {res.mean('ident', 'z'):.1%} c "
             f"{res.mean('ident', 'c'):.1%}  R2 z {res.mean('r2', 'z'):.3f} c "

@@ -208,6 +208,16 @@ class ExtractedRuns:
     warmup: int
     shape: tuple[int, int, int]
 
+    @property
+    def sample_ids(self) -> np.ndarray:
+        """Stimulus id of every sample, runs concatenated."""
+        return np.concatenate([[sid for _, sid in samples] for samples in self.samples])
+
+    @property
+    def sample_runs(self) -> np.ndarray:
+        """Run index of every sample (the cross-validation groups)."""
+        return np.concatenate([np.full(len(s), r) for r, s in enumerate(self.samples)])
+
     def columns(self, voxels: np.ndarray) -> np.ndarray:
         """Positions of ``voxels`` among the extracted ones (DataError if one is missing)."""
         local = np.searchsorted(self.voxels, voxels)
@@ -409,40 +419,90 @@ def plan_decoders(
     recipe: DecoderRecipe,
     noise_candidates: np.ndarray | None = None,
 ) -> DecoderPlan:
-    """Noise model, HRF groups and voxel selection of ``recipe`` on the extracted runs."""
+    """Noise model, HRF groups and voxel selection of ``recipe`` on the extracted runs,
+    in that order (each step sees the features the previous one leaves)."""
     heads = {h: np.unique(np.asarray(v, dtype=np.int64)) for h, v in head_voxels.items()}
     decoded = np.unique(np.concatenate(list(heads.values())))
-    dec_cols = extracted.columns(decoded)
-    warmup, lag, tr_s = extracted.warmup, extracted.lag, extracted.tr_s
-    canonical = hrf_library.responses([hrf_library.CANONICAL_PEAK_S], extracted.duration_s, tr_s)
     report: dict[str, Any] = {"recipe": recipe.to_json(), "recipe_name": recipe.name}
-    series = [s[:, dec_cols] for s in extracted.series]
-    ids = np.concatenate([[sid for _, sid in samples] for samples in extracted.samples])
-    groups = np.concatenate([np.full(len(s), r) for r, s in enumerate(extracted.samples)])
+    series = [s[:, extracted.columns(decoded)] for s in extracted.series]
     noise = None
     if recipe.denoise_pcs:
-        if noise_candidates is None or len(noise_candidates) == 0:
-            raise DataError(
-                f"recipe {recipe.name!r} removes noise components but no noise-pool "
-                "candidates (voxels outside the ROIs) were given"
-            )
-        candidates = np.setdiff1d(np.asarray(noise_candidates, dtype=np.int64), decoded)
-        cand_cols = extracted.columns(candidates)
-        noise, report["denoise"] = fit_noise_model(
-            [
-                (s[:, cand_cols], x, o)
-                for s, x, o in zip(extracted.series, series, extracted.onsets, strict=True)
-            ],
-            candidates,
-            canonical[0],
-            recipe.denoise_pcs,
-            recipe.pool_size,
-            warmup,
-        )
+        noise, report["denoise"] = _noise_step(extracted, series, decoded, recipe, noise_candidates)
         denoiser = Denoiser(noise, extracted.voxels, decoded)
         series = [denoiser.apply(s) for s in extracted.series]
+    temporal, report_hrf = _temporal_step(extracted, series, heads, decoded, targets, fit, recipe)
+    if report_hrf:
+        report["hrf"] = report_hrf
+    if recipe.select_voxels is not None:
+        report["select"] = {}
+        x_all = _all_trial_features(series, TrialEstimator(temporal, len(decoded)), extracted)
+        for name, vox in heads.items():
+            y = targets.lookup(name, extracted.sample_ids).astype(np.float64)
+            x = x_all[:, np.searchsorted(decoded, vox)]
+            keep, report["select"][name] = _select_step(
+                x, y, extracted.sample_runs, fit, recipe, name
+            )
+            heads[name] = vox[keep]
+        kept = np.unique(np.concatenate(list(heads.values())))
+        cols = np.searchsorted(decoded, kept)
+        decoded = kept
+        if temporal.voxel_group is not None:
+            temporal.voxel_group = temporal.voxel_group[cols]
+        if noise is not None:
+            noise = NoiseModel(noise.pool, noise.components, noise.weights[:, cols])
+    canonical = hrf_library.responses(
+        [hrf_library.CANONICAL_PEAK_S], extracted.duration_s, extracted.tr_s
+    )
+    weights = (
+        temporal.window_weights[0]
+        if recipe.hrf == "canonical"
+        else matched_weights(canonical, extracted.lag, temporal.n_window)[0]
+    )
+    window = WindowSpec(tuple(float(w) for w in weights), extracted.lag, extracted.tr_s)
+    return DecoderPlan(recipe, heads, decoded, temporal, noise, window, report)
+
+
+def _noise_step(
+    extracted: ExtractedRuns,
+    series: Sequence[np.ndarray],
+    decoded: np.ndarray,
+    recipe: DecoderRecipe,
+    noise_candidates: np.ndarray | None,
+) -> tuple[NoiseModel, dict]:
+    if noise_candidates is None or len(noise_candidates) == 0:
+        raise DataError(
+            f"recipe {recipe.name!r} removes noise components but no noise-pool "
+            "candidates (voxels outside the ROIs) were given"
+        )
+    candidates = np.setdiff1d(np.asarray(noise_candidates, dtype=np.int64), decoded)
+    cols = extracted.columns(candidates)
+    canonical = hrf_library.responses(
+        [hrf_library.CANONICAL_PEAK_S], extracted.duration_s, extracted.tr_s
+    )
+    runs = [
+        (s[:, cols], x, o)
+        for s, x, o in zip(extracted.series, series, extracted.onsets, strict=True)
+    ]
+    return fit_noise_model(
+        runs, candidates, canonical[0], recipe.denoise_pcs, recipe.pool_size, extracted.warmup
+    )
+
+
+def _temporal_step(
+    extracted: ExtractedRuns,
+    series: Sequence[np.ndarray],
+    heads: Mapping[str, np.ndarray],
+    decoded: np.ndarray,
+    targets: Targets,
+    fit: FitSection,
+    recipe: DecoderRecipe,
+) -> tuple[TemporalModel, dict]:
+    """The trial estimator: its mode and window, and each voxel's HRF."""
+    lag, tr_s = extracted.lag, extracted.tr_s
     n_window = fit.hrf_window_trs if recipe.trial_estimate == "window" else recipe.lss_window_trs
     period = _period_trs(extracted.onsets)
+    report: dict[str, Any] = {}
+    voxel_group = None
     if recipe.hrf == "library":
         library = hrf_library.responses(hrf_library.LIBRARY_PEAKS_S, extracted.duration_s, tr_s)
         scores = _hrf_scores(series, extracted, heads, decoded, targets, fit, library)
@@ -451,7 +511,7 @@ def plan_decoders(
         used, voxel_group = np.unique(choice, return_inverse=True)
         responses = library[used]
         peaks = tuple(hrf_library.LIBRARY_PEAKS_S[i] for i in used)
-        report["hrf"] = {
+        report = {
             "library_peaks_s": list(hrf_library.LIBRARY_PEAKS_S),
             "voxels_per_peak": {
                 f"{p:g}": int(np.sum(choice == i)) for p, i in zip(peaks, used, strict=True)
@@ -459,7 +519,8 @@ def plan_decoders(
             "median_peak_s": float(np.median(np.asarray(hrf_library.LIBRARY_PEAKS_S)[choice])),
         }
     else:
-        responses, voxel_group, peaks = canonical, None, (hrf_library.CANONICAL_PEAK_S,)
+        peaks = (hrf_library.CANONICAL_PEAK_S,)
+        responses = hrf_library.responses(peaks, extracted.duration_s, tr_s)
     if recipe.hrf == "canonical" and n_window == len(extracted.hrf_weights):
         window_weights = np.asarray(extracted.hrf_weights)[None, :]  # today's, exactly
     else:
@@ -474,36 +535,26 @@ def plan_decoders(
         period_trs=period,
         peaks_s=peaks,
     )
-    if recipe.select_voxels is not None:
-        x_all = _all_trial_features(series, TrialEstimator(temporal, len(decoded)), extracted)
-        alphas = np.asarray(fit.alphas)
-        report["select"] = {}
-        for name, vox in heads.items():
-            x = x_all[:, np.searchsorted(decoded, vox)]
-            y = targets.lookup(name, ids).astype(np.float64)
-            r2 = encoding_r2(x, y, groups, alphas)
-            y_fit = _low_rank_scores(y, fit.low_rank.get(name))
+    return temporal, report
 
-            def score(keep: np.ndarray, x=x, y_fit=y_fit) -> float:
-                return float(ridge_cv(x[:, keep], y_fit, groups, alphas).cv_r2.mean())
 
-            keep, entry = select_voxels(r2, recipe.select_voxels, score, AUTO_FRACTIONS)
-            heads[name] = vox[keep]
-            report["select"][name] = entry
-        kept = np.unique(np.concatenate(list(heads.values())))
-        cols = np.searchsorted(decoded, kept)
-        decoded = kept
-        if temporal.voxel_group is not None:
-            temporal.voxel_group = temporal.voxel_group[cols]
-        if noise is not None:
-            noise = NoiseModel(noise.pool, noise.components, noise.weights[:, cols])
-    canonical_weights = (
-        window_weights[0]
-        if recipe.hrf == "canonical"
-        else matched_weights(canonical, lag, n_window)[0]
-    )
-    window = WindowSpec(tuple(float(w) for w in canonical_weights), lag, tr_s)
-    return DecoderPlan(recipe, heads, decoded, temporal, noise, window, report)
+def _select_step(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    fit: FitSection,
+    recipe: DecoderRecipe,
+    head: str,
+) -> tuple[np.ndarray, dict]:
+    """Positions of a head's voxels to keep (columns of ``x``, its trial estimates)."""
+    alphas = np.asarray(fit.alphas)
+    r2 = encoding_r2(x, y, groups, alphas)
+    y_fit = _low_rank_scores(y, fit.low_rank.get(head))
+
+    def score(keep: np.ndarray) -> float:
+        return float(ridge_cv(x[:, keep], y_fit, groups, alphas).cv_r2.mean())
+
+    return select_voxels(r2, recipe.select_voxels, score, AUTO_FRACTIONS)  # type: ignore[arg-type]
 
 
 def trial_features(
