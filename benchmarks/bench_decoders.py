@@ -1,22 +1,24 @@
 """Decoders side by side: today's against each recipe change, alone and combined.
 
-On the synthetic session (the demo's config; ``--participant realistic`` for
-the realistic participant once the simulator has it), every decoder is
-fitted on the same training runs (preprocessed once) and judged on the
-validation runs only: the ``z`` and ``c`` heads' R^2 over the validation
-trials and their two-way identification in latent space (each trial's
-decoded latent against its own target and every other validation trial's,
-by correlation; chance 50%). Where the session has no ``validation`` runs
-(the easy participant), the last two training runs are held out as
-validation runs. The best combination is the recipe changes that each beat
-today's decoder on validation identification (mean of ``z`` and ``c``),
-taken together. For today's decoder and the best one (the final pair), the
-frames are rendered with the embedded model and scored in pixel space on
-the validation and then the test runs (``rt_recon.evaluate.offline``), and
-the per-TR cost is measured at NSD scale: preprocessing with motion
-correction of a 74x74x36 volume (15,000 decoded voxels, plus the noise
-pool) and decoding into a low-rank (k=128) 4x64x64 ``z`` and 77x1024 ``c``,
-one BLAS thread, random weights.
+On the synthetic session (the demo's config; ``--participant realistic``
+for the realistic participant at its own default ``snr``, ``--seeds`` for
+one session per participant seed), every decoder is fitted on the same
+training runs (preprocessed once) and judged on the validation runs only:
+the ``z`` and ``c`` heads' R^2 over the validation trials and their two-way
+identification in latent space (each trial's decoded latent against its own
+target and every other validation trial's of its run, by correlation;
+chance 50%), with a 95% bootstrap interval over trials and the difference
+from today's decoder on the same trials (paired). Where a session has no
+``validation`` runs (the easy participant), its last two training runs are
+held out as validation runs. The best combination is the recipe changes
+that each beat today's decoder on validation identification (mean of ``z``
+and ``c``), taken together. For today's decoder and the best one (the final
+pair), the frames are rendered with the embedded model and scored in pixel
+space on the validation and then the test runs
+(``rt_recon.evaluate.offline``), and the per-TR cost is measured at NSD
+scale: preprocessing with motion correction of a 74x74x36 volume (15,000
+decoded voxels, plus the noise pool) and decoding into a low-rank (k=128)
+4x64x64 ``z`` and 77x1024 ``c``, one BLAS thread, random weights.
 
 Latent-space figures decode every validation TR with the recipe's
 :class:`~rt_recon.decode.online.OnlineDecoder` fed features computed once
@@ -26,8 +28,8 @@ variance floor; the largest difference this makes is printed), with the
 run's trial onsets known (trial mode). The rendered figures decode each
 run from its volumes, continuous mode, exactly as ``rt-recon evaluate``.
 
-    python -m benchmarks.bench_decoders [--participant realistic] [--pcs 3 6]
-        [--no-render] [--no-timing] [--json out.json]
+    python -m benchmarks.bench_decoders [--participant realistic] [--seeds 0 1 2]
+        [--pcs 3 6] [--only lss library+pcs3] [--no-render] [--no-timing] [--json out.json]
 """
 
 from __future__ import annotations
@@ -88,6 +90,20 @@ class RecipeResult:
         values = [run[head] for run in getattr(self, what)]
         return float(np.min(values)), float(np.max(values))
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.to_json(),
+            "name": self.recipe.name,
+            "cv_r2": self.cv_r2,
+            "r2_per_run": self.r2,
+            "identification_per_run": self.ident,
+            "identification": {h: float(w.mean()) for h, w in self.wins.items()},
+            "n_trials": self.n_trials,
+            "n_voxels": self.n_voxels,
+            "report": self.report,
+            "fit_s": self.fit_s,
+        }
+
     def interval(self, head: str, n_boot: int = 2000) -> tuple[float, float]:
         """95% bootstrap interval (over validation trials) of identification."""
         wins = self.wins[head]
@@ -95,26 +111,41 @@ class RecipeResult:
         means = wins[rng.integers(0, len(wins), (n_boot, len(wins)))].mean(axis=1)
         return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
+    def paired(self, base: RecipeResult, head: str, n_boot: int = 2000) -> tuple[float, ...]:
+        """Identification minus ``base``'s on the same trials: mean and 95% bootstrap
+        interval over trials (pairing removes the trials' own difficulty)."""
+        diff = self.wins[head] - base.wins[head]
+        rng = np.random.default_rng(0)
+        means = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
+        return (
+            float(diff.mean()),
+            float(np.percentile(means, 2.5)),
+            float(np.percentile(means, 97.5)),
+        )
+
     @property
     def score(self) -> float:
         """Validation identification, mean of the two heads."""
         return 0.5 * (self.mean("ident", "z") + self.mean("ident", "c"))
 
 
-def _load_session(participant: str | None):
+def _load_session(participant: str | None, seed: int | None = None):
+    """The demo config and its synthetic session; ``participant``/``seed`` replace the
+    config's (a participant named here gets its own default ``snr``)."""
     from rt_recon.cli import DEFAULT_CONFIG
     from rt_recon.config import SimulationSection, load_config
     from rt_recon.simulators.session import ensure_session
 
     config = load_config(DEFAULT_CONFIG).resolved()
     sim = config.simulation
-    if participant is not None:
-        if "participant" not in SimulationSection.model_fields:
-            raise SystemExit(
-                f"this rt_recon's simulation has no participant setting: --participant "
-                f"{participant} needs the realistic simulator"
-            )
-        sim = sim.model_copy(update={"participant": participant})
+    if participant is not None or seed is not None:
+        data = sim.model_dump()
+        if participant is not None:
+            data.pop("snr")  # the participant's default (DEFAULT_SNR)
+            data["participant"] = participant
+        if seed is not None:
+            data["seed"] = seed
+        sim = SimulationSection.model_validate(data)
     dataset = ensure_session(sim, config.paths.cache_dir, config.session.subject)
     return config, dataset
 
@@ -197,9 +228,10 @@ def _table(results: list[RecipeResult], where: str) -> str:
         "trials). Chance: identification 50%, R² 0.",
         "",
         "| decoder | voxels z / c | CV R² z / c (train) | val R² z / c "
-        "| val ident. z | val ident. c | fit s |",
-        "|---|---|---|---|---|---|---|",
+        "| val ident. z | val ident. c | Δ ident. z vs today | Δ ident. c vs today | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    base = results[0]
     for res in results:
         r2 = []
         for head in ("z", "c"):
@@ -209,12 +241,24 @@ def _table(results: list[RecipeResult], where: str) -> str:
         for head in ("z", "c"):
             lo, hi = res.interval(head)
             ident.append(f"{res.wins[head].mean():.1%} ({lo:.1%}–{hi:.1%})")
+        delta = []
+        for head in ("z", "c"):
+            d, lo, hi = res.paired(base, head)
+            delta.append(
+                "—" if res is base else f"{100 * d:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f})"
+            )
         name = "today (baseline)" if res.recipe == DecoderRecipe() else res.recipe.name
         lines.append(
             f"| {name} | {res.n_voxels['z']} / {res.n_voxels['c']} | "
             f"{res.cv_r2['z']:.3f} / {res.cv_r2['c']:.3f} | {' / '.join(r2)} | "
-            f"{ident[0]} | {ident[1]} | {res.fit_s:.0f} |"
+            f"{ident[0]} | {ident[1]} | {delta[0]} | {delta[1]} | {res.fit_s:.0f} |"
         )
+    lines += [
+        "",
+        "Δ: percentage points on the same trials, 95% bootstrap interval over trials. CV R² "
+        "(leave-one-run-out on the training runs) is optimistic for a recipe that chose "
+        "voxels or HRFs on those runs; the validation columns are the honest ones.",
+    ]
     return "\n".join(lines)
 
 
@@ -362,19 +406,32 @@ def recipe_named(name: str) -> DecoderRecipe:
     return DecoderRecipe(**fields)
 
 
-def run(
-    participant: str | None = None,
-    pcs: tuple[int, ...] = (3, 6),
-    render: bool = True,
-    timing: bool = True,
-    only: list[DecoderRecipe] | None = None,
-) -> dict:
+@dataclass
+class Session:
+    """One synthetic session, preprocessed once for every recipe."""
+
+    config: Any
+    dataset: Any
+    where: str
+    val_files: list
+    test_files: list
+    val: list
+    extracted: Any
+    val_features: list[np.ndarray]
+    voxels: np.ndarray
+    head_voxels: dict[str, np.ndarray]
+    candidates: np.ndarray
+    targets: Targets
+    shapes: dict[str, tuple[int, ...]]
+    stream: StreamSpec
+    model_spec: ModelSpec
+
+
+def _prepare(participant: str | None, seed: int | None, model) -> Session:
     from rt_recon.acquire.masks import load_mask
-    from rt_recon.render.embedded import resolve_model_path
-    from rt_recon.render.model import load_render_model
     from rt_recon.render.targets import encode_captions, encode_images
 
-    config, dataset = _load_session(participant)
+    config, dataset = _load_session(participant, seed)
     train_files, val_files, test_files, where = _split(dataset)
     print(f"session {dataset.root}: {len(train_files)} training runs, validation: {where}")
     train = [_load_run(f) for f in train_files]
@@ -382,7 +439,6 @@ def run(
     shape, affine = train[0].shape, train[0].affine
     masks = {m: load_mask(dataset.mask_path(m), shape, affine) for m in ("ev", "hv", "brain")}
     head_voxels = {"z": masks["ev"], "c": masks["hv"]}
-    model = load_render_model(resolve_model_path(config), with_text=True)
     all_runs = train + val + [_load_run(f) for f in test_files]
     ids = np.array(
         sorted({int(e["stimulus_id"]) for r in all_runs for e in r.events if "stimulus_id" in e})
@@ -394,79 +450,128 @@ def run(
             "c": encode_captions(model, dataset.captions(ids)),
         },
     )
-    shapes = {"z": model.latent_shape, "c": model.cond_shape}
     stream = StreamSpec(shape, int(np.prod(shape)), "full", np.asarray(affine))
-    model_spec = ModelSpec.from_json(model.describe())
-    fit = config.fit
     pool_size = DecoderRecipe().pool_size
     candidates = pool_candidates(masks["brain"], head_voxels, POOL_CANDIDATES_PER_VOXEL * pool_size)
     voxels = np.unique(np.concatenate([masks["ev"], masks["hv"], candidates]))
     began = time.perf_counter()
     training = [TrainingRun(r.volumes, r.events, r.tr_s) for r in train]
-    extracted = extract_runs(training, voxels, fit, stream)
+    extracted = extract_runs(training, voxels, config.fit, stream)
     val_features = [_run_features(r, voxels, extracted) for r in val]
     print(f"preprocessed {len(train)} + {len(val)} runs, {len(voxels)} voxels: "
           f"{time.perf_counter() - began:.0f} s")  # fmt: skip
+    return Session(
+        config,
+        dataset,
+        where,
+        val_files,
+        test_files,
+        val,
+        extracted,
+        val_features,
+        voxels,
+        head_voxels,
+        candidates,
+        targets,
+        {"z": model.latent_shape, "c": model.cond_shape},
+        stream,
+        ModelSpec.from_json(model.describe()),
+    )
 
-    def evaluate(recipe: DecoderRecipe) -> tuple[RecipeResult, DecoderBundle]:
-        start = time.perf_counter()
-        plan = plan_decoders(extracted, head_voxels, targets, fit, recipe, candidates)
-        bundle = fit_planned(extracted, plan, targets, shapes, fit, stream, model_spec)
-        seconds = time.perf_counter() - start
+
+def _fit(session: Session, recipe: DecoderRecipe) -> tuple[DecoderBundle, float]:
+    start = time.perf_counter()
+    s = session
+    plan = plan_decoders(s.extracted, s.head_voxels, s.targets, s.config.fit, recipe, s.candidates)
+    bundle = fit_planned(
+        s.extracted, plan, s.targets, s.shapes, s.config.fit, s.stream, s.model_spec
+    )
+    return bundle, time.perf_counter() - start
+
+
+def _evaluate(sessions: list[Session], recipe: DecoderRecipe) -> tuple[RecipeResult, list]:
+    """Fit ``recipe`` on each session's training runs; validate; results pooled over sessions."""
+    res = RecipeResult(recipe, cv_r2={"z": 0.0, "c": 0.0})
+    bundles, wins = [], {"z": [], "c": []}
+    for s in sessions:
+        bundle, seconds = _fit(s, recipe)
+        bundles.append(bundle)
         heads = bundle.report["heads"]
-        res = RecipeResult(
-            recipe,
-            cv_r2={h: float(heads[h]["cv_r2_mean"]) for h in heads},
-            n_voxels={h: len(bundle.heads[h].voxels) for h in bundle.heads},
-            report={k: v for k, v in bundle.report.items() if k in ("hrf", "denoise", "select")},
-            fit_s=seconds,
-        )
-        res.r2, res.ident, res.n_trials, res.wins = _validate(
-            bundle, val, val_features, voxels, targets
-        )
-        print(
-            f"  {recipe.name:<40} ident z {res.mean('ident', 'z'):.1%} c "
-            f"{res.mean('ident', 'c'):.1%}  R2 z {res.mean('r2', 'z'):.3f} c "
-            f"{res.mean('r2', 'c'):.3f}  ({seconds:.0f} s)",
-            flush=True,
-        )
-        return res, bundle
+        for h in heads:
+            res.cv_r2[h] += float(heads[h]["cv_r2_mean"]) / len(sessions)
+            res.n_voxels[h] = res.n_voxels.get(h, 0) + len(bundle.heads[h].voxels)
+        res.report[str(s.dataset.root)] = {
+            k: v for k, v in bundle.report.items() if k in ("hrf", "denoise", "select")
+        }
+        res.fit_s += seconds
+        r2, ident, n, won = _validate(bundle, s.val, s.val_features, s.voxels, s.targets)
+        res.r2 += r2
+        res.ident += ident
+        res.n_trials += n
+        for h in won:
+            wins[h].append(won[h])
+    res.wins = {h: np.concatenate(w) for h, w in wins.items()}
+    res.n_voxels = {h: round(v / len(sessions)) for h, v in res.n_voxels.items()}
+    print(
+        f"  {recipe.name:<40} ident z {res.wins['z'].mean():.1%} c "
+        f"{res.wins['c'].mean():.1%}  R2 z {res.mean('r2', 'z'):.3f} c "
+        f"{res.mean('r2', 'c'):.3f}  ({res.fit_s:.0f} s)",
+        flush=True,
+    )
+    return res, bundles
 
-    today_res, today_bundle = evaluate(DecoderRecipe())
+
+def run(
+    participant: str | None = None,
+    pcs: tuple[int, ...] = (3, 6),
+    render: bool = True,
+    timing: bool = True,
+    only: list[DecoderRecipe] | None = None,
+    seeds: tuple[int, ...] | None = None,
+) -> dict:
+    from rt_recon.render.embedded import resolve_model_path
+    from rt_recon.render.model import load_render_model
+
+    config, _ = _load_session(participant, None if not seeds else seeds[0])
+    model = load_render_model(resolve_model_path(config), with_text=True)
+    sessions = [_prepare(participant, seed, model) for seed in (seeds or (None,))]
+    today_res, today_bundles = _evaluate(sessions, DecoderRecipe())
     singles = only or [
         DecoderRecipe(hrf="library"),
         *(DecoderRecipe(denoise_pcs=k) for k in pcs),
         DecoderRecipe(trial_estimate="lss"),
         DecoderRecipe(select_voxels="auto"),
     ]
-    single_results = [evaluate(r)[0] for r in singles]
+    single_results = [_evaluate(sessions, r)[0] for r in singles]
     best_recipe = _combine(single_results, today_res)
     results = [today_res, *single_results]
-    best_bundle = today_bundle
-    if best_recipe != DecoderRecipe() and best_recipe not in singles:
-        best_res, best_bundle = evaluate(best_recipe)
-        results.append(best_res)
-    elif best_recipe != DecoderRecipe():
-        best_bundle = evaluate(best_recipe)[1]
+    best_bundles = today_bundles
+    if best_recipe != DecoderRecipe():
+        best_res, best_bundles = _evaluate(sessions, best_recipe)
+        if best_recipe not in singles:
+            results.append(best_res)
+    where = sessions[0].where + (
+        f", one session per participant seed {', '.join(map(str, seeds))}" if seeds else ""
+    )
     out: dict[str, Any] = {
-        "session": str(dataset.root),
-        "participant": participant or "easy",
+        "sessions": [str(s.dataset.root) for s in sessions],
+        "participant": participant or sessions[0].config.simulation.participant,
+        "seeds": list(seeds or ()),
         "validation": where,
         "machine": machine(),
-        "results": results,
+        "results": [r.to_json() for r in results],
         "best": best_recipe.to_json(),
         "best_name": best_recipe.name,
         "table": _table(results, where),
     }
     # how far the shared-extraction shortcut is from each decoder's own preprocessing
-    check = OnlineDecoder(best_bundle)
-    own = _run_features(val[0], check.voxels, extracted)
-    shared = val_features[0][:, np.searchsorted(voxels, check.voxels)]
+    s = sessions[0]
+    check = OnlineDecoder(best_bundles[0])
+    own = _run_features(s.val[0], check.voxels, s.extracted)
+    shared = s.val_features[0][:, np.searchsorted(s.voxels, check.voxels)]
     out["shared_features_max_abs_diff"] = float(np.max(np.abs(own - shared)))
     if render:
-        out["rendered"] = _render_pair(
-            config, dataset, today_bundle, best_bundle, val_files, test_files
-        )
+        out["rendered"] = _render_pair(sessions, today_bundles, best_bundles, model)
     if timing:
         out["timing"] = per_tr_cost(
             [DecoderRecipe(), best_recipe] if best_recipe != DecoderRecipe() else [DecoderRecipe()]
@@ -474,28 +579,29 @@ def run(
     return out
 
 
-def _render_pair(
-    config, dataset, today: DecoderBundle, best: DecoderBundle, val_files, test_files
-) -> dict:
+def _render_pair(sessions: list[Session], today: list, best: list, model) -> dict:
+    """Image-level scores of today's and the best decoder on the validation, then the test
+    runs of every session (decoded from the volumes, rendered, scored in pixel space)."""
     from rt_recon.evaluate.offline import evaluate_run
-    from rt_recon.render.embedded import resolve_model_path
     from rt_recon.render.img2img import Img2ImgRenderer
-    from rt_recon.render.model import load_render_model
 
-    model = load_render_model(resolve_model_path(config), with_text=True)
-    rc = config.renderer
+    rc = sessions[0].config.renderer
     renderer = Img2ImgRenderer(model, steps=rc.steps, strength=rc.strength, seed=rc.seed)
     out: dict[str, Any] = {}
-    for split, files in (("validation", val_files), ("test", test_files)):
-        for name, bundle in (("today", today), ("best", best)):
-            runs = [evaluate_run(dataset, f, bundle, renderer).scores for f in files]
+    for split in ("validation", "test"):
+        for name, bundles in (("today", today), ("best", best)):
+            scores = []
+            for s, bundle in zip(sessions, bundles, strict=True):
+                files = s.val_files if split == "validation" else s.test_files
+                scores += [evaluate_run(s.dataset, f, bundle, renderer).scores for f in files]
             out[f"{split}/{name}"] = {
-                "identification": [s.identification for s in runs],
-                "pixcorr": [s.pixcorr for s in runs],
-                "n_trials": [s.n_trials for s in runs],
+                "identification": [x.identification for x in scores],
+                "pixcorr": [x.pixcorr for x in scores],
+                "n_trials": [x.n_trials for x in scores],
             }
     lines = [
-        "| runs | decoder | n trials | identification (pixels 32×32) | PixCorr |",
+        "| runs | decoder | n trials | identification (pixels 32×32) [min–max over runs] "
+        "| PixCorr |",
         "|---|---|---|---|---|",
     ]
     for key, r in out.items():
@@ -519,11 +625,21 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="+", help="these recipes instead of each change alone, e.g. lss+pcs3"
     )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="one session per simulation seed (participants)"
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     only = None if args.only is None else [recipe_named(n) for n in args.only]
-    result = run(args.participant, tuple(args.pcs), not args.no_render, not args.no_timing, only)
+    result = run(
+        args.participant,
+        tuple(args.pcs),
+        not args.no_render,
+        not args.no_timing,
+        only,
+        None if args.seeds is None else tuple(args.seeds),
+    )
     print(f"\n{result['machine']}; best combination: {result['best_name']}\n")
     print(result["table"])
     print(f"\nshared-extraction shortcut, largest feature difference: "
