@@ -68,10 +68,13 @@ class DecoderRecipe:
         if not isinstance(self.denoise_pcs, int) or self.denoise_pcs < 0:
             raise DataError(f"recipe denoise_pcs must be an integer >= 0, found {self.denoise_pcs}")
         sel = self.select_voxels
-        if sel is not None and sel != "auto" and not (isinstance(sel, float) and 0 < sel <= 1):
+        number = isinstance(sel, int | float) and not isinstance(sel, bool)
+        if sel is not None and sel != "auto" and not (number and 0 < sel <= 1):  # type: ignore[operator]
             raise DataError(
                 f"recipe select_voxels must be None, 'auto' or a fraction in (0, 1], found {sel!r}"
             )
+        if number:
+            object.__setattr__(self, "select_voxels", float(sel))  # type: ignore[arg-type]
         if self.lss_window_trs < 3:
             raise DataError(f"recipe lss_window_trs must be >= 3, found {self.lss_window_trs}")
         if self.pool_size < 1:

@@ -298,3 +298,19 @@ def test_bundle_versions_and_recipes_are_checked(problem, tmp_path):
         save_arrays(arrays, bad, metadata={"rt_recon_bundle": json.dumps({**meta, **change})})
         with pytest.raises(BundleError, match=message):
             DecoderBundle.load(bad)
+
+
+def test_recipe_names_json_and_refusals():
+    recipe = DecoderRecipe(hrf="library", denoise_pcs=3, trial_estimate="lss", select_voxels=1)
+    assert recipe.name == "library+pcs3+lss+select(1.0)" and DecoderRecipe().name == "today"
+    assert DecoderRecipe.from_json(recipe.to_json()) == recipe
+    for bad, message in (
+        ({"hrf": "fir"}, "'canonical' or 'library'"),
+        ({"trial_estimate": "lsa"}, "'window' or 'lss'"),
+        ({"denoise_pcs": -1}, "integer >= 0"),
+        ({"select_voxels": 1.5}, r"fraction in \(0, 1\]"),
+        ({"select_voxels": True}, r"fraction in \(0, 1\]"),
+        ({"lss_window_trs": 2}, ">= 3"),
+    ):
+        with pytest.raises(DataError, match=message):
+            DecoderRecipe(**bad)
