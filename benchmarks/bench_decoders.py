@@ -542,14 +542,17 @@ def run(
         DecoderRecipe(trial_estimate="lss"),
         DecoderRecipe(select_voxels="auto"),
     ]
-    single_results = [_evaluate(sessions, r)[0] for r in singles]
+    fitted = {r: _evaluate(sessions, r) for r in singles}
+    single_results = [res for res, _ in fitted.values()]
     best_recipe = _combine(single_results, today_res)
     results = [today_res, *single_results]
     best_bundles = today_bundles
-    if best_recipe != DecoderRecipe():
+    if best_recipe in fitted:
+        best_bundles = fitted[best_recipe][1]
+    elif best_recipe != DecoderRecipe():
         best_res, best_bundles = _evaluate(sessions, best_recipe)
-        if best_recipe not in singles:
-            results.append(best_res)
+        results.append(best_res)
+    del fitted
     where = sessions[0].where + (
         f", one session per participant seed {', '.join(map(str, seeds))}" if seeds else ""
     )
@@ -581,37 +584,57 @@ def run(
 
 def _render_pair(sessions: list[Session], today: list, best: list, model) -> dict:
     """Image-level scores of today's and the best decoder on the validation, then the test
-    runs of every session (decoded from the volumes, rendered, scored in pixel space)."""
+    runs of every session (decoded from the volumes, rendered, scored in pixel space), and
+    their difference paired on the same trials."""
+    from rt_recon.evaluate.metrics import correlation_matrix, pixel_features
     from rt_recon.evaluate.offline import evaluate_run
+    from rt_recon.evaluate.trials import match_size
     from rt_recon.render.img2img import Img2ImgRenderer
 
     rc = sessions[0].config.renderer
     renderer = Img2ImgRenderer(model, steps=rc.steps, strength=rc.strength, seed=rc.seed)
+
+    def wins(evaluation) -> np.ndarray:
+        recons = match_size(evaluation.recons, evaluation.truths.shape[1:3])
+        corr = correlation_matrix(pixel_features(recons), pixel_features(evaluation.truths))
+        return (corr < np.diag(corr)[:, None]).sum(axis=1) / (len(corr) - 1)
+
     out: dict[str, Any] = {}
-    for split in ("validation", "test"):
-        for name, bundles in (("today", today), ("best", best)):
-            scores = []
-            for s, bundle in zip(sessions, bundles, strict=True):
-                files = s.val_files if split == "validation" else s.test_files
-                scores += [evaluate_run(s.dataset, f, bundle, renderer).scores for f in files]
-            out[f"{split}/{name}"] = {
-                "identification": [x.identification for x in scores],
-                "pixcorr": [x.pixcorr for x in scores],
-                "n_trials": [x.n_trials for x in scores],
-            }
     lines = [
         "| runs | decoder | n trials | identification (pixels 32×32) [min–max over runs] "
-        "| PixCorr |",
-        "|---|---|---|---|---|",
+        "| PixCorr | Δ identification vs today (paired, 95% CI) |",
+        "|---|---|---|---|---|---|",
     ]
-    for key, r in out.items():
-        split, name = key.split("/")
-        ident, pix = np.asarray(r["identification"]), np.asarray(r["pixcorr"])
-        spread = f" [{ident.min():.1%}–{ident.max():.1%}]" if len(ident) > 1 else ""
-        lines.append(
-            f"| {split} ({len(ident)} run{'s' if len(ident) > 1 else ''}) | {name} | "
-            f"{sum(r['n_trials'])} | {ident.mean():.1%}{spread} | {pix.mean():.3f} |"
-        )
+    rng = np.random.default_rng(0)
+    for split in ("validation", "test"):
+        per: dict[str, dict[str, list]] = {}
+        for name, bundles in (("today", today), ("best", best)):
+            entry: dict[str, list] = {"identification": [], "pixcorr": [], "n": [], "wins": []}
+            for s, bundle in zip(sessions, bundles, strict=True):
+                for f in s.val_files if split == "validation" else s.test_files:
+                    evaluation = evaluate_run(s.dataset, f, bundle, renderer)
+                    entry["identification"].append(evaluation.scores.identification)
+                    entry["pixcorr"].append(evaluation.scores.pixcorr)
+                    entry["n"].append(evaluation.scores.n_trials)
+                    entry["wins"].append(wins(evaluation))
+            per[name] = entry
+        diff = np.concatenate(per["best"]["wins"]) - np.concatenate(per["today"]["wins"])
+        boot = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(axis=1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        for name, entry in per.items():
+            ident, pix = np.asarray(entry["identification"]), np.asarray(entry["pixcorr"])
+            spread = f" [{ident.min():.1%}–{ident.max():.1%}]" if len(ident) > 1 else ""
+            delta = (
+                "—"
+                if name == "today"
+                else (f"{100 * diff.mean():+.1f} pp ({100 * lo:+.1f} to {100 * hi:+.1f})")
+            )
+            lines.append(
+                f"| {split} ({len(ident)} run{'s' if len(ident) > 1 else ''}) | {name} | "
+                f"{sum(entry['n'])} | {ident.mean():.1%}{spread} | {pix.mean():.3f} | {delta} |"
+            )
+            out[f"{split}/{name}"] = {k: v for k, v in entry.items() if k != "wins"}
+        out[f"{split}/delta"] = {"mean": float(diff.mean()), "ci": [float(lo), float(hi)]}
     out["table"] = "\n".join(lines)
     return out
 
