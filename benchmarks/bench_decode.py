@@ -26,8 +26,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks._report import Timing, machine, markdown_table, write_json
-from rt_recon.decode.bundle import DecoderBundle, DecoderHead
+from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
 from rt_recon.decode.online import OnlineDecoder
+from rt_recon.preprocess import PreprocessSpec
 
 Z_SHAPE, C_SHAPE = (4, 64, 64), (77, 1024)
 
@@ -50,9 +51,10 @@ def _bundle(n_voxels: int, rank: int | None, rng: np.random.Generator) -> Decode
         )
     return DecoderBundle(
         heads=heads,
-        stream={"shape": [n_voxels, 1, 1], "n_channels": n_voxels, "mask_id": "full"},
-        preprocess={"zscore_warmup_trs": 4, "hrf_weights": [0.26, 0.37, 0.37], "lag_trs": 6},
-        model={"fingerprint": "bench", "latent_shape": list(Z_SHAPE), "cond_shape": list(C_SHAPE)},
+        stream=StreamSpec((n_voxels, 1, 1), n_voxels),
+        preprocess=PreprocessSpec(zscore_warmup_trs=4),
+        window=WindowSpec((0.26, 0.37, 0.37), lag_trs=6, tr_s=1.5),
+        model=ModelSpec("bench", Z_SHAPE, C_SHAPE, 512),
     )
 
 

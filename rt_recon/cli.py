@@ -191,6 +191,8 @@ def _print_session_summary(summary: SessionSummary) -> None:
     else:
         held = ", ".join(f"{n} {group}" for group, n in summary.recorded.items())
         print(f"  recording: {summary.recording} ({held})")
+    for line in summary.not_decoded:
+        print(f"  not decoded: {line}")
     sys.stdout.flush()
 
 

@@ -459,6 +459,39 @@ class BridgeSection(_Section):
     )
 
 
+class RecipeSection(_Section):
+    """What a decoder fit does beyond ridge (:class:`rt_recon.decode.recipe.DecoderRecipe`;
+    the defaults are the decoder rt_recon shipped before recipes, see docs/decoding.md)."""
+
+    hrf: Literal["canonical", "library"] = Field(
+        default="canonical",
+        description="Every voxel the canonical HRF, or each voxel the library HRF that fits "
+        "its training runs best",
+    )
+    denoise_pcs: int = Field(
+        default=0, ge=0, description="Noise components (voxels outside the ROIs) removed per TR"
+    )
+    trial_estimate: Literal["window", "lss"] = Field(
+        default="window",
+        description="A matched filter over the trial's window, or least squares separating it "
+        "from its neighbours",
+    )
+    select_voxels: float | Literal["auto"] | None = Field(
+        default=None,
+        description="Every ROI voxel (null), a fraction in (0, 1] of each head's voxels ranked "
+        "by cross-validated encoding R^2, or 'auto' (the fraction chosen by cross-validation)",
+    )
+    lss_window_trs: int = Field(default=8, ge=3, description="TRs of the least-squares window")
+    pool_size: int = Field(default=2000, ge=1, description="Most voxels in the noise pool")
+
+    @field_validator("select_voxels")
+    @classmethod
+    def _fraction(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not 0 < value <= 1:
+            raise ValueError(f"expected a fraction in (0, 1], 'auto' or null, found {value}")
+        return value
+
+
 class FitSection(_Section):
     alphas: tuple[float, ...] = Field(
         default=(1e1, 1e2, 1e3, 1e4, 1e5), min_length=1, description="Ridge penalties to try"
@@ -486,6 +519,10 @@ class FitSection(_Section):
         default=True,
         description="Stretch each decoded output around its training mean to the targets' "
         "spread (std of targets / std of out-of-fold predictions), as Brain-Diffuser does",
+    )
+    recipe: RecipeSection = Field(
+        default_factory=RecipeSection,
+        description="HRF per voxel, noise components, trial estimate and voxel selection",
     )
     low_rank: dict[str, int] = Field(
         default_factory=dict,

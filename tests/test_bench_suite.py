@@ -39,3 +39,13 @@ def test_the_command_lists_every_section():
     ).stdout
     for name in SECTIONS:
         assert name in out
+
+
+def test_the_decode_bench_builds_its_bundles_and_times_a_small_case():
+    """Small enough for CI; it keeps the NSD-scale bench from rotting as bundles change."""
+    from benchmarks import bench_decode
+
+    result = bench_decode.run(300, ranks=(8,), repeats=3, full=True)
+    names = [row.name for row in result["rows"]]
+    assert names == ["full rank (baseline)", "low rank k=8 per head"]
+    assert all(row.n >= 3 and row.median_ms > 0 for row in result["rows"])

@@ -55,12 +55,12 @@ def fit_dataset(
     recipe: DecoderRecipe | None = None,
 ) -> DecoderBundle:
     """Fit one head per mask on the dataset's ``train`` runs as ``recipe`` says (default:
-    :class:`~rt_recon.decode.recipe.DecoderRecipe`'s); return the bundle.
+    the config's ``fit.recipe``); return the bundle.
 
     A recipe that denoises draws its noise pool from the dataset's ``brain`` mask outside
     the heads' masks. ``progress(done, total)``: see :func:`~rt_recon.decode.fit.fit_decoders`.
     """
-    recipe = DecoderRecipe() if recipe is None else recipe
+    recipe = DecoderRecipe(**fit.recipe.model_dump()) if recipe is None else recipe
     runs, shape, affine = [], None, None
     for files in training_runs(dataset):
         recorded = load_nifti_run(files.bold, files.events)

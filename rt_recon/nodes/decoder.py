@@ -282,7 +282,8 @@ class DecoderNode(Node):
             self._take_markers()
             trial = self.tracker.current(tr) if self.mode == "trial" else None
             onset = None if trial is None else trial.onset_tr
-            latents = self.decoder.decode(features, tr=tr, trial_onset=onset)
+            onsets = [t.onset_tr for t in self.tracker.trials] if trial is not None else None
+            latents = self.decoder.decode(features, tr=tr, trial_onset=onset, onsets=onsets)
         except (DataError, ShapeMismatchError) as exc:
             counters.skipped += 1
             log.warning("TR %d skipped: %s", tr, exc)
