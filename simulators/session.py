@@ -11,7 +11,7 @@ Layout under the session root (the :mod:`rt_recon.dataset` format)::
 
 The ``easy`` participant (:class:`~rt_recon.simulators.brain.SyntheticBrain`):
 runs 1..n_train_runs are training runs; the last run is the held-out test
-run, whose pictures never appear in training; all from one session.
+run; all from one session.
 
 The ``realistic`` participant (:class:`~rt_recon.simulators.realistic_brain.
 RealisticBrain`) has two sessions, BIDS ``ses-01`` and ``ses-02``
@@ -23,8 +23,9 @@ the oracle ROIs are under ``groundtruth/`` only (``oracle_masks`` in the
 manifest), for evaluating the simulator.
 
 Every trial shows one picture for ``stimulus_trs`` TRs followed by one blank
-TR; runs begin and end with blank TRs. Test (and validation) pictures never
-appear in training.
+TR; runs begin and end with blank TRs. Test and validation runs show only the
+world's held-out pictures, which neither the training runs nor the embedded
+render model ever saw.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from PIL import Image
 from rt_recon._safetensors import save_arrays
 from rt_recon.config import SimulationSection
 from rt_recon.dataset import MANIFEST, Dataset
+from rt_recon.errors import DataError
 from rt_recon.simulators.atlas_masks import mask_disagreement
 from rt_recon.simulators.brain import NoiseModel, SyntheticBrain
 from rt_recon.simulators.realistic_brain import ROIS, RealisticBrain, ScanDay
@@ -51,7 +53,8 @@ from rt_recon.simulators.world import BLANK_ID, StimulusWorld
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2  # 2: fixed-slot captions, head motion, partial-volume edges
+GENERATOR_VERSION = 3  # 2: fixed-slot captions, head motion, partial-volume edges;
+#                        3: held-out runs show only the world's held-out pictures
 TASK = "vision"
 REST_TRS_BETWEEN_TRIALS = 1
 #: The realistic participant's runs on its second session, in order.
@@ -124,6 +127,27 @@ def _realistic_plan(
     return train + held_out
 
 
+def _draw_pictures(
+    world: StimulusWorld, roles: list[str], per_run: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Each run's ``per_run`` pictures, run after run, none twice: training runs from the
+    world's training pictures, held-out runs (validation, test) from its held-out ones
+    (:meth:`~rt_recon.simulators.world.StimulusWorld.holdout_ids`), which no model of this
+    project trains on."""
+    held_out = [role != "train" for role in roles]
+    pools = {False: world.training_ids(), True: world.holdout_ids()}
+    draws = {}
+    for kind, pool in pools.items():
+        needed = sum(h == kind for h in held_out) * per_run
+        if needed > len(pool):
+            raise DataError(
+                f"{needed} {'held-out' if kind else 'training'} pictures needed "
+                f"({per_run} per run), the world has {len(pool)}"
+            )
+        draws[kind] = iter(rng.choice(pool, size=needed, replace=False))
+    return np.array([next(draws[h]) for h in held_out for _ in range(per_run)])
+
+
 def generate_session(sim: SimulationSection, root: str | Path, subject: str = "01") -> Dataset:
     """Generate (or overwrite) a synthetic session of ``sim.participant`` under ``root``."""
     root = Path(root)
@@ -133,8 +157,7 @@ def generate_session(sim: SimulationSection, root: str | Path, subject: str = "0
     realistic = isinstance(brain, RealisticBrain)
     noise = NoiseModel.from_simulation(sim.snr, sim.motion)
     plan = _realistic_plan(sim, brain, rng) if realistic else _easy_plan(sim, rng)
-    n_runs = len(plan)
-    chosen = rng.choice(world.n_stimuli, size=n_runs * sim.trials_per_run, replace=False)
+    chosen = _draw_pictures(world, [p.role for p in plan], sim.trials_per_run, rng)
     sub = f"sub-{subject}"
     mask_dir = root / sub / "masks"
     for d in (mask_dir, root / "stimuli", root / "groundtruth"):

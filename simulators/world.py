@@ -51,6 +51,13 @@ BACKGROUNDS = {
     "beige": (225, 210, 170),
 }
 
+#: Pictures of the world no model of this project trains on: the embedded render model
+#: (training/train_embedded.py) and the metric network leave them out, and a synthetic
+#: session's validation and test runs show only them. Drawn once, by attribute combination,
+#: as ``default_rng(HOLDOUT_SEED).choice`` of world ``HOLDOUT_SEED``'s ids.
+HOLDOUT_SEED = 0
+HOLDOUT_SIZE = 512
+
 #: The picture shown between trials, and its caption.
 BLANK_ID = -1
 BLANK_COLOUR = BACKGROUNDS["grey"]
@@ -112,6 +119,20 @@ class StimulusWorld:
             raise IndexError(f"stimulus id must be in [0, {self.n_stimuli}), found {stimulus_id}")
         values = self._combinations[int(self._order[stimulus_id])]
         return Stimulus(stimulus_id, *values)
+
+    def holdout_ids(self) -> np.ndarray:
+        """Sorted ids of this world's held-out pictures (:data:`HOLDOUT_SIZE` of them): the
+        same attribute combinations whatever the world's seed, so that no seed's session
+        tests on a picture a model trained on."""
+        canonical = np.random.default_rng(HOLDOUT_SEED).permutation(self.n_stimuli)
+        ids = np.random.default_rng(HOLDOUT_SEED).choice(
+            self.n_stimuli, size=HOLDOUT_SIZE, replace=False
+        )
+        return np.sort(np.flatnonzero(np.isin(self._order, canonical[ids])))
+
+    def training_ids(self) -> np.ndarray:
+        """Sorted ids of every picture not held out (:meth:`holdout_ids`)."""
+        return np.setdiff1d(np.arange(self.n_stimuli), self.holdout_ids())
 
     def caption(self, stimulus_id: int) -> str:
         return BLANK_CAPTION if stimulus_id == BLANK_ID else self.stimulus(stimulus_id).caption

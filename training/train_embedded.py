@@ -51,7 +51,6 @@ class TrainConfig:
     seed: int = 0
     image_size: int = 64
     max_tokens: int = 16
-    holdout: int = 512  # stimuli never trained on, to measure generalisation
     # VAE
     vae_channels: tuple[int, ...] = (32, 64, 64)
     vae_steps: int = 2000
@@ -286,9 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     world = StimulusWorld(seed=cfg.seed, image_size=cfg.image_size)
     t0 = time.perf_counter()
     ids = np.arange(world.n_stimuli)
-    rng = np.random.default_rng(cfg.seed)
-    holdout = np.sort(rng.choice(ids, size=cfg.holdout, replace=False))
-    train_ids = np.setdiff1d(ids, holdout)
+    holdout, train_ids = world.holdout_ids(), world.training_ids()  # the world's one split
     log.info("drawing %d stimuli", len(ids))
     pixels = torch.from_numpy(world.images(ids)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     captions = [world.caption(int(i)) for i in ids]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rt_recon.simulators.world import BLANK_ID, StimulusWorld
+from rt_recon.simulators.world import BLANK_ID, HOLDOUT_SIZE, StimulusWorld
 
 
 def test_stimuli_are_deterministic_distinct_and_captioned():
@@ -51,3 +51,20 @@ def test_semantic_features_are_one_hot_per_attribute():
     assert features.shape[1] == 6 + 8 + 3 + 2 + 9 + 4
     assert features[0].sum() == 6 and features[1].sum() == 6 and features[2].sum() == 0
     assert set(world.vocabulary()) >= set(world.caption(3).split())
+
+
+def test_the_held_out_pictures_are_the_same_combinations_in_every_world():
+    """The embedded model left out world 0's draw (training/train_embedded.py): every seed's
+    world holds out those same pictures under its own ids."""
+    first = StimulusWorld(seed=0)
+    held = first.holdout_ids()
+    reference = np.random.default_rng(0).choice(first.n_stimuli, size=HOLDOUT_SIZE, replace=False)
+    assert np.array_equal(held, np.sort(reference))
+    captions = sorted(first.caption(int(i)) for i in held)
+    for seed in (1, 3):
+        world = StimulusWorld(seed=seed)
+        ids = world.holdout_ids()
+        assert sorted(world.caption(int(i)) for i in ids) == captions
+        assert not np.array_equal(ids, held)  # other ids, the same pictures
+        assert len(np.intersect1d(world.training_ids(), ids)) == 0
+        assert len(world.training_ids()) + len(ids) == world.n_stimuli
