@@ -104,10 +104,10 @@ class SimulationSection(_Section):
     """The synthetic session the demo generates (see simulators/ and docs/simulation.md)."""
 
     participant: Literal["easy", "realistic"] = Field(
-        default="easy",
-        description="easy: the original synthetic brain, built to suit the decoder; realistic: "
-        "contrast-energy EV, voxel-wise HRFs, gains, shared noise, test runs from a second "
-        "session, atlas-like decoder masks (docs/simulation.md)",
+        default="realistic",
+        description="realistic (the default): contrast-energy EV, voxel-wise HRFs, gains, shared "
+        "noise, validation and test runs from a second session, atlas-like decoder masks; easy: "
+        "the original synthetic brain, built to suit the decoder (docs/simulation.md)",
     )
     seed: int = 0
     tr_s: float = Field(
@@ -131,20 +131,22 @@ class SimulationSection(_Section):
         default=1.0, ge=0, description="Head-motion scale: 1 is a typical still subject, 0 none"
     )
     snr: float = Field(
-        default=DEFAULT_SNR["easy"],
+        default=DEFAULT_SNR["realistic"],
         gt=0,
         description="Stimulus-driven BOLD std over noise std per ROI voxel (median; realistic: "
-        "over responsive voxels, session 1); left out, the participant's DEFAULT_SNR: easy 0.5 "
-        "gives a split-half reliability of single-trial responses of about 0.23 "
-        "(docs/embedded.md, docs/simulation.md)",
+        "over responsive voxels, session 1); left out, the participant's DEFAULT_SNR (realistic "
+        "1.5, easy 0.5), each a split-half reliability of single-trial early visual responses "
+        "of about 0.24 (docs/simulation.md)",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _participant_snr(cls, data: Any) -> Any:
-        """A config that names a participant but no ``snr`` gets that participant's default."""
+        """A config without ``snr`` gets its participant's default (the default participant's
+        when it names none)."""
         if isinstance(data, Mapping) and data.get("snr") is None:
-            default = DEFAULT_SNR.get(str(data.get("participant", "easy")))
+            participant = data.get("participant", cls.model_fields["participant"].default)
+            default = DEFAULT_SNR.get(str(participant))
             if default is not None:
                 return {**data, "snr": default}
         return data

@@ -28,6 +28,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 #: A session small enough to generate and fit in a few seconds.
 SMALL_SIM = SimulationSection(
+    participant="easy",
     seed=3,
     tr_s=1.0,
     grid=(16, 20, 12),

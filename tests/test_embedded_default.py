@@ -1,8 +1,9 @@
 """Acceptance of the embedded default: held-out pictures are identified from synthetic fMRI.
 
-A CI-sized run of the demo's science, offline: a synthetic session at the
-default SNR, decoders fitted for the embedded model, the held-out test run
-decoded and rendered by the same objects the live nodes use.
+A CI-sized run of the demo's science, offline, on the easy participant (the
+demo's default until the realistic one): a synthetic session at its default
+SNR, decoders fitted for the embedded model, the held-out test run decoded and
+rendered by the same objects the live nodes use.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_held_out_test_run_is_identified_at_the_default_snr(tmp_path):
-    sim = SimulationSection()
+    sim = SimulationSection(participant="easy")
     dataset = generate_session(sim, tmp_path / "session")
     model = load_render_model(EMBEDDED_DIR, with_text=True)
     bundle = fit_dataset(dataset, model, FitSection())

@@ -6,7 +6,7 @@ from rt_recon.simulators.reliability import split_half_reliability, summarise
 
 
 def test_default_noise_is_realistic_and_reliability_grows_with_snr():
-    sim = SimulationSection()  # the default SNR of the embedded demo
+    sim = SimulationSection(participant="easy")  # at its default SNR
     default = split_half_reliability(sim)
     roi = np.concatenate([default["ev"], default["hv"]])
     assert np.median(roi) <= 0.3  # single trials are noisy, as in real fMRI
