@@ -48,156 +48,41 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 
 from rt_recon._safetensors import save_arrays
 from rt_recon.decode.denoise import NoiseModel
 from rt_recon.decode.recipe import DecoderRecipe
+from rt_recon.decode.specs import (
+    BUNDLE_VERSION,
+    METADATA_KEY,
+    READABLE_VERSIONS,
+    ModelSpec,
+    StreamSpec,
+    read_bundle_file,
+    read_specs,
+    require_entry,
+)
 from rt_recon.decode.trial_estimate import TemporalModel
-from rt_recon.errors import BundleError, ShapeMismatchError
+from rt_recon.errors import BundleError
 from rt_recon.preprocess import PreprocessSpec
 from rt_recon.protocol import VolumeStreamMeta
 
-BUNDLE_VERSION = 2
-#: Versions this rt_recon reads (1: before recipes; loads as the default recipe).
-READABLE_VERSIONS = (1, 2)
-_METADATA_KEY = "rt_recon_bundle"
+__all__ = [
+    "BUNDLE_VERSION",
+    "READABLE_VERSIONS",
+    "DecoderBundle",
+    "DecoderHead",
+    "ModelSpec",
+    "StreamSpec",
+    "WindowSpec",
+]
+
 _HEAD_ARRAYS = ("voxels", "weights", "intercept", "alphas")
-
-
-def _require(entry: Any, name: str, keys: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(entry, Mapping):
-        raise BundleError(f"bundle {name} must be an object, found {entry!r}")
-    missing = [k for k in keys if k not in entry]
-    if missing:
-        raise BundleError(f"bundle {name} lacks {missing} (has {sorted(entry)})")
-    return entry
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """The volume stream a bundle was fitted on.
-
-    Attributes:
-        shape: ``(x, y, z)`` voxels; n_channels: values per volume on the wire;
-        mask_id: ``"full"`` or the mask the channels are; affine: ``(4, 4)`` RAS+ mm,
-        or None when unknown.
-    """
-
-    shape: tuple[int, int, int]
-    n_channels: int
-    mask_id: str = "full"
-    affine: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if self.affine is not None:
-            affine = np.asarray(self.affine, dtype=np.float64).reshape(4, 4)
-            object.__setattr__(self, "affine", affine)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "shape": list(self.shape),
-            "n_channels": self.n_channels,
-            "mask_id": self.mask_id,
-        }
-        if self.affine is not None:
-            out["affine"] = self.affine.ravel().tolist()
-        return out
-
-    @classmethod
-    def from_json(cls, entry: Any) -> StreamSpec:
-        entry = _require(entry, "stream", ("shape", "n_channels", "mask_id"))
-        return cls(
-            shape=tuple(entry["shape"]),  # type: ignore[arg-type]
-            n_channels=int(entry["n_channels"]),
-            mask_id=str(entry["mask_id"]),
-            affine=entry.get("affine"),
-        )
-
-    def check(self, meta: VolumeStreamMeta) -> None:
-        """Raise ShapeMismatchError unless ``meta`` is a stream like the one fitted on."""
-        if meta.n_channels != self.n_channels:
-            raise ShapeMismatchError(
-                f"decoder bundle was fitted on {self.n_channels} voxels "
-                f"(shape {self.shape}, mask {self.mask_id!r}), but the stream "
-                f"sends {meta.n_channels} voxels (shape {meta.shape}, mask {meta.mask_id!r})"
-            )
-        if tuple(meta.shape) != self.shape or meta.mask_id != self.mask_id:
-            raise ShapeMismatchError(
-                f"decoder bundle was fitted on volumes of shape {self.shape} with "
-                f"mask {self.mask_id!r}, the stream sends shape {meta.shape} with mask "
-                f"{meta.mask_id!r}"
-            )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The render model a bundle's targets came from (``RenderModel.describe()``).
-
-    Attributes:
-        fingerprint: the model's id (:func:`rt_recon.render.model.model_fingerprint`).
-        latent_shape: ``z``'s ``(C, h, w)``; cond_shape: ``c``'s ``(L, D)``;
-        image_size: the picture's side in pixels.
-    """
-
-    fingerprint: str
-    latent_shape: tuple[int, ...]
-    cond_shape: tuple[int, ...]
-    image_size: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "latent_shape", tuple(int(s) for s in self.latent_shape))
-        object.__setattr__(self, "cond_shape", tuple(int(s) for s in self.cond_shape))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "fingerprint": self.fingerprint,
-            "latent_shape": list(self.latent_shape),
-            "cond_shape": list(self.cond_shape),
-            "image_size": self.image_size,
-        }
-
-    @classmethod
-    def from_json(cls, entry: Any) -> ModelSpec:
-        keys = ("fingerprint", "latent_shape", "cond_shape", "image_size")
-        entry = _require(entry, "model", keys)
-        return cls(
-            fingerprint=str(entry["fingerprint"]),
-            latent_shape=tuple(entry["latent_shape"]),
-            cond_shape=tuple(entry["cond_shape"]),
-            image_size=int(entry["image_size"]),
-        )
-
-    def check(self, loaded: ModelSpec, where: str = "") -> None:
-        """Raise BundleError unless ``loaded`` is the model this bundle was fitted for.
-
-        ``where`` (e.g. the model's path) is named in the message.
-        """
-        shapes = ""
-        if (loaded.latent_shape, loaded.cond_shape) != (self.latent_shape, self.cond_shape):
-            shapes = (
-                f" (z {self.latent_shape} vs {loaded.latent_shape}, "
-                f"c {self.cond_shape} vs {loaded.cond_shape})"
-            )
-        self.check_fingerprint(loaded.fingerprint, where, shapes)
-
-    def check_fingerprint(self, fingerprint: str, where: str = "", detail: str = "") -> None:
-        """Raise BundleError unless ``fingerprint`` is this bundle's render model's."""
-        if fingerprint == self.fingerprint:
-            return
-        place = f" at {where}" if where else ""
-        raise BundleError(
-            f"decoder bundle was fitted for render model {self.fingerprint}, but the render "
-            f"model{place} is {fingerprint}{detail}; refit with `rt-recon fit --model` "
-            "that model, or render with the one the bundle was fitted for"
-        )
 
 
 @dataclass(frozen=True)
@@ -222,7 +107,7 @@ class WindowSpec:
 
     @classmethod
     def from_json(cls, entry: Any) -> WindowSpec:
-        entry = _require(entry, "preprocess", ("hrf_weights", "lag_trs", "tr"))
+        entry = require_entry(entry, "preprocess", ("hrf_weights", "lag_trs", "tr"))
         return cls(tuple(entry["hrf_weights"]), int(entry["lag_trs"]), float(entry["tr"]))
 
 
@@ -342,50 +227,19 @@ class DecoderBundle:
         if self.noise is not None:
             tensors.update(self.noise.arrays())
         tmp = path.with_name(path.name + ".partial")
-        save_arrays(tensors, tmp, metadata={_METADATA_KEY: json.dumps(meta)})
+        save_arrays(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
         tmp.replace(path)  # atomic: a reader never sees half a bundle
         return path
 
-    @staticmethod
-    def _read(path: str | Path, with_arrays: bool) -> tuple[Path, dict[str, Any], dict]:
-        """``(path, metadata, arrays)`` of a bundle file (arrays empty unless asked for)."""
-        path = Path(path)
-        if not path.is_file():
-            raise BundleError(f"decoder bundle not found: {path} (expected a .safetensors file)")
-        try:
-            with safe_open(str(path), framework="numpy") as fh:
-                raw = (fh.metadata() or {}).get(_METADATA_KEY)
-                keys = list(fh.keys()) if with_arrays else []
-                arrays = {key: fh.get_tensor(key) for key in keys}
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise BundleError(f"{path}: not a safetensors decoder bundle: {exc}") from None
-        if raw is None:
-            raise BundleError(f"{path}: safetensors file has no {_METADATA_KEY!r} metadata")
-        try:
-            meta = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{path}: bundle metadata is not JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("version") not in READABLE_VERSIONS:
-            found = meta.get("version") if isinstance(meta, dict) else meta
-            raise BundleError(
-                f"{path}: bundle version {found!r}, this rt_recon reads versions "
-                f"{', '.join(map(str, READABLE_VERSIONS))}; refit with `rt-recon fit`"
-            )
-        return path, meta, arrays
-
     @classmethod
     def read_specs(cls, path: str | Path) -> tuple[StreamSpec, ModelSpec]:
-        """The stream and render model a bundle file fits, from its metadata alone (no
-        arrays read: cheap for a node that needs only the shapes)."""
-        path, meta, _ = cls._read(path, with_arrays=False)
-        try:
-            return StreamSpec.from_json(meta.get("stream")), ModelSpec.from_json(meta.get("model"))
-        except BundleError as exc:
-            raise BundleError(f"{path}: {exc}") from None
+        """The stream and render model a bundle file fits (:func:`~rt_recon.decode.specs.
+        read_specs`: metadata alone, no arrays, no heavy imports)."""
+        return read_specs(path)
 
     @classmethod
     def load(cls, path: str | Path) -> DecoderBundle:
-        path, meta, arrays = cls._read(path, with_arrays=True)
+        path, meta, arrays = read_bundle_file(path, with_arrays=True)
         heads = {}
         for name, head_meta in meta["heads"].items():
             missing = [f"{name}.{a}" for a in _HEAD_ARRAYS if f"{name}.{a}" not in arrays]

@@ -46,7 +46,7 @@ import pylsl
 import zmq
 
 from rt_recon.config import SessionConfig
-from rt_recon.decode.bundle import DecoderBundle, ModelSpec
+from rt_recon.decode.specs import ModelSpec, read_specs
 from rt_recon.errors import BundleError, StorageError
 from rt_recon.nodes.runner import Node, NodeContext, run_node
 from rt_recon.protocol import (
@@ -324,7 +324,7 @@ class RecorderNode(Node):
         """The shapes to record, from the decoder bundle's metadata."""
         if self.config.decoder.bundle is None:
             raise BundleError("the recorder needs decoder.bundle to know the shapes it records")
-        stream, model = DecoderBundle.read_specs(self.config.decoder.bundle)
+        stream, model = read_specs(self.config.decoder.bundle)
         self.model = model
         self.shapes = RecordingShapes(
             n_channels=stream.n_channels,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from pydicom.uid import generate_uid
 
 from rt_recon.acquire.series import natural_key, read_series
 from rt_recon.decode.bundle import DecoderBundle, StreamSpec
-from rt_recon.simulators.scanner_export import export_series
 
 
 @dataclass(frozen=True)
@@ -104,27 +102,3 @@ def bundle_on_grid(small_bundle: Path, series: Path, dest: Path) -> Path:
     bundle.preprocess = dataclasses.replace(bundle.preprocess, motion=None)
     bundle.reference = None
     return bundle.save(dest)
-
-
-def export_held(
-    series: ScannerSeries, watch: Path, speed: float, on_stream: Callable[[], None], work: Path
-) -> None:
-    """Export ``series`` into ``watch``, its first volume held back until ``on_stream()``
-    returns (the consumers are on the series' stream), the rest at ``speed`` times real time.
-
-    The bridge waits for *any* one consumer before a new series' first volume (issue #15:
-    waiting for the ones that matter is future work), so a second consumer may miss it.
-    Volumes 3 and 2 are written first: they open the series' stream, and the bridge's
-    sequencer holds them (``--reorder-wait``) until volume 1 arrives; ``on_stream`` waits
-    until every consumer is on that stream; then volume 1 and the rest follow, in order, with
-    ``export_series``.
-    """
-    assert len(series) >= 4, "a held export needs at least 4 volumes"
-    for path in (series.files[2], series.files[1]):
-        shutil.copyfile(path, watch / path.name)
-    on_stream()
-    rest = work / f"rest-{series.label}"
-    rest.mkdir()
-    for path in (series.files[0], *series.files[3:]):
-        (rest / path.name).symlink_to(path)
-    export_series(rest, watch, speed=speed, start_delay=0.1)
