@@ -255,6 +255,12 @@ class MarkerFeed(_Feed):
                     continue
                 if got is not None:
                     self._on_marker(*got)
+                elif inlet.lost:  # the marker outlet is gone: say so, then look for it again
+                    log.warning("marker stream %r lost", self.source_id)
+                    inlet.close()
+                    inlet = None
+                    self.present = False
+                    self._tell(False)
         finally:
             if inlet is not None:
                 inlet.close()
@@ -262,7 +268,7 @@ class MarkerFeed(_Feed):
     def _open(self) -> MarkerInlet | None:
         try:
             info = resolve_stream("source_id", self.source_id, timeout=1.0)
-            inlet = MarkerInlet(info)
+            inlet = MarkerInlet(info, recover=False)
         except (StreamError, LostError, LslTimeoutError) as exc:
             log.debug("marker stream %r not there yet: %s", self.source_id, exc)
             return None

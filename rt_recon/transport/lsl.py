@@ -336,10 +336,17 @@ class MarkerInlet:
     (:meth:`pull`), or as the text that arrived (:meth:`pull_text`, for the recorder, which
     keeps every marker as sent, well-formed or not)."""
 
-    def __init__(self, info: pylsl.StreamInfo):
+    def __init__(self, info: pylsl.StreamInfo, recover: bool = True):
+        """``recover``: reconnect silently to a marker outlet that comes back (liblsl's
+        default); False: a lost outlet ends this inlet (:attr:`lost`), for a reader that
+        must say the stream is gone (the console)."""
         quiet_liblsl()
-        self._inlet = pylsl.StreamInlet(info, processing_flags=pylsl.proc_clocksync)
+        self._inlet = pylsl.StreamInlet(
+            info, recover=recover, processing_flags=pylsl.proc_clocksync
+        )
         self._inlet.open_stream(timeout=10.0)
+        #: True once the outlet is gone (``recover=False`` only): nothing more will arrive.
+        self.lost = False
 
     @classmethod
     def find(cls, source_id: str, timeout: float = 2.0) -> MarkerInlet | None:
@@ -352,9 +359,14 @@ class MarkerInlet:
 
     def pull_text(self, timeout: float) -> tuple[str, float] | None:
         """The next sample's text and timestamp, or None if none arrives within ``timeout`` s."""
+        if self.lost:
+            return None
         try:
             sample, stamp = self._inlet.pull_sample(timeout=timeout)
         except LslTimeoutError:  # clock sync failed: the outlet is gone
+            return None
+        except LslLostError:  # recover=False and the outlet is gone
+            self.lost = True
             return None
         if sample is None:
             return None

@@ -158,5 +158,14 @@ def test_the_marker_feed_says_whether_it_has_the_marker_stream():
         outlet.push({"stimulus_id": 4}, pylsl.local_clock())
         ((kind, marker),) = _take(inbox, 1)
         assert kind == "marker" and marker.stimulus_id == 4
+        outlet.close()  # the presenter stopped: the console must not keep saying it is there
+        assert _take(inbox, 1) == [("inlet", False)]
+        assert not feed.present
+        again = MarkerOutlet(unique("mrk"), source_id)  # the presenter restarted
+        assert _take(inbox, 1) == [("inlet", True)]
+        assert again.wait_for_consumers(10)
+        again.push({"stimulus_id": 5}, pylsl.local_clock())
+        ((kind, marker),) = _take(inbox, 1)
+        assert kind == "marker" and marker.stimulus_id == 5
     finally:
         feed.stop()
