@@ -110,6 +110,11 @@ class SimulationSection(_Section):
         "the original synthetic brain, built to suit the decoder (docs/simulation.md)",
     )
     seed: int = 0
+    world_version: Literal[1, 2] = Field(
+        default=1,
+        description="The picture world (simulators/world.py): 1, four plain backgrounds (the "
+        "embedded model's world); 2, twelve backgrounds with gradients and textures",
+    )
     tr_s: float = Field(
         default=1.5,
         gt=0,

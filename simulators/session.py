@@ -68,13 +68,15 @@ def stimulus_filename(stimulus_id: int) -> str:
 def simulation_settings(sim: SimulationSection) -> dict:
     """The settings that shape a session, as the manifest and the cache key record them.
 
-    By alias (``tr_s`` as ``tr``), and without ``participant`` when it is ``easy``:
-    the payload, and so the key and manifest, of sessions generated before the
-    participant presets existed.
+    By alias (``tr_s`` as ``tr``), without ``participant`` when it is ``easy`` and
+    without ``world_version`` when it is 1: the payload, and so the key and manifest, of
+    sessions generated before participant presets and world versions existed.
     """
     settings = sim.model_dump(mode="json", by_alias=True)
     if settings.get("participant") == "easy":
         del settings["participant"]
+    if settings.get("world_version") == 1:  # as before worlds had versions
+        del settings["world_version"]
     return settings
 
 
@@ -97,7 +99,7 @@ def run_schedule(sim: SimulationSection, n_trials: int) -> tuple[np.ndarray, np.
 
 def build_brain(sim: SimulationSection) -> SyntheticBrain:
     """The synthetic subject of ``sim.participant`` (its world, geometry and tuning)."""
-    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size)
+    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size, version=sim.world_version)
     brain_class = RealisticBrain if sim.participant == "realistic" else SyntheticBrain
     return brain_class(world, grid=sim.grid, voxel_size_mm=sim.voxel_size_mm, seed=sim.seed)
 

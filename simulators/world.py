@@ -1,13 +1,22 @@
 """The synthetic visual world: procedural pictures with captions that describe them.
 
-Every stimulus is one coloured shape on a plain background, defined by six
-attributes (shape, colour, texture, size, position, background). The
-attribute grid has 6 * 8 * 3 * 2 * 9 * 4 = 10,368 distinct pictures; stimulus
+Every stimulus is one coloured shape on a background, defined by six
+attributes (shape, colour, texture, size, position, background). Stimulus
 ``i`` is the ``i``-th combination in a seeded permutation, so the same seed
 always gives the same pictures. Pictures are ``(size, size, 3)`` uint8 RGB,
 drawn at 4x and downsampled for smooth edges. Captions have fixed slots
 ("a large striped red circle at the top-left on a navy background"), so each
 attribute is always the same word of the caption.
+
+Two versions of the world exist (``StimulusWorld(version=...)``):
+
+* **1** (the embedded model's world today): four plain backgrounds, so the
+  background is a 4-way label that a pixel metric scores easily; the grid has
+  6 * 8 * 3 * 2 * 9 * 4 = 10,368 pictures.
+* **2**: twelve backgrounds, the four plain ones and eight that are not a flat
+  colour: four gradients (``sky``, ``dusk``, ``meadow``, ``ocean``) and four
+  textures (``dotted``, ``gridded``, ``sandy``, ``wavy``); 31,104 pictures.
+  Version 1's pictures are version 2's pictures on plain backgrounds.
 """
 
 from __future__ import annotations
@@ -51,6 +60,21 @@ BACKGROUNDS = {
     "beige": (225, 210, 170),
 }
 
+#: Version 2's backgrounds beyond the plain ones: each a name (one caption word) and how it
+#: is drawn (:func:`_background`): a gradient between two colours along a direction, or a
+#: texture of two colours.
+PATTERNED_BACKGROUNDS: dict[str, tuple[str, tuple[int, int, int], tuple[int, int, int]]] = {
+    "sky": ("vertical", (60, 120, 215), (215, 232, 250)),
+    "dusk": ("vertical", (250, 150, 60), (70, 35, 110)),
+    "meadow": ("horizontal", (35, 110, 40), (200, 215, 90)),
+    "ocean": ("diagonal", (10, 50, 110), (70, 200, 195)),
+    "dotted": ("dots", (225, 210, 170), (120, 110, 95)),
+    "gridded": ("grid", (235, 235, 235), (60, 60, 60)),
+    "sandy": ("noise", (205, 180, 130), (150, 120, 80)),
+    "wavy": ("waves", (95, 95, 160), (175, 175, 225)),
+}
+WORLD_VERSIONS = (1, 2)
+
 #: Pictures of the world no model of this project trains on: the embedded render model
 #: (training/train_embedded.py) and the metric network leave them out, and a synthetic
 #: session's validation and test runs show only them. Drawn once, by attribute combination,
@@ -71,7 +95,12 @@ _ATTRIBUTE_AXES = (
     ("position", tuple(POSITIONS)),
     ("background", tuple(BACKGROUNDS)),
 )
+_AXES_BY_VERSION = {
+    1: _ATTRIBUTE_AXES,
+    2: (*_ATTRIBUTE_AXES[:-1], ("background", (*BACKGROUNDS, *PATTERNED_BACKGROUNDS))),
+}
 _SUPERSAMPLE = 4
+_GRAIN_SEED = 5  # the sandy background's fixed grain
 
 
 @dataclass(frozen=True)
@@ -102,17 +131,20 @@ class Stimulus:
 class StimulusWorld:
     """Deterministic procedural stimuli: ``world.image(i)``, ``world.stimulus(i).caption``."""
 
-    def __init__(self, seed: int = 0, image_size: int = 64):
+    def __init__(self, seed: int = 0, image_size: int = 64, version: int = 1):
+        if version not in WORLD_VERSIONS:
+            raise ValueError(f"world version must be one of {WORLD_VERSIONS}, found {version!r}")
         self.seed = seed
         self.image_size = image_size
+        self.version = version
+        self.axes = _AXES_BY_VERSION[version]
+        self.n_stimuli = math.prod(len(values) for _, values in self.axes)
         rng = np.random.default_rng(seed)
         self._order = rng.permutation(self.n_stimuli)
 
-    n_stimuli = math.prod(len(values) for _, values in _ATTRIBUTE_AXES)
-
     @cached_property
     def _combinations(self) -> list[tuple[str, ...]]:
-        return list(itertools.product(*(values for _, values in _ATTRIBUTE_AXES)))
+        return list(itertools.product(*(values for _, values in self.axes)))
 
     def stimulus(self, stimulus_id: int) -> Stimulus:
         if not 0 <= stimulus_id < self.n_stimuli:
@@ -151,7 +183,7 @@ class StimulusWorld:
         """Every word any caption can contain, sorted."""
         words = set(BLANK_CAPTION.split())
         words.update(["a", "at", "the", "on", "background"])
-        for _, values in _ATTRIBUTE_AXES:
+        for _, values in self.axes:
             for value in values:
                 words.update(value.split())
         return sorted(words)
@@ -162,14 +194,14 @@ class StimulusWorld:
         The synthetic brain's higher visual cortex is driven by this code (what
         the picture shows, independent of where the pixels are).
         """
-        width = sum(len(values) for _, values in _ATTRIBUTE_AXES)
+        width = sum(len(values) for _, values in self.axes)
         out = np.zeros((len(stimulus_ids), width), dtype=np.float32)
         for row, sid in enumerate(stimulus_ids):
             if int(sid) == BLANK_ID:
                 continue
             stim = self.stimulus(int(sid))
             offset = 0
-            for name, values in _ATTRIBUTE_AXES:
+            for name, values in self.axes:
                 out[row, offset + values.index(getattr(stim, name))] = 1.0
                 offset += len(values)
         return out
@@ -237,11 +269,41 @@ def _texture_mask(texture: str, side: int) -> np.ndarray:
     return np.ones((side, side), dtype=bool)
 
 
+def _background(name: str, side: int) -> np.ndarray:
+    """The background ``name`` drawn at ``(side, side, 3)`` float32: a flat colour, or one of
+    :data:`PATTERNED_BACKGROUNDS` (the same pattern in every picture, whatever the seed)."""
+    if name in BACKGROUNDS:
+        return np.broadcast_to(np.array(BACKGROUNDS[name], np.float32), (side, side, 3)).copy()
+    kind, first, second = PATTERNED_BACKGROUNDS[name]
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / (side - 1)  # 0..1 down, right
+    period = side / 8
+    if kind == "vertical":
+        mix = yy
+    elif kind == "horizontal":
+        mix = xx
+    elif kind == "diagonal":
+        mix = (xx + yy) / 2
+    elif kind == "dots":  # round dots on an 8 x 8 lattice
+        py, px = (yy * (side - 1)) % period, (xx * (side - 1)) % period
+        mix = (np.hypot(py - period / 2, px - period / 2) < period * 0.22).astype(np.float32)
+    elif kind == "grid":  # thin lines every eighth of the picture
+        py, px = (yy * (side - 1)) % period, (xx * (side - 1)) % period
+        mix = ((py < period * 0.12) | (px < period * 0.12)).astype(np.float32)
+    elif kind == "noise":  # a fixed grain: blocks of 1/16 of the side, smoothed by the resize
+        grain = np.random.default_rng(_GRAIN_SEED).random((16, 16)).astype(np.float32)
+        mix = np.kron(grain, np.ones((side // 16 + 1, side // 16 + 1), np.float32))[:side, :side]
+    elif kind == "waves":  # diagonal sinusoidal bands
+        mix = 0.5 + 0.5 * np.sin(2 * np.pi * 5 * (xx + 0.5 * yy))
+    else:
+        raise ValueError(f"no background pattern {kind!r}")
+    a, b = np.array(first, np.float32), np.array(second, np.float32)
+    return a + (b - a) * mix[..., None]
+
+
 def draw(stim: Stimulus, image_size: int) -> np.ndarray:
     """Render one stimulus to ``(image_size, image_size, 3)`` uint8."""
     side = image_size * _SUPERSAMPLE
-    canvas = np.empty((side, side, 3), dtype=np.float32)
-    canvas[:] = BACKGROUNDS[stim.background]
+    canvas = _background(stim.background, side)
     colour = np.array(COLOURS[stim.colour], dtype=np.float32)
     fill = np.where(_texture_mask(stim.texture, side)[..., None], colour, colour * 0.35)
     alpha = np.asarray(_shape_mask(stim, side), dtype=np.float32)[..., None] / 255.0

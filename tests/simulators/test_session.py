@@ -77,3 +77,24 @@ def test_masks_are_saved_in_the_volume_space(small_dataset):
     bold = nib.load(small_dataset.runs("test")[0].bold)
     assert mask.shape == bold.shape[:3]
     np.testing.assert_allclose(mask.affine, bold.affine)
+
+
+def test_a_world_2_session_shows_its_worlds_pictures_and_has_its_own_key(tmp_path):
+    from rt_recon.simulators.session import generate_session, session_key
+
+    sim = SMALL_SIM.model_copy(
+        update={"world_version": 2, "grid": (12, 14, 10), "n_train_runs": 1, "trials_per_run": 4}
+    )
+    dataset = generate_session(sim, tmp_path / "ds")
+    assert dataset.manifest["simulation"]["world_version"] == 2
+    assert "world_version" not in json.dumps(
+        generate_session(SMALL_SIM.model_copy(update={"n_train_runs": 1}), tmp_path / "v1")
+        .manifest["simulation"]
+    )  # fmt: skip
+    assert session_key(sim, "01") != session_key(SMALL_SIM.model_copy(update=dict(
+        grid=(12, 14, 10), n_train_runs=1, trials_per_run=4)), "01")  # fmt: skip
+    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size, version=2)
+    test_ids = {e["stimulus_id"] for e in read_events(dataset.runs("test")[0].events)}
+    assert test_ids <= set(world.holdout_ids().tolist())
+    captions = dict(dataset.stimuli())
+    assert all(captions[i][0] == world.caption(i) for i in test_ids)

@@ -68,3 +68,53 @@ def test_the_held_out_pictures_are_the_same_combinations_in_every_world():
         assert not np.array_equal(ids, held)  # other ids, the same pictures
         assert len(np.intersect1d(world.training_ids(), ids)) == 0
         assert len(world.training_ids()) + len(ids) == world.n_stimuli
+
+
+#: sha256 of world 1's pictures ``range(0, 10368, 211)`` at seed 0, 64 px: the embedded model
+#: was trained on this world, which must not change under it.
+WORLD_1_PICTURES_SHA256 = "8272a5a82c0479cdc8a46cac79550bc17d625d0e63ae1ebb19c7b6415dd251af"
+
+
+def test_world_1_is_the_embedded_models_world_unchanged():
+    import hashlib
+
+    world = StimulusWorld(seed=0)
+    assert world.version == 1 and world.n_stimuli == 10368
+    digest = hashlib.sha256(world.images(range(0, 10368, 211)).tobytes()).hexdigest()
+    assert digest == WORLD_1_PICTURES_SHA256
+
+
+def test_world_2_has_twelve_backgrounds_drawn_as_named():
+    from rt_recon.simulators.world import BACKGROUNDS, PATTERNED_BACKGROUNDS
+
+    world = StimulusWorld(seed=0, version=2)
+    backgrounds = dict(world.axes)["background"]
+    assert len(backgrounds) == 12 and world.n_stimuli == 6 * 8 * 3 * 2 * 9 * 12
+    assert set(world.vocabulary()) >= set(backgrounds)
+    found: dict[str, np.ndarray] = {}
+    for i in range(world.n_stimuli):
+        stim = world.stimulus(i)
+        if stim.background not in found and stim.position == "bottom-right":
+            found[stim.background] = world.image(i).astype(float)  # its top-left is background
+        if len(found) == len(backgrounds):
+            break
+    for name, image in found.items():
+        corner = image[:20, :20].reshape(-1, 3)
+        spread = corner.std(axis=0).max()
+        if name in BACKGROUNDS:  # flat
+            assert spread < 1 and np.abs(corner[0] - BACKGROUNDS[name]).max() <= 2, name
+            continue
+        kind, first, _ = PATTERNED_BACKGROUNDS[name]
+        assert spread > 5, f"{name} is not patterned"
+        if kind in ("vertical", "diagonal"):  # the first colour at the top-left corner
+            assert np.abs(image[0, 0] - first).max() < 12, name
+        if kind in ("vertical", "horizontal", "diagonal"):  # smooth: no jumps between pixels
+            assert np.abs(np.diff(image[:20, :20], axis=0)).max() < 12, name
+    assert len(found) == 12
+    # the same pictures held out in every seed's version-2 world, as in version 1
+    held = StimulusWorld(seed=0, version=2).holdout_ids()
+    other = StimulusWorld(seed=2, version=2)
+    captions = sorted(world.caption(int(i)) for i in held)
+    assert sorted(other.caption(int(i)) for i in other.holdout_ids()) == captions
+    with pytest.raises(ValueError, match="world version"):
+        StimulusWorld(version=3)
