@@ -198,6 +198,17 @@ class RendererSection(_Section):
     steps: int = Field(default=4, ge=1, le=50, description="Scheduler steps before strength")
     strength: float = Field(default=0.5, gt=0, le=1)
     seed: int = Field(default=0, description="Seed of the session's fixed noise")
+    guidance_scale: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="Classifier-free guidance against the empty caption (1: none, one UNet "
+        "call per step; above 1: two); Takagi & Nishimoto's preset uses it",
+    )
+    vae_roundtrip: bool = Field(
+        default=False,
+        description="Decode z to a picture and encode it back before img2img, as Takagi & "
+        "Nishimoto's pipeline starts from the picture decoded from z",
+    )
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     tiny_decoder: str | None = Field(

@@ -13,7 +13,9 @@ on CPU in about 100 minutes (docs/embedded/record.json has the last run):
 3. **UNet** (``UNet2DConditionModel``, cross-attention on the caption
    states): a diffusion model that predicts the clean latent (``prediction_type
    = "sample"``), which keeps 1-4-step sampling sharp (SD-Turbo-style use: no
-   classifier-free guidance). Half of the training timesteps are drawn from
+   classifier-free guidance; with ``--uncond-prob`` a share of samples is trained
+   on the empty caption, so guidance against it can be used). Half of the
+   training timesteps are drawn from
    the trailing 1-4-step grids the renderer uses, half uniformly. The
    caption states get a little Gaussian noise during training, so the model
    tolerates the noisy ``c`` a decoder predicts from brain activity.
@@ -67,6 +69,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     cond_noise: float = 0.2  # std of noise added to caption states, relative to their std
     grid_fraction: float = 0.5  # share of timesteps drawn from the renderer's trailing grids
+    uncond_prob: float = 0.0  # share of samples trained on the empty caption (for guidance)
+    world_version: int = 1  # the picture world (simulators/world.py)
     threads: int = 0  # torch threads; 0 keeps the default
 
 
@@ -186,8 +190,23 @@ def encode_all(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     )
 
 
-def train_unet(unet, text_encoder, latents, token_ids, scheduler, cfg: TrainConfig, curve: list):
-    """Joint UNet + text encoder training; returns the EMA copy of the UNet."""
+def drop_captions(
+    tokens: torch.Tensor, empty: torch.Tensor, prob: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``tokens (n, L)`` with each row replaced by the empty caption ``empty (L,)`` with
+    probability ``prob`` (classifier-free guidance's conditioning dropout)."""
+    dropped = torch.rand(len(tokens), generator=generator) < prob
+    return torch.where(dropped[:, None], empty[None, :], tokens)
+
+
+def train_unet(
+    unet, text_encoder, latents, token_ids, scheduler, cfg: TrainConfig, curve: list, empty=None
+):
+    """Joint UNet + text encoder training; returns the EMA copy of the UNet.
+
+    ``empty``: the empty caption's token ids ``(max_tokens,)``; a share ``cfg.uncond_prob`` of
+    each batch is trained on it instead of its caption, so that the model also learns the
+    unconditional prediction classifier-free guidance steers away from."""
     generator = torch.Generator().manual_seed(cfg.seed + 2)
     alphas_cumprod = scheduler.alphas_cumprod.float()
     grid = torch.tensor(trailing_grid())
@@ -209,7 +228,10 @@ def train_unet(unet, text_encoder, latents, token_ids, scheduler, cfg: TrainConf
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         noise = torch.randn(x0.shape, generator=generator)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        cond = text_encoder(token_ids[idx]).last_hidden_state
+        tokens = token_ids[idx]
+        if cfg.uncond_prob > 0 and empty is not None:
+            tokens = drop_captions(tokens, empty, cfg.uncond_prob, generator)
+        cond = text_encoder(tokens).last_hidden_state
         if cfg.cond_noise > 0:
             jitter = torch.randn(cond.shape, generator=generator)
             cond = cond + cfg.cond_noise * cond.detach().std() * jitter
@@ -282,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.evaluate_model import evaluate_and_plot
 
     torch.manual_seed(cfg.seed)
-    world = StimulusWorld(seed=cfg.seed, image_size=cfg.image_size)
+    world = StimulusWorld(seed=cfg.seed, image_size=cfg.image_size, version=cfg.world_version)
     t0 = time.perf_counter()
     ids = np.arange(world.n_stimuli)
     holdout, train_ids = world.holdout_ids(), world.training_ids()  # the world's one split
@@ -297,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         truncation=True,
         return_tensors="pt",
     ).input_ids
+    empty = tokenizer(
+        [""], padding="max_length", max_length=cfg.max_tokens, return_tensors="pt"
+    ).input_ids[0]
     timings = {"draw_s": time.perf_counter() - t0}
 
     curves: dict[str, list] = {"vae": [], "unet": []}
@@ -310,7 +335,14 @@ def main(argv: list[str] | None = None) -> int:
 
     t2 = time.perf_counter()
     ema = train_unet(
-        unet, text_encoder, latents[train_ids], token_ids[train_ids], scheduler, cfg, curves["unet"]
+        unet,
+        text_encoder,
+        latents[train_ids],
+        token_ids[train_ids],
+        scheduler,
+        cfg,
+        curves["unet"],
+        empty=empty,
     )
     timings["unet_s"] = time.perf_counter() - t2
     save_model(args.out, vae, tokenizer, text_encoder, ema, scheduler, scaling)

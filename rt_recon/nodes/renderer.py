@@ -91,6 +91,7 @@ class RendererNode(Node):
                 dtype=rc.dtype,
                 tiny_decoder=rc.tiny_decoder,
                 channels_last=rc.use_channels_last(),
+                with_text=rc.guidance_scale > 1.0,  # guidance needs the empty caption's c
             )
             self._check_bundle(ModelSpec.from_json(model.describe()), str(path))
             self.renderer = make_renderer(model, self.config)

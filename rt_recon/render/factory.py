@@ -31,6 +31,11 @@ def make_renderer(model: RenderModel, config: SessionConfig) -> Img2ImgRenderer:
     """
     rc = config.renderer
     check_settings(rc.steps, rc.strength, rc.blend)
+    uncond = None
+    if rc.guidance_scale > 1.0:  # the empty caption's embedding (needs the text encoder)
+        from rt_recon.render.targets import encode_captions
+
+        uncond = encode_captions(model, [""])[0]
     return Img2ImgRenderer(
         model,
         steps=rc.steps,
@@ -38,4 +43,7 @@ def make_renderer(model: RenderModel, config: SessionConfig) -> Img2ImgRenderer:
         seed=rc.seed,
         blend=rc.blend,
         executor=make_executor(model, config),
+        guidance_scale=rc.guidance_scale,
+        uncond=uncond,
+        vae_roundtrip=rc.vae_roundtrip,
     )

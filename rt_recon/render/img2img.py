@@ -3,7 +3,7 @@
 The math is exactly that of diffusers' ``StableDiffusionImg2ImgPipeline``
 with latents as the init image and ``prompt_embeds`` as the conditioning
 (Takagi & Nishimoto 2023: z from early visual cortex, c from higher visual
-cortex), without classifier-free guidance (SD-Turbo-style):
+cortex); by default without classifier-free guidance (SD-Turbo-style):
 
 1. timesteps: ``set_timesteps(steps)``, keep the last ``int(steps * strength)``;
 2. noise ``z`` to the first kept timestep with a noise tensor fixed for the
@@ -11,6 +11,13 @@ cortex), without classifier-free guidance (SD-Turbo-style):
    decoded latents differ);
 3. for each timestep: ``scale_model_input`` -> UNet -> ``scheduler.step``;
 4. VAE-decode ``latents / scaling_factor`` to pixels.
+
+Two options bring it to Takagi & Nishimoto's own img2img (their strength 0.8,
+many steps, guidance): ``guidance_scale > 1`` runs the UNet twice per step, on
+``c`` and on the unconditional embedding (the text encoder's empty caption),
+and steps with ``uncond + g * (cond - uncond)``; ``vae_roundtrip`` first
+decodes the decoded ``z`` to a picture and encodes that picture back, as
+their pipeline starts from the picture decoded from ``z``.
 
 :class:`Img2ImgRenderer` owns that scheduler math; a
 :class:`~rt_recon.render.executor.NetworkExecutor` passed to it runs the
@@ -110,9 +117,31 @@ class Img2ImgRenderer:
         blend: float = 0.0,
         *,
         executor: NetworkExecutor | None = None,
+        guidance_scale: float = 1.0,
+        uncond: np.ndarray | None = None,
+        vae_roundtrip: bool = False,
     ):
         check_settings(steps, strength, blend)
+        if guidance_scale < 1.0:
+            raise ConfigError(f"renderer.guidance_scale must be >= 1, found {guidance_scale!r}")
+        if guidance_scale > 1.0 and uncond is None:
+            raise ConfigError(
+                "classifier-free guidance needs the unconditional embedding (the text "
+                "encoder's empty caption): load the model with its text encoder"
+            )
         self.model = model
+        self.guidance_scale = float(guidance_scale)
+        self.vae_roundtrip = vae_roundtrip
+        self._uncond = (
+            None
+            if uncond is None or guidance_scale == 1.0
+            else torch.from_numpy(np.ascontiguousarray(uncond))[None].to(model.device, model.dtype)
+        )
+        if self._uncond is not None and tuple(self._uncond.shape[1:]) != model.cond_shape:
+            raise ShapeMismatchError(
+                f"unconditional embedding has shape {tuple(self._uncond.shape[1:])}, "
+                f"the model needs {model.cond_shape}"
+            )
         self.executor: NetworkExecutor = (
             executor if executor is not None else TorchEagerExecutor(model)
         )
@@ -143,7 +172,14 @@ class Img2ImgRenderer:
 
     @property
     def n_unet_calls(self) -> int:
-        return len(self.timesteps)
+        return len(self.timesteps) * (2 if self._uncond is not None else 1)
+
+    def roundtrip(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> the VAE's picture of them -> that picture encoded again (the
+        posterior mean), scaled: what an img2img pipeline fed the picture would start from."""
+        vae, scaling = self.model.vae, self.model.scaling_factor
+        picture = vae.decode(latents / scaling).sample.clamp(-1, 1)
+        return vae.encode(picture).latent_dist.mean * scaling
 
     def _set_begin(self, scheduler: Any) -> None:
         if hasattr(scheduler, "set_begin_index"):
@@ -221,12 +257,17 @@ class Img2ImgRenderer:
         The picture is in [-1, 1], as the VAE decodes it. With ``blend > 0`` the
         renderer remembers ``latents`` for the next call (:meth:`init_latents`).
         """
+        if self.vae_roundtrip:
+            latents = self.roundtrip(latents)
         latents = self.init_latents(latents)
         scheduler = self._frame_scheduler()
         latents = latents * self._keep + self._noise_term  # = scheduler.add_noise(...)
         for t in self.timesteps:
             model_input = scheduler.scale_model_input(latents, t)
             noise_pred = self.executor.unet(model_input, t, cond)
+            if self._uncond is not None:  # classifier-free guidance
+                uncond_pred = self.executor.unet(model_input, t, self._uncond)
+                noise_pred = uncond_pred + self.guidance_scale * (noise_pred - uncond_pred)
             latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
         return self.executor.decode(latents / self.model.decoder_scaling)
 
