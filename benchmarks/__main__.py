@@ -3,16 +3,17 @@
     python -m benchmarks [--sections transport zmq ...] [--json out.json] [--docs PATH]
 
 Runs, in one process each after the other (nothing else should load the
-machine meanwhile): LSL transport (ours vs plain pylsl), ZeroMQ latents (ours
-vs JSON arrays), decode at NSD scale (low rank vs full rank) and the accuracy
-cost of low rank, the decoder recipes side by side with today's decoder
-(quality on validation runs, per-TR cost at NSD scale), per-TR
-preprocessing on the real Siemens run (ours vs a plain scipy registration),
-the scanner bridge (inotify vs polling) and replay pacing (target timestamps
-vs ``sleep(TR)``), rendering with the embedded model (ours vs the stock
-diffusers img2img pipeline, torch vs ONNX Runtime, 1/2/4 steps), and the
-end-to-end latency of a 100-TR replay through the node processes. Every
-baseline runs in the same process run as ours.
+machine meanwhile): reconstruction accuracy with its spread over five test
+runs and three renderer seeds beside its baselines, LSL transport (ours vs
+plain pylsl), ZeroMQ latents (ours vs JSON arrays), decode at NSD scale (low
+rank vs full rank) and the accuracy cost of low rank, the decoder recipes
+side by side with today's decoder (quality on validation runs, per-TR cost at
+NSD scale), per-TR preprocessing on the real Siemens run (ours vs a plain
+scipy registration), the scanner bridge (inotify vs polling) and replay
+pacing (target timestamps vs ``sleep(TR)``), rendering with the embedded
+model (ours vs the stock diffusers img2img pipeline, torch vs ONNX Runtime,
+1/2/4 steps), and the end-to-end latency of a 100-TR replay through the node
+processes. Every baseline runs in the same process run as ours.
 
 Output: a summary table (stage, ours, baseline, ratio, budget, verdict), the
 tables of each section, JSON (``--json``) and, with ``--docs``, the same
@@ -331,7 +332,32 @@ def decoders() -> Section:
     )
 
 
+def accuracy() -> Section:
+    from benchmarks import bench_accuracy
+
+    r = bench_accuracy.run()  # 5 test runs (participant seeds 0-4) x 3 renderer seeds
+    ((key, entry),) = r["results"].items()
+    missing = "".join(
+        f"\n\n{name}: not available ({why})" for name, why in entry["not_available"].items()
+    )
+    body = (
+        f"{r['participant']} participant, its test runs ({', '.join(r['runs'])}; "
+        f"{sum(r['n_trials'])} trials), renderer {key}, seeds "
+        f"{', '.join(map(str, r['render_seeds']))}; figures of docs/metrics.md, each "
+        f"beside its baselines:\n\n{entry['table']}{missing}"
+    )
+    return Section(
+        "accuracy",
+        "Reconstruction accuracy over runs and renderer seeds, beside baselines",
+        "python -m benchmarks.bench_accuracy",
+        body,
+        [],
+        raw=r,
+    )
+
+
 SECTIONS: dict[str, Callable[[], Section | None]] = {
+    "accuracy": accuracy,
     "transport": transport,
     "zmq": zmq_latents,
     "decode": decode,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.__main__ import BEGIN, END, SECTIONS, Section, Stage, markdown, write_docs
 
 
@@ -49,3 +51,18 @@ def test_the_decode_bench_builds_its_bundles_and_times_a_small_case():
     names = [row.name for row in result["rows"]]
     assert names == ["full rank (baseline)", "low rank k=8 per head"]
     assert all(row.n >= 3 and row.median_ms > 0 for row in result["rows"])
+
+
+def test_the_accuracy_bench_separates_the_spread_over_runs_from_that_over_seeds():
+    import numpy as np
+
+    from benchmarks.bench_accuracy import summarise
+
+    grid = np.array([[0.6, 0.62, 0.64], [0.7, 0.72, 0.74], [0.8, 0.82, 0.84]])  # runs x seeds
+    s = summarise(grid)
+    assert s["mean"] == pytest.approx(0.72)
+    assert s["sd_runs"] == pytest.approx(0.1)  # the runs' means 0.62, 0.72, 0.82
+    assert s["sd_seeds"] == pytest.approx(0.02)  # the seeds' means 0.70, 0.72, 0.74
+    half = 4.303 * 0.1 / np.sqrt(3)  # t(2) over the three runs, not over nine values
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((0.72 - half, 0.72 + half))
+    assert (s["min"], s["max"]) == (0.6, 0.84)

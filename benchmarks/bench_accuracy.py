@@ -1,0 +1,254 @@
+"""Reconstruction accuracy with its spread: held-out runs x renderer seeds, beside baselines.
+
+Each participant seed is its own synthetic participant (a session of the
+config's participant, realistic by default: training runs, then a validation
+and a test run on a second session). For each, the decoders are fitted on the
+training runs (the demo's fit, cached), the held-out run of ``--role`` is
+decoded from its volumes and rendered once per renderer seed (the session's
+fixed noise), and every figure of :mod:`rt_recon.evaluate.semantic` is
+computed for the reconstructions and for each baseline, with exactly the same
+functions. Reported per figure: the mean over the runs x seeds, the SD over
+all of them, the SD over runs (each run's mean over seeds) and over seeds
+(each seed's mean over runs), min-max, and a 95% t-interval of the mean over
+runs (the runs are independent participants; the seeds of one run are not).
+
+Choices are made on ``--role validation`` (``--sweep`` renders each strength
+and step count there); the test runs are for the final figures only.
+
+    python -m benchmarks.bench_accuracy [--seeds 0 1 2 3 4] [--render-seeds 0 1 2]
+                                        [--role test|validation] [--sweep] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from benchmarks._report import machine, write_json
+
+log = logging.getLogger(__name__)
+
+#: Renderer settings tried by ``--sweep`` on the validation runs: (steps, strength).
+SWEEP = ((4, 0.25), (4, 0.5), (4, 0.75), (8, 0.5), (8, 0.75))
+
+#: t quantiles (0.975) by degrees of freedom, for the interval of a mean over few runs.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+
+
+@dataclass
+class HeldOutRun:
+    """One participant's held-out run, decoded: its trials' decoded latents and pictures."""
+
+    seed: int
+    label: str
+    stimulus_ids: list[int]
+    n_shown: int
+    decoded: dict[str, np.ndarray]  # head -> (n, ...) at each scored trial's TR
+    truths: np.ndarray
+    world_baselines: dict[str, np.ndarray]
+    config: Any
+
+
+def _session(participant: str | None, seed: int):
+    from benchmarks.bench_decoders import _load_session
+
+    return _load_session(participant, seed)
+
+
+def prepare_run(participant: str | None, seed: int, role: str, model, model_path) -> HeldOutRun:
+    """Fit (cached) and decode participant ``seed``'s ``role`` run; build its baselines."""
+    from rt_recon.acquire.nifti import load_nifti_run
+    from rt_recon.apps.demo import ensure_bundle, nearest_training_pictures, wrong_shape_pictures
+    from rt_recon.decode.bundle import DecoderBundle
+    from rt_recon.evaluate.offline import decode_run
+    from rt_recon.evaluate.semantic import NEAREST_TRAINING, WRONG_SHAPE
+    from rt_recon.protocol import trial_samples
+    from rt_recon.simulators.world import StimulusWorld
+
+    config, dataset = _session(participant, seed)
+    runs = dataset.runs(role)
+    if not runs:
+        raise SystemExit(f"{dataset.root}: no {role} run (roles: train, validation, test)")
+    files = runs[0]
+    bundle = DecoderBundle.load(ensure_bundle(dataset, model_path, config))
+    run = load_nifti_run(files.bold, files.events)
+    latents = decode_run(bundle, run.volumes)
+    samples = trial_samples(run.events, len(run.volumes), run.tr_s, bundle.window.lag_trs)
+    trs = [tr for tr, _ in samples]
+    ids = [int(sid) for _, sid in samples]
+    decoded = {head: np.stack([latents[t][head] for t in trs]) for head in ("z", "c")}
+    sim = config.simulation
+    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size, version=sim.world_version)
+    return HeldOutRun(
+        seed=seed,
+        label=f"participant {seed}, {role} run {files.run}",
+        stimulus_ids=ids,
+        n_shown=len(samples),
+        decoded=decoded,
+        truths=dataset.stimulus_images(ids),
+        world_baselines={
+            WRONG_SHAPE: wrong_shape_pictures(world, ids),
+            NEAREST_TRAINING: nearest_training_pictures(dataset, model_path, decoded),
+        },
+        config=config,
+    )
+
+
+def score_run(held: HeldOutRun, model, steps: int, strength: float, render_seed: int):
+    """Render ``held``'s trials with one renderer seed and score them with the baselines."""
+    from rt_recon.evaluate.semantic import evaluate_semantic
+    from rt_recon.render.img2img import Img2ImgRenderer
+
+    renderer = Img2ImgRenderer(model, steps=steps, strength=strength, seed=render_seed)
+    recons = np.stack(
+        [renderer.render(z, c) for z, c in zip(held.decoded["z"], held.decoded["c"], strict=True)]
+    )
+    return evaluate_semantic(recons, held.truths, held.n_shown, held.world_baselines)
+
+
+def _figures(scored) -> dict[str, float]:
+    """The figures aggregated over runs and seeds, by name."""
+    out = {
+        "identification": scored.identification,
+        "same-background identification": scored.same_background,
+        "pixel identification": scored.pixel_identification,
+        "PixCorr": scored.pixcorr,
+        "SSIM": scored.ssim,
+    }
+    out.update({f"{head} agreement": value for head, value in scored.attributes.items()})
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def summarise(grid: np.ndarray) -> dict[str, float]:
+    """``grid[run, seed]`` -> mean, SDs, range and the t-interval of the mean over runs."""
+    per_run = grid.mean(axis=1)
+    n_runs = len(per_run)
+    sd_runs = float(per_run.std(ddof=1)) if n_runs > 1 else 0.0
+    half = _T975.get(n_runs - 1, 1.96) * sd_runs / np.sqrt(n_runs) if n_runs > 1 else 0.0
+    return {
+        "mean": float(grid.mean()),
+        "sd": float(grid.std(ddof=1)) if grid.size > 1 else 0.0,
+        "sd_runs": sd_runs,
+        "sd_seeds": float(grid.mean(axis=0).std(ddof=1)) if grid.shape[1] > 1 else 0.0,
+        "min": float(grid.min()),
+        "max": float(grid.max()),
+        "ci_low": float(grid.mean() - half),
+        "ci_high": float(grid.mean() + half),
+    }
+
+
+def aggregate(reports: list[list]) -> dict[str, dict[str, dict[str, float]]]:
+    """``reports[run][seed]`` (SemanticReports) -> ``{who: {figure: summary}}``, ``who`` the
+    model or a baseline."""
+    who_sets: dict[str, list[list]] = {"model": [[r.model for r in row] for row in reports]}
+    for name in reports[0][0].baselines:
+        who_sets[name] = [[r.baselines[name] for r in row] for row in reports]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for who, sets in who_sets.items():
+        figures = [[_figures(s) for s in row] for row in sets]
+        names = [k for k in figures[0][0] if all(k in f for row in figures for f in row)]
+        out[who] = {
+            name: summarise(np.array([[f[name] for f in row] for row in figures])) for name in names
+        }
+    return out
+
+
+def table(summary: dict[str, dict[str, dict[str, float]]], n_runs: int, n_seeds: int) -> str:
+    """Markdown: one row per figure, the model's mean ± SD and interval, then the baselines'."""
+    from rt_recon.evaluate.semantic import SHORT
+
+    whos = list(summary)
+    header = "| figure | model: mean ± SD (95% CI) [SD runs / seeds] | " + " | ".join(
+        SHORT.get(w, w) for w in whos[1:]
+    )
+    lines = [header + " |", "|---" * len(whos) + "|---|"]
+    for figure, s in summary["model"].items():
+        pct = figure != "PixCorr" and figure != "SSIM"
+        f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.3f}")
+        model = (
+            f"{f(s['mean'])} ± {f(s['sd'])} ({f(s['ci_low'])}–{f(s['ci_high'])}) "
+            f"[{f(s['sd_runs'])} / {f(s['sd_seeds'])}]"
+        )
+        others = [f(summary[w][figure]["mean"]) if figure in summary[w] else "—" for w in whos[1:]]
+        lines.append(f"| {figure} | {model} | " + " | ".join(others) + " |")
+    lines.append(
+        f"\n{n_runs} runs (one per participant seed) x {n_seeds} renderer seeds; baselines: "
+        "mean over the same runs and seeds."
+    )
+    return "\n".join(lines)
+
+
+def run(
+    participant: str | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    render_seeds: Sequence[int] = (0, 1, 2),
+    role: str = "test",
+    settings: tuple[int, float] | None = None,
+    sweep: bool = False,
+) -> dict:
+    from rt_recon.render.embedded import resolve_model_path
+    from rt_recon.render.model import load_render_model
+
+    began = time.perf_counter()
+    config, _ = _session(participant, seeds[0])
+    model_path = resolve_model_path(config)
+    model = load_render_model(model_path, with_text=True)
+    rc = config.renderer
+    settings = settings or (rc.steps, rc.strength)
+    held = [prepare_run(participant, s, role, model, model_path) for s in seeds]
+    out: dict[str, Any] = {
+        "participant": held[0].config.simulation.participant,
+        "role": role,
+        "seeds": list(seeds),
+        "render_seeds": list(render_seeds),
+        "runs": [h.label for h in held],
+        "n_trials": [h.n_shown for h in held],
+        "machine": machine(),
+        "results": {},
+    }
+    for steps, strength in SWEEP if sweep else (settings,):
+        reports = [[score_run(h, model, steps, strength, r) for r in render_seeds] for h in held]
+        summary = aggregate(reports)
+        key = f"steps {steps}, strength {strength:g}"
+        out["results"][key] = {
+            "summary": summary,
+            "table": table(summary, len(held), len(render_seeds)),
+            "not_available": reports[0][0].not_available,
+        }
+        log.info("%s: identification %.1f%%", key, 100 * summary["model"]["identification"]["mean"])
+    out["seconds"] = time.perf_counter() - began
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--participant", choices=["easy", "realistic"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--render-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--role", choices=["test", "validation"], default="test")
+    parser.add_argument("--sweep", action="store_true", help="try SWEEP's settings (validation)")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.sweep and args.role == "test":
+        parser.error("--sweep chooses settings: run it on --role validation, not on the test runs")
+    result = run(args.participant, args.seeds, args.render_seeds, args.role, sweep=args.sweep)
+    print(f"{result['participant']} participant, {args.role} runs; {result['machine']}")
+    for key, entry in result["results"].items():
+        print(f"\n{key}:\n{entry['table']}")
+        for name, why in entry["not_available"].items():
+            print(f"  {name}: not available ({why})")
+    print(f"\n{result['seconds']:.0f} s")
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
