@@ -584,8 +584,10 @@ def run(
 
 def _render_pair(sessions: list[Session], today: list, best: list, model) -> dict:
     """Image-level scores of today's and the best decoder on the validation, then the test
-    runs of every session (decoded from the volumes, rendered, scored in pixel space), and
-    their difference paired on the same trials."""
+    runs of every session (decoded from the volumes, rendered, scored in the metric network's
+    features, the headline of docs/metrics.md, and in pixels), and their differences paired
+    on the same trials."""
+    from rt_recon.evaluate.metric_net import load_metric_net
     from rt_recon.evaluate.metrics import correlation_matrix, pixel_features
     from rt_recon.evaluate.offline import evaluate_run
     from rt_recon.evaluate.trials import match_size
@@ -593,48 +595,64 @@ def _render_pair(sessions: list[Session], today: list, best: list, model) -> dic
 
     rc = sessions[0].config.renderer
     renderer = Img2ImgRenderer(model, steps=rc.steps, strength=rc.strength, seed=rc.seed)
+    net = load_metric_net()
+    spaces = {"features": net.features, "pixels": pixel_features}
 
-    def wins(evaluation) -> np.ndarray:
+    def wins(evaluation, space: str) -> np.ndarray:
         recons = match_size(evaluation.recons, evaluation.truths.shape[1:3])
-        corr = correlation_matrix(pixel_features(recons), pixel_features(evaluation.truths))
+        features = spaces[space]
+        corr = correlation_matrix(features(recons), features(evaluation.truths))
         return (corr < np.diag(corr)[:, None]).sum(axis=1) / (len(corr) - 1)
 
     out: dict[str, Any] = {}
     lines = [
-        "| runs | decoder | n trials | identification (pixels 32×32) [min–max over runs] "
-        "| PixCorr | Δ identification vs today (paired, 95% CI) |",
-        "|---|---|---|---|---|---|",
+        "| runs | decoder | n trials | identification (metric net) [min–max over runs] "
+        "| Δ vs today (paired, 95% CI) | identification (pixels 32×32) | Δ pixels vs today "
+        "| PixCorr |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rng = np.random.default_rng(0)
     for split in ("validation", "test"):
         per: dict[str, dict[str, list]] = {}
         for name, bundles in (("today", today), ("best", best)):
-            entry: dict[str, list] = {"identification": [], "pixcorr": [], "n": [], "wins": []}
+            entry: dict[str, list] = {"pixcorr": [], "n": [], "features": [], "pixels": []}
             for s, bundle in zip(sessions, bundles, strict=True):
                 for f in s.val_files if split == "validation" else s.test_files:
                     evaluation = evaluate_run(s.dataset, f, bundle, renderer)
-                    entry["identification"].append(evaluation.scores.identification)
                     entry["pixcorr"].append(evaluation.scores.pixcorr)
                     entry["n"].append(evaluation.scores.n_trials)
-                    entry["wins"].append(wins(evaluation))
+                    for space in spaces:
+                        entry[space].append(wins(evaluation, space))
             per[name] = entry
-        diff = np.concatenate(per["best"]["wins"]) - np.concatenate(per["today"]["wins"])
-        boot = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(axis=1)
-        lo, hi = np.percentile(boot, [2.5, 97.5])
+        deltas = {}
+        for space in spaces:
+            diff = np.concatenate(per["best"][space]) - np.concatenate(per["today"][space])
+            boot = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(axis=1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            deltas[space] = (float(diff.mean()), float(lo), float(hi))
+            out[f"{split}/delta_{space}"] = {"mean": deltas[space][0], "ci": [lo, hi]}
         for name, entry in per.items():
-            ident, pix = np.asarray(entry["identification"]), np.asarray(entry["pixcorr"])
+            ident = np.array([w.mean() for w in entry["features"]])
+            pixels = np.array([w.mean() for w in entry["pixels"]])
             spread = f" [{ident.min():.1%}–{ident.max():.1%}]" if len(ident) > 1 else ""
-            delta = (
-                "—"
-                if name == "today"
-                else (f"{100 * diff.mean():+.1f} pp ({100 * lo:+.1f} to {100 * hi:+.1f})")
-            )
+
+            def delta(space: str, name: str = name, deltas: dict = deltas) -> str:
+                if name == "today":
+                    return "—"
+                mean, lo, hi = deltas[space]
+                return f"{100 * mean:+.1f} pp ({100 * lo:+.1f} to {100 * hi:+.1f})"
+
             lines.append(
                 f"| {split} ({len(ident)} run{'s' if len(ident) > 1 else ''}) | {name} | "
-                f"{sum(entry['n'])} | {ident.mean():.1%}{spread} | {pix.mean():.3f} | {delta} |"
+                f"{sum(entry['n'])} | {ident.mean():.1%}{spread} | {delta('features')} | "
+                f"{pixels.mean():.1%} | {delta('pixels')} | {np.mean(entry['pixcorr']):.3f} |"
             )
-            out[f"{split}/{name}"] = {k: v for k, v in entry.items() if k != "wins"}
-        out[f"{split}/delta"] = {"mean": float(diff.mean()), "ci": [float(lo), float(hi)]}
+            out[f"{split}/{name}"] = {
+                "identification": ident.tolist(),
+                "pixel_identification": pixels.tolist(),
+                "pixcorr": entry["pixcorr"],
+                "n": entry["n"],
+            }
     out["table"] = "\n".join(lines)
     return out
 
