@@ -95,7 +95,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print("\nper-stage latency (volume timestamp -> frame published, LSL clock)")
     print(format_table(pipeline.latency))
-    print(f"\nreconstruction of the test run: {evaluation.headline()}")
+    print("\nreconstruction of the test run, each figure beside its baselines (docs/metrics.md)")
+    for line in evaluation.headline().splitlines():
+        print(f"  {line}")
     for warning in evaluation.warnings:
         print(f"warning: {warning}")
     print(f"true (top) vs reconstructed (bottom): {result.report.parent / 'reconstructions.png'}")
@@ -211,6 +213,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from rt_recon.apps.demo import add_world_baselines
     from rt_recon.dataset import Dataset
     from rt_recon.evaluate.report import write_report
     from rt_recon.evaluate.session_eval import evaluate_recording
@@ -220,6 +223,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     stimuli = dict(zip(table, dataset.stimulus_images(list(table)), strict=True))
     with _progress("scoring trials", "trial") as progress:
         evaluation = evaluate_recording(args.recording, stimuli, progress)
+    add_world_baselines(evaluation, dataset, evaluation.render_model)
     out = args.out or Path(args.recording).with_suffix("")
     with _progress("writing report") as progress:
         report = write_report(evaluation, out)

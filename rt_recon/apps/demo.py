@@ -7,29 +7,45 @@
 4. collect every latents message and frame until the last TR is rendered;
 5. stop every process, report per-stage latency, and score the session's
    recording: each trial's frame against the picture shown (two-way
-   identification, PixCorr, SSIM), with an HTML report and a grid of true
-   vs reconstructed pictures.
+   identification in the metric network's features, against same-background
+   distractors, attributes, and in pixels, PixCorr, SSIM; each beside its
+   baselines, docs/metrics.md), with an HTML report and a grid of true vs
+   reconstructed pictures.
+
+The two baselines only the world can draw are built here
+(:func:`add_world_baselines`, used by ``rt-recon evaluate`` too): each scored
+trial's true picture with another shape, everything else equal, and the
+training picture nearest to the trial's decoded latents.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from rt_recon.acquire.events import read_events
 from rt_recon.apps.pipeline import PIPELINE_OVERRIDES, PipelineResult, run_pipeline
 from rt_recon.config import SessionConfig
 from rt_recon.dataset import Dataset
 from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.errors import RtReconError
 from rt_recon.evaluate.report import write_report
+from rt_recon.evaluate.semantic import NEAREST_TRAINING, WRONG_SHAPE, nearest_by_latents
 from rt_recon.evaluate.session_eval import SessionEvaluation, evaluate_recording
 from rt_recon.nodes.renderer import frames_dir
-from rt_recon.render.embedded import resolve_model_path
+from rt_recon.render.embedded import resolve_model, resolve_model_path
 from rt_recon.render.model import model_fingerprint
+
+if TYPE_CHECKING:
+    from rt_recon.simulators.world import StimulusWorld
 
 log = logging.getLogger(__name__)
 
@@ -101,5 +117,101 @@ def run_demo(config: SessionConfig) -> DemoResult:
     ids = sorted({int(e["stimulus_id"]) for e in read_events(test.events) if "stimulus_id" in e})
     stimuli = dict(zip(ids, dataset.stimulus_images(ids), strict=True))
     evaluation = evaluate_recording(pipeline.recording, stimuli)
+    add_world_baselines(evaluation, dataset, model_path=node_config.renderer.model)
     report = write_report(evaluation, pipeline.run_dir / "report")
     return DemoResult(pipeline, out_frames, evaluation, report)
+
+
+#: Seed of the wrong shape each trial's true picture is drawn with.
+WRONG_SHAPE_SEED = 0
+
+
+def wrong_shape_pictures(
+    world: StimulusWorld, stimulus_ids: list[int], seed: int = WRONG_SHAPE_SEED
+) -> np.ndarray:
+    """Each stimulus drawn with another shape (drawn at random, seeded, from the world's
+    others), everything else equal: ``(n, H, W, 3)`` uint8 (the blank stays blank)."""
+    from rt_recon.simulators.world import draw
+
+    rng = np.random.default_rng(seed)
+    shapes = list(dict(world.axes)["shape"])
+    pictures = []
+    for sid in stimulus_ids:
+        if int(sid) < 0:  # the blank screen has no shape to change
+            pictures.append(world.image(int(sid)))
+            continue
+        stim = world.stimulus(int(sid))
+        others = [s for s in shapes if s != stim.shape]
+        wrong = dataclasses.replace(stim, shape=others[int(rng.integers(len(others)))])
+        pictures.append(draw(wrong, world.image_size))
+    return np.stack(pictures)
+
+
+def nearest_training_pictures(
+    dataset: Dataset, model_path: Path, decoded: dict[str, np.ndarray]
+) -> np.ndarray:
+    """For each trial's decoded latents, the training run picture whose encoded ``[z, c]``
+    (the decoders' targets, from the render model) is nearest by correlation."""
+    from rt_recon.apps.fit import training_runs
+    from rt_recon.render.model import load_render_model
+    from rt_recon.render.targets import encode_captions, encode_images
+
+    ids = sorted(
+        {
+            int(e["stimulus_id"])
+            for run in training_runs(dataset)
+            for e in read_events(run.events)
+            if "stimulus_id" in e and int(e["stimulus_id"]) >= 0
+        }
+    )
+    pictures = dataset.stimulus_images(ids)
+    model = load_render_model(model_path, with_text=True)
+    bank = {"z": encode_images(model, pictures), "c": encode_captions(model, dataset.captions(ids))}
+    return pictures[nearest_by_latents(decoded, bank)]
+
+
+def add_world_baselines(
+    evaluation: SessionEvaluation, dataset: Dataset, model_path: str | Path | None
+) -> None:
+    """Score the world-drawn baselines of ``evaluation``, when ``dataset`` is a synthetic
+    session (its manifest's ``simulation``); each one that cannot be built is stated as not
+    available, with why. ``model_path``: the render model the decoders target (a path or
+    ``embedded``)."""
+    sim = dataset.manifest.get("simulation")
+    if not isinstance(sim, dict):
+        why = f"{dataset.root} is no synthetic session: there is no world to draw from"
+        evaluation.add_world_baselines({}, dict.fromkeys((WRONG_SHAPE, NEAREST_TRAINING), why))
+        return
+    from rt_recon.evaluate.metric_net import load_metric_net
+    from rt_recon.simulators.world import StimulusWorld
+
+    world = StimulusWorld(
+        seed=int(sim["seed"]),
+        image_size=int(sim["image_size"]),
+        version=int(sim.get("world_version", 1)),
+    )
+    trained = load_metric_net().trained_on.get("world_version")
+    if trained is not None and int(trained) != world.version:
+        log.warning(
+            "the metric network was trained on world version %s, this session shows version "
+            "%d: its attribute readings of pictures outside its world are unreliable",
+            trained,
+            world.version,
+        )
+    pictures = {WRONG_SHAPE: wrong_shape_pictures(world, evaluation.scored_stimulus_ids)}
+    missing = {}
+    if evaluation.decoded is None:
+        missing[NEAREST_TRAINING] = "the recording holds no decoded latents for its frames"
+    elif model_path is None:
+        missing[NEAREST_TRAINING] = "no render model to encode the training pictures with"
+    else:
+        try:
+            path = resolve_model(model_path)
+            pictures[NEAREST_TRAINING] = nearest_training_pictures(
+                dataset, path, evaluation.decoded
+            )
+        except (RtReconError, OSError) as exc:
+            missing[NEAREST_TRAINING] = f"the render model {model_path} could not be used: {exc}"
+    for name, why in missing.items():
+        log.warning("baseline %r not available: %s", name, why)
+    evaluation.add_world_baselines(pictures, missing)

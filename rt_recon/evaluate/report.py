@@ -3,7 +3,10 @@
 The accuracy is stated with the trials it rests on (``n scored of n shown``),
 beside identification over all trials shown (a trial without a frame a
 failure); a warning heads the page when few trials were scored
-(:func:`~rt_recon.evaluate.trials.coverage_warnings`).
+(:func:`~rt_recon.evaluate.trials.coverage_warnings`). A table puts every
+figure (feature-space identification with its interval, same-background
+identification, attributes, pixel figures) beside the same figure for each
+baseline (:mod:`rt_recon.evaluate.semantic`).
 
 The numbers are also embedded as JSON (``<script id="metrics" type="application/json">``)
 and written beside the page as ``metrics.json``, so tools read the same
@@ -52,6 +55,33 @@ def _latency_plot(samples: dict[str, list[float]]) -> bytes:
     return buffer.getvalue()
 
 
+def _baselines_table(evaluation: SessionEvaluation) -> str:
+    """The semantic figures beside their baselines, as an HTML table (empty without them)."""
+    if evaluation.semantic is None:
+        return ""
+    columns, rows = evaluation.semantic.table()
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>"
+        + f"<th>{html.escape(row[0])}</th>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in row[1:])
+        + "</tr>"
+        for row in rows
+    )
+    missing = "".join(
+        f"<li>{html.escape(name)}: not available ({html.escape(why)})</li>"
+        for name, why in evaluation.semantic.not_available.items()
+    )
+    net = evaluation.semantic.net_accuracy
+    reads = ", ".join(f"{head} {100 * value:.1f}%" for head, value in net.items())
+    return f"""<h3>Every figure beside its baselines</h3>
+<table id="baselines"><tr>{head}</tr>{body}</table>
+{f"<ul>{missing}</ul>" if missing else ""}
+<p>Features and attribute readings are the metric network's (docs/metrics.md); it reads the
+world's true held-out pictures at: {html.escape(reads) or "unknown"}.</p>
+"""
+
+
 def write_report(evaluation: SessionEvaluation, out_dir: str | Path) -> Path:
     """Write ``report.html``, ``metrics.json`` and ``reconstructions.png`` into ``out_dir``."""
     out = Path(out_dir)
@@ -71,6 +101,7 @@ def write_report(evaluation: SessionEvaluation, out_dir: str | Path) -> Path:
         f"<td>{'' if t.corr_own is None else f'{t.corr_own:.3f}'}</td></tr>"
         for t in evaluation.trials
     )
+    headline = "<br>".join(html.escape(line) for line in evaluation.headline().splitlines())
     warnings = "".join(
         f'<p class="warning">warning: {html.escape(w)}</p>' for w in evaluation.warnings
     )
@@ -86,8 +117,9 @@ th {{ background: #f3f3f3; }} .big {{ font-size: 1.4em; }}
 <h1>Session report</h1>
 <p>Recording: <code>{html.escape(str(evaluation.recording))}</code></p>
 <h2>Reconstruction</h2>
-<p id="headline">{html.escape(evaluation.headline())}</p>
+<p id="headline">{headline}</p>
 {warnings}
+{_baselines_table(evaluation)}
 <table>
 <tr><th>trials shown (stimulus markers)</th><td id="n_shown">{evaluation.n_shown}</td></tr>
 <tr><th>trials scored (with a frame)</th><td id="n_trials">{evaluation.n_trials}</td></tr>

@@ -36,6 +36,7 @@ from rt_recon.errors import ConfigError, DataError
 from rt_recon.evaluate.gaps import recorded_gaps
 from rt_recon.evaluate.latency import StageSummary, stage_samples, summarise
 from rt_recon.evaluate.metrics import PIXEL_SPACE, correlation_matrix, pixel_features
+from rt_recon.evaluate.semantic import WORLD_BASELINES, SemanticReport, evaluate_semantic
 from rt_recon.evaluate.ssim import mean_ssim
 from rt_recon.evaluate.trials import (
     TrialCoverage,
@@ -75,6 +76,31 @@ class SessionEvaluation(TrialCoverage):
     truths: np.ndarray | None = None
     #: One line per stretch of TRs without latents, and why (:mod:`rt_recon.evaluate.gaps`).
     not_decoded: list[str] = field(default_factory=list)
+    #: The decoded latents each scored trial's frame was rendered from, ``{head: (n, ...)}``;
+    #: None when the recording holds none for some scored frame.
+    decoded: dict[str, np.ndarray] | None = None
+    #: Feature-space identification, same-background identification, attributes and the
+    #: pixel figures, each beside its baselines (:mod:`rt_recon.evaluate.semantic`).
+    semantic: SemanticReport | None = None
+    #: The render model the session's renderer ran (its recorded ``renderer.model``), if known.
+    render_model: str | None = None
+
+    @property
+    def scored_stimulus_ids(self) -> list[int]:
+        """The stimulus of each scored trial, in the order of ``recons`` and ``truths``."""
+        return [r.stimulus_id for r in self.trials if r.frame_tr is not None]
+
+    def add_world_baselines(
+        self,
+        pictures: Mapping[str, np.ndarray],
+        not_available: Mapping[str, str] | None = None,
+    ) -> None:
+        """Score the baselines only the world can draw (name of
+        :data:`~rt_recon.evaluate.semantic.WORLD_BASELINES` -> one ``(H, W, 3)`` picture per
+        scored trial); those left out are stated as not available, with the reason given."""
+        self.semantic = evaluate_semantic(
+            self.recons, self.truths, self.n_shown, pictures, not_available
+        )
 
     @property
     def warnings(self) -> list[str]:
@@ -83,7 +109,15 @@ class SessionEvaluation(TrialCoverage):
         return [*super().warnings, *self.not_decoded]
 
     def headline(self) -> str:
-        """The accuracy in one line, with the trials it rests on (``n scored of n shown``)."""
+        """The accuracy, one figure per line, each beside its baselines and with the trials
+        it rests on (``n scored of n shown``): feature-space identification with its
+        interval first, then same-background identification, shape, and the pixel figures."""
+        if self.semantic is not None:
+            return "\n".join(self.semantic.lines())
+        return self.pixel_headline()
+
+    def pixel_headline(self) -> str:
+        """The pixel figures alone in one line (identification in RGB pixels, PixCorr, SSIM)."""
         line = (
             f"two-way identification {100 * self.identification:.1f}% "
             f"(chance 50%, {self.feature_space}) on {coverage(self.n_trials, self.n_shown)}"
@@ -105,6 +139,7 @@ class SessionEvaluation(TrialCoverage):
             "pixcorr": self.pixcorr,
             "ssim": self.ssim,
             "feature_space": self.feature_space,
+            "semantic": None if self.semantic is None else self.semantic.to_json(),
             "warnings": self.warnings,
             "latency_ms": {
                 r.stage: {
@@ -119,17 +154,25 @@ class SessionEvaluation(TrialCoverage):
         }
 
 
+#: Why the world-drawn baselines are missing when the caller supplies none.
+NO_WORLD = "no stimulus world given (a recording of real data has none)"
+
+
 def evaluate_recording(
     path: str | Path,
     stimuli: Mapping[int, np.ndarray],
     progress: Callable[[int, int], None] | None = None,
 ) -> SessionEvaluation:
     """Score the recording at ``path`` (with its later segments, if any:
-    :mod:`rt_recon.record.segments`); ``stimuli`` maps stimulus id -> ``(H, W, 3)`` uint8."""
+    :mod:`rt_recon.record.segments`); ``stimuli`` maps stimulus id -> ``(H, W, 3)`` uint8.
+
+    The world-drawn baselines are stated as not available; a caller that has the world
+    adds them with :meth:`SessionEvaluation.add_world_baselines`."""
     with SessionReader(path) as reader:
         segments = reader.volumes()
         markers = reader.markers()
         headers, images = reader.frames()
+        latents_headers, latents_z, latents_c = reader.latents()
         recorded = reader.attr("config")
         gaps = recorded_gaps(reader)
     budgets = _recorded_budgets(path, recorded)
@@ -154,7 +197,8 @@ def evaluate_recording(
         raise DataError(f"{path}: frames must carry one lag_trs, found {sorted(lags)}")
     window = TrialWindow(lags.pop(), 1)
     indices = range(len(stamps))  # recorded volumes, in acquisition order
-    rows, recons, truths = [], [], []
+    latents_of_crc = {h.get("volume_crc32"): i for i, h in enumerate(latents_headers)}
+    rows, recons, truths, decoded_rows = [], [], [], []
     for k, (event, stamp) in enumerate(events):
         if progress is not None:
             progress(k + 1, len(events))
@@ -168,6 +212,7 @@ def evaluate_recording(
         if frame is not None:
             recons.append(images[frame])
             truths.append(stimuli[sid])
+            decoded_rows.append(latents_of_crc.get(volume_crcs[scored]))
     require_scorable(len(recons), len(rows), str(path))
     times = [h["times"] for h in headers if "times" in h]
     truths_arr = np.stack(truths)
@@ -176,6 +221,15 @@ def evaluate_recording(
     own = np.diag(correlation_matrix(pixel_features(recons_arr), pixel_features(truths_arr)))
     for row, corr in zip([r for r in rows if r.frame_tr is not None], own, strict=True):
         row.corr_own = float(corr)
+    decoded = None
+    if decoded_rows and None not in decoded_rows:
+        decoded = {"z": latents_z[decoded_rows], "c": latents_c[decoded_rows]}
+    semantic = evaluate_semantic(
+        recons_arr,
+        truths_arr,
+        len(rows),
+        not_available=dict.fromkeys(WORLD_BASELINES, NO_WORLD),
+    )
     return SessionEvaluation(
         recording=Path(path),
         n_trials=scores.n_trials,
@@ -190,6 +244,9 @@ def evaluate_recording(
         recons=recons_arr,
         truths=truths_arr,
         not_decoded=[gap.describe() for gap in gaps],
+        decoded=decoded,
+        semantic=semantic,
+        render_model=_recorded_render_model(recorded),
     )
 
 
@@ -214,6 +271,14 @@ def _no_stimulus_markers(path: str | Path, n_markers: int, recorded: object) -> 
         "scanner. A recording without markers can still be replayed (`rt-recon replay`), "
         "not scored"
     )
+
+
+def _recorded_render_model(recorded: object) -> str | None:
+    """``renderer.model`` of the recorded config, when it names one."""
+    if not isinstance(recorded, dict):
+        return None
+    model = (recorded.get("renderer") or {}).get("model")
+    return None if model is None else str(model)
 
 
 def _recorded_budgets(path: str | Path, recorded: object) -> dict[str, float]:

@@ -8,6 +8,7 @@ Recordings are written with the recorder's own writer (:mod:`tests.evaluate._rec
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -75,8 +76,16 @@ def test_every_trial_scored_states_its_trials_and_warns_of_nothing(tmp_path):
     assert (evaluation.n_trials, evaluation.n_missing, evaluation.n_shown) == (12, 0, 12)
     assert evaluation.identification == 1.0 == evaluation.identification_shown
     assert "100.0% (chance 50%, RGB pixels at 32x32) on 12 scored of 12 shown;" in (
-        evaluation.headline()
+        evaluation.pixel_headline()
     )
+    headline = evaluation.headline().splitlines()
+    assert headline[0].startswith(
+        "two-way identification 100.0% [95% CI 100.0-100.0] (chance 50%, metric-net features) "
+        "on 12 scored of 12 shown; baselines: shuffled "
+    )
+    assert "wrong shape not available, nearest training not available" in headline[0]
+    assert headline[3].startswith("pixels: identification 100.0% (RGB pixels at 32x32)")
+    assert evaluation.semantic.model.n == 12 and evaluation.semantic.model.n_shown == 12
     assert "failures" not in evaluation.headline()
     assert evaluation.warnings == []
 
@@ -92,9 +101,12 @@ def test_few_scored_trials_are_stated_counted_as_failures_and_warned(tmp_path):
     assert [r.trial for r in evaluation.trials if r.frame_tr is not None] == [2, 11, 20]
     assert evaluation.identification == 1.0
     assert evaluation.identification_shown == pytest.approx(3 / 24)  # 21 failures
-    headline = evaluation.headline()
+    headline = evaluation.pixel_headline()
     assert "100.0% (chance 50%, RGB pixels at 32x32) on 3 scored of 24 shown" in headline
     assert "12.5% over all 24 shown, the 21 without a frame counted as failures" in headline
+    first = evaluation.headline().splitlines()[0]
+    assert "(chance 50%, metric-net features) on 3 scored of 24 shown (12.5% over all 24" in first
+    assert "the 21 without a frame counted as failures" in first
     assert evaluation.warnings == coverage_warnings(3, 24)
     assert len(evaluation.warnings) == 2
     assert evaluation.warnings[0].startswith("only 3 of the 24 trials shown have a frame")
@@ -105,8 +117,11 @@ def test_few_scored_trials_are_stated_counted_as_failures_and_warned(tmp_path):
     assert (metrics["n_trials"], metrics["n_missing"], metrics["n_shown"]) == (3, 21, 24)
     assert metrics["identification_shown"] == pytest.approx(3 / 24)
     assert metrics["warnings"] == evaluation.warnings
+    assert metrics["semantic"]["model"]["n"] == 3
+    assert metrics["semantic"]["model"]["identification_shown"] == pytest.approx(3 / 24)
     page = report.read_text()
     assert "on 3 scored of 24 shown" in page
+    assert '<table id="baselines">' in page
     assert page.count('<p class="warning">warning: only 3') == 2
     assert '<td id="identification_shown">12.5%</td>' in page
 
@@ -158,8 +173,12 @@ def test_evaluate_command_prints_scored_of_shown_and_warns(tmp_path, small_datas
     done = _evaluate_cli(recording, small_dataset.root, tmp_path / "report")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("two-way identification 100.0% (chance 50%, RGB pixels at 32x32)")
-    assert "on 4 scored of 24 shown; 16.7% over all 24 shown, the 20 without a frame" in lines[0]
-    assert lines[1].startswith("warning: only 4 of the 24 trials shown have a frame")
-    assert lines[2].startswith("warning: only 4 trials scored (under 10)")
-    assert lines[3] == f"report: {tmp_path / 'report' / 'report.html'}"
+    assert lines[0].startswith("two-way identification 100.0% [95% CI 100.0-100.0] (chance 50%")
+    assert "on 4 scored of 24 shown (16.7% over all 24 shown, the 20 without a frame" in lines[0]
+    # a synthetic session's world draws the wrong shape; this recording holds no latents
+    assert re.search(r"wrong shape \d+\.\d%", lines[0])
+    assert "nearest training not available" in lines[0]
+    assert lines[3].startswith("pixels: identification 100.0% (RGB pixels at 32x32)")
+    assert lines[6].startswith("warning: only 4 of the 24 trials shown have a frame")
+    assert lines[7].startswith("warning: only 4 trials scored (under 10)")
+    assert lines[8] == f"report: {tmp_path / 'report' / 'report.html'}"
