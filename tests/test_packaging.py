@@ -114,7 +114,11 @@ def _check_contents(wheel: Path) -> None:
     configs = {p.name for p in (REPO / "configs").glob("*.yaml")}
     assert {"demo.yaml", "scanner.yaml", "sd-turbo.yaml"} <= configs
     assert {f"rt_recon/configs/{c}" for c in configs} <= names
-    for folder in ("rt_recon/assets/embedded_model", "rt_recon/display/static"):
+    for folder in (
+        "rt_recon/assets/embedded_model",
+        "rt_recon/assets/metric_net",
+        "rt_recon/display/static",
+    ):
         files = {p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*") if p.is_file()}
         assert files and files <= names, f"missing from the wheel: {sorted(files - names)}"
 

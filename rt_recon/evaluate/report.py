@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rt_recon.evaluate.semantic import FEATURE_SPACE
 from rt_recon.evaluate.session_eval import SessionEvaluation
 from rt_recon.evaluate.trials import coverage, save_grid
 
@@ -53,6 +54,19 @@ def _latency_plot(samples: dict[str, list[float]]) -> bytes:
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _feature_row(evaluation: SessionEvaluation) -> str:
+    """The headline figure's row: identification in the metric network's features."""
+    if evaluation.semantic is None:
+        return ""
+    model = evaluation.semantic.model
+    low, high = model.identification_ci
+    return (
+        f"<tr><th>two-way identification ({FEATURE_SPACE}; chance 50%) on "
+        f"{coverage(model.n, model.n_shown)}, 95% interval {100 * low:.1f}-{100 * high:.1f}%</th>"
+        f'<td class="big" id="feature_identification">{100 * model.identification:.1f}%</td></tr>\n'
+    )
 
 
 def _baselines_table(evaluation: SessionEvaluation) -> str:
@@ -124,9 +138,10 @@ th {{ background: #f3f3f3; }} .big {{ font-size: 1.4em; }}
 <tr><th>trials shown (stimulus markers)</th><td id="n_shown">{evaluation.n_shown}</td></tr>
 <tr><th>trials scored (with a frame)</th><td id="n_trials">{evaluation.n_trials}</td></tr>
 <tr><th>trials without a frame</th><td id="n_missing">{evaluation.n_missing}</td></tr>
+{_feature_row(evaluation)}
 <tr><th>two-way identification ({html.escape(evaluation.feature_space)}; chance 50%)
 on {coverage(evaluation.n_trials, evaluation.n_shown)}</th>
-<td class="big" id="identification">{100 * evaluation.identification:.1f}%</td></tr>
+<td id="identification">{100 * evaluation.identification:.1f}%</td></tr>
 <tr><th>two-way identification over all {evaluation.n_shown} shown
 (a trial without a frame counted as a failure)</th>
 <td id="identification_shown">{100 * evaluation.identification_shown:.1f}%</td></tr>
