@@ -83,8 +83,8 @@ def prepare_run(participant: str | None, seed: int, role: str, model, model_path
     trs = [tr for tr, _ in samples]
     ids = [int(sid) for _, sid in samples]
     decoded = {head: np.stack([latents[t][head] for t in trs]) for head in ("z", "c")}
-    sim = config.simulation
-    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size, version=sim.world_version)
+    sim = dataset.manifest["simulation"]  # this participant's (the config is the demo's)
+    world = StimulusWorld(sim["seed"], sim["image_size"], int(sim.get("world_version", 1)))
     return HeldOutRun(
         seed=seed,
         label=f"participant {seed}, {role} run {files.run}",

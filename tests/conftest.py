@@ -13,7 +13,9 @@ import socket
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -212,3 +214,47 @@ def node_processes(tmp_path: Path) -> Iterator[NodeProcesses]:
         for name, child in processes.supervisor.children.items():  # shown if the test failed
             print(f"--- {name} (pid {child.pid}, exit {child.returncode}):\n{child.tail(40)}")
         processes.stop()
+
+
+@dataclass
+class DemoOfflineRun:
+    """The demo's default session through the real pipeline, offline (see the fixture)."""
+
+    config: Any
+    dataset: Any
+    run: Any  # rt_recon.evaluate.offline.RunEvaluation of the test run
+    report: Any  # rt_recon.evaluate.semantic.SemanticReport, world baselines included
+
+
+@pytest.fixture(scope="session")
+def demo_offline_run(tmp_path_factory: pytest.TempPathFactory) -> DemoOfflineRun:
+    """What ``rt-recon demo`` computes, without its processes: a fresh session of the shipped
+    default config (the realistic participant), decoders fitted for the embedded model, the
+    held-out test run decoded and rendered by the objects the nodes use, scored with every
+    baseline the world can draw. Built once for the tests that judge the embedded default."""
+    from rt_recon.apps.demo import wrong_shape_pictures
+    from rt_recon.apps.fit import fit_dataset
+    from rt_recon.cli import DEFAULT_CONFIG
+    from rt_recon.config import load_config
+    from rt_recon.evaluate.offline import evaluate_run
+    from rt_recon.evaluate.semantic import WRONG_SHAPE, evaluate_semantic
+    from rt_recon.render.embedded import EMBEDDED_DIR
+    from rt_recon.render.factory import make_renderer
+    from rt_recon.render.model import load_render_model
+    from rt_recon.simulators.session import generate_session
+    from rt_recon.simulators.world import StimulusWorld
+
+    config = load_config(DEFAULT_CONFIG)
+    sim = config.simulation
+    dataset = generate_session(sim, tmp_path_factory.mktemp("demo_session") / "ds")
+    model = load_render_model(EMBEDDED_DIR, with_text=True)
+    bundle = fit_dataset(dataset, model, config.fit)
+    run = evaluate_run(dataset, dataset.runs("test")[0], bundle, make_renderer(model, config))
+    world = StimulusWorld(seed=sim.seed, image_size=sim.image_size, version=sim.world_version)
+    report = evaluate_semantic(
+        run.recons,
+        run.truths,
+        n_shown=run.scores.n_shown,
+        world_baselines={WRONG_SHAPE: wrong_shape_pictures(world, run.stimulus_ids)},
+    )
+    return DemoOfflineRun(config, dataset, run, report)

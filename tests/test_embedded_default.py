@@ -1,33 +1,41 @@
-"""Acceptance of the embedded default: held-out pictures are identified from synthetic fMRI.
+"""Acceptance of the embedded default: the held-out test run of the demo's default session
+(the realistic participant) is identified from synthetic fMRI, in the metric network's
+features, against same-background distractors, and by its shape.
 
-A CI-sized run of the demo's science, offline, on the easy participant (the
-demo's default until the realistic one): a synthetic session at its default
-SNR, decoders fitted for the embedded model, the held-out test run decoded and
-rendered by the same objects the live nodes use.
+``demo_offline_run`` (tests/conftest.py) is what ``rt-recon demo`` computes, offline: a
+fresh session of the shipped config, decoders fitted for the embedded model, the test run
+decoded and rendered by the objects the nodes use. It is one run and one renderer seed,
+so the thresholds come from the spread measured over five test runs (participant seeds
+0-4) x three renderer seeds (``python -m benchmarks.bench_accuracy``, docs/metrics.md,
+2026-12-04): each is the mean minus three SDs over those 15 figures, rounded down. A
+figure under it is very unlikely to be an unlucky run of today's model.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from rt_recon.apps.fit import fit_dataset
-from rt_recon.config import FitSection, RendererSection, SimulationSection
-from rt_recon.evaluate.offline import evaluate_run
-from rt_recon.render.embedded import EMBEDDED_DIR
-from rt_recon.render.img2img import Img2ImgRenderer
-from rt_recon.render.model import load_render_model
-from rt_recon.simulators.session import generate_session
-
 pytestmark = pytest.mark.slow
 
+#: bench_accuracy on the test runs: identification 83.3% ± 4.5% (mean ± SD over 15).
+MIN_IDENTIFICATION = 0.69
+#: same-background identification 81.8% ± 4.8%.
+MIN_SAME_BACKGROUND = 0.67
+#: shape agreement 44.8% ± 5.4% (chance 1/6).
+MIN_SHAPE = 0.28
 
-def test_held_out_test_run_is_identified_at_the_default_snr(tmp_path):
-    sim = SimulationSection(participant="easy")
-    dataset = generate_session(sim, tmp_path / "session")
-    model = load_render_model(EMBEDDED_DIR, with_text=True)
-    bundle = fit_dataset(dataset, model, FitSection())
-    settings = RendererSection()
-    renderer = Img2ImgRenderer(model, steps=settings.steps, strength=settings.strength)
-    evaluation = evaluate_run(dataset, dataset.runs("test")[0], bundle, renderer)
-    assert evaluation.scores.n_trials == sim.trials_per_run
-    assert evaluation.scores.identification >= 0.8
+
+def test_held_out_pictures_are_identified_beyond_their_background(demo_offline_run):
+    report, run = demo_offline_run.report, demo_offline_run.run
+    sim = demo_offline_run.config.simulation
+    assert sim.participant == "realistic"  # the shipped default
+    model = report.model
+    assert model.n == model.n_shown == sim.trials_per_run  # every trial has its frame
+    print("\n" + "\n".join(report.lines()))
+    assert model.identification >= MIN_IDENTIFICATION
+    assert model.same_background >= MIN_SAME_BACKGROUND
+    assert model.attributes["shape"] >= MIN_SHAPE
+    lo, hi = model.identification_ci
+    assert lo < model.identification < hi  # the interval is around the figure it qualifies
+    # the pixel figures the evaluation reports are the ones of the offline run
+    assert model.pixel_identification == pytest.approx(run.scores.identification)

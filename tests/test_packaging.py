@@ -197,5 +197,6 @@ def test_the_wheel_installs_and_runs_from_anywhere(tmp_path):
     done = run(bin_dir / "rt-recon", "simulate", "session", "--out", out, timeout=240)
     assert f"wrote synthetic session to {out}" in done.stdout
     manifest = json.loads((out / "dataset.json").read_text())
-    assert len(manifest["runs"]) == 13  # demo.yaml: 12 training runs and the test run
+    # demo.yaml (the realistic participant): 12 training runs, a validation and a test run
+    assert [r["role"] for r in manifest["runs"]] == ["train"] * 12 + ["validation", "test"]
     print(f"\nbuilt, installed and ran the wheel in {time.monotonic() - start:.0f} s")
