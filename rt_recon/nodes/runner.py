@@ -179,6 +179,11 @@ class Heartbeat:
             self._wake.clear()
 
 
+#: How long a stopping node's socket keeps its last heartbeat to send (closed at once, the
+#: message is dropped, and a node that lived under a second may never be heard at all).
+LAST_WORD_LINGER_S = 0.5
+
+
 def run_node(
     node: Node,
     stop: threading.Event,
@@ -215,6 +220,7 @@ def run_node(
                     heartbeat.stop()
                     ctx.state = "stopped"
                     heartbeat.beat()  # the last word, from this thread
+                    publisher.close(linger_s=LAST_WORD_LINGER_S)  # let it leave first
         except Stopped:
             log.info("%s stopped while waiting", node.name)
     log.info("%s stopped: %s", node.name, node.counters)

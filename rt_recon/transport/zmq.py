@@ -95,8 +95,12 @@ class BoundSocket:
         """The underlying socket (to register with a ``zmq.Poller``)."""
         return self._socket
 
-    def close(self) -> None:
-        self._socket.close(linger=0)
+    def close(self, linger_s: float = 0.0) -> None:
+        """Close (once; later calls do nothing). ``linger_s``: how long messages already sent
+        may still take to leave (0: dropped; a node's last heartbeat needs a moment)."""
+        if self._socket.closed:
+            return
+        self._socket.close(linger=int(linger_s * 1000))
         if self._curve is not None:  # after the socket: no connection is ever let in unchecked
             self._curve.close()
 
