@@ -62,12 +62,16 @@ def test_sigkilled_session_keeps_every_complete_tr_and_replays_identically(
     assert [zlib.crc32(v) for v in values] == [zlib.crc32(v) for v in run.volumes[:n]]
     assert [h["tr"] for h in headers] == list(range(len(headers)))
     assert len(headers) >= n - 2  # at most the TRs in flight lack their latents
+    # the latents come over ZeroMQ, the volumes over LSL: killed between the two writes, the
+    # recording may hold the latents of a TR whose volume did not make it (CI saw 16 for 15)
+    assert len(headers) <= n + 2
+    replayable = [h for h in headers if h["tr"] < n]  # a replay has only the recorded volumes
 
     first = replay_recording(config.recording_path, tmp_path / "replay1", speed=4.0)
     second = replay_recording(config.recording_path, tmp_path / "replay2", speed=4.0)
     for result, comparison in (first, second):
         assert len(result.latents) == n
-        assert comparison.compared == len(headers)
+        assert comparison.compared == len(replayable)
         assert comparison.identical == comparison.compared  # bitwise, where the original had them
     twice = compare_latents(first[0].recording, second[0].recording)
     assert twice.compared == n and twice.identical == n and twice.max_abs_difference == 0.0
