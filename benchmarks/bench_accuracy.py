@@ -118,9 +118,9 @@ def score_run(
     """Render ``held``'s trials with one renderer seed and score them with the baselines."""
     from rt_recon.evaluate.semantic import evaluate_semantic
     from rt_recon.render.img2img import Img2ImgRenderer
-    from rt_recon.render.targets import encode_captions
+    from rt_recon.render.targets import empty_caption
 
-    uncond = encode_captions(model, [""])[0] if guidance_scale > 1 else None
+    uncond = empty_caption(model) if guidance_scale > 1 else None
     renderer = Img2ImgRenderer(
         model,
         steps=steps,

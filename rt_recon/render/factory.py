@@ -33,9 +33,9 @@ def make_renderer(model: RenderModel, config: SessionConfig) -> Img2ImgRenderer:
     check_settings(rc.steps, rc.strength, rc.blend)
     uncond = None
     if rc.guidance_scale > 1.0:  # the empty caption's embedding (needs the text encoder)
-        from rt_recon.render.targets import encode_captions
+        from rt_recon.render.targets import empty_caption
 
-        uncond = encode_captions(model, [""])[0]
+        uncond = empty_caption(model)
     return Img2ImgRenderer(
         model,
         steps=rc.steps,

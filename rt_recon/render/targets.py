@@ -66,3 +66,9 @@ def encode_captions(
         hidden = model.text_encoder(tokens.input_ids.to(model.device)).last_hidden_state
         out.append(hidden.float().cpu().numpy())
     return np.concatenate(out)
+
+
+def empty_caption(model: RenderModel) -> np.ndarray:
+    """The empty caption's ``c`` ``(L, D)``: the unconditional embedding classifier-free
+    guidance steers away from (Takagi & Nishimoto's ``get_learned_conditioning([""])``)."""
+    return encode_captions(model, [""])[0]
