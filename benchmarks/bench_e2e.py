@@ -6,6 +6,10 @@ per-stage latency from every frame's header (volume timestamp -> frame
 published, LSL clock), p50/p95/max against the CPU budget.
 
     python -m benchmarks.bench_e2e [--speed 4] [--output /tmp/rt_recon_bench_e2e]
+                                   [--set renderer.device=cuda --set renderer.dtype=float16]
+
+``--set KEY=VALUE`` overrides a config key (the value read as YAML), e.g. the renderer on a
+GPU for benchmarks/gpu_suite.sh.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from benchmarks._report import machine, write_json
 from rt_recon.apps.demo import prepare
@@ -22,12 +29,19 @@ from rt_recon.config import load_config
 from rt_recon.evaluate.latency import format_table
 
 
-def run(speed: float = 4.0, output: Path | None = None) -> dict:
+def run(
+    speed: float = 4.0, output: Path | None = None, overrides: dict[str, Any] | None = None
+) -> dict:
     output = output or Path(tempfile.mkdtemp(prefix="rt_recon_bench_e2e_"))
     config = (
         load_config(DEFAULT_CONFIG)
         .with_overrides(
-            {"replay.speed": speed, "paths.output_dir": str(output), "renderer.write_png": False}
+            {
+                "replay.speed": speed,
+                "paths.output_dir": str(output),
+                "renderer.write_png": False,
+                **(overrides or {}),
+            }
         )
         .resolved()
     )
@@ -38,6 +52,8 @@ def run(speed: float = 4.0, output: Path | None = None) -> dict:
     rows = result.latency
     return {
         "machine": machine(),
+        "renderer": {"device": config.renderer.device, "dtype": config.renderer.dtype},
+        "overrides": overrides or {},
         "n_trs": test.n_trs,
         "tr_s": test.tr_s,
         "speed": speed,
@@ -53,11 +69,25 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=4.0)
     parser.add_argument("--output", type=Path)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, value read as YAML (repeatable)",
+    )
     args = parser.parse_args()
-    result = run(args.speed, args.output)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    result = run(args.speed, args.output, overrides)
     print(
         f"end to end over {result['n_trs']} TRs (TR {result['tr_s']} s at {args.speed}x): "
         f"{result['frames']} frames, {result['stale_skipped']} stale latents skipped; "
+        f"renderer on {result['renderer']['device']} ({result['renderer']['dtype']}); "
         f"{result['machine']}"
     )
     print(result["table"])
