@@ -15,6 +15,7 @@ Subcommands:
   replay      re-run a recording through decoder, renderer and a new recorder
   evaluate    score a recording against the pictures shown; HTML report
   keys        ZeroMQ CURVE certificates for non-loopback endpoints (server, client)
+  present     a training run's pictures on the participant display, onsets as LSL markers
 
 Human output goes to stdout; logs go to stderr.
 """
@@ -25,7 +26,6 @@ import argparse
 import contextlib
 import importlib
 import importlib.resources
-import json
 import logging
 import os
 import sys
@@ -254,23 +254,30 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from rt_recon.apps.fit import fit_dataset, training_runs
-    from rt_recon.dataset import Dataset
+    from rt_recon.apps.fit import fit_inputs
+    from rt_recon.apps.fit_sources import open_fit_inputs, parse_mask_option
     from rt_recon.render.embedded import resolve_model
     from rt_recon.render.model import load_render_model
 
     config = _config(args)
-    dataset = Dataset.open(args.dataset)
-    training_runs(dataset)  # too few: say so before the model loads
+    # every data error (files, runs, pictures, captions, grids) before the model loads
+    inputs = open_fit_inputs(
+        args.dataset, train_runs=args.train_runs, validation_runs=args.validation_runs,
+        subject=args.subject, task=args.task, recordings=args.recordings, series=args.series,
+        events=args.events, stimuli=args.stimuli,
+        masks=dict(parse_mask_option(m) for m in args.mask),
+    )  # fmt: skip
     model_path = resolve_model(args.model if args.model is not None else config.renderer.model)
     log.info("fitting for the render model in %s", model_path)
     model = load_render_model(model_path, with_text=True)
     with _progress("fitting (runs, then heads)") as progress:
-        bundle = fit_dataset(dataset, model, config.fit, progress=progress)
-    path = bundle.save(args.out)
-    report = path.with_name(path.stem + ".report.json")
-    report.write_text(json.dumps(bundle.report, indent=2))
+        fitted = fit_inputs(inputs, model, config.fit, progress=progress)
+    path, report, masks = fitted.save(args.out)
+    bundle = fitted.bundle
     print(f"wrote {path}\nfit report: {report}")
+    print(f"  from {inputs.origin}: {len(inputs.train)} training runs")
+    for name, mask in masks.items():
+        print(f"  mask {name}: {mask}")
     for head, entry in bundle.report["heads"].items():
         alphas = ", ".join(f"{a}: {n}" for a, n in entry["alphas_chosen"].items() if n)
         print(
@@ -459,6 +466,53 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_present(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from rt_recon.apps.present import PresentOptions, events_path, present_run
+    from rt_recon.display.design import DesignSpec
+    from rt_recon.nodes.signals import stop_on_signals
+
+    config = _config(args)
+    try:
+        spec = DesignSpec(
+            duration_s=args.duration,
+            isi_s=args.isi,
+            lead_in_s=args.lead_in,
+            lead_out_s=args.lead_out,
+            n_blank=args.blanks,
+            test_ids=tuple(int(i) for i in args.test_ids.split(",") if i.strip()),
+            test_repeats=args.test_repeats,
+            n_catch=args.catch,
+            seed=args.seed,
+        )
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"rt-recon present: bad design option: {exc}") from None
+    keys = tuple(k for k in args.response_keys.split(",") if k)
+    if args.trigger_key in keys:
+        raise ConfigError(
+            f"rt-recon present: --trigger-key {args.trigger_key!r} is also a response key {keys}"
+        )
+    options = PresentOptions(args.run, args.start_on, args.trigger_key, keys)
+    events = args.events or events_path(config, args.run)
+    start = f"trigger key {args.trigger_key!r}" if args.start_on == "key" else "first volume"
+    page = f"http://{config.console.host}:{config.console.port}/participant"
+    print(f"design: {events}\nparticipant display: {page} (starts on the {start})")
+    result = present_run(
+        config, args.stimuli, spec, options, stop_on_signals(), table=args.table, events=events
+    )
+    if result.start is None or result.end is None:
+        print(f"run {args.run} did not {'start' if result.start is None else 'end'}")
+        return 1
+    late = sorted(result.late_ms.values())
+    print(
+        f"run {args.run}: {len(result.onsets)} onsets, {len(result.responses)} responses; "
+        f"onset after plan median {late[len(late) // 2] if late else float('nan'):.1f} ms; "
+        f"page clock round trip {result.clock.get('rtt_ms', float('nan')):.2f} ms"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rt-recon", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -511,7 +565,42 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=_cmd_node)
 
     fit = with_config(sub.add_parser("fit", help="fit decoders on a dataset's training runs"))
-    fit.add_argument("dataset", type=Path, help="dataset folder (with dataset.json)")
+    fit.add_argument(
+        "dataset", type=Path, nargs="?",
+        help="dataset folder: an rt_recon dataset (dataset.json) or a BIDS dataset",
+    )  # fmt: skip
+    bids = fit.add_argument_group("runs of a BIDS dataset (docs/operators.md)")
+    bids.add_argument(
+        "--train-runs", nargs="+", default=[], metavar="RUN",
+        help="training runs by BIDS entities: 3, run-3 or ses-02_run-4 (at least two)",
+    )  # fmt: skip
+    bids.add_argument(
+        "--validation-runs", nargs="+", default=[], metavar="RUN",
+        help="held-out runs, checked with the training runs and listed in the report",
+    )  # fmt: skip
+    bids.add_argument("--subject", help="subject label (default: the dataset's only one)")
+    bids.add_argument("--task", help="task label (default: the subject's only one)")
+    visit = fit.add_argument_group("a visit's own files")
+    visit.add_argument(
+        "--recordings", nargs="+", default=[], metavar="H5",
+        help="the recorder's files; each part (run) is a training run; A.h5:7 picks run 7",
+    )  # fmt: skip
+    visit.add_argument(
+        "--series", nargs="+", default=[], metavar="SERIES",
+        help="scanner series (DICOM folder, PAR/REC or NIfTI file), one per training run",
+    )  # fmt: skip
+    visit.add_argument(
+        "--events", nargs="+", default=[], metavar="TSV", help="one events.tsv per --series"
+    )
+    visit.add_argument(
+        "--stimuli", type=Path,
+        help="picture folder with stimuli.tsv (stimulus_id, caption, file): the pictures shown",
+    )  # fmt: skip
+    fit.add_argument(
+        "--mask", action="append", default=[], metavar="NAME=FILE",
+        help="a mask by name (ev: z head, hv: c head, brain: noise pool), NIfTI on any grid; "
+        "repeatable; replaces the source's mask of that name",
+    )  # fmt: skip
     fit.add_argument(
         "--model",
         help="the render model the bundle is for: 'embedded' (the shipped default) or a "
@@ -652,6 +741,36 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("dir", type=Path, help="folder to write the certificates into")
     keys.add_argument("--force", action="store_true", help="replace certificates already there")
     keys.set_defaults(func=_cmd_keys)
+
+    present = with_config(
+        sub.add_parser("present", help="show a training run's pictures on the participant display")
+    )
+    present.add_argument(
+        "stimuli", type=Path, help="picture folder with stimuli.tsv (stimulus_id, caption, file)"
+    )
+    present.add_argument("--table", type=Path, help="stimulus TSV (default STIMULI/stimuli.tsv)")
+    present.add_argument("--run", default="01", help="run id the markers carry (default 01)")
+    present.add_argument(
+        "--start-on", choices=("key", "volume"), default="key",
+        help="start on the trigger key, or on the first volume of stream.source_id",
+    )  # fmt: skip
+    present.add_argument("--trigger-key", default="5", help="the scanner's trigger key (default 5)")
+    present.add_argument(
+        "--response-keys", default="1,2", help="attention-task keys, comma-separated (default 1,2)"
+    )
+    present.add_argument("--duration", type=float, default=3.0, help="seconds a picture is up")
+    present.add_argument("--isi", type=float, default=1.0, help="fixation after each trial, s")
+    present.add_argument("--lead-in", type=float, default=0.0, help="fixation before, s")
+    present.add_argument("--lead-out", type=float, default=0.0, help="fixation after, s")
+    present.add_argument("--blanks", type=int, default=0, help="blank (fixation-only) trials")
+    present.add_argument("--test-ids", default="", help="test-set stimulus ids, comma-separated")
+    present.add_argument("--test-repeats", type=int, default=1, help="showings per test stimulus")
+    present.add_argument("--catch", type=int, default=0, help="catch trials (a repeat: press)")
+    present.add_argument("--seed", type=int, default=0, help="seed of the trial order")
+    present.add_argument(
+        "--events", type=Path, help="events.tsv to write (default OUTPUT_DIR/run-RUN_events.tsv)"
+    )
+    present.set_defaults(func=_cmd_present)
     return parser
 
 

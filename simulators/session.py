@@ -3,9 +3,10 @@
 Layout under the session root (the :mod:`rt_recon.dataset` format)::
 
     dataset.json                       manifest: config, runs (train/test), files
-    dataset_description.json
+    dataset_description.json           BIDS: the session is a BIDS dataset as well
     stimuli/stim-00042.png, stimuli.tsv
-    sub-01/func/sub-01_task-vision_run-01_bold.nii.gz   (+ _bold.json, _events.tsv)
+    sub-01/func/sub-01_task-vision_run-01_bold.nii.gz   (+ _bold.json, _events.tsv with
+                                       stimulus_id, stim_file and caption per trial)
     sub-01/masks/sub-01_desc-{brain,ev,hv}_mask.nii.gz
     groundtruth/sub-01_run-01_truth.safetensors, brain.safetensors
 
@@ -59,6 +60,14 @@ TASK = "vision"
 REST_TRS_BETWEEN_TRIALS = 1
 #: The realistic participant's runs on its second session, in order.
 SESSION_2_ROLES = ("validation", "test")
+
+
+#: The columns of a run's events.tsv: BIDS ``stim_file`` names the picture under ``stimuli/``
+#: (so the session is a BIDS dataset too: ``rt-recon fit ROOT --train-runs 1 2`` reads it).
+#: Added after generator version 3 without a new version: volumes, masks and manifest are
+#: unchanged, and a session cached before (no ``stim_file``) is read through its
+#: ``stimuli/stimuli.tsv``.
+EVENT_COLUMNS = ("onset", "duration", "trial_type", "stimulus_id", "stim_file", "caption")
 
 
 def stimulus_filename(stimulus_id: int) -> str:
@@ -298,11 +307,11 @@ def _write_run(
     paths["sidecar"].write_text(json.dumps({"RepetitionTime": tr_s, "TaskName": TASK}, indent=2))
     with paths["events"].open("w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(["onset", "duration", "trial_type", "stimulus_id", "caption"])
+        writer.writerow(EVENT_COLUMNS)
         for sid, onset, duration in zip(ids, onsets, durations, strict=True):
-            writer.writerow(
-                [f"{onset:.3f}", f"{duration:.3f}", "stimulus", int(sid), world.caption(int(sid))]
-            )
+            picture = stimulus_filename(int(sid))  # BIDS stim_file: relative to stimuli/
+            row = [f"{onset:.3f}", f"{duration:.3f}", "stimulus", int(sid), picture]
+            writer.writerow([*row, world.caption(int(sid))])
     return paths
 
 

@@ -19,6 +19,10 @@ online decoder calls every TR, so at each trial's TR it produces exactly the
 estimate the decoders were fitted on. The target is the ``z``/``c`` of its
 picture. Ridge regression with a penalty chosen per target by
 leave-one-run-out cross-validation (:mod:`rt_recon.decode.ridge`).
+
+A participant without ROI masks: a head given None instead of channels gets
+voxels chosen from a brain mask (given, or the training runs' mean EPI's) by
+cross-validated encoding (:func:`choose_voxels`, :mod:`rt_recon.decode.auto_roi`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from rt_recon.config import FitSection
-from rt_recon.decode import hrf_library
+from rt_recon.decode import auto_roi, hrf_library
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
 from rt_recon.decode.denoise import Denoiser, NoiseModel, fit_noise_model
 from rt_recon.decode.features import FeatureExtractor
@@ -640,9 +644,104 @@ def pool_candidates(
 POOL_CANDIDATES_PER_VOXEL = 2
 
 
+@dataclass
+class VoxelChoice:
+    """Each head's channels and how they were chosen (:func:`choose_voxels`).
+
+    Attributes:
+        head_voxels: per head, ``(n,)`` sorted channels.
+        brain: ``(n_brain,)`` the brain mask's channels the automatic heads chose from.
+        report: ``{"brain": ..., "heads": {head: ...}}`` (JSON-ready).
+    """
+
+    head_voxels: dict[str, np.ndarray]
+    brain: np.ndarray
+    report: dict[str, Any]
+
+
+def choose_voxels(
+    runs: Sequence[TrainingRun],
+    head_voxels: Mapping[str, np.ndarray | None],
+    targets: Targets,
+    fit: FitSection,
+    stream: StreamSpec,
+    brain: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VoxelChoice:
+    """Voxels for every head given None in ``head_voxels``, chosen from ``brain`` by
+    cross-validated encoding on the training runs (:mod:`rt_recon.decode.auto_roi`).
+
+    ``brain``: the brain mask's channels; None computes it from the runs' mean EPI
+    (full volumes of ``stream.shape`` needed). Every brain voxel is preprocessed as the
+    fit preprocesses (``progress(run_done)`` after each run), each trial estimated with
+    the canonical matched filter, and the heads' voxels chosen by
+    :func:`~rt_recon.decode.auto_roi.choose_head_voxels`, the count by the decoder's
+    leave-one-run-out CV R^2 (on the head's low-rank scores where ``fit.low_rank`` says).
+    Heads given channels keep them.
+    """
+    if len(runs) < MIN_RUNS:
+        raise DataError(
+            f"choosing voxels needs at least {MIN_RUNS} training runs for leave-one-run-out "
+            f"cross-validation, found {len(runs)}"
+        )
+    auto = [h for h, v in head_voxels.items() if v is None]
+    if brain is None:
+        mean = auto_roi.mean_epi([r.volumes for r in runs], stream.shape)
+        brain = auto_roi.epi_brain_mask(mean, stream.affine)
+        source = "mean EPI of the training runs (nilearn compute_epi_mask)"
+    else:
+        source = "given"
+    brain = np.unique(np.asarray(brain, dtype=np.int64))
+    if len(brain) == 0:
+        raise DataError(
+            f"heads {auto} have no voxels given and the brain mask to choose them from is "
+            "empty: give a brain mask with voxels, or each head's voxels"
+        )
+    if brain[0] < 0 or brain[-1] >= stream.n_channels:
+        raise DataError(
+            f"brain mask channels must be in 0..{stream.n_channels - 1} (the stream's "
+            f"{stream.n_channels} voxels), found {brain[0]}..{brain[-1]}"
+        )
+    report: dict[str, Any] = {"brain": {"source": source, "n_voxels": len(brain)}, "heads": {}}
+    chosen = {
+        h: np.unique(np.asarray(v, dtype=np.int64)) for h, v in head_voxels.items() if v is not None
+    }
+    for head, vox in chosen.items():
+        report["heads"][head] = {"method": "given", "n_voxels": len(vox)}
+    if not auto:
+        return VoxelChoice(chosen, brain, report)
+    extracted = extract_runs(runs, brain, fit, stream, progress)
+    temporal, _ = _temporal_step(
+        extracted, extracted.series, {}, extracted.voxels, targets, fit, DecoderRecipe()
+    )
+    x = _all_trial_features(
+        extracted.series, TrialEstimator(temporal, len(extracted.voxels)), extracted
+    )
+    groups, ids = extracted.sample_runs, extracted.sample_ids
+    alphas = np.asarray(fit.alphas)
+    y = {h: targets.lookup(h, ids).astype(np.float64) for h in auto}
+    scores = auto_roi.encoding_scores(x, groups, y, alphas)
+    chance = auto_roi.chance_thresholds(x, groups, y, alphas)
+
+    def decoder_score(head: str, keep: np.ndarray) -> float:
+        y_fit = _low_rank_scores(y[head], fit.low_rank.get(head))
+        return float(ridge_cv(x[:, keep], y_fit, groups, alphas).cv_r2.mean())
+
+    for head, result in auto_roi.choose_head_voxels(scores, decoder_score, chance).items():
+        chosen[head] = extracted.voxels[result.positions]
+        report["heads"][head] = {"method": auto_roi.METHOD, **result.report}
+        log.info(
+            "head %s: %d voxels chosen of %d brain voxels (%d candidates), encoding R2 "
+            "median %.3f",
+            head, len(result.positions), len(brain), len(result.ranked),
+            result.report["encoding_r2"]["median"],
+        )  # fmt: skip
+    return VoxelChoice({h: chosen[h] for h in head_voxels}, brain, report)
+
+
 def fit_decoders(
     runs: Sequence[TrainingRun],
-    head_voxels: Mapping[str, np.ndarray],
+    head_voxels: Mapping[str, np.ndarray | None],
     targets: Targets,
     target_shapes: Mapping[str, tuple[int, ...]],
     fit: FitSection,
@@ -651,19 +750,61 @@ def fit_decoders(
     progress: Callable[[int, int], None] | None = None,
     recipe: DecoderRecipe | None = None,
     noise_candidates: np.ndarray | None = None,
+    brain: np.ndarray | None = None,
 ) -> DecoderBundle:
     """Fit one ridge head per entry of ``head_voxels`` as ``recipe`` says; return the bundle.
 
+    A head given None instead of channels gets voxels chosen from ``brain`` (channels of
+    a brain mask; None: the training runs' mean EPI's, :func:`choose_voxels`); the
+    report's ``voxels`` entry says, per head, how its voxels were chosen, how many, and
+    (chosen ones) their encoding CV R^2.
     ``noise_candidates``: channels the noise pool may come from (brain voxels outside the
-    ROIs), needed when the recipe denoises. ``progress(done, total)`` is called after each
-    run's preprocessing and after each head's fit (``total`` = runs + heads; runs again
-    when the recipe changed the voxels to extract).
+    ROIs), needed when the recipe denoises (default with automatic heads: ``brain``).
+    ``progress(done, total)`` is called after each run's preprocessing and after each
+    head's fit (``total`` = runs + heads; runs again when the recipe changed the voxels to
+    extract, and first over the brain mask when a head's voxels are chosen).
     """
     recipe = DecoderRecipe() if recipe is None else recipe
     if len(runs) < MIN_RUNS:
         raise DataError(
             f"fitting needs at least {MIN_RUNS} runs for cross-validation, found {len(runs)}"
         )
+    total = len(runs) + len(head_voxels)
+
+    def run_done(r: int) -> None:
+        if progress is not None:
+            progress(min(r, len(runs)), total)
+
+    choice = None
+    if any(v is None for v in head_voxels.values()):
+        choice = choose_voxels(runs, head_voxels, targets, fit, stream, brain, run_done)
+        head_voxels = choice.head_voxels
+        if noise_candidates is None:
+            noise_candidates = choice.brain
+    bundle = _fit_voxels(
+        runs, head_voxels, targets, target_shapes, fit, stream, model, progress, recipe,
+        noise_candidates, run_done, total,
+    )  # fmt: skip
+    if choice is not None:
+        bundle.report["voxels"] = choice.report
+    return bundle
+
+
+def _fit_voxels(
+    runs: Sequence[TrainingRun],
+    head_voxels: Mapping[str, np.ndarray],
+    targets: Targets,
+    target_shapes: Mapping[str, tuple[int, ...]],
+    fit: FitSection,
+    stream: StreamSpec,
+    model: ModelSpec,
+    progress: Callable[[int, int], None] | None,
+    recipe: DecoderRecipe,
+    noise_candidates: np.ndarray | None,
+    run_done: Callable[[int], None],
+    total: int,
+) -> DecoderBundle:
+    """:func:`fit_decoders` once every head has its channels."""
     voxels = np.unique(np.concatenate([np.asarray(v) for v in head_voxels.values()]))
     candidates = None
     if recipe.denoise_pcs and noise_candidates is not None:
@@ -671,12 +812,6 @@ def fit_decoders(
             noise_candidates, head_voxels, POOL_CANDIDATES_PER_VOXEL * recipe.pool_size
         )
         voxels = np.union1d(voxels, candidates)
-    total = len(runs) + len(head_voxels)
-
-    def run_done(r: int) -> None:
-        if progress is not None:
-            progress(min(r, len(runs)), total)
-
     extracted = extract_runs(runs, voxels, fit, stream, run_done)
     plan = plan_decoders(extracted, head_voxels, targets, fit, recipe, candidates)
     if not np.array_equal(plan.extract_voxels, extracted.voxels):

@@ -6,7 +6,9 @@ pure), ``messages`` (the typed messages the pages get, and their JSON schema
 ``static/schema.json``), ``frames`` (the binary picture message), ``hub`` (latest-only
 fan-out to pages), ``auth`` (loopback or token), ``assets`` (static files by name),
 ``pictures`` (a dataset's stimuli), ``feeds`` (ZeroMQ and LSL input threads, validating
-every message), ``server`` (the ASGI app and :func:`run_console`). docs/console.md
+every message), ``design`` (a training run's design from a stimulus set; pure),
+``presenter`` (plays it with the participant page and sends its markers), ``trigger`` (the
+scanner's first volume), ``server`` (the ASGI app and :func:`run_console`). docs/console.md
 describes the pages.
 
 :func:`run_console` is imported on first use, so ``python -m rt_recon.display.messages``

@@ -7,7 +7,9 @@ Two kinds travel on the pages' WebSockets (docs/console.md, "For other programs"
   (``type`` ``waiting``) when there is no picture to show;
 * binary: a picture (:mod:`rt_recon.display.frames`) whose JSON meta is a
   :class:`ParticipantPicture` on the participant page, a :class:`ConsolePicture` (the same
-  plus its pairing) on the console page.
+  plus its pairing) on the console page;
+* on ``/ws/present`` (a training run to present, :mod:`rt_recon.display.presenter`):
+  :class:`PresentDesign`, :class:`PresentPong`, :class:`PresentStart`, :class:`PresentOff`.
 
 They are built from these models and only from them, so every message fits its model.
 :func:`page_schema` turns the models into one JSON schema document, committed as
@@ -36,7 +38,7 @@ from typing import Any, Literal, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
-from rt_recon.protocol import NODE_COUNTERS, NodeState, Times, TrialRef
+from rt_recon.protocol import NODE_COUNTERS, NodeState, Times, TrialRef, TrialType
 
 log = logging.getLogger(__name__)
 
@@ -319,12 +321,63 @@ class ConsolePicture(ParticipantPicture):
     trial: TrialRef | None
 
 
+class PresentTrial(_PageModel):
+    """One trial of a run to present (:class:`PresentDesign`)."""
+
+    trial: int
+    onset: float = Field(description="seconds from the run's start")
+    duration: float = Field(description="seconds the picture is up")
+    trial_type: TrialType
+    stimulus_id: int | None = Field(description="null for a blank trial")
+    caption: str | None
+    picture: str | None = Field(description="the picture's URL on this server")
+
+
+class PresentDesign(_PageModel):
+    """A training run for the participant page to play (``/ws/present``, ``rt-recon present``)."""
+
+    type: Literal["design"]
+    run: str
+    start_on: Literal["key", "volume"]
+    trigger_key: str = Field(description="KeyboardEvent.key that starts the run")
+    response_keys: list[str] = Field(description="KeyboardEvent.key values of responses")
+    lead_out_s: float
+    total_s: float = Field(description="seconds from the start to the end of the lead-out")
+    trials: list[PresentTrial]
+
+
+class PresentPong(_PageModel):
+    """The answer to the page's clock ``ping`` (``/ws/present``)."""
+
+    type: Literal["pong"]
+    id: int = Field(description="the ping's id")
+    t: float = Field(description="the server's LSL clock when it answered, seconds")
+
+
+class PresentStart(_PageModel):
+    """The scanner's first volume: the run starts (``/ws/present``, ``start_on`` volume)."""
+
+    type: Literal["start"]
+    t: float = Field(description="acquisition time of volume 0, LSL clock, seconds")
+
+
+class PresentOff(_PageModel):
+    """No run for this page (``/ws/present``): none loaded (``off``), or another page plays
+    it (``busy``)."""
+
+    type: Literal["off", "busy"]
+
+
 #: Schema names of the messages, as the pages ask for them.
 MESSAGES: dict[str, type[_PageModel]] = {
     "state": ConsoleStateMessage,
     "waiting": WaitingMessage,
     "participant_picture": ParticipantPicture,
     "console_picture": ConsolePicture,
+    "present_design": PresentDesign,
+    "present_pong": PresentPong,
+    "present_start": PresentStart,
+    "present_off": PresentOff,
 }
 
 

@@ -17,6 +17,9 @@ Routes::
     /ws/participant     pictures, and {"type": "waiting"} when there is none to show
     /ws/console         pictures with their pairing (on connecting, the last eight first),
                         and the console state
+    /ws/present         a training run to present (``rt-recon present``; presenter.py), or
+                        {"type": "off"} when there is none
+    /present/{id}       that run's pictures
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from rt_recon.display.auth import AccessGuard, resolve_token
 from rt_recon.display.feeds import MarkerFeed, VolumeSourceFeed, ZmqFeed
 from rt_recon.display.hub import Hub, Kind
 from rt_recon.display.pictures import StimulusPictures
+from rt_recon.display.presenter import Presenter, no_presentation
 from rt_recon.display.record_control import RecordRequest, record_endpoint
 from rt_recon.display.state import ConsoleState
 from rt_recon.errors import StreamError
@@ -67,8 +71,10 @@ def build_app(
     lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]] | None = None,
     clock: Callable[[], float] = time.monotonic,
     record: RecordRequest | None = None,
+    presenter: Presenter | None = None,
 ) -> Starlette:
-    """The ASGI app: pages, assets, stimulus pictures, state, record control, the WebSockets."""
+    """The ASGI app: pages, assets, stimulus pictures, state, record control, the WebSockets
+    (and a training run's presentation, with ``presenter``)."""
     assets = assets or StaticAssets()
 
     def page(name: str) -> Callable[[Request], Any]:
@@ -102,6 +108,7 @@ def build_app(
         Route("/api/record", record_endpoint(record), methods=["POST"]),
         WebSocketRoute("/ws/participant", socket_endpoint("participant")),
         WebSocketRoute("/ws/console", socket_endpoint("console")),
+        *(presenter.routes() if presenter else [WebSocketRoute("/ws/present", no_presentation)]),
     ]
     return Starlette(
         routes=routes,
@@ -164,8 +171,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_console(config: SessionConfig, stop: threading.Event) -> None:
-    """Serve the console until ``stop`` is set (or SIGINT/SIGTERM)."""
+def run_console(
+    config: SessionConfig, stop: threading.Event, presenter: Presenter | None = None
+) -> None:
+    """Serve the console until ``stop`` is set (or SIGINT/SIGTERM); with ``presenter``, the
+    participant page also plays its run (``rt-recon present``)."""
     section = config.console
     token = resolve_token(section)
     pictures = StimulusPictures.open(section.dataset) if section.dataset is not None else None
@@ -237,6 +247,7 @@ def run_console(config: SessionConfig, stop: threading.Event) -> None:
         pictures=pictures,
         lifespan=lifespan,
         record=_recorder_control(config),
+        presenter=presenter,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -49,9 +49,12 @@ from rt_recon.protocol._lsl import (
 )
 from rt_recon.protocol._markers import (
     EVENT,
+    RESPONSE,
     RUN_END,
     RUN_START,
+    TRIAL_TYPES,
     Marker,
+    TrialType,
     decode_marker,
     encode_marker,
 )
@@ -107,6 +110,7 @@ __all__ = [
     "PACES",
     "PROTOCOL_NAME",
     "PROTOCOL_VERSION",
+    "RESPONSE",
     "RUN_END",
     "RUN_START",
     "SCHEMA_KEY",
@@ -117,6 +121,7 @@ __all__ = [
     "TOPIC_FRAME",
     "TOPIC_LATENTS",
     "TOPIC_STATUS",
+    "TRIAL_TYPES",
     "VOLUME_STREAM_TYPE",
     "VOXEL_ORDER",
     "WIRE_DTYPES",
@@ -137,6 +142,7 @@ __all__ = [
     "Times",
     "TrHeader",
     "TrialRef",
+    "TrialType",
     "TrialWindow",
     "VolumeStreamMeta",
     "counter_names",

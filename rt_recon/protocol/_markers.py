@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -22,6 +22,12 @@ from rt_recon.errors import ProtocolError
 EVENT = "event"
 RUN_START = "run_start"
 RUN_END = "run_end"
+#: The ``type`` of a participant's key press in a run's attention task.
+RESPONSE = "response"
+#: The ``trial_type`` values a presenter sends (``rt-recon present``): a picture, the
+#: fixation cross alone (no ``stimulus_id``: no trial), the attention task's repeat.
+TrialType = Literal["stimulus", "blank", "catch"]
+TRIAL_TYPES: tuple[str, ...] = get_args(TrialType)
 
 
 class Marker(BaseModel):
@@ -34,7 +40,10 @@ class Marker(BaseModel):
         trial: the trial's index in its run (events).
         onset, duration: seconds from the start of the run, as in BIDS events.tsv.
         stimulus_id: the picture shown (events); a marker without one is no trial.
-        caption, trial_type: as in BIDS events.tsv.
+        caption, trial_type: as in BIDS events.tsv (a presenter's trial types:
+            :data:`TRIAL_TYPES`).
+        key, response_time: response: the key pressed, and seconds from the onset of
+            trial ``trial`` to the press.
         n_volumes, speed, loop: run_start/run_end: volumes in the run, replay
             speed, replay pass.
         tr_s: run_start: the acquisition's repetition time in seconds (``tr`` on the wire).
@@ -53,6 +62,8 @@ class Marker(BaseModel):
     stimulus_id: int | None = None
     caption: str | None = None
     trial_type: str | None = None
+    key: str | None = None
+    response_time: float | None = Field(default=None, ge=0)
     n_volumes: int | None = Field(default=None, ge=0)
     tr_s: float | None = Field(default=None, gt=0, alias="tr")
     speed: float | None = Field(default=None, gt=0)
@@ -64,6 +75,13 @@ class Marker(BaseModel):
         """A run id may come as a number (``5``) from a stimulus program: keep it as text."""
         number = isinstance(value, int | float) and not isinstance(value, bool)
         return str(value) if number else value
+
+    @field_validator("key", "response_time", mode="before")
+    @classmethod
+    def _bids_none(cls, value: Any) -> Any:
+        """``n/a`` (BIDS: no value; a BIDS events.tsv may have a ``response_time`` column)
+        or an empty cell is no value."""
+        return None if isinstance(value, str) and value.strip() in ("", "n/a", "N/A") else value
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Marker:

@@ -1,0 +1,30 @@
+"""``rt-recon present``'s refusals: each a one-line error with exit code 2, before anything
+is served or written."""
+
+from __future__ import annotations
+
+from rt_recon.cli import main
+from tests.display._helpers import console_config
+from tests.display._stimuli import write_stimulus_set
+
+
+def _present(tmp_path, *args: str) -> int:
+    config = tmp_path / "session.json"
+    config.write_text(console_config(tmp_path).to_json())
+    return main(["present", "--config", str(config), *args])
+
+
+def test_present_refuses_bad_stimuli_and_bad_designs(tmp_path, capsys):
+    stim = write_stimulus_set(tmp_path / "stim", [1, 2, 3])
+    events = tmp_path / "events.tsv"
+    cases = [
+        ((str(tmp_path / "none"),), "no stimulus table"),
+        ((str(stim), "--test-ids", "9"), r"test_ids [9] are not in the stimulus set"),
+        ((str(stim), "--catch", "4"), "n_catch 4 is more than the 3 picture trials"),
+        ((str(stim), "--duration", "0"), "bad design option"),
+        ((str(stim), "--trigger-key", "1"), "--trigger-key '1' is also a response key"),
+    ]
+    for args, message in cases:
+        assert _present(tmp_path, *args, "--events", str(events)) == 2, args
+        assert message in capsys.readouterr().err, args
+        assert not events.exists()
