@@ -254,7 +254,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from rt_recon.apps.fit import fit_inputs
+    from rt_recon.apps.fit import fit_from_inputs
     from rt_recon.apps.fit_sources import open_fit_inputs, parse_mask_option
     from rt_recon.render.embedded import resolve_model
     from rt_recon.render.model import load_render_model
@@ -271,7 +271,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     log.info("fitting for the render model in %s", model_path)
     model = load_render_model(model_path, with_text=True)
     with _progress("fitting (runs, then heads)") as progress:
-        fitted = fit_inputs(inputs, model, config.fit, progress=progress)
+        fitted = fit_from_inputs(inputs, model, config.fit, progress=progress)
     path, report, masks = fitted.save(args.out)
     bundle = fitted.bundle
     print(f"wrote {path}\nfit report: {report}")

@@ -21,7 +21,7 @@ from rt_recon._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from rt_recon.apps.demo import run_demo
-    from rt_recon.apps.fit import fit_dataset, fit_inputs
+    from rt_recon.apps.fit import fit_dataset, fit_from_inputs
     from rt_recon.apps.pipeline import run_pipeline
     from rt_recon.apps.preflight import check_before_start
     from rt_recon.apps.replay import replay_recording
@@ -34,14 +34,14 @@ _ENTRY_POINTS = {
     "check_before_start": "preflight",
     "replay_recording": "replay",
     "fit_dataset": "fit",
-    "fit_inputs": "fit",
+    "fit_from_inputs": "fit",
     "run_pipeline": "pipeline",
 }
 
 __all__ = [
     "check_before_start",
     "fit_dataset",
-    "fit_inputs",
+    "fit_from_inputs",
     "replay_recording",
     "run_demo",
     "run_pipeline",

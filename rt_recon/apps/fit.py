@@ -1,6 +1,6 @@
 """Fit a decoder bundle on training runs for one render model.
 
-:func:`fit_inputs` fits from a :class:`~rt_recon.apps.fit_inputs.FitInputs` (runs, stimuli
+:func:`fit_from_inputs` fits from a :class:`~rt_recon.apps.fit_inputs.FitInputs` (runs, stimuli
 and masks, from any source: a manifest dataset, BIDS, recordings, scanner series);
 :func:`fit_dataset` is that for a manifest dataset. :meth:`FittedBundle.save` writes the
 bundle, the masks it used (``<stem>.mask-<name>.nii.gz``) and its report.
@@ -112,10 +112,10 @@ def fit_dataset(
     the heads' masks. ``progress(done, total)``: see :func:`~rt_recon.decode.fit.fit_decoders`.
     """
     inputs = FitInputs.from_dataset(dataset)  # too few training runs: training_runs' error
-    return fit_inputs(inputs, model, fit, head_masks, progress, recipe).bundle
+    return fit_from_inputs(inputs, model, fit, head_masks, progress, recipe).bundle
 
 
-def fit_inputs(
+def fit_from_inputs(
     inputs: FitInputs,
     model: RenderModel,
     fit: FitSection,

@@ -1,6 +1,6 @@
 """What a fit needs, whatever it was read from: runs, stimuli and masks, checked once.
 
-:class:`FitInputs` is the neutral description :func:`rt_recon.apps.fit.fit_inputs` fits a
+:class:`FitInputs` is the neutral description :func:`rt_recon.apps.fit.fit_from_inputs` fits a
 bundle from:
 
 * training runs and validation runs (:class:`FitRun`: a name for messages and a

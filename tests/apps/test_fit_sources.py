@@ -20,7 +20,7 @@ import pytest
 
 from rt_recon.acquire.masks import load_mask
 from rt_recon.acquire.nifti import RecordedRun, load_nifti_run
-from rt_recon.apps.fit import DEFAULT_HEAD_MASKS, fit_inputs, mask_voxels
+from rt_recon.apps.fit import DEFAULT_HEAD_MASKS, fit_from_inputs, mask_voxels
 from rt_recon.apps.fit_bids import bids_inputs
 from rt_recon.apps.fit_inputs import FitRun
 from rt_recon.apps.fit_recorded import recording_inputs, series_inputs
@@ -94,7 +94,7 @@ def test_a_bids_fit_without_the_manifest_gives_the_manifest_fits_weights(
     inputs = bids_inputs(bids_root, ["1", "run-2"], ["3"])
     assert inputs.masks["ev"] == bids_root / "sub-01/masks/sub-01_desc-ev_mask.nii.gz"
     assert [r.name for r in inputs.validation] == [str(_func(bids_root, 3, "bold.nii.gz"))]
-    fitted = fit_inputs(inputs, tiny_model, FIT)
+    fitted = fit_from_inputs(inputs, tiny_model, FIT)
     _assert_same_heads(fitted.bundle, DecoderBundle.load(small_bundle_path))
     assert fitted.bundle.report["inputs"]["train"] == [
         str(_func(bids_root, r, "bold.nii.gz")) for r in (1, 2)
@@ -111,7 +111,7 @@ def test_without_a_stimulus_id_column_ids_are_numbered_by_stim_file_and_fit_the_
     files = sorted({row["stim_file"] for rows in shown for row in rows})
     assert sorted(inputs.stimuli) == list(range(len(files)))
     assert [inputs.stimuli[i].picture.name for i in range(len(files))] == files
-    fitted = fit_inputs(inputs, tiny_model, FIT)
+    fitted = fit_from_inputs(inputs, tiny_model, FIT)
     _assert_same_heads(fitted.bundle, DecoderBundle.load(small_bundle_path))
 
 
@@ -201,7 +201,7 @@ def test_a_head_without_a_mask_gets_voxels_chosen_inside_the_mean_epis_brain_mas
     np.testing.assert_array_equal(plan.heads["c"], hv)
     assert np.isin(hv, plan.brain).mean() > 0.9  # the brain mask holds the ROI
 
-    fitted = fit_inputs(inputs, tiny_model, FIT, recipe=DecoderRecipe())
+    fitted = fit_from_inputs(inputs, tiny_model, FIT, recipe=DecoderRecipe())
     bundle = fitted.bundle
     assert bundle.report["voxels"]["heads"]["z"]["method"] == "auto"
     assert bundle.report["voxels"]["heads"]["c"] == {"method": "given", "n_voxels": len(hv)}
@@ -250,7 +250,7 @@ def test_a_fit_from_two_recordings_one_in_two_segments_gives_the_manifest_fits_w
     assert inputs.train[1].run.times is not None  # joined across the segments
     assert inputs.masks == {}  # a recording has none: given as --mask
     inputs = inputs.with_masks({name: small_dataset.mask_path(name) for name in ("ev", "hv")})
-    fitted = fit_inputs(inputs, tiny_model, FIT)
+    fitted = fit_from_inputs(inputs, tiny_model, FIT)
     _assert_same_heads(fitted.bundle, DecoderBundle.load(small_bundle_path))
 
 
