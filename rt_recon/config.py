@@ -186,6 +186,18 @@ class DecoderSection(_Section):
         description="trial: estimate the current trial from marker onsets; continuous: a "
         "sliding window (imagery, no markers); auto: trial if a marker stream is found",
     )
+    max_alignment_mm: float = Field(
+        default=5.0,
+        gt=0,
+        description="A run's first volume further than this (translation, mm) from the "
+        "bundle's reference is flagged (heartbeat alignment.within_limits, console amber)",
+    )
+    max_alignment_deg: float = Field(
+        default=5.0,
+        gt=0,
+        description="A run's first volume rotated more than this (degrees) from the bundle's "
+        "reference is flagged, as max_alignment_mm",
+    )
 
     _endpoint = field_validator("latents_endpoint")(_check_zmq_endpoint)
 

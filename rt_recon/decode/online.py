@@ -21,9 +21,18 @@ once costs what projecting every TR and combining projections did (one
 projection per TR), and lets each voxel have its own weights (HRF groups,
 least squares). A complete window's estimate is exactly the feature the
 decoders were fitted on (:mod:`rt_recon.decode.fit` calls the same
-:class:`TrialEstimator`). Offline decoding of a recorded run is this same
-object fed the run's volumes in order, so online and offline latents are
-identical by construction.
+:class:`TrialEstimator`).
+
+**The first volume** of the run (one object decodes one run) is first aligned
+to the bundle's motion-correction reference with no earlier estimate
+(:meth:`~rt_recon.preprocess.motion.MotionCorrection.align`: the fit from the
+identity, its convergence and residual reported), so a head that moved since
+the bundle's session is found before its masks and weights apply; the run's
+per-TR fits start from that transform, and :attr:`OnlineDecoder.alignment`
+keeps it.
+
+Offline decoding of a recorded run is this same object fed the run's volumes
+in order, so online and offline latents are identical by construction.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from rt_recon.decode.bundle import DecoderBundle, DecoderHead
 from rt_recon.decode.denoise import Denoiser
 from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.trial_estimate import TrialEstimator
+from rt_recon.preprocess.motion import Alignment
 from rt_recon.protocol import TrialWindow, VolumeStreamMeta
 
 
@@ -79,13 +89,24 @@ class OnlineDecoder:
         # TR index -> denoised features; kept for the longest window reach.
         self._features: dict[int, np.ndarray] = {}
         self._next_tr = 0
+        #: The run's first volume aligned to the bundle's reference (None before it, and
+        #: for a bundle that does not realign).
+        self.alignment: Alignment | None = None
 
     @property
     def warming_up(self) -> bool:
         return self.features.warming_up
 
     def preprocess(self, values: np.ndarray) -> np.ndarray:
-        """``(n_channels,)`` volume -> ``(len(self.voxels),)`` float32 features."""
+        """``(n_channels,)`` volume -> ``(len(self.voxels),)`` float32 features; the run's
+        first volume is aligned to the bundle's reference first (:attr:`alignment`)."""
+        motion = self.features.chain.motion
+        if (
+            motion is not None
+            and self.alignment is None
+            and values.shape == (self.features.n_channels,)  # else update() says what is wrong
+        ):
+            self.alignment = motion.align(values)
         return self.features.update(values)
 
     def window_trs(self, onset: int) -> list[int]:

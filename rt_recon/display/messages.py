@@ -65,6 +65,7 @@ AlertKind = Literal[
     "stalled",
     "new_series",
     "missed",
+    "alignment",
     "disk",
     "malformed",
     "pairing",
@@ -77,7 +78,8 @@ AlertKind = Literal[
 #: (docs/console.md, "Warnings"). First what stops data being decoded or kept (a node failed,
 #: a run refused for its geometry, a node stopped, recording paused); then what the operator
 #: must look into now (a node gone or silent, the volumes stalled, the disk running out), what
-#: changed or was lost in the run (a new series, TRs never decoded) and what cannot be trusted
+#: changed or was lost in the run (a new series, TRs never decoded, a head far from the
+#: decoder bundle's reference) and what cannot be trusted
 #: (a pairing that differs, messages dropped); then how well the pictures keep up (late,
 #: motion); the stage budgets last: an engineering matter, not the session's.
 ALERT_SEVERITY: tuple[AlertKind, ...] = (
@@ -91,6 +93,7 @@ ALERT_SEVERITY: tuple[AlertKind, ...] = (
     "disk",
     "new_series",
     "missed",
+    "alignment",
     "pairing",
     "malformed",
     "late",
@@ -227,6 +230,21 @@ class Motion(_PageModel):
     points: list[tuple[int, float]] = Field(description="[tr, fd_mm]")
 
 
+class AlignmentView(_PageModel):
+    """The current run's head position against the decoder bundle's reference: the decoder's
+    ``alignment`` heartbeat counter (docs/protocol.md 3.3) as the run card shows it."""
+
+    text: str = Field(
+        description="the run card's line, e.g. 'aligned to the bundle: 3.1 mm, 2.0 deg'"
+    )
+    amber: bool = Field(description="beyond the decoder's limits, or the fit did not converge")
+    tr: int = Field(description="the TR it was measured at")
+    translation_mm: float
+    rotation_deg: float
+    converged: bool
+    within_limits: bool = Field(description="within decoder.max_alignment_mm and max_alignment_deg")
+
+
 class TruthView(_PageModel):
     """The stimulus a reconstruction is paired with (docs/protocol.md 2a)."""
 
@@ -286,6 +304,10 @@ class ConsoleStateMessage(_PageModel):
     latency: list[LatencyPoint]
     latency_summary: list[StageSummary]
     motion: Motion
+    alignment: AlignmentView | None = Field(
+        description="the current run's alignment to the decoder bundle (null: not measured "
+        "yet in this run, or a bundle that does not realign)"
+    )
     pairs: list[Pair] = Field(description="the last 12 frames")
     warnings: list[Alert] = Field(description="most serious first")
     pictures: bool = Field(description="the server has stimulus pictures (console.dataset)")

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from rt_recon.display.messages import (
     ALERT_SEVERITY,
     Alert,
+    AlignmentView,
     ConsoleStateMessage,
     Counts,
     LatencyPoint,
@@ -470,7 +471,65 @@ class ConsoleState:
         missed = self.runs.missed_alert()
         if missed is not None:
             out.append(missed)
+        alignment = self._alignment_alert()
+        if alignment is not None:
+            out.append(alignment)
         return out
+
+    def _run_alignment(self) -> dict[str, Any] | None:
+        """The decoder's ``alignment`` counter (docs/protocol.md 3.3), if it is of the current
+        run (a heartbeat of the run before, or of a run the console does not show, is not)."""
+        counters = self.nodes["decoder"].counters
+        alignment, current = counters.get("alignment"), self.runs.current
+        if not isinstance(alignment, dict) or current is None or counters.get("run") != current.run:
+            return None
+        return alignment
+
+    def alignment_view(self) -> AlignmentView | None:
+        """The run card's alignment line: *aligned to the bundle: 3.1 mm, 2.0 deg*, amber
+        beyond the decoder's limits or when the fit did not converge."""
+        alignment = self._run_alignment()
+        if alignment is None:
+            return None
+        text = (
+            f"aligned to the bundle: {alignment['translation_mm']:.1f} mm, "
+            f"{alignment['rotation_deg']:.1f} deg"
+        )
+        if not alignment["converged"]:
+            text += " (did not converge)"
+        elif not alignment["within_limits"]:
+            text += f" (limit {alignment['limit_mm']:g} mm, {alignment['limit_deg']:g} deg)"
+        return AlignmentView(
+            text=text,
+            amber=not (alignment["converged"] and alignment["within_limits"]),
+            tr=alignment["tr"],
+            translation_mm=alignment["translation_mm"],
+            rotation_deg=alignment["rotation_deg"],
+            converged=alignment["converged"],
+            within_limits=alignment["within_limits"],
+        )
+
+    def _alignment_alert(self) -> Alert | None:
+        """The current run's head too far from the bundle's reference, or not aligned."""
+        alignment = self._run_alignment()
+        if alignment is None or (alignment["converged"] and alignment["within_limits"]):
+            return None
+        run = self.runs.current.run if self.runs.current is not None else "?"
+        advice = "re-fit the bundle on this session, or re-position the participant"
+        if not alignment["converged"]:
+            text = (
+                f"alignment: run {run} could not be aligned to the decoder bundle's reference "
+                f"(the fit did not converge at TR {alignment['tr']}): the pictures cannot be "
+                f"trusted; {advice}"
+            )
+        else:
+            text = (
+                f"alignment: run {run} is {alignment['translation_mm']:.1f} mm, "
+                f"{alignment['rotation_deg']:.1f} deg from the decoder bundle's reference (limit "
+                f"{alignment['limit_mm']:g} mm, {alignment['limit_deg']:g} deg): its masks may "
+                f"miss their voxels; {advice}"
+            )
+        return Alert(kind="alignment", text=text)
 
     def _node_warnings(self, now: float) -> list[Alert]:
         """A node away, reconnecting, stopped, paused or failed."""
@@ -573,6 +632,7 @@ class ConsoleState:
                 threshold_mm=self.fd_threshold_mm,
                 points=[(r.tr, round(r.fd_mm, 4)) for r in frames if r.fd_mm is not None],
             ),
+            alignment=self.alignment_view(),
             pairs=[
                 Pair(tr=r.tr, seq=r.seq, truth=truth_view(r.truth), trial=r.trial)
                 for r in frames[-PAIRS_SHOWN:]

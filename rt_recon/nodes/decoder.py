@@ -21,6 +21,16 @@ bundle's is refused, not fatal: state ``refused``, ``error`` naming both
 grids, its volumes counted as ``refused`` and left to the recorder, until a
 run that fits begins.
 
+**Alignment to the bundle.** The first volume of each run is aligned to the
+bundle's reference before it is decoded (:class:`~rt_recon.decode.online.OnlineDecoder`):
+the participant may have moved since the bundle's session (a run after a
+break, another day). How far (translation length in mm, rotation angle in
+degrees, the six parameters, the TR, whether the fit converged, and whether it
+is within ``decoder.max_alignment_mm`` / ``max_alignment_deg``) goes into the
+heartbeat's ``alignment`` counter until the next run begins, so the recording
+and the console have it (docs/protocol.md 3.3); the log says it too, as a
+warning beyond the limits.
+
 The node follows the contract of :mod:`rt_recon.nodes.runner`: its inputs
 are opened in :meth:`~DecoderNode.open` (or handed to :meth:`~DecoderNode.start`
 directly, which is how tests run the per-TR step without a socket).
@@ -45,11 +55,13 @@ from rt_recon.decode.tr_counter import IndexedTrCounter, TrCounter
 from rt_recon.decode.trial_tracker import Trial, TrialTracker
 from rt_recon.errors import BundleError, DataError, ProtocolError, ShapeMismatchError, StreamError
 from rt_recon.nodes.runner import Node, NodeContext, Stopped, run_node
+from rt_recon.preprocess.motion import Alignment
 from rt_recon.protocol import (
     TOPIC_LATENTS,
     DecoderCounters,
     Latents,
     LatentsHeader,
+    RunAlignment,
     Times,
     TrialRef,
 )
@@ -180,6 +192,7 @@ class DecoderNode(Node):
         counters = self.counters
         counters.run, counters.series, counters.tr = meta.run, meta.series, -1
         counters.runs += 1
+        counters.alignment = None  # the new run's, once its first volume is aligned
         # TRs by the acquisition index a volume carries, else by its stamp
         self.by_index = IndexedTrCounter()
         self.by_stamp = TrCounter(meta.sample_interval, sequential=meta.pace == "asap")
@@ -276,8 +289,11 @@ class DecoderNode(Node):
             counters.missed += step.missed
             log.warning("%d TR(s) missing before TR %d", step.missed, tr)
         try:
+            aligned = self.decoder.alignment
             features = self.decoder.preprocess(values)
             preprocessed = pylsl.local_clock()
+            if aligned is None and self.decoder.alignment is not None:
+                counters.alignment = self._run_alignment(self.decoder.alignment, tr)
             self.tracker.add_volume(tr, stamp)
             self._take_markers()
             trial = self.tracker.current(tr) if self.mode == "trial" else None
@@ -322,6 +338,38 @@ class DecoderNode(Node):
         if self.summary is not None:
             self.summary.push(self._summary(tr, motion, fd, latents), stamp)
         return message
+
+    def _run_alignment(self, alignment: Alignment, tr: int) -> RunAlignment:
+        """The heartbeat's view of the run's alignment to the bundle, judged against the
+        config's limits (and logged: a warning beyond them or without convergence)."""
+        limits = self.config.decoder
+        report = RunAlignment(
+            tr=tr,
+            translation_mm=round(alignment.translation_mm, 3),
+            rotation_deg=round(alignment.rotation_deg, 3),
+            params=[round(float(p), 6) for p in alignment.params],
+            converged=alignment.converged,
+            limit_mm=limits.max_alignment_mm,
+            limit_deg=limits.max_alignment_deg,
+            within_limits=bool(
+                alignment.translation_mm <= limits.max_alignment_mm
+                and alignment.rotation_deg <= limits.max_alignment_deg
+            ),
+        )
+        text = (
+            f"run {self.meta.run} aligned to the bundle at TR {tr}: "
+            f"{report.translation_mm:.1f} mm, {report.rotation_deg:.1f} deg"
+        )
+        if report.within_limits and report.converged:
+            log.info("%s", text)
+        else:
+            log.warning(
+                "%s (%slimit %g mm, %g deg): the bundle's masks may miss their voxels; re-fit "
+                "the bundle on this session's data or re-position the participant",
+                text, "" if report.converged else "the fit did NOT converge; ",
+                report.limit_mm, report.limit_deg,
+            )  # fmt: skip
+        return report
 
     def _take_markers(self, keep: bool = True) -> None:
         """Every marker that has arrived, into the trial tracker (a malformed one is dropped;

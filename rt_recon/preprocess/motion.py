@@ -27,6 +27,19 @@ those descriptions:
   TR's transform (warm start).
 * Reslice the volume into the reference grid with the final transform.
 
+The first volume of a run (:meth:`MotionCorrection.align`): the fit from the
+identity, with no earlier TR to start from, reported as an :class:`Alignment`
+(the transform, whether it converged, its relative residual); the run's per-TR
+fits then start from it. Another session's head may sit several mm and
+degrees from the reference; measured, this fit reaches it from the identity
+far beyond that (docs/preprocessing.md, "The first volume of a run": to
+within 0.05 mm and 0.05 degrees up to 45 mm and 45 degrees on the real Trio
+template), because the reference's derivatives are fixed and the volume is
+smoothed with 5 mm. A coarse-to-fine start (heavier smoothing and sparser
+points first, and a start at the intensity centroids) was tried and found
+the same transforms everywhere the plain fit did, at ~10x the cost, so it
+was left out.
+
 Conventions. Every coordinate is world RAS+ mm given by the affines, so the
 reference and the volumes may have different voxel orders or grids. ``Q``
 (:attr:`MotionCorrection.matrix`) maps a point of the volume's world to the
@@ -59,6 +72,7 @@ twice as fast here as ``scipy.ndimage``, which does the B-spline orders.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -78,6 +92,55 @@ SPM_SEP_MM = 4.0
 
 #: Lever arm (mm) turning a rotation update into a displacement for the stopping rule.
 _LEVER_MM = 50.0
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """The reference's sample points and what the fit needs of them."""
+
+    points: np.ndarray  # (3, n) voxel coordinates of the (padded) estimation grid
+    values: np.ndarray  # (n,) smoothed reference at the points
+    derivs: np.ndarray  # (n, 6) derivative of the values per rigid parameter
+    normal_inv: np.ndarray  # (6, 6) inverse of derivs^T derivs
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """One volume rigidly aligned to the reference with no earlier estimate to start from
+    (:meth:`MotionCorrection.align`).
+
+    Attributes:
+        matrix: ``(4, 4)`` transform, volume world -> reference world (as
+            :attr:`MotionCorrection.matrix`).
+        params: ``(6,)`` ``(tx, ty, tz, pitch, roll, yaw)``, mm and radians (SPM's convention).
+        converged: the fit met its stopping rule within ``max_iterations``.
+        iterations: Gauss-Newton iterations it took.
+        residual: relative squared residual of the fit, ``|e|^2 / |b - mean(b)|^2`` over the
+            sample points inside the volume (0: a perfect match).
+    """
+
+    matrix: np.ndarray
+    params: np.ndarray
+    converged: bool
+    iterations: int
+    residual: float
+
+    @property
+    def translation_mm(self) -> float:
+        """Length of the translation, mm (of the transform about the world origin)."""
+        return float(np.linalg.norm(self.params[:3]))
+
+    @property
+    def rotation_deg(self) -> float:
+        """Angle of the rotation, degrees (whatever its axis)."""
+        return rotation_angle_deg(self.matrix)
+
+
+def rotation_angle_deg(matrix: np.ndarray) -> float:
+    """The angle (degrees) of the rotation part of a ``(4, 4)`` rigid transform:
+    ``arccos((trace(R) - 1) / 2)``."""
+    cos = (np.trace(np.asarray(matrix, dtype=np.float64)[:3, :3]) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
 def voxel_sizes(affine: np.ndarray) -> np.ndarray:
@@ -213,10 +276,13 @@ class MotionCorrection:
         world = points @ affine[:3, :3].T + affine[:3, 3]
         derivs = np.einsum("nk,nkp->np", grad_world, rigid_jacobian(world))
         keep = _cull_by_quality(derivs, values, quality)
-        self._points = np.ascontiguousarray(points[keep].T)  # (3, n) reference voxel coords
-        self._values = values[keep]
-        self._derivs = derivs[keep]
-        self._normal_inv = np.linalg.inv(self._derivs.T @ self._derivs)
+        kept = derivs[keep]
+        self._fine = _Samples(
+            points=np.ascontiguousarray(points[keep].T),  # (3, n) reference voxel coords
+            values=values[keep],
+            derivs=kept,
+            normal_inv=np.linalg.inv(kept.T @ kept),
+        )
         log.info(
             "motion reference: %d of %d sample points kept (quality %.2f)",
             keep.size, len(points), quality,
@@ -225,7 +291,7 @@ class MotionCorrection:
     @property
     def n_points(self) -> int:
         """Number of reference sample points the estimate uses."""
-        return int(self._points.shape[1])
+        return int(self._fine.points.shape[1])
 
     def reset(self) -> None:
         """Forget the run: the next volume starts from the identity transform."""
@@ -257,19 +323,8 @@ class MotionCorrection:
         return self._reslice(self._as_grid(volume), voxels)
 
     def _estimate(self, grid: np.ndarray) -> np.ndarray:
-        grid = self._pad(grid)
-        smoothed = smooth(grid, self.volume_affine, self.fwhm)
-        coef = (
-            TrilinearSampler(smoothed)
-            if self.order == 1
-            else ndimage.spline_filter(smoothed, order=self.order, mode="mirror", output=np.float32)
-        )
-        matrix, iterations, step = self.matrix.copy(), 0, np.inf
-        while step >= self.tolerance_mm and iterations < self.max_iterations:
-            delta = self._gauss_newton_step(coef, matrix)
-            matrix = rigid_matrix(delta) @ matrix
-            step = max(np.abs(delta[:3]).max(), _LEVER_MM * np.abs(delta[3:]).max())
-            iterations += 1
+        coef = self._coefficients(self._pad(grid), self.fwhm)
+        matrix, iterations, step = self._fit(self._fine, coef, self.matrix, self.tolerance_mm)
         if step >= self.tolerance_mm:
             log.warning(
                 "MotionCorrection: no convergence in %d iterations (last step %.2g mm)",
@@ -279,15 +334,95 @@ class MotionCorrection:
         self.count += 1
         return self.params
 
+    def align(self, volume: np.ndarray) -> Alignment:
+        """Fit one volume (``(x, y, z)`` or flat) from the identity, with no earlier estimate:
+        the first volume of a run (module doc).
+
+        The result also becomes :attr:`matrix` and :attr:`params`, so the next
+        :meth:`estimate` (of this volume or the next) starts from it; :attr:`count` is
+        unchanged.
+
+        Raises:
+            ShapeMismatchError, DataError: the volume's shape or values, as :meth:`update`;
+                DataError also when the volume does not overlap the reference.
+        """
+        coef = self._coefficients(self._pad(self._as_grid(volume)), self.fwhm)
+        matrix, iterations, step = self._fit(self._fine, coef, np.eye(4), self.tolerance_mm)
+        alignment = Alignment(
+            matrix=matrix,
+            params=rigid_params(matrix),
+            converged=bool(step < self.tolerance_mm),
+            iterations=iterations,
+            residual=self._residual(self._fine, coef, matrix),
+        )
+        self.matrix, self.params, self.iterations = matrix, alignment.params, iterations
+        log.info(
+            "aligned to the reference: %.2f mm, %.2f deg (%d iterations, relative residual "
+            "%.3f%s)",
+            alignment.translation_mm, alignment.rotation_deg, iterations, alignment.residual,
+            "" if alignment.converged else ", NOT converged",
+        )  # fmt: skip
+        return alignment
+
+    def _coefficients(self, grid: np.ndarray, fwhm: float) -> np.ndarray | TrilinearSampler:
+        """The padded volume smoothed at ``fwhm``, as the fit samples it."""
+        smoothed = smooth(grid, self.volume_affine, fwhm)
+        if self.order == 1:
+            return TrilinearSampler(smoothed)
+        return ndimage.spline_filter(smoothed, order=self.order, mode="mirror", output=np.float32)
+
+    def _fit(
+        self,
+        samples: _Samples,
+        coef: np.ndarray | TrilinearSampler,
+        matrix: np.ndarray,
+        tolerance_mm: float,
+    ) -> tuple[np.ndarray, int, float]:
+        """Gauss-Newton from ``matrix`` until the update moves no point 50 mm from the origin
+        by ``tolerance_mm``: the transform, the iterations and the last update (mm)."""
+        matrix, iterations, step = matrix.copy(), 0, np.inf
+        while step >= tolerance_mm and iterations < self.max_iterations:
+            delta = self._gauss_newton_step(coef, matrix, samples)
+            matrix = rigid_matrix(delta) @ matrix
+            step = max(np.abs(delta[:3]).max(), _LEVER_MM * np.abs(delta[3:]).max())
+            iterations += 1
+        return matrix, iterations, step
+
     def _gauss_newton_step(
-        self, coef: np.ndarray | TrilinearSampler, matrix: np.ndarray
+        self,
+        coef: np.ndarray | TrilinearSampler,
+        matrix: np.ndarray,
+        samples: _Samples | None = None,
     ) -> np.ndarray:
         """The ``(6,)`` update ``delta`` minimising ``|b - s F(Q) + G delta|`` at ``Q = matrix``.
 
-        ``coef``: the smoothed volume's sampler (trilinear) or B-spline coefficients.
+        ``coef``: the smoothed volume's sampler (trilinear) or B-spline coefficients;
+        ``samples``: the reference's sample points (default: the corrector's own level).
         """
+        residual, derivs, normal_inv, _ = self._sampled(samples or self._fine, coef, matrix)
+        return -normal_inv @ (derivs.T @ residual)
+
+    def _residual(
+        self, samples: _Samples, coef: np.ndarray | TrilinearSampler, matrix: np.ndarray
+    ) -> float:
+        """Relative squared residual at ``matrix``, over the points inside the volume."""
+        residual, _, _, inside = self._sampled(samples, coef, matrix, need_normal=False)
+        values = samples.values[inside]
+        spread = float(np.sum((values - values.mean()) ** 2))
+        return float(residual @ residual) / max(spread, 1e-12)
+
+    def _sampled(
+        self,
+        samples: _Samples,
+        coef: np.ndarray | TrilinearSampler,
+        matrix: np.ndarray,
+        need_normal: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """At ``Q = matrix``: the residual ``e = b - s F(Q)`` at the sample points inside the
+        volume, their derivatives, the inverse normal matrix (stale unless ``need_normal``)
+        and which points are inside (``(n,)`` bool)."""
         to_voxel = self._est_volume_inv @ np.linalg.inv(matrix) @ self._est_reference_affine
-        coords = to_voxel[:3, :3] @ self._points + to_voxel[:3, 3:]
+        coords = to_voxel[:3, :3] @ samples.points + to_voxel[:3, 3:]
         upper = np.array(self._est_volume_shape, dtype=np.float64)[:, None] - 1.0
         inside = np.all((coords >= 0.0) & (coords <= upper), axis=0)
         n_inside = int(np.count_nonzero(inside))
@@ -296,18 +431,24 @@ class MotionCorrection:
                 f"MotionCorrection: only {n_inside} sample points fall inside the volume "
                 "(expected >= 32); the volume does not overlap the reference"
             )
-        values, derivs, normal_inv = self._values, self._derivs, self._normal_inv
+        values, derivs, normal_inv = samples.values, samples.derivs, samples.normal_inv
         if n_inside < inside.size:  # points moved out of the field of view: drop them
             coords, values, derivs = coords[:, inside], values[inside], derivs[inside]
-            normal_inv = np.linalg.inv(derivs.T @ derivs)
+            normal_inv = np.linalg.inv(derivs.T @ derivs) if need_normal else normal_inv
         if isinstance(coef, TrilinearSampler):
             sampled = coef.at(coords)
         else:
             sampled = ndimage.map_coordinates(
                 coef, coords, order=self.order, mode="mirror", prefilter=False
             )
-        residual = values - (values.sum() / sampled.sum()) * sampled
-        return -normal_inv @ (derivs.T @ residual)
+        total = float(sampled.sum())
+        if total == 0.0 or not np.isfinite(total):
+            raise DataError(
+                f"MotionCorrection: the volume sums to {total:g} at the reference's sample "
+                "points (expected tissue there): a blank volume, or one far from the reference"
+            )
+        residual = values - (values.sum() / total) * sampled
+        return residual, derivs, normal_inv, inside
 
     def _reslice(self, grid: np.ndarray, voxels: np.ndarray | None) -> np.ndarray:
         grid = np.asarray(grid, dtype=np.float32)

@@ -271,6 +271,21 @@ WORKING_STATES = frozenset({"running", "streaming"})
 FAILED_STATES = frozenset({"write_failed", "refused"})
 
 
+@dataclass(frozen=True)
+class RunAlignment:
+    """How far the current run's head sits from the decoder bundle's reference: the rigid
+    alignment of the run's first decoded volume (docs/protocol.md 3.3, ``alignment``)."""
+
+    tr: int  # the TR it was measured at (the run's first decoded TR)
+    translation_mm: float  # length of the translation, mm
+    rotation_deg: float  # angle of the rotation, degrees
+    params: list[float]  # [tx, ty, tz, pitch, roll, yaw], mm and rad (SPM convention, as motion)
+    converged: bool  # the fit met its stopping rule
+    limit_mm: float  # decoder.max_alignment_mm
+    limit_deg: float  # decoder.max_alignment_deg
+    within_limits: bool  # translation_mm <= limit_mm and rotation_deg <= limit_deg
+
+
 @dataclass
 class DecoderCounters:
     """The decoder's heartbeat counters (every state carries all of them)."""
@@ -291,6 +306,7 @@ class DecoderCounters:
     refused: int = 0  # volumes of a run whose grid is not the bundle's (not decoded)
     error: str | None = None  # why the current run is refused (state refused), both grids named
     bad_markers: int = 0  # marker samples that were no valid marker (dropped, logged)
+    alignment: RunAlignment | None = None  # the current run's, once its first TR is decoded
 
 
 @dataclass

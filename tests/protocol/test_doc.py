@@ -8,6 +8,7 @@ doc that the type lacks, or a field of the type the doc leaves out, fails here.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from rt_recon.protocol import (
     FrameHeader,
     LatentsHeader,
     Marker,
+    RunAlignment,
     Status,
     Times,
     TrialRef,
@@ -40,6 +42,7 @@ EXPECTED: dict[str, set[str]] = {
     "FrameHeader": {SCHEMA_KEY, *_wire_names(FrameHeader)},
     "Status": {SCHEMA_KEY, *(_wire_names(Status) - {"counters"})},  # counters lie flat
     "decoder counters": set(counter_names("decoder")),
+    "RunAlignment": {f.name for f in fields(RunAlignment)},
     "renderer counters": set(counter_names("renderer")),
     "recorder counters": set(counter_names("recorder")),
     "Times": _wire_names(Times),

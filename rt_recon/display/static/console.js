@@ -118,6 +118,10 @@ function showCounts(state) {
   for (const key of ["missed_trs", "late_trs", "skipped_trs", "no_picture_trs"]) {
     set(key, String(state.counts[key]), state.counts[key] > 0 && key !== "no_picture_trs");
   }
+  // The run's alignment to the decoder bundle: "aligned to the bundle: 3.1 mm, 2.0 deg".
+  const alignment = $("#alignment");
+  alignment.textContent = state.alignment === null ? "aligned to the bundle: –" : state.alignment.text;
+  alignment.dataset.level = state.alignment === null ? "unknown" : state.alignment.amber ? "amber" : "ok";
   document.body.dataset.tr = state.tr ?? "";
   $("#session").textContent = state.session ? `session ${state.session}` : "no session yet";
   $("#run").textContent = runText(state);
