@@ -5,8 +5,9 @@ Subcommands:
   decode      run the decoder node      (LSL volumes -> ZeroMQ latents)
   render      run the renderer node     (ZeroMQ latents -> ZeroMQ frames + PNG)
   fit         fit decoders on a dataset's training runs
-  simulate    synthetic sessions (``session``), LSL replay of runs (``replay``) and a
-              scanner's export folder written at TR pace (``export``)
+  simulate    synthetic sessions (``session``), LSL replay of runs (``replay``), a
+              scanner's export folder written at TR pace (``export``) and the synthetic
+              participant in the scanner, live (``participant``)
   bridge      stream a scanner's real-time export folder over LSL
   convert     write a recorded series (DICOM, PAR/REC, NIfTI) as one 4D NIfTI
   console     web console for the operator and display page for the participant
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rt_recon.config import SessionConfig, load_config
-from rt_recon.errors import ConfigError, RtReconError
+from rt_recon.errors import ConfigError, DataError, RtReconError
 
 if TYPE_CHECKING:
     from rt_recon.apps.session import Session, SessionSummary
@@ -218,9 +219,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from rt_recon.evaluate.report import write_report
     from rt_recon.evaluate.session_eval import evaluate_recording
 
-    dataset = Dataset.open(args.dataset)
-    table = dataset.stimuli()
-    stimuli = dict(zip(table, dataset.stimulus_images(list(table)), strict=True))
+    if args.stimuli is not None:  # a visit's own stimulus folder: no world to draw from
+        from rt_recon.apps.fit_inputs import read_stimulus_table
+
+        folder = Path(args.stimuli)
+        shown = read_stimulus_table(folder / "stimuli.tsv", folder)
+        stimuli = {sid: _picture(s.picture) for sid, s in shown.items()}
+        dataset = None
+    else:
+        dataset = Dataset.open(args.dataset)
+        table = dataset.stimuli()
+        stimuli = dict(zip(table, dataset.stimulus_images(list(table)), strict=True))
     with _progress("scoring trials", "trial") as progress:
         evaluation = evaluate_recording(args.recording, stimuli, progress)
     add_world_baselines(evaluation, dataset, evaluation.render_model)
@@ -233,6 +242,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     print(f"report: {report}")
     return 0
+
+
+def _picture(path: Path):
+    """A stimulus picture as ``(H, W, 3)`` uint8; a missing or unreadable file is named."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"stimulus picture {path}: not a readable image ({exc})") from None
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -385,6 +406,30 @@ def _cmd_simulate_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate_participant(args: argparse.Namespace) -> int:
+    from rt_recon.nodes.signals import stop_on_signals
+
+    stop = stop_on_signals()
+    from rt_recon.simulators.live_scan import LiveScanOptions, simulate_participant
+
+    options = LiveScanOptions(
+        series=args.series,
+        n_trs=args.trs,
+        tr_s=args.tr_s,
+        seed=args.seed,
+        day=args.day,
+        start_delay_s=args.start_delay,
+        atomic=args.atomic,
+        markers=not args.no_markers,
+    )
+    report = simulate_participant(_config(args), args.export, options, stop)
+    print(
+        f"series {report.series}: wrote {report.n_volumes} volumes to {args.export} "
+        f"({len(report.shown)} pictures shown, stopped by {report.stopped_by})"
+    )
+    return 0
+
+
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from rt_recon.acquire.bridge import BridgeOptions, run_bridge
     from rt_recon.nodes.ready import ReadyWatcher
@@ -534,12 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="score a recorded session; write an HTML report")
     evaluate.add_argument("recording", type=Path, help="recording file (.h5)")
-    evaluate.add_argument(
-        "--dataset",
-        type=Path,
-        required=True,
-        help="dataset folder with the stimuli that were shown",
+    shown = evaluate.add_mutually_exclusive_group(required=True)
+    shown.add_argument(
+        "--dataset", type=Path, help="dataset folder with the stimuli that were shown"
     )
+    shown.add_argument(
+        "--stimuli", type=Path,
+        help="or the stimulus folder the presenter showed (stimuli.tsv: stimulus_id, file)",
+    )  # fmt: skip
     evaluate.add_argument("--out", type=Path, help="report folder (default: beside the recording)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
@@ -673,6 +720,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_read_options(export)
     export.set_defaults(func=_cmd_simulate_export)
+
+    participant = with_config(
+        sim_sub.add_parser(
+            "participant",
+            help="the synthetic participant in the scanner: sees the presenter's markers, "
+            "writes one XA DICOM per TR into an export folder (a rehearsal; docs/operators.md)",
+        )
+    )
+    participant.add_argument(
+        "--export", type=Path, required=True, help="export folder to write (a bridge watches it)"
+    )
+    participant.add_argument(
+        "--series", type=int, default=1, help="series number of this run (a new one per run)"
+    )
+    participant.add_argument(
+        "--trs", type=int, default=300, help="volumes at most (stops earlier on run_end)"
+    )
+    participant.add_argument(
+        "--tr", dest="tr_s", type=float, help="repetition time in s (default simulation.tr_s)"
+    )
+    participant.add_argument(
+        "--seed", type=int, help="noise seed (default simulation.seed; the run's own noise)"
+    )
+    participant.add_argument(
+        "--day", type=int, default=1, help="realistic participant: scanning session (1, 2, ...)"
+    )
+    participant.add_argument(
+        "--start-delay", type=float, default=1.0, help="seconds before the first volume"
+    )
+    participant.add_argument(
+        "--atomic", action="store_true", help="write a temporary name, then rename (else in place)"
+    )
+    participant.add_argument(
+        "--no-markers", action="store_true", help="no presenter: a run of blank screen"
+    )
+    participant.set_defaults(func=_cmd_simulate_participant)
 
     bridge = with_config(
         sub.add_parser("bridge", help="stream a scanner's real-time export folder over LSL")

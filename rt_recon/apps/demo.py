@@ -171,15 +171,16 @@ def nearest_training_pictures(
 
 
 def add_world_baselines(
-    evaluation: SessionEvaluation, dataset: Dataset, model_path: str | Path | None
+    evaluation: SessionEvaluation, dataset: Dataset | None, model_path: str | Path | None
 ) -> None:
     """Score the world-drawn baselines of ``evaluation``, when ``dataset`` is a synthetic
     session (its manifest's ``simulation``); each one that cannot be built is stated as not
-    available, with why. ``model_path``: the render model the decoders target (a path or
-    ``embedded``)."""
-    sim = dataset.manifest.get("simulation")
+    available, with why (None: scored against a stimulus folder). ``model_path``: the render
+    model the decoders target (a path or ``embedded``)."""
+    sim = None if dataset is None else dataset.manifest.get("simulation")
     if not isinstance(sim, dict):
-        why = f"{dataset.root} is no synthetic session: there is no world to draw from"
+        where = "a stimulus folder" if dataset is None else f"{dataset.root}"
+        why = f"{where} is no synthetic session: there is no world to draw from"
         evaluation.add_world_baselines({}, dict.fromkeys((WRONG_SHAPE, NEAREST_TRAINING), why))
         return
     from rt_recon.evaluate.metric_net import load_metric_net

@@ -41,10 +41,10 @@ def _dataset_pictures(dataset, n: int) -> list[tuple[int, np.ndarray]]:
     return list(zip(ids, dataset.stimulus_images(ids), strict=True))
 
 
-def _evaluate_cli(recording, dataset_root, out) -> subprocess.CompletedProcess:
+def _evaluate_cli(recording, dataset_root, out, shown="--dataset") -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "rt_recon", "evaluate", str(recording),
-         "--dataset", str(dataset_root), "--out", str(out)],
+         shown, str(dataset_root), "--out", str(out)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -182,3 +182,25 @@ def test_evaluate_command_prints_scored_of_shown_and_warns(tmp_path, small_datas
     assert lines[6].startswith("warning: only 4 of the 24 trials shown have a frame")
     assert lines[7].startswith("warning: only 4 trials scored (under 10)")
     assert lines[8] == f"report: {tmp_path / 'report' / 'report.html'}"
+
+
+def test_evaluate_command_scores_against_the_presenters_stimulus_folder(tmp_path, small_dataset):
+    """A visit has no dataset: the stimulus folder the presenter showed (its stimuli.tsv)
+    gives the pictures; the baselines drawn from a synthetic world are said to be missing."""
+    pictures = _dataset_pictures(small_dataset, 12)
+    recording = write_session(tmp_path / "rec.h5", pictures)
+    folder = small_dataset.root / "stimuli"
+    done = _evaluate_cli(recording, folder, tmp_path / "report", shown="--stimuli")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("two-way identification 100.0%") and "on 12 scored of 12" in first
+    assert "wrong shape not available" in first and "nearest training not available" in first
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n_trials"] == 12
+    both = subprocess.run(
+        [sys.executable, "-m", "rt_recon", "evaluate", str(recording), "--stimuli", str(folder),
+         "--dataset", str(small_dataset.root)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert both.returncode == 2
+    assert "argument --dataset: not allowed with argument --stimuli" in both.stderr
