@@ -141,7 +141,8 @@ def check_before_start(config: SessionConfig, nodes: tuple[str, ...]) -> None:
     model_path = None
     if "renderer" in nodes:
         model_path = check_model_dir(resolve_model_path(config))
-    if {"decoder", "recorder"} & set(nodes):
+    if "decoder" in nodes or ("recorder" in nodes and config.decoder.bundle is not None):
+        # a recorder without a bundle records the training runs (volumes and markers)
         if config.decoder.bundle is None:
             raise BundleError(
                 "decoder.bundle is not set in the config; fit one with `rt-recon fit`"

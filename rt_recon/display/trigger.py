@@ -36,34 +36,42 @@ def wait_for_first_volume(
     """Wait for the volume stream ``source_id`` (looking again every ``retry_s`` seconds
     until it appears) and for its first volume; None when ``stop`` is set first.
 
-    Raises:
-        StreamError: the stream ended before its first volume.
+    The stream found may be the previous run's, which the bridge keeps open until the next
+    series begins: when it ends before a volume came, the next run's stream is followed
+    (a presenter started between two runs starts on the next one).
     """
-    while not stop.is_set():
-        try:
-            inlet = VolumeInlet.resolve(source_id, retry_s, buffer_trs=2)
-        except StreamError:
-            log.info("waiting for the volume stream %r (the scanner's run)", source_id)
-            continue
-        try:
-            while not stop.is_set():
-                stamp = inlet.pull(timeout=0.1)
-                if stamp is not None:
-                    index = inlet.index
-                    tr = inlet.meta.tr_s
-                    start = stamp - (index or 0) * tr
-                    log.info(
-                        "scanner start: volume %s of run %s at %.4f (LSL), run start %.4f",
-                        index,
-                        inlet.meta.run,
-                        stamp,
-                        start,
+    inlet: VolumeInlet | None = None
+    ended_uid: str | None = None  # the last stream seen to end: never taken again
+    try:
+        while not stop.is_set():
+            if inlet is None:
+                try:
+                    inlet = VolumeInlet.resolve(
+                        source_id, retry_s, buffer_trs=2, exclude_uid=ended_uid
                     )
-                    return ScannerStart(start, index, stamp, tr, inlet.meta.run)
-                if inlet.ended is not None:
-                    raise StreamError(
-                        f"volume stream {source_id!r} ended ({inlet.ended}) before its first volume"
-                    )
-        finally:
+                except StreamError:
+                    log.info("waiting for the volume stream %r (the scanner's run)", source_id)
+                    continue
+            stamp = inlet.pull(timeout=0.1)
+            if stamp is not None:
+                index, tr = inlet.index, inlet.meta.tr_s
+                start = stamp - (index or 0) * tr
+                log.info(
+                    "scanner start: volume %s of run %s at %.4f (LSL), run start %.4f",
+                    index, inlet.meta.run, stamp, start,
+                )  # fmt: skip
+                return ScannerStart(start, index, stamp, tr, inlet.meta.run)
+            if inlet.ended is not None:
+                log.info(
+                    "volume stream %r of run %s ended (%s) before a volume: waiting for the "
+                    "next run's",
+                    source_id, inlet.meta.run, inlet.ended,
+                )  # fmt: skip
+                ended, inlet = inlet, None
+                ended_uid = ended.uid
+                inlet = ended.next_stream(retry_s)
+                ended.close()
+    finally:
+        if inlet is not None:
             inlet.close()
     return None

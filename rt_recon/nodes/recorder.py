@@ -47,7 +47,7 @@ import zmq
 
 from rt_recon.config import SessionConfig
 from rt_recon.decode.specs import ModelSpec, read_specs
-from rt_recon.errors import BundleError, StorageError
+from rt_recon.errors import StorageError
 from rt_recon.nodes.runner import Node, NodeContext, run_node
 from rt_recon.protocol import (
     TOPIC_FRAME,
@@ -291,6 +291,12 @@ def _record_message(
         )
 
 
+#: The shapes of a recording made without a decoder bundle: its volumes (n_channels from
+#: the stream), markers and status; a latents or frame message that comes anyway does not
+#: fit and is counted as rejected.
+NO_LATENTS = RecordingShapes(n_channels=0, z_shape=(1,), c_shape=(1,), image_shape=(1, 1, 3))
+
+
 class RecorderNode(Node):
     """Records a session (see the module docstring)."""
 
@@ -321,9 +327,15 @@ class RecorderNode(Node):
         return self.config.recorder.status_endpoint
 
     def prepare(self) -> None:
-        """The shapes to record, from the decoder bundle's metadata."""
+        """The shapes to record, from the decoder bundle's metadata; without a bundle (the
+        training runs of a visit, before the fit) volumes, markers and status only."""
         if self.config.decoder.bundle is None:
-            raise BundleError("the recorder needs decoder.bundle to know the shapes it records")
+            log.info(
+                "no decoder.bundle: recording volumes, markers and status (training runs); "
+                "latents and frames are recorded once a session has a bundle"
+            )
+            self.model, self.shapes = None, NO_LATENTS
+            return
         stream, model = read_specs(self.config.decoder.bundle)
         self.model = model
         self.shapes = RecordingShapes(
@@ -374,7 +386,7 @@ class RecorderNode(Node):
         """
         if self.shapes is None:
             self.prepare()
-        assert self.shapes is not None and self.model is not None
+        assert self.shapes is not None
         self.ctx, self.inputs = ctx, inputs
         self._stack.callback(lambda: self.inputs.close() if self.inputs is not None else None)
         number, _ = next_segment(self.path)
@@ -397,7 +409,7 @@ class RecorderNode(Node):
         """Begin the session's next segment (:mod:`rt_recon.record.segments`) for a stream
         with ``meta``'s grid: its n_channels from the stream, latents and frames from the
         bundle. A file that cannot be created is a write failure (the session goes on)."""
-        assert self.shapes is not None and self.model is not None
+        assert self.shapes is not None
         number, path = next_segment(self.path)
         self.grid = meta
         self.segment, self.segment_path = number, path
@@ -405,7 +417,7 @@ class RecorderNode(Node):
         config = self.config
         attrs = {
             "config": config.redacted().model_dump(mode="json"),  # no secrets on disk
-            "bundle_model": self.model.to_json(),
+            **({} if self.model is None else {"bundle_model": self.model.to_json()}),
             "stream": stream_attrs(meta),
             "segment": {"number": number, "reason": reason, "first": self.path.name},
         }

@@ -106,6 +106,32 @@ def test_the_start_on_the_scanner_is_its_first_volume_less_the_volumes_missed():
     assert start.t == pytest.approx(start.stamp - 2 * 1.5)
 
 
+def test_a_presenter_started_on_the_last_runs_stream_starts_on_the_next_run():
+    """Between two runs the bridge keeps the ended run's stream: the presenter of the next
+    run finds that one first, sees it end, and starts on the next series' first volume."""
+    source_id = unique("vol_src")
+    old = VolumeStreamMeta(shape=(3, 3, 2), affine=np.eye(4), tr_s=1.5, run="05")
+    new = VolumeStreamMeta(shape=(3, 3, 2), affine=np.eye(4), tr_s=1.5, run="06")
+    stop = threading.Event()
+    result = {}
+    waiter = threading.Thread(
+        target=lambda: result.update(start=wait_for_first_volume(source_id, stop, retry_s=2.0))
+    )
+    with VolumeOutlet(old, unique("vol"), source_id) as previous:
+        waiter.start()
+        assert previous.wait_for_consumers(10.0)
+        with VolumeOutlet(new, unique("vol"), source_id) as following:
+            previous.end_run()  # the new series began: the old stream ends
+            assert following.wait_for_consumers(10.0)
+            stamp = pylsl.local_clock()
+            following.push(np.zeros(new.n_channels, dtype=np.float32), stamp, index=0)
+            waiter.join(timeout=10.0)
+    stop.set()
+    start = result["start"]
+    assert (start.run, start.index) == ("06", 0)
+    assert start.t == pytest.approx(stamp, abs=1e-3)
+
+
 def test_waiting_for_the_scanner_ends_when_stopped():
     stop = threading.Event()
     stop.set()

@@ -339,6 +339,46 @@ def test_the_recorders_step_records_everything_as_sent(node_config, test_run, tm
     assert (c.volumes, c.markers, c.latents, c.rejected) == (6, 2, 1, 1)
 
 
+def test_without_a_bundle_the_recorder_records_a_training_run_for_the_fit(
+    node_config, test_run, tmp_path
+):
+    """A visit's training runs come before any bundle: the recorder records their volumes
+    and markers (a latents message that came anyway does not fit and is counted), and the
+    fit reads the recording as a training run."""
+    from rt_recon.apps.fit_recorded import recording_inputs
+
+    run, meta = test_run
+    config = node_config.with_overrides(
+        {"recorder.path": str(tmp_path / "train.h5"), "decoder.bundle": None}
+    )
+    node, ctx = RecorderNode(config), NodeContext(Collect())
+    n = 12
+    inlet = ListInlet(meta, run.volumes[:n], [10.0 + i * meta.tr_s for i in range(n)])
+    marker = {"type": "event", "trial": 0, "onset": 2 * meta.tr_s, "stimulus_id": 3}
+    markers = ListMarkers(inlet, [(encode_marker(marker), 10.0 + 2 * meta.tr_s)], interval=1.0)
+    messages = ListMessages([_latents_message(node_config, "anything")])
+    node.start(ctx, RecorderInputs(inlet, markers, messages))
+    for _ in range(n + 2):
+        node.step()
+    node.close()
+    assert node.model is None
+    c = node.counters
+    assert (c.volumes, c.markers, c.latents, c.rejected) == (n, 1, 0, 1)
+    with RecordingReader(config.recording_path) as reader:
+        values, _ = reader.volumes()
+    np.testing.assert_array_equal(values, run.volumes[:n])
+    stimuli = tmp_path / "stimuli"
+    stimuli.mkdir()
+    (stimuli / "stimuli.tsv").write_text("stimulus_id\tcaption\tfile\n3\ta red circle\t3.png\n")
+    second = tmp_path / "train2.h5"  # a fit needs two runs: the same run recorded twice
+    second.write_bytes(config.recording_path.read_bytes())
+    inputs = recording_inputs([config.recording_path, second], stimuli)
+    assert len(inputs.train) == 2
+    for fit_run in inputs.train:
+        np.testing.assert_array_equal(fit_run.run.volumes, run.volumes[:n])
+        assert [int(e["stimulus_id"]) for e in fit_run.run.events] == [3]
+
+
 def test_the_recorders_step_records_a_run_on_another_grid_in_the_next_segment(
     node_config, test_run, tmp_path
 ):
