@@ -46,14 +46,13 @@ from rt_recon.simulators.live_participant import (
     reference_noise_std,
 )
 from rt_recon.simulators.realistic_brain import RealisticBrain
-from rt_recon.simulators.scanner_export import ExportReport, WrittenFile
+from rt_recon.simulators.scanner_export import ExportReport, WrittenFile, write_export_file
 from rt_recon.simulators.session import build_brain
 from rt_recon.simulators.xa_dicom import (
     SeriesInfo,
     encode,
     enhanced_volume,
     export_name,
-    write_export_file,
 )
 from rt_recon.transport.lsl import MarkerInlet, resolve_stream
 

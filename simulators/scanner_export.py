@@ -88,15 +88,20 @@ def export_plan(
     return sorted(groups.items()), tr_s
 
 
-def _write(src: Path, dest: Path, chunk_bytes: int, atomic: bool) -> None:
-    data = src.read_bytes()
+def write_export_file(
+    content: bytes, dest: Path, *, atomic: bool = False, chunk_bytes: int = 64 * 1024
+) -> Path:
+    """Write ``content`` to ``dest`` as a scanner's export does: in chunks through one open
+    handle, then closed; or (``atomic``) under the hidden name ``.NAME.tmp`` renamed to
+    ``dest`` once complete."""
     target = dest.with_name("." + dest.name + ".tmp") if atomic else dest
     with target.open("wb") as fh:
-        for start in range(0, len(data), chunk_bytes):
-            fh.write(data[start : start + chunk_bytes])
+        for start in range(0, len(content), chunk_bytes):
+            fh.write(content[start : start + chunk_bytes])
             fh.flush()
     if atomic:
         target.replace(dest)
+    return dest
 
 
 def export_series(
@@ -142,7 +147,8 @@ def export_series(
                 log.info("export stopped before volume %d", index)
                 return report
         for src in files:
-            _write(src, dest / src.name, chunk_bytes, atomic)
+            content = src.read_bytes()
+            write_export_file(content, dest / src.name, atomic=atomic, chunk_bytes=chunk_bytes)
             report.written.append(WrittenFile(src.name, index, target, pylsl.local_clock()))
         if stop.is_set():
             break

@@ -11,9 +11,10 @@ frame. ``InstanceNumber`` is the volume's acquisition number in its series
 millimetres; rt_recon's affines are RAS+.
 
 The file is built in memory and then written as an export does
-(:func:`write_export_file`): in chunks through one open handle and closed, or
-under a hidden temporary name renamed when complete. The bridge reads it back
-with :mod:`rt_recon.acquire.enhanced`. Built from the standard with pydicom.
+(:func:`~rt_recon.simulators.scanner_export.write_export_file`): in chunks through one
+open handle and closed, or under a hidden temporary name renamed when complete. The
+bridge reads it back with :mod:`rt_recon.acquire.enhanced`. Built from the standard with
+pydicom.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -181,19 +181,3 @@ def encode(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
-
-
-def write_export_file(
-    content: bytes, dest: Path, *, atomic: bool = False, chunk_bytes: int = 64 * 1024
-) -> Path:
-    """Write ``content`` to ``dest`` as a scanner's export does: in chunks through one open
-    handle, then closed; or (``atomic``) under the hidden name ``.NAME.tmp`` renamed to
-    ``dest`` once complete."""
-    target = dest.with_name("." + dest.name + ".tmp") if atomic else dest
-    with target.open("wb") as fh:
-        for start in range(0, len(content), chunk_bytes):
-            fh.write(content[start : start + chunk_bytes])
-            fh.flush()
-    if atomic:
-        target.replace(dest)
-    return dest
