@@ -2,7 +2,9 @@
 
 * :func:`recording_inputs`: rt_recon recordings (``.h5``, the recorder's HDF5 files). Each
   part of a recording (:func:`rt_recon.record.to_run.recorded_parts`: its segments on one
-  grid, joined across recorder restarts) is a run; ``A.h5:7`` takes only the part that
+  grid, joined across recorder restarts) is a run, or the runs a presenter's ``run_start``
+  markers delimit in it (:func:`~rt_recon.record.to_run.presented_runs`: one recorder for
+  all the training runs of a visit); ``A.h5:7`` takes only the part that
   recorded run (series) ``7``. The events are the recorded trial markers
   (docs/protocol.md section 2: each carries its ``stimulus_id``).
 * :func:`series_inputs`: scanner series (a DICOM folder, a PAR/REC or NIfTI file; read by
@@ -31,7 +33,7 @@ from rt_recon.apps.fit_inputs import (
 from rt_recon.errors import DataError
 from rt_recon.protocol import is_trial_event
 from rt_recon.record.runs import load_run
-from rt_recon.record.to_run import recorded_parts, recorded_run
+from rt_recon.record.to_run import presented_runs, recorded_parts
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,10 @@ def recording_inputs(recordings: Sequence[str | Path], stimuli: str | Path) -> F
         if not path.is_file():
             raise DataError(f"recording not found: {path} (expected an rt_recon .h5 recording)")
         labels = [part] if part is not None else [p.label for p in recorded_parts(path)]
-        for label in labels:
-            name = f"{path} (run {label})" if len(labels) > 1 or part else str(path)
-            runs.append(FitRun(name, recorded_run(path, label)))
+        presented = [run for label in labels for run in presented_runs(path, label)]
+        for label, run in presented:
+            name = f"{path} (run {label})" if len(presented) > 1 or part else str(path)
+            runs.append(FitRun(name, run))
     remedy = "record another run, or give another recording"
     check_run_count(origin, len(runs), "runs in the recordings", remedy)
     return _with_stimuli(origin, runs, table, "markers", remedy)

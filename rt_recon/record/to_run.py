@@ -21,7 +21,9 @@ them (the recorder's time down) and the events stay on their volumes.
 A part is named by the run its first segment recorded (its ``stream`` attribute's
 ``run``, the scanner series for a bridge's stream): :func:`recorded_parts` lists
 them, and :func:`recorded_run` reads one. Several runs on one grid in one segment
-(two series of the same geometry, one after the other) stay one part.
+(two series of the same geometry, one after the other) stay one part for a replay;
+:func:`presented_runs` cuts a part into the runs a presenter's ``run_start`` markers
+delimit (the training runs of a visit, for the fit).
 """
 
 from __future__ import annotations
@@ -103,6 +105,58 @@ def recorded_run(path: str | Path, part: str | None = None) -> RecordedRun:
     Raises:
         DataError: no part has that label, two have it, or the part holds no volumes.
     """
+    read = _read_part(path, part)
+    return _as_run(read, read.values, read.stamps, read.markers, joined=read.joined)
+
+
+def presented_runs(path: str | Path, part: str | None = None) -> list[tuple[str, RecordedRun]]:
+    """One part of the session at ``path`` as the runs a presenter's markers delimit:
+    ``(run label, run)`` in order.
+
+    Several runs of one grid are recorded in one part (the bridge's series follow one
+    another on the same stream geometry). A presenter (``rt-recon present``, or any that
+    follows docs/protocol.md) sends a ``run_start`` marker at each run's start: the part
+    is cut at those markers' stamps, each run taking the volumes from its ``run_start``
+    to the next one's and the trial markers in between (the volumes before the first
+    ``run_start`` go with the first run). A part with fewer than two ``run_start``
+    markers is one run, named as :func:`recorded_run` names it.
+    """
+    read = _read_part(path, part)
+    starts = [
+        (float(stamp), str(event.get("run", "")))
+        for event, stamp in read.markers
+        if event.get("type") == "run_start"
+    ]
+    if len(starts) < 2:
+        return [(read.label, _as_run(read, read.values, read.stamps, read.markers, read.joined))]
+    runs = []
+    cuts = [t for t, _ in starts[1:]]
+    bounds = [-np.inf, *cuts, np.inf]
+    for (_, label), lo, hi in zip(starts, bounds[:-1], bounds[1:], strict=True):
+        keep = (read.stamps >= lo) & (read.stamps < hi)
+        markers = [(e, t) for e, t in read.markers if lo <= t < hi]
+        if not keep.any():
+            raise DataError(
+                f"{path}: run {label!r} (presenter's run_start at {lo:.3f}) has no volumes "
+                "recorded before the next run started"
+            )
+        runs.append(
+            (label, _as_run(read, read.values[keep], read.stamps[keep], markers, read.joined))
+        )
+    return runs
+
+
+@dataclass
+class _Part:
+    label: str
+    stream: dict
+    values: np.ndarray
+    stamps: np.ndarray
+    markers: list
+    joined: bool  # segments joined: keep the volumes' own times
+
+
+def _read_part(path: str | Path, part: str | None) -> _Part:
     with SessionReader(path) as reading:
         streams = _streams(path, reading)
         groups = _groups(streams)
@@ -124,13 +178,21 @@ def recorded_run(path: str | Path, part: str | None = None) -> RecordedRun:
                 f"{', '.join(_describe(labels, groups, streams))}"
             )
         kept = groups[index]
-        stream = streams[kept[0]]
         parts = [reading.segments[i].volumes() for i in kept]
         markers = [m for i in kept for m in reading.segments[i].markers()]
     values = np.concatenate([v for v, _ in parts])
-    stamps = np.concatenate([s for _, s in parts])
     if len(values) == 0:
         raise DataError(f"{path}: run {labels[index]!r} of the recording holds no volumes")
+    stamps = np.concatenate([t for _, t in parts]).astype(np.float64)
+    return _Part(labels[index], streams[kept[0]], values, stamps, markers, len(kept) > 1)
+
+
+def _as_run(
+    read: _Part, values: np.ndarray, stamps: np.ndarray, markers: list, joined: bool
+) -> RecordedRun:
+    """Volumes and markers as a run: event onsets in acquisition seconds from its first
+    volume (slowed back by the recorded replay speed)."""
+    stream = read.stream
     speed = float(stream.get("speed", 1.0))
     start = float(stamps[0])
     events = []
@@ -147,7 +209,7 @@ def recorded_run(path: str | Path, part: str | None = None) -> RecordedRun:
         affine=np.asarray(stream["affine"], dtype=np.float64).reshape(4, 4),
         tr_s=float(stream["tr"]),
         events=events,
-        times=(stamps - start) * speed if len(kept) > 1 else None,
+        times=(stamps - start) * speed if joined else None,
     )
 
 

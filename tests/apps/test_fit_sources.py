@@ -254,6 +254,37 @@ def test_a_fit_from_two_recordings_one_in_two_segments_gives_the_manifest_fits_w
     _assert_same_heads(fitted.bundle, DecoderBundle.load(small_bundle_path))
 
 
+def test_one_recording_of_two_presented_runs_on_one_grid_fits_as_two_runs(
+    small_dataset, small_bundle_path, tiny_model, tmp_path
+):
+    """A visit's recorder records every training run in one segment (the series share a
+    grid); the presenter's run_start markers cut it into the runs the fit needs."""
+    runs = [load_nifti_run(f.bold, f.events) for f in small_dataset.runs("train")]
+    first = runs[0]
+    meta = VolumeStreamMeta(shape=first.shape, affine=first.affine, tr_s=first.tr_s, run="7")
+    shapes = RecordingShapes(first.volumes.shape[1], (1,), (1,), (4, 4, 3))
+    path = tmp_path / "visit.h5"
+    with RecordingWriter(path, shapes, attrs={"stream": stream_attrs(meta)}) as rec:
+        t0 = T0
+        for number, run in enumerate(runs, start=1):
+            label = f"{number:02d}"
+            rec.add_marker({"type": "run_start", "run": label}, t0)
+            for t, volume in enumerate(run.volumes):
+                rec.add_volume(volume, t0 + t * run.tr_s)
+            for trial, event in enumerate(run.events):
+                marker = {"type": "event", "run": label, "trial": trial, **event}
+                rec.add_marker(marker, t0 + event["onset"])
+            rec.add_marker({"type": "run_end", "run": label}, t0 + len(run.volumes) * run.tr_s)
+            t0 += len(run.volumes) * run.tr_s + 30.0  # the break between two series
+    inputs = recording_inputs([path], small_dataset.root / "stimuli")
+    assert [r.name for r in inputs.train] == [f"{path} (run 01)", f"{path} (run 02)"]
+    for got, run in zip(inputs.train, runs, strict=True):
+        np.testing.assert_array_equal(got.run.volumes, run.volumes)
+    inputs = inputs.with_masks({name: small_dataset.mask_path(name) for name in ("ev", "hv")})
+    fitted = fit_from_inputs(inputs, tiny_model, FIT)
+    _assert_same_heads(fitted.bundle, DecoderBundle.load(small_bundle_path))
+
+
 def test_a_trial_after_a_gap_in_the_volumes_stays_on_its_volume():
     volumes = np.zeros((6, 2), np.float32)
     times = np.array([0.0, 1.0, 2.0, 5.0, 6.0, 7.0])  # three volumes lost at 3..4 s
