@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rt_recon.config import SessionConfig, load_config
-from rt_recon.errors import ConfigError, DataError, RtReconError
+from rt_recon.errors import ConfigError, RtReconError
 
 if TYPE_CHECKING:
     from rt_recon.apps.session import Session, SessionSummary
@@ -221,10 +221,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.stimuli is not None:  # a visit's own stimulus folder: no world to draw from
         from rt_recon.apps.fit_inputs import read_stimulus_table
+        from rt_recon.dataset import read_picture
 
         folder = Path(args.stimuli)
         shown = read_stimulus_table(folder / "stimuli.tsv", folder)
-        stimuli = {sid: _picture(s.picture) for sid, s in shown.items()}
+        stimuli = {sid: read_picture(s.picture) for sid, s in shown.items()}
         dataset = None
     else:
         dataset = Dataset.open(args.dataset)
@@ -242,18 +243,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     print(f"report: {report}")
     return 0
-
-
-def _picture(path: Path):
-    """A stimulus picture as ``(H, W, 3)`` uint8; a missing or unreadable file is named."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"stimulus picture {path}: not a readable image ({exc})") from None
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

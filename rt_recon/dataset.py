@@ -115,8 +115,17 @@ class Dataset:
         missing = [int(i) for i in ids if int(i) not in table]
         if missing:
             raise DataError(f"{self.root}: stimuli {missing[:10]} are not in stimuli.tsv")
-        return np.stack([np.asarray(Image.open(table[int(i)][1]).convert("RGB")) for i in ids])
+        return np.stack([read_picture(table[int(i)][1]) for i in ids])
 
     def captions(self, ids: list[int] | np.ndarray) -> list[str]:
         table = self.stimuli()
         return [table[int(i)][0] for i in ids]
+
+
+def read_picture(path: Path) -> np.ndarray:
+    """A stimulus picture as ``(H, W, 3)`` uint8; a missing or unreadable file is named."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as exc:  # PIL's UnidentifiedImageError is an OSError too
+        raise DataError(f"stimulus picture {path}: not a readable image ({exc})") from None

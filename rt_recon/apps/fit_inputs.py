@@ -27,10 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from rt_recon.acquire.nifti import RecordedRun, load_nifti_run
-from rt_recon.dataset import MANIFEST, Dataset
+from rt_recon.dataset import MANIFEST, Dataset, read_picture
 from rt_recon.decode.fit import MIN_RUNS, TrainingRun
 from rt_recon.errors import DataError
 from rt_recon.protocol import is_trial_event, onset_tr
@@ -147,9 +146,7 @@ class FitInputs:
 
     def images(self, ids: Iterable[int]) -> np.ndarray:
         """``(n, H, W, 3)`` uint8 pictures of ``ids``."""
-        return np.stack(
-            [np.asarray(Image.open(self.stimuli[int(i)].picture).convert("RGB")) for i in ids]
-        )
+        return np.stack([read_picture(self.stimuli[int(i)].picture) for i in ids])
 
     def captions(self, ids: Iterable[int]) -> list[str]:
         return [str(self.stimuli[int(i)].caption) for i in ids]
