@@ -209,7 +209,7 @@ def table(results: list[dict[str, Any]]) -> str:
 def selection_timing(n_voxels: int = 100_000, n_trials: int = 432, n_runs: int = 12) -> dict:
     """Seconds to choose voxels for two heads among ``n_voxels`` (encoding, chance, counts)."""
     from rt_recon.decode import auto_roi
-    from rt_recon.decode.ridge import ridge_cv
+    from rt_recon.decode.ridge import ridge_cv_r2
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n_trials, n_voxels), dtype=np.float32)
@@ -223,7 +223,7 @@ def selection_timing(n_voxels: int = 100_000, n_trials: int = 432, n_runs: int =
     encode_s = time.perf_counter() - began
 
     def decoder_score(head: str, keep: np.ndarray) -> float:
-        return float(ridge_cv(x[:, keep], y[head], groups, alphas).cv_r2.mean())
+        return float(ridge_cv_r2(x[:, keep], y[head], groups, alphas).mean())
 
     chosen = auto_roi.choose_head_voxels(scores, decoder_score, chance)
     return {

@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from rt_recon.decode.ridge import ridge_cv
+from rt_recon.decode.ridge import ridge_cv_r2
 from rt_recon.decode.select import target_scores
 from rt_recon.errors import DataError
 
@@ -181,7 +181,7 @@ def encoding_scores(
         r2 = np.empty(x.shape[1], dtype=np.float32)
         for start in range(0, x.shape[1], chunk):
             cols = slice(start, start + chunk)
-            r2[cols] = ridge_cv(scores, x[:, cols], groups, alphas).cv_r2
+            r2[cols] = ridge_cv_r2(scores, x[:, cols], groups, alphas)
         out[head] = r2
     return out
 

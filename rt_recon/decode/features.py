@@ -53,6 +53,11 @@ class FeatureExtractor:
         return self.chain.quality
 
     def update(self, values: np.ndarray) -> np.ndarray:
+        return self.chain.update_realigned(*self.realign(values))
+
+    def realign(self, values: np.ndarray) -> tuple[np.ndarray, TrQuality]:
+        """The checked volume realigned to the selected voxels, before the temporal stages
+        (:meth:`~rt_recon.preprocess.chain.PreprocessChain.realign`)."""
         if values.shape != (self.n_channels,):
             raise ShapeMismatchError(
                 f"volume has {values.shape} values, the decoder bundle expects ({self.n_channels},)"
@@ -61,4 +66,4 @@ class FeatureExtractor:
         bad = ~np.isfinite(checked)
         if bad.any():
             raise DataError(f"volume has {int(bad.sum())} NaN/Inf values")
-        return self.chain.update(values.astype(np.float32, copy=False))
+        return self.chain.realign(values.astype(np.float32, copy=False))

@@ -27,6 +27,7 @@ cross-validated encoding (:func:`choose_voxels`, :mod:`rt_recon.decode.auto_roi`
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -41,13 +42,13 @@ from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, Stream
 from rt_recon.decode.denoise import Denoiser, NoiseModel, fit_noise_model
 from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.recipe import AUTO_FRACTIONS, DecoderRecipe
-from rt_recon.decode.ridge import RidgeFit, ridge_cv
+from rt_recon.decode.ridge import RidgeFit, ridge_cv, ridge_cv_r2, ridge_cv_r2_designs
 from rt_recon.decode.select import encoding_r2, select_voxels, target_scores
 from rt_recon.decode.trial_estimate import TemporalModel, TrialEstimator, matched_weights
 from rt_recon.decode.window import HrfWindow
 from rt_recon.errors import DataError
 from rt_recon.hrf import matched_window
-from rt_recon.preprocess import GlmSpec, PreprocessSpec
+from rt_recon.preprocess import GlmSpec, PreprocessSpec, TrQuality
 from rt_recon.protocol import Marker, is_trial_event, onset_tr_from_seconds, trial_samples
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,12 @@ class ExtractedRuns:
         spec, reference: the preprocessing (and its motion-correction reference).
         tr_s: the TR; duration_s: the trials' median duration; lag: TRs from onset to the
             scored TR; hrf_weights: today's matched window; warmup: TRs of z-score warm-up.
-        shape: the ``(x, y, z)`` grid the channels index (Fortran order).
+        shape: the ``(x, y, z)`` grid the channels index (Fortran order); affine: the
+            runs' RAS+ affine.
+        realigned: per run, ``(n_trs, n_voxels)`` float32 values before the temporal stages
+            (realigned, not yet despiked, detrended or z-scored); params: per run,
+            ``(n_trs, 6)`` motion parameters (None without motion correction). A narrower
+            set of voxels is preprocessed from these (:func:`narrow_runs`).
     """
 
     voxels: np.ndarray
@@ -211,6 +217,9 @@ class ExtractedRuns:
     hrf_weights: np.ndarray
     warmup: int
     shape: tuple[int, int, int]
+    affine: np.ndarray | None
+    realigned: list[np.ndarray]
+    params: list[np.ndarray] | None
 
     @property
     def sample_ids(self) -> np.ndarray:
@@ -261,7 +270,7 @@ def extract_runs(
         raise DataError("the training runs have no trial events (events with a stimulus_id)")
     duration = float(np.median([m.duration or 0.0 for m in trials]))
     weights, lag = matched_window(tr_s, duration, fit.hrf_window_trs)
-    series, onsets, trial_ids, samples = [], [], [], []
+    series, onsets, trial_ids, samples, realigned, motion = [], [], [], [], [], []
     for r, run in enumerate(runs):
         if abs(run.tr_s - tr_s) > 1e-6:
             raise DataError(
@@ -272,9 +281,16 @@ def extract_runs(
             raise DataError(f"run {r} has no trial whose response window ends inside the run")
         extractor = FeatureExtractor(spec, voxels, shape, affine, reference)
         out = np.empty((len(run.volumes), len(voxels)), dtype=np.float32)
+        raw = np.empty_like(out)
+        params = np.zeros((len(run.volumes), 6))
         for t, volume in enumerate(run.volumes):
-            out[t] = extractor.update(volume)
+            raw[t], quality = extractor.realign(volume)
+            if quality.params is not None:
+                params[t] = quality.params
+            out[t] = extractor.chain.update_realigned(raw[t], quality)
         series.append(out)
+        realigned.append(raw)
+        motion.append(params)
         run_trials = [m for e in run.events if is_trial_event(m := Marker.from_json(e))]
         onsets.append([onset_tr_from_seconds(m.onset, tr_s) for m in run_trials])  # type: ignore[arg-type]
         trial_ids.append(np.array([int(m.stimulus_id) for m in run_trials]))  # type: ignore[arg-type]
@@ -295,7 +311,34 @@ def extract_runs(
         weights,
         warmup,
         tuple(int(s) for s in shape),  # type: ignore[arg-type]
+        None if affine is None else np.asarray(affine),
+        realigned,
+        motion if spec.motion is not None else None,
     )
+
+
+def narrow_runs(extracted: ExtractedRuns, voxels: np.ndarray) -> ExtractedRuns:
+    """``extracted`` as :func:`extract_runs` gives it for ``voxels`` (a subset of its own),
+    without a second pass over the volumes: the subset's columns of the realigned values
+    pass through fresh temporal stages (despiking judges the subset's own spread, as the
+    online decoder reading only these voxels does), with each TR's motion parameters.
+    """
+    voxels = np.unique(np.asarray(voxels, dtype=np.int64))
+    cols = extracted.columns(voxels)
+    affine = np.eye(4) if extracted.affine is None else extracted.affine
+    series, realigned = [], []
+    for r, raw in enumerate(extracted.realigned):
+        chain = FeatureExtractor(
+            extracted.spec, voxels, extracted.shape, affine, extracted.reference
+        ).chain
+        narrow = np.ascontiguousarray(raw[:, cols])
+        out = np.empty_like(narrow)
+        for t, values in enumerate(narrow):
+            params = None if extracted.params is None else extracted.params[r][t]
+            out[t] = chain.update_realigned(values, TrQuality(index=t, params=params))
+        series.append(out)
+        realigned.append(narrow)
+    return dataclasses.replace(extracted, voxels=voxels, series=series, realigned=realigned)
 
 
 @dataclass
@@ -381,17 +424,20 @@ def _hrf_scores(
         pcs = target_scores(targets.lookup(name, every))
         per_run = np.split(pcs, np.cumsum([len(i) for i in extracted.trial_ids])[:-1])
         y = np.concatenate([s[first:, cols] for s in series])
-        for k, response in enumerate(library):
-            x = np.concatenate(
-                [
-                    preprocessed_regressors(
-                        hrf_library.encoding_design(response, onsets, p, len(s)), extracted.spec
-                    )[first:]
-                    for s, onsets, p in zip(series, extracted.onsets, per_run, strict=True)
-                ]
-            )
-            r2 = ridge_cv(x, y, groups, np.asarray(fit.alphas)).cv_r2
-            scores[k, cols] = np.maximum(scores[k, cols], r2)
+        # every member's regressors side by side: the temporal preprocessing is per column,
+        # so one pass over each run's TRs serves the whole library
+        x_all = np.concatenate(
+            [
+                preprocessed_regressors(
+                    np.hstack([hrf_library.encoding_design(r, onsets, p, len(s)) for r in library]),
+                    extracted.spec,
+                )[first:]
+                for s, onsets, p in zip(series, extracted.onsets, per_run, strict=True)
+            ]
+        )
+        designs = np.split(x_all, len(library), axis=1)
+        r2 = ridge_cv_r2_designs(designs, y, groups, np.asarray(fit.alphas))
+        scores[:, cols] = np.maximum(scores[:, cols], r2)
     return scores
 
 
@@ -556,7 +602,7 @@ def _select_step(
     y_fit = _low_rank_scores(y, fit.low_rank.get(head))
 
     def score(keep: np.ndarray) -> float:
-        return float(ridge_cv(x[:, keep], y_fit, groups, alphas).cv_r2.mean())
+        return float(ridge_cv_r2(x[:, keep], y_fit, groups, alphas).mean())
 
     return select_voxels(r2, recipe.select_voxels, score, AUTO_FRACTIONS)  # type: ignore[arg-type]
 
@@ -652,11 +698,14 @@ class VoxelChoice:
         head_voxels: per head, ``(n,)`` sorted channels.
         brain: ``(n_brain,)`` the brain mask's channels the automatic heads chose from.
         report: ``{"brain": ..., "heads": {head: ...}}`` (JSON-ready).
+        extracted: the runs preprocessed over ``brain`` to choose (None where every head
+            was given): the fit narrows them to its voxels (:func:`narrow_runs`).
     """
 
     head_voxels: dict[str, np.ndarray]
     brain: np.ndarray
     report: dict[str, Any]
+    extracted: ExtractedRuns | None = None
 
 
 def choose_voxels(
@@ -725,7 +774,7 @@ def choose_voxels(
 
     def decoder_score(head: str, keep: np.ndarray) -> float:
         y_fit = _low_rank_scores(y[head], fit.low_rank.get(head))
-        return float(ridge_cv(x[:, keep], y_fit, groups, alphas).cv_r2.mean())
+        return float(ridge_cv_r2(x[:, keep], y_fit, groups, alphas).mean())
 
     for head, result in auto_roi.choose_head_voxels(scores, decoder_score, chance).items():
         chosen[head] = extracted.voxels[result.positions]
@@ -736,7 +785,7 @@ def choose_voxels(
             head, len(result.positions), len(brain), len(result.ranked),
             result.report["encoding_r2"]["median"],
         )  # fmt: skip
-    return VoxelChoice({h: chosen[h] for h in head_voxels}, brain, report)
+    return VoxelChoice({h: chosen[h] for h in head_voxels}, brain, report, extracted)
 
 
 def fit_decoders(
@@ -761,8 +810,9 @@ def fit_decoders(
     ``noise_candidates``: channels the noise pool may come from (brain voxels outside the
     ROIs), needed when the recipe denoises (default with automatic heads: ``brain``).
     ``progress(done, total)`` is called after each run's preprocessing and after each
-    head's fit (``total`` = runs + heads; runs again when the recipe changed the voxels to
-    extract, and first over the brain mask when a head's voxels are chosen).
+    head's fit (``total`` = runs + heads). The runs are read and preprocessed once, over
+    the widest set of voxels the fit needs (the brain mask when a head's voxels are
+    chosen); each later step narrows them (:func:`narrow_runs`).
     """
     recipe = DecoderRecipe() if recipe is None else recipe
     if len(runs) < MIN_RUNS:
@@ -783,7 +833,7 @@ def fit_decoders(
             noise_candidates = choice.brain
     bundle = _fit_voxels(
         runs, head_voxels, targets, target_shapes, fit, stream, model, progress, recipe,
-        noise_candidates, run_done, total,
+        noise_candidates, run_done, total, None if choice is None else choice.extracted,
     )  # fmt: skip
     if choice is not None:
         bundle.report["voxels"] = choice.report
@@ -803,8 +853,10 @@ def _fit_voxels(
     noise_candidates: np.ndarray | None,
     run_done: Callable[[int], None],
     total: int,
+    wider: ExtractedRuns | None = None,
 ) -> DecoderBundle:
-    """:func:`fit_decoders` once every head has its channels."""
+    """:func:`fit_decoders` once every head has its channels (``wider``: the runs already
+    preprocessed over a superset of the channels needed, narrowed instead of read again)."""
     voxels = np.unique(np.concatenate([np.asarray(v) for v in head_voxels.values()]))
     candidates = None
     if recipe.denoise_pcs and noise_candidates is not None:
@@ -812,13 +864,14 @@ def _fit_voxels(
             noise_candidates, head_voxels, POOL_CANDIDATES_PER_VOXEL * recipe.pool_size
         )
         voxels = np.union1d(voxels, candidates)
-    extracted = extract_runs(runs, voxels, fit, stream, run_done)
+    if wider is not None and np.all(np.isin(voxels, wider.voxels)):
+        extracted = narrow_runs(wider, voxels)
+    else:
+        extracted = extract_runs(runs, voxels, fit, stream, run_done)
     plan = plan_decoders(extracted, head_voxels, targets, fit, recipe, candidates)
     if not np.array_equal(plan.extract_voxels, extracted.voxels):
         # the online decoder preprocesses only these voxels: fit on exactly what it computes
-        extracted = extract_runs(
-            runs, plan.extract_voxels, fit, stream, run_done, extracted.reference
-        )
+        extracted = narrow_runs(extracted, plan.extract_voxels)
     return fit_planned(
         extracted,
         plan,

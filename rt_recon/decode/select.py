@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from rt_recon.decode.ridge import ridge_cv
+from rt_recon.decode.ridge import ridge_cv_r2
 from rt_recon.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def encoding_r2(
 ) -> np.ndarray:
     """``(n_voxels,)`` leave-one-run-out CV R^2 of each voxel's ``features (n, n_voxels)``
     predicted from ``targets (n, n_targets)`` (their first principal components)."""
-    return ridge_cv(target_scores(targets), features, groups, alphas).cv_r2
+    return ridge_cv_r2(target_scores(targets), features, groups, alphas)
 
 
 def target_scores(targets: np.ndarray, k: int = ENCODING_COMPONENTS) -> np.ndarray:

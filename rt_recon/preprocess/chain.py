@@ -80,6 +80,16 @@ class PreprocessChain:
         self.quality = TrQuality(index=-1)
 
     def update(self, volume: np.ndarray) -> np.ndarray:
+        """One TR: realign and select (:meth:`realign`), then the temporal stages."""
+        return self.update_realigned(*self.realign(volume))
+
+    def realign(self, volume: np.ndarray) -> tuple[np.ndarray, TrQuality]:
+        """The volume realigned and reduced to the selected voxels (``(n_features,)``, the
+        values the temporal stages start from) and the TR's quality so far (motion, FD).
+
+        Every value is one voxel's own (resliced by its own interpolation): the columns of a
+        wider selection's values are those of a narrower one's.
+        """
         quality = TrQuality(index=self.count)
         values = np.asarray(volume)
         if self.motion is not None and self.select is not None:
@@ -97,6 +107,16 @@ class PreprocessChain:
             values = self.select.update(values)
         elif values.ndim == 3:
             values = np.ravel(values, order="F")
+        return values, quality
+
+    def update_realigned(self, values: np.ndarray, quality: TrQuality) -> np.ndarray:
+        """The temporal stages (despike, detrend with ``quality.params`` as confounds where it
+        takes them, z-score) on one TR's realigned values; the TR is counted.
+
+        ``values`` are :meth:`realign`'s, or the same voxels' columns of a wider selection's
+        (a fit preprocesses a wide set once and narrows it: :func:`~rt_recon.decode.fit.
+        narrow_runs`), with that TR's ``quality``.
+        """
         if self.despike is not None:
             values = self.despike.update(values)
             quality.spike = self.despike.flagged
