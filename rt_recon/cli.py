@@ -278,8 +278,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         masks=dict(parse_mask_option(m) for m in args.mask),
     )  # fmt: skip
     model_path = resolve_model(args.model if args.model is not None else config.renderer.model)
-    log.info("fitting for the render model in %s", model_path)
-    model = load_render_model(model_path, with_text=True)
+    device = args.device if args.device is not None else config.renderer.device
+    log.info("fitting for the render model in %s (encoding on %s)", model_path, device)
+    model = load_render_model(model_path, device=device, with_text=True)
     with _progress("fitting (runs, then heads)") as progress:
         fitted = fit_from_inputs(inputs, model, config.fit, progress=progress)
     path, report, masks = fitted.save(args.out)
@@ -642,6 +643,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the render model the bundle is for: 'embedded' (the shipped default) or a "
         "diffusers-format folder (default: renderer.model of --config, 'embedded' in the "
         "default config)",
+    )
+    fit.add_argument(
+        "--device",
+        help="where the render model encodes the training pictures and captions, float32 "
+        "(default: renderer.device of --config: cpu, or cuda on a GPU machine)",
     )
     fit.add_argument("--out", type=Path, required=True, help="bundle file to write (.safetensors)")
     fit.set_defaults(func=_cmd_fit)

@@ -248,6 +248,24 @@ def load_tiny_decoder(path: str | Path, latent_channels: int, dtype: Any) -> Any
     return tiny.eval()
 
 
+def checked_device(device: str) -> torch.device:
+    """``device`` as a torch device, or a ModelError saying why this machine cannot use it."""
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"device must be a torch device such as cpu or cuda, found {device!r}: {exc}"
+        ) from None
+    if torch_device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (torch_device.index or 0) >= count:
+            raise ModelError(
+                f"device {device!r} asked for, but torch {torch.__version__} sees "
+                f"{count} CUDA device(s) (built with CUDA {torch.version.cuda}); use cpu here"
+            )
+    return torch_device
+
+
 def load_render_model(
     path: str | Path,
     device: str = "cpu",
@@ -267,7 +285,7 @@ def load_render_model(
     if dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {sorted(DTYPES)}, found {dtype!r}")
     torch_dtype = DTYPES[dtype]
-    torch_device = torch.device(device)
+    torch_device = checked_device(device)
     # use_safetensors: never fall back to pickled .bin weights (docs/protocol.md, "Security")
     kwargs = {"local_files_only": True, "torch_dtype": torch_dtype, "use_safetensors": True}
     try:

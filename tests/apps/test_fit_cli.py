@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.render.embedded import EMBEDDED_DIR, resolve_model
@@ -83,3 +84,13 @@ def test_fit_on_one_training_run_says_two_are_needed_before_loading_a_model(
     )
     assert "no-model" not in done.stderr
     assert not (tmp_path / "b.safetensors").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_encoding_on_a_gpu_this_machine_lacks_is_a_clear_error(small_dataset, tmp_path):
+    """``--device cuda`` (or renderer.device: cuda in the config) where torch sees no GPU."""
+    out = tmp_path / "bundle.safetensors"
+    done = _fit(small_dataset.root, "--device", "cuda", "--out", out)
+    assert done.returncode == 2, done.stderr
+    assert "device 'cuda' asked for, but torch" in done.stderr and "use cpu here" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()

@@ -145,3 +145,19 @@ def test_onnx_executor_runs_on_the_cuda_provider_with_io_binding(reference, tmp_
     assert diff.max().item() <= ONNX_TOLERANCE[0] and diff.mean().item() <= ONNX_TOLERANCE[1]
     frame = renderer.render(*(t.cpu().numpy()[0] for t in _inputs(model, 1, torch.float32)))
     assert frame.shape == (model.image_size, model.image_size, 3) and frame.dtype == np.uint8
+
+
+def test_training_pictures_and_captions_encode_on_the_gpu_as_on_the_cpu(tiny_model_dir):
+    """``rt-recon fit --device cuda`` encodes the decoder's targets on the GPU: the same
+    targets as on the CPU, to float32 round-off (TF32 convolutions allowed for)."""
+    from rt_recon.render.targets import encode_captions, encode_images
+
+    pictures = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    captions = ["a red circle", "a blue square on grey", "", "a green star", "x", "y"]
+    on = {}
+    for device in ("cpu", "cuda"):
+        model = load_render_model(tiny_model_dir, device=device, with_text=True)
+        on[device] = (encode_images(model, pictures), encode_captions(model, captions))
+    for cpu, gpu in zip(on["cpu"], on["cuda"], strict=True):
+        assert gpu.dtype == np.float32 and gpu.shape == cpu.shape
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-2, atol=1e-2 * float(np.abs(cpu).max()))
