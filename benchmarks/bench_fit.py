@@ -14,7 +14,9 @@ fit), three ways, each timed from reading the first run to the bundle in memory:
 * **shipped recipe, no masks** (a brain mask from the mean EPI, each head's voxels
   chosen by cross-validated encoding: rt_recon/decode/auto_roi.py).
 
-The session is generated once into ``--cache`` (minutes; not timed). Each case runs
+The session is generated once into ``--cache`` (minutes; not timed), and ``--touch-gib``
+GiB of memory are written once before the first fit (:func:`benchmarks._report.touch_memory`:
+a fresh VM backs memory on first touch at about 7 s per GiB). Each case runs
 ``--repeats`` times (default 1: a fit takes a minute or more on 2 cores); the median is
 reported with the ratio against the baseline.
 
@@ -26,12 +28,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import Timing, machine, markdown_table, write_json
+from benchmarks._report import Timing, machine, markdown_table, touch_memory, write_json
 from rt_recon.apps.fit import fit_from_inputs
 from rt_recon.apps.fit_inputs import FitInputs
 from rt_recon.cli import DEFAULT_CONFIG
@@ -61,11 +64,15 @@ def _session(cache: Path) -> Dataset:
     return ensure_session(sim, cache, config.session.subject)
 
 
-def run(repeats: int = 1, cache: Path = Path("/tmp/rt_recon_bench_fit")) -> dict:
+def run(
+    repeats: int = 1, cache: Path = Path("/tmp/rt_recon_bench_fit"), touch_gib: float = 6.0
+) -> dict:
     config = load_config(DEFAULT_CONFIG)
     start = time.perf_counter()
     dataset = _session(cache)
     generate_s = time.perf_counter() - start
+    touched_s = touch_memory(touch_gib)  # a fresh VM's first touch is not the fit's cost
+    log.info("touched %.1f GiB of memory first in %.1f s", touch_gib, touched_s)
     model = load_render_model(resolve_model(config.renderer.model), with_text=True)
     shipped = DecoderRecipe(**config.fit.recipe.model_dump())
     cases = {
@@ -99,6 +106,8 @@ def run(repeats: int = 1, cache: Path = Path("/tmp/rt_recon_bench_fit")) -> dict
         "trs_per_run": first.n_trs,
         "brain_voxels": _brain_voxels(dataset),
         "session_generation_s": generate_s,
+        "memory_touched": {"gib": touch_gib, "s": touched_s},
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "rows": rows,
         "details": details,
         "table": markdown_table(rows, BASELINE),
@@ -115,14 +124,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/rt_recon_bench_fit"))
+    parser.add_argument(
+        "--touch-gib", type=float, default=6.0,
+        help="GiB of memory written once before the fits (a fresh VM's first touch is slow)",
+    )  # fmt: skip
     parser.add_argument("--json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    result = run(args.repeats, args.cache)
+    result = run(args.repeats, args.cache, args.touch_gib)
     print(
         f"fit of {result['runs']} runs x {result['trs_per_run']} TRs, grid {result['grid']} "
         f"({result['brain_voxels']} brain voxels), embedded model; {result['machine']}; "
-        f"session generated in {result['session_generation_s']:.0f} s (not timed below)"
+        f"session generated in {result['session_generation_s']:.0f} s (not timed below); "
+        f"{result['memory_touched']['gib']:g} GiB touched first in "
+        f"{result['memory_touched']['s']:.1f} s; peak RSS {result['peak_rss_gib']:.1f} GiB"
     )
     print(result["table"])
     for name, detail in result["details"].items():

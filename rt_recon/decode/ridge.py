@@ -190,14 +190,14 @@ def ridge_cv_r2_designs(
     """``(n_designs, n_targets)``: :func:`ridge_cv_r2` of each design (``(n_samples, p_k)``
     features) for the same targets, the targets' share of each fold computed once (an HRF
     library's members, each a design for every voxel)."""
-    checked = [_checked(x, y, groups, alphas) for x in designs]
-    if not checked:
+    if not designs:
         return np.zeros((0, np.shape(y)[1]), dtype=np.float32)
-    _, y, groups, alphas = checked[0]
+    _, y, groups, alphas = _checked(designs[0], y, groups, alphas)  # y converted once
     y_sum = y.sum(axis=0)
     held: dict[int, _HeldOut] = {}
-    out = np.empty((len(checked), y.shape[1]), dtype=np.float32)
-    for k, (x, *_) in enumerate(checked):
+    out = np.empty((len(designs), y.shape[1]), dtype=np.float32)
+    for k, design in enumerate(designs):
+        x = _checked(design, y, groups, alphas)[0]
         folds = _folds(x, groups, _gram_if_wide(x))
         total = np.zeros((len(alphas), y.shape[1]))
         for i, fold in enumerate(folds):
