@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import resource
 import time
 from pathlib import Path
 
@@ -107,7 +106,6 @@ def run(
         "brain_voxels": _brain_voxels(dataset),
         "session_generation_s": generate_s,
         "memory_touched": {"gib": touch_gib, "s": touched_s},
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "rows": rows,
         "details": details,
         "table": markdown_table(rows, BASELINE),
@@ -137,7 +135,7 @@ def main() -> None:
         f"({result['brain_voxels']} brain voxels), embedded model; {result['machine']}; "
         f"session generated in {result['session_generation_s']:.0f} s (not timed below); "
         f"{result['memory_touched']['gib']:g} GiB touched first in "
-        f"{result['memory_touched']['s']:.1f} s; peak RSS {result['peak_rss_gib']:.1f} GiB"
+        f"{result['memory_touched']['s']:.1f} s"
     )
     print(result["table"])
     for name, detail in result["details"].items():
