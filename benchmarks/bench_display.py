@@ -6,6 +6,8 @@ Playwright) shows the participant page. Per picture, from just before
 ``Publisher.send`` to: the page's WebSocket message, the picture drawn into
 the canvas, and the next animation frame (when the browser composes it).
 The floor is the same frame to a plain ZeroMQ subscriber in this process.
+The page draws each picture as it comes (``console.crossfade_ms: 0``); the crossfade's
+own figures are ``benchmarks.bench_display_smoothing``'s.
 Clocks: the page's ``performance.timeOrigin + now()`` against ``time.time()``,
 offset measured from the shortest of several round trips.
 
@@ -80,7 +82,7 @@ class _Console:
                 "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{_free_port()}"},
                 "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{_free_port()}"},
                 "recorder": {"status_endpoint": f"tcp://127.0.0.1:{_free_port()}"},
-                "console": {"port": _free_port()},
+                "console": {"port": _free_port(), "crossfade_ms": 0},  # drawn as it comes
             }
         )
         path = tmp / "session.json"

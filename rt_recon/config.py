@@ -246,6 +246,22 @@ class RendererSection(_Section):
         lt=1.0,
         description="Latent blending between TRs: init_t = (1 - blend) * z_t + blend * init_t-1",
     )
+    interpolate_fps: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=240.0,
+        description="Frames per second rendered between two TRs' pictures from latents "
+        "interpolated linearly between theirs (each marked interpolated), then the TR's own; "
+        "0: off",
+    )
+    interpolate_ms: float = Field(
+        default=500.0,
+        gt=0.0,
+        le=60_000.0,
+        description="How long the interpolated frames take from the previous TR's picture to "
+        "this TR's: the TR's own frame is published this much later (a new TR's latents cut "
+        "it short)",
+    )
     frames_endpoint: str = "tcp://127.0.0.1:5556"
     wait_for_subscribers: int = Field(
         default=0, ge=0, description="Frame subscribers to wait for before taking latents"
@@ -263,6 +279,22 @@ class RendererSection(_Section):
                 f"{self.backend!r}; set compile: false or backend: torch"
             )
         return self
+
+    @model_validator(mode="after")
+    def _interpolation_has_frames(self) -> RendererSection:
+        steps = self.interpolation_steps()
+        if self.interpolate_fps > 0 and steps < 2:
+            raise ValueError(
+                f"renderer.interpolate_fps {self.interpolate_fps:g} over interpolate_ms "
+                f"{self.interpolate_ms:g} leaves no frame between two TRs' (expected at least "
+                f"2 steps, found {steps}); raise either, or set interpolate_fps: 0"
+            )
+        return self
+
+    def interpolation_steps(self) -> int:
+        """``n``: frames from one TR's picture to the next's, the TR's own included (frame
+        ``j`` starts ``j / n`` of the way); under 2 there is no interpolation."""
+        return round(self.interpolate_ms * self.interpolate_fps / 1000.0)
 
     def use_channels_last(self) -> bool:
         """``channels_last`` resolved: ``auto`` is on for cuda with the torch backend."""
@@ -373,11 +405,70 @@ class ConsoleSection(_Section):
         default=0.5, gt=0, description="Framewise displacement flagged as motion, in mm"
     )
     history_trs: int = Field(default=200, ge=10, description="TRs kept in the console's plots")
+    crossfade_ms: float = Field(
+        default=500.0,
+        ge=0.0,
+        le=10_000.0,
+        description="The participant display crossfades from one picture to the next over "
+        "this long (never longer than the pictures' recent pace); 0: each picture at once. "
+        "Keep it under the TR",
+    )
 
     @model_validator(mode="after")
     def _one_token_source(self) -> ConsoleSection:
         if self.token is not None and self.token_file is not None:
             raise ValueError("set console.token or console.token_file, not both")
+        return self
+
+
+class QualitySection(_Section):
+    """Live data quality (docs/operators.md, "Data quality"): the decoder measures it per TR
+    (its sliding window and outlier rule), the console judges it against the thresholds and
+    shows a stop banner when too many recent TRs cross one (framewise displacement over
+    ``console.fd_threshold_mm`` counts too)."""
+
+    window_trs: int = Field(
+        default=30,
+        ge=10,
+        le=1000,
+        description="TRs in the sliding window of tSNR, the global-signal baseline and the "
+        "DVARS baseline",
+    )
+    min_tsnr: float = Field(
+        default=20.0,
+        gt=0,
+        description="tSNR below this in any ROI (median over its voxels of mean/std over the "
+        "window) crosses",
+    )
+    max_global_pct: float = Field(
+        default=2.0,
+        gt=0,
+        description="Global signal further than this from its running baseline, percent, crosses",
+    )
+    max_dvars_z: float = Field(
+        default=8.0,
+        gt=0,
+        description="Robust z of DVARS above this marks a volume as an outlier (the decoder "
+        "leaves it out of the window) and crosses",
+    )
+    stop_window_trs: int = Field(
+        default=20, ge=1, le=1000, description="The last TRs the stop rule looks at"
+    )
+    stop_after_trs: int = Field(
+        default=5,
+        ge=1,
+        description="The console shows a stop banner once this many of the last "
+        "stop_window_trs TRs crossed a threshold",
+    )
+
+    @model_validator(mode="after")
+    def _stop_rule_fits_its_window(self) -> QualitySection:
+        if self.stop_after_trs > self.stop_window_trs:
+            raise ValueError(
+                f"quality.stop_after_trs ({self.stop_after_trs}) must be at most "
+                f"quality.stop_window_trs ({self.stop_window_trs}): TRs crossing among the last "
+                "stop_window_trs"
+            )
         return self
 
 
@@ -580,6 +671,7 @@ class SessionConfig(_Section):
     renderer: RendererSection = RendererSection()
     recorder: RecorderSection = RecorderSection()
     console: ConsoleSection = ConsoleSection()
+    quality: QualitySection = QualitySection()
     run: RunSection = RunSection()
     replay: ReplaySection = ReplaySection()
     bridge: BridgeSection = BridgeSection()

@@ -239,3 +239,16 @@ def test_budgets_pick_the_gpu_preset_on_cuda_and_take_overrides():
     assert tuned == {**BUDGET_PRESETS_MS["gpu"], "render": 20.0}
     with pytest.raises(ConfigError, match=r"budgets\.rendr: unknown key"):
         validate_config({"budgets": {"rendr": 20}}, "t")
+
+
+def test_the_quality_thresholds_are_checked_and_named(tmp_path):
+    assert SessionConfig().quality.max_dvars_z == 8.0
+    with pytest.raises(ConfigError, match=r"quality\.min_tsnr: Input should be greater than 0"):
+        validate_config({"quality": {"min_tsnr": -5}}, "s.yaml")
+    with pytest.raises(ConfigError, match=r"quality\.window_trs: Input should be greater than or"):
+        validate_config({"quality": {"window_trs": 5}}, "s.yaml")
+    with pytest.raises(ConfigError) as info:
+        validate_config({"quality": {"stop_window_trs": 10, "stop_after_trs": 12}}, "s.yaml")
+    assert "quality.stop_after_trs (12) must be at most quality.stop_window_trs (10)" in str(
+        info.value
+    )

@@ -56,6 +56,7 @@ from rt_recon.protocol import (
     TOPIC_LATENTS,
     TOPIC_STATUS,
     Message,
+    is_interpolated,
 )
 from rt_recon.transport.zmq import Subscriber
 
@@ -238,7 +239,7 @@ def _collect(
                 result.latents.append(message.header)
         if frames.socket in ready:
             message = frames.receive(timeout=0)
-            if message is not None:
+            if message is not None and not is_interpolated(message.header):  # TR frames only
                 result.frames.append(message)
                 header = message.header
                 if header.get("tr") == last_tr and last_run in (None, header.get("run")):

@@ -53,7 +53,12 @@ class FeatureExtractor:
         return self.chain.quality
 
     def update(self, values: np.ndarray) -> np.ndarray:
-        return self.chain.update_realigned(*self.realign(values))
+        return self.update_realigned(*self.realign(values))
+
+    def update_realigned(self, values: np.ndarray, quality: TrQuality) -> np.ndarray:
+        """The temporal stages on :meth:`realign`'s values -> ``(n_selected,)`` features
+        (:meth:`~rt_recon.preprocess.chain.PreprocessChain.update_realigned`)."""
+        return self.chain.update_realigned(values, quality)
 
     def realign(self, values: np.ndarray) -> tuple[np.ndarray, TrQuality]:
         """The checked volume realigned to the selected voxels, before the temporal stages

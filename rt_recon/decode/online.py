@@ -31,6 +31,12 @@ the bundle's session is found before its masks and weights apply; the run's
 per-TR fits start from that transform, and :attr:`OnlineDecoder.alignment`
 keeps it.
 
+**Data quality.** Between realignment and the temporal stages each TR's voxels also go
+through a :class:`~rt_recon.preprocess.quality.QualityMonitor` (tSNR of each head's voxels
+over a sliding window, the global signal, DVARS and volume outliers):
+:attr:`OnlineDecoder.measures` holds the last TR's. It reads the values and changes nothing
+the decoders see.
+
 Offline decoding of a recorded run is this same object fed the run's volumes
 in order, so online and offline latents are identical by construction.
 """
@@ -46,6 +52,7 @@ from rt_recon.decode.denoise import Denoiser
 from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.trial_estimate import TrialEstimator
 from rt_recon.preprocess.motion import Alignment
+from rt_recon.preprocess.quality import QualityMeasures, QualityMonitor
 from rt_recon.protocol import TrialWindow, VolumeStreamMeta
 
 
@@ -63,8 +70,17 @@ def extracted_voxels(bundle: DecoderBundle) -> np.ndarray:
 class OnlineDecoder:
     """``preprocess(volume) -> features``, then ``decode(features, tr) -> {head: latent}``."""
 
-    def __init__(self, bundle: DecoderBundle, stream: VolumeStreamMeta | None = None):
-        """``stream``: the live stream's geometry (default: the one the bundle was fitted on)."""
+    def __init__(
+        self,
+        bundle: DecoderBundle,
+        stream: VolumeStreamMeta | None = None,
+        *,
+        quality_window: int = 30,
+        outlier_z: float = 8.0,
+    ):
+        """``stream``: the live stream's geometry (default: the one the bundle was fitted on);
+        ``quality_window`` (TRs) and ``outlier_z``: the :class:`QualityMonitor`'s window and
+        outlier rule (the session's ``quality.window_trs`` and ``max_dvars_z``)."""
         self.bundle = bundle
         self.decoded = selected_voxels(bundle)
         self.voxels = extracted_voxels(bundle)
@@ -92,6 +108,17 @@ class OnlineDecoder:
         #: The run's first volume aligned to the bundle's reference (None before it, and
         #: for a bundle that does not realign).
         self.alignment: Alignment | None = None
+        #: Data quality of each head's voxels (its ROI) and of all of them, per TR.
+        rois = {name: np.searchsorted(self.voxels, h.voxels) for name, h in bundle.heads.items()}
+        self.monitor = QualityMonitor(
+            len(self.voxels),
+            rois,
+            window=quality_window,
+            min_trs=min(10, quality_window),
+            outlier_z=outlier_z,
+        )
+        #: The last TR's data quality (None before the first).
+        self.measures: QualityMeasures | None = None
 
     @property
     def warming_up(self) -> bool:
@@ -107,7 +134,9 @@ class OnlineDecoder:
             and values.shape == (self.features.n_channels,)  # else update() says what is wrong
         ):
             self.alignment = motion.align(values)
-        return self.features.update(values)
+        realigned, quality = self.features.realign(values)
+        self.measures = self.monitor.update(realigned)
+        return self.features.update_realigned(realigned, quality)
 
     def window_trs(self, onset: int) -> list[int]:
         """The TRs whose features make the estimate of a trial with onset TR ``onset``

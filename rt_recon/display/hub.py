@@ -9,6 +9,11 @@ The console page also gets the last :data:`HISTORY` pictures when it connects
 (:meth:`Hub.connect`), oldest first, one at a time as it acks them, before the
 live ones: a reloaded page has its strip of recent pictures back at once.
 
+A frame the renderer interpolated between two TRs' own
+(:func:`~rt_recon.protocol.is_interpolated`) goes to participant pages only: the
+console's TR counts, latency and pairing, and its strip of pictures, are the TRs'.
+Each participant picture carries the page's crossfade (``console.crossfade_ms``).
+
 The hub runs on the server's event loop; :meth:`Hub.next_message` decides
 what a client gets next without any I/O (tested without sockets), and
 :meth:`Hub.pump` sends it.
@@ -97,9 +102,15 @@ class Client:
 class Hub:
     """The console state plus the newest picture per kind of page."""
 
-    def __init__(self, state: ConsoleState, picture_ids: Container[int] | None = None):
+    def __init__(
+        self,
+        state: ConsoleState,
+        picture_ids: Container[int] | None = None,
+        crossfade_ms: float = 0.0,
+    ):
         self.state = state
         self.picture_ids = picture_ids  # stimuli the server has pictures of (None: no dataset)
+        self.crossfade_ms = crossfade_ms  # the participant page's (console.crossfade_ms)
         self.clients: set[Client] = set()
         self._channels: dict[Kind, _Channel] = {"participant": _Channel(), "console": _Channel()}
         self._state_json = ""
@@ -143,16 +154,20 @@ class Hub:
 
     def on_frame(self, header: FrameHeader, image: np.ndarray, now: float) -> None:
         """A frame from the renderer (its validated header and ``(H, W, 3)`` uint8 picture):
-        becomes the newest picture of every page."""
-        record = self.state.on_frame(header, now)
+        becomes the newest picture of every page (of participant pages only, when it was
+        interpolated between two TRs' frames)."""
         common = {
-            "tr": record.tr,
-            "seq": record.seq,
+            "tr": header.tr,
+            "seq": header.seq,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
             "times": header.times,
+            "crossfade_ms": self.crossfade_ms,
         }
         self._set("participant", encode_frame(ParticipantPicture(**common), image))
+        if header.interpolated is not None:
+            return
+        record = self.state.on_frame(header, now)
         console = ConsolePicture(
             **common,
             run=record.run,

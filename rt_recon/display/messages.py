@@ -62,6 +62,7 @@ AlertKind = Literal[
     "paused",
     "failed",
     "geometry",
+    "quality",
     "stalled",
     "new_series",
     "missed",
@@ -76,7 +77,8 @@ AlertKind = Literal[
 
 #: Every alert kind, most serious first: the order of the console's warnings
 #: (docs/console.md, "Warnings"). First what stops data being decoded or kept (a node failed,
-#: a run refused for its geometry, a node stopped, recording paused); then what the operator
+#: a run refused for its geometry, a run whose data quality says it should be stopped, a node
+#: stopped, recording paused); then what the operator
 #: must look into now (a node gone or silent, the volumes stalled, the disk running out), what
 #: changed or was lost in the run (a new series, TRs never decoded, a head far from the
 #: decoder bundle's reference) and what cannot be trusted
@@ -85,6 +87,7 @@ AlertKind = Literal[
 ALERT_SEVERITY: tuple[AlertKind, ...] = (
     "failed",
     "geometry",
+    "quality",
     "stopped",
     "paused",
     "reconnecting",
@@ -230,6 +233,37 @@ class Motion(_PageModel):
     points: list[tuple[int, float]] = Field(description="[tr, fd_mm]")
 
 
+class QualityPoint(_PageModel):
+    """One TR's data quality, from its frame's ``quality`` (docs/protocol.md 3.1)."""
+
+    tr: int
+    tsnr: dict[str, float | None] = Field(description="ROI (decoder head) -> tSNR over the window")
+    global_pct: float | None = Field(description="global signal, % from its running baseline")
+    dvars_pct: float | None = Field(description="DVARS, % of the global baseline")
+    dvars_z: float | None = Field(description="robust z of DVARS")
+    outlier: bool = Field(description="the decoder flagged the volume as an outlier")
+    crossed: list[str] = Field(
+        description="the measures over their thresholds at this TR: fd, tsnr, global, dvars"
+    )
+
+
+class QualityView(_PageModel):
+    """Live data quality per TR and the thresholds it is judged by (``quality`` config)."""
+
+    rois: list[str] = Field(description="the ROIs of the tSNR, in the order first seen")
+    window_trs: int = Field(description="TRs in the decoder's sliding window (quality.window_trs)")
+    min_tsnr: float
+    max_global_pct: float
+    max_dvars_z: float
+    stop_window_trs: int
+    stop_after_trs: int
+    crossing_trs: int = Field(
+        description="TRs of the current run among its last stop_window_trs that crossed a "
+        "threshold (framewise displacement included)"
+    )
+    points: list[QualityPoint] = Field(description="kept frames with a quality")
+
+
 class AlignmentView(_PageModel):
     """The current run's head position against the decoder bundle's reference: the decoder's
     ``alignment`` heartbeat counter (docs/protocol.md 3.3) as the run card shows it."""
@@ -304,6 +338,7 @@ class ConsoleStateMessage(_PageModel):
     latency: list[LatencyPoint]
     latency_summary: list[StageSummary]
     motion: Motion
+    quality: QualityView
     alignment: AlignmentView | None = Field(
         description="the current run's alignment to the decoder bundle (null: not measured "
         "yet in this run, or a bundle that does not realign)"
@@ -330,6 +365,10 @@ class ParticipantPicture(_PageModel):
     width: int
     height: int
     times: Times = Field(description="the frame's stage times (docs/protocol.md 3.5)")
+    crossfade_ms: float = Field(
+        description="the participant display crossfades into this picture over this long "
+        "(console.crossfade_ms; 0: at once); the console page draws it at once"
+    )
 
 
 class ConsolePicture(ParticipantPicture):

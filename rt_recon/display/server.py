@@ -183,11 +183,13 @@ def run_console(
         ConsoleState(
             config.budgets_ms(),
             fd_threshold_mm=section.fd_threshold_mm,
+            quality=config.quality,
             history=section.history_trs,
             volume_source_id=config.stream.source_id,
             markers_source_id=config.stream.markers_source_id,
         ),
         picture_ids=pictures,
+        crossfade_ms=section.crossfade_ms,
     )
     status_endpoints = {
         "decoder": config.decoder.latents_endpoint,

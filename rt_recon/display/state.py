@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from rt_recon.config import QualitySection
 from rt_recon.display.messages import (
     ALERT_SEVERITY,
     Alert,
@@ -35,6 +36,8 @@ from rt_recon.display.messages import (
     NodeCounters,
     NodeView,
     Pair,
+    QualityPoint,
+    QualityView,
     StageSummary,
     TruthView,
 )
@@ -51,6 +54,7 @@ from rt_recon.protocol import (
     FAILED_STATES,
     STAGE_NAMES,
     WORKING_STATES,
+    DataQuality,
     FrameHeader,
     Marker,
     Status,
@@ -135,6 +139,16 @@ class NodeHealth:
 
 
 @dataclass(frozen=True)
+class Crossing:
+    """One measure of one TR over its threshold."""
+
+    measure: str  # fd, tsnr, global, dvars
+    value: float
+    text: str  # "DVARS z 38.2", "tSNR 12.3 in z", ...
+    limit: str  # "max 5", "min 20", ...
+
+
+@dataclass(frozen=True)
 class FrameRecord:
     """One frame as the console saw it."""
 
@@ -147,6 +161,9 @@ class FrameRecord:
     truth: Truth | None  # the console's pairing (the protocol's trial rule)
     trial: TrialRef | None  # the decoder's trial, as the frame carried it (trial mode)
     warming_up: bool
+    quality: DataQuality | None = None  # the decoder's data quality of this TR
+    #: the quality measures over their thresholds at this TR (fd, tsnr, global, dvars)
+    crossed: tuple[Crossing, ...] = ()
 
 
 class ConsoleState:
@@ -156,6 +173,7 @@ class ConsoleState:
         budgets_ms: per-stage budgets in ms (keys of :data:`~rt_recon.protocol.STAGE_NAMES`;
             the session's ``SessionConfig.budgets_ms()``).
         fd_threshold_mm: framewise displacement flagged as motion.
+        quality: the data-quality thresholds and the stop rule (the session's ``quality``).
         history: frames kept for the plots.
         away_after_s: silence after which a node is away.
         warn_window: recent frames looked at for budget and lateness warnings.
@@ -168,6 +186,7 @@ class ConsoleState:
         budgets_ms: Mapping[str, float],
         *,
         fd_threshold_mm: float = 0.5,
+        quality: QualitySection | None = None,
         history: int = 200,
         away_after_s: float = AWAY_AFTER_S,
         warn_window: int = 10,
@@ -176,10 +195,12 @@ class ConsoleState:
     ):
         self.budgets_ms = dict(budgets_ms)
         self.fd_threshold_mm = fd_threshold_mm
+        self.quality = quality if quality is not None else QualitySection()
         self.away_after_s = away_after_s
         self.warn_window = warn_window
         self.nodes: dict[str, NodeHealth] = {name: NodeHealth(name) for name in EXPECTED_NODES}
-        self.frames: deque[FrameRecord] = deque(maxlen=history)
+        self.frames: deque[FrameRecord] = deque(maxlen=max(history, self.quality.stop_window_trs))
+        self._rois: dict[str, None] = {}  # the tSNR's ROIs, in the order first seen
         self.timeline = StimulusTimeline()
         self.n_frames = 0
         self.late_trs = 0
@@ -259,16 +280,20 @@ class ConsoleState:
         truth = self.timeline.truth_for_frame(tr, header.lag_trs, run)
         self._check_pairing(header, truth)
         fd = header.fd
+        fd = fd if fd is not None and math.isfinite(fd) else None
+        self._rois.update(dict.fromkeys(header.quality.tsnr if header.quality else ()))
         record = FrameRecord(
             tr=tr,
             seq=header.seq,
             run=run,
             received=now,
             latency_ms={k: v * 1000.0 for k, v in header.times.latencies().items()},
-            fd_mm=fd if fd is not None and math.isfinite(fd) else None,
+            fd_mm=fd,
             truth=truth,
             trial=header.trial,
             warming_up=header.warming_up,
+            quality=header.quality,
+            crossed=self._crossings(fd, header.quality),
         )
         if self.frames and self.frames[-1].run == run and tr > self.frames[-1].tr:
             self.no_picture_trs += tr - self.frames[-1].tr - 1
@@ -283,6 +308,33 @@ class ConsoleState:
         self._unjudged.append(record)
         self._judge_lateness()
         return record
+
+    def _crossings(self, fd: float | None, quality: DataQuality | None) -> tuple[Crossing, ...]:
+        """The measures of one TR over their thresholds (``console.fd_threshold_mm``, the
+        ``quality`` section): framewise displacement, tSNR of any ROI, the global signal's
+        change, the robust z of DVARS."""
+        limits = self.quality
+        out = []
+        if fd is not None and fd > self.fd_threshold_mm:
+            text = f"framewise displacement {fd:.2f} mm"
+            out.append(Crossing("fd", fd, text, f"max {self.fd_threshold_mm:g} mm"))
+        if quality is None:
+            return tuple(out)
+        low = [(v, roi) for roi, v in quality.tsnr.items() if v is not None and v < limits.min_tsnr]
+        if low:
+            value, roi = min(low)
+            text = f"tSNR {value:.1f} in {roi}"
+            out.append(Crossing("tsnr", value, text, f"min {limits.min_tsnr:g}"))
+        change = quality.global_pct
+        if change is not None and abs(change) > limits.max_global_pct:
+            text = f"global signal {change:+.2f}%"
+            out.append(Crossing("global", abs(change), text, f"max ±{limits.max_global_pct:g}%"))
+        z = quality.dvars_z
+        if z is not None and z > limits.max_dvars_z:
+            dvars = f"{quality.dvars_pct:.2f}%, " if quality.dvars_pct is not None else ""
+            text = f"DVARS {dvars}z {z:.1f}"
+            out.append(Crossing("dvars", z, text, f"max z {limits.max_dvars_z:g}"))
+        return tuple(out)
 
     def _check_pairing(self, header: FrameHeader, truth: Truth | None) -> None:
         """At a trial's scored TR the decoder's trial and the console's pairing must agree:
@@ -399,9 +451,79 @@ class ConsoleState:
         window_s = max(self.warn_window * interval, RECENT_MIN_S) if interval else RECENT_MIN_S
         return [r for r in list(self.frames)[-self.warn_window :] if now - r.received <= window_s]
 
+    def stop_window(self, now: float) -> list[FrameRecord]:
+        """The frames the stop rule looks at: those of the newest frame's run among its last
+        ``quality.stop_window_trs`` TRs, received within that many TRs on the wire (at least
+        :data:`RECENT_MIN_S`): once the frames stop, so does the banner."""
+        if not self.frames:
+            return []
+        newest, n = self.frames[-1], self.quality.stop_window_trs
+        interval = self.interval_s
+        window_s = max(n * interval, RECENT_MIN_S) if interval else RECENT_MIN_S
+        return [
+            r
+            for r in self.frames
+            if r.run == newest.run and r.tr > newest.tr - n and now - r.received <= window_s
+        ]
+
+    def _quality_alert(self, now: float) -> Alert | None:
+        """The stop banner: ``quality.stop_after_trs`` or more of the run's last
+        ``stop_window_trs`` TRs crossed a threshold. It names each measure crossed, its worst
+        value, the TR of it, its threshold and on how many TRs it crossed."""
+        window = self.stop_window(now)
+        crossing = [r for r in window if r.crossed]
+        if len(crossing) < self.quality.stop_after_trs:
+            return None
+        parts = []
+        for measure in ("fd", "dvars", "global", "tsnr"):
+            hits = [(c, r.tr) for r in crossing for c in r.crossed if c.measure == measure]
+            if not hits:
+                continue
+            # the worst: the largest value, but the lowest tSNR
+            pick = min if measure == "tsnr" else max
+            worst, tr = pick(hits, key=lambda hit: hit[0].value)
+            parts.append(f"{worst.text} at TR {tr} ({worst.limit}; {len(hits)} TRs)")
+        newest = window[-1]
+        text = (
+            f"stop: run {newest.run} should be stopped: {len(crossing)} of its last "
+            f"{self.quality.stop_window_trs} TRs crossed a data-quality threshold (at most "
+            f"{self.quality.stop_after_trs - 1} may): " + "; ".join(parts)
+        )
+        return Alert(kind="quality", text=text)
+
+    def quality_view(self, now: float) -> QualityView:
+        """The data-quality traces and thresholds (docs/console.md)."""
+        limits = self.quality
+        return QualityView(
+            rois=list(self._rois),
+            window_trs=limits.window_trs,
+            min_tsnr=limits.min_tsnr,
+            max_global_pct=limits.max_global_pct,
+            max_dvars_z=limits.max_dvars_z,
+            stop_window_trs=limits.stop_window_trs,
+            stop_after_trs=limits.stop_after_trs,
+            crossing_trs=sum(1 for r in self.stop_window(now) if r.crossed),
+            points=[
+                QualityPoint(
+                    tr=r.tr,
+                    tsnr=dict(r.quality.tsnr),
+                    global_pct=r.quality.global_pct,
+                    dvars_pct=r.quality.dvars_pct,
+                    dvars_z=r.quality.dvars_z,
+                    outlier=r.quality.outlier,
+                    crossed=[c.measure for c in r.crossed],
+                )
+                for r in self.frames
+                if r.quality is not None
+            ],
+        )
+
     def warnings(self, now: float) -> list[Alert]:
         """What the operator must look at, most serious first (:data:`ALERT_SEVERITY`)."""
         out = self._node_warnings(now)
+        stop = self._quality_alert(now)
+        if stop is not None:
+            out.append(stop)
         out += self._disk_warnings()
         out += self._run_warnings(now)
         recent = self.recent_frames(now)
@@ -632,6 +754,7 @@ class ConsoleState:
                 threshold_mm=self.fd_threshold_mm,
                 points=[(r.tr, round(r.fd_mm, 4)) for r in frames if r.fd_mm is not None],
             ),
+            quality=self.quality_view(now),
             alignment=self.alignment_view(),
             pairs=[
                 Pair(tr=r.tr, seq=r.seq, truth=truth_view(r.truth), trial=r.trial)

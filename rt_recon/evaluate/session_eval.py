@@ -5,7 +5,8 @@ the protocol's trial rule (:mod:`rt_recon.protocol`, ``is_trial_event`` and
 ``onset_tr``: the recorded volume stamped nearest the trial's marker), the
 same rule the decoder and the console apply live; a trial's frame is the one
 rendered from the volume at its scored TR (``lag_trs`` later), found by the
-CRC-32 the decoder puts in every header. A session that dropped or
+CRC-32 the decoder puts in every header (a frame interpolated between two TRs' frames
+is never one: :func:`~rt_recon.protocol.is_interpolated`). A session that dropped or
 duplicated TRs is scored on the trials whose frames exist; the others are
 counted as missing, and every figure is stated as ``n scored of n shown``
 beside identification over all trials shown, a missing trial counted as a
@@ -45,7 +46,7 @@ from rt_recon.evaluate.trials import (
     require_scorable,
     score,
 )
-from rt_recon.protocol import Marker, TrialWindow, is_trial_event, onset_tr
+from rt_recon.protocol import Marker, TrialWindow, is_interpolated, is_trial_event, onset_tr
 from rt_recon.record.segments import SessionReader
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def evaluate_recording(
     with SessionReader(path) as reader:
         segments = reader.volumes()
         markers = reader.markers()
-        headers, images = reader.frames()
+        headers, images = _tr_frames(*reader.frames())
         latents_headers, latents_z, latents_c = reader.latents()
         recorded = reader.attr("config")
         gaps = recorded_gaps(reader)
@@ -248,6 +249,16 @@ def evaluate_recording(
         semantic=semantic,
         render_model=_recorded_render_model(recorded),
     )
+
+
+def _tr_frames(headers: list[dict], images: np.ndarray) -> tuple[list[dict], np.ndarray]:
+    """The TRs' own frames: a frame interpolated between two TRs' (``renderer.interpolate_fps``;
+    the recorder keeps none, a file from elsewhere may) is no TR's picture, so it never stands
+    in for a TR's missing frame nor counts in the latency."""
+    keep = [i for i, header in enumerate(headers) if not is_interpolated(header)]
+    if len(keep) == len(headers):
+        return headers, images
+    return [headers[i] for i in keep], images[keep]
 
 
 def _no_stimulus_markers(path: str | Path, n_markers: int, recorded: object) -> str:

@@ -9,7 +9,10 @@ picks the trial the TR estimates), decode, and publish a
 :class:`~rt_recon.protocol.Latents` message whose header carries the TR
 index, a sequence number, a CRC-32 of the volume as received (so a consumer
 can prove which volume a latent came from) and the stage times
-(docs/protocol.md 3.1). A per-TR summary also goes out on an LSL stream for
+(docs/protocol.md 3.1), with the TR's motion, framewise displacement and data quality
+(tSNR of each head's voxels over a sliding window, global signal, DVARS, outlier flag:
+:class:`~rt_recon.preprocess.quality.QualityMonitor`, window and outlier rule from the
+session's ``quality`` section). A per-TR summary also goes out on an LSL stream for
 LabRecorder.
 
 **Runs.** A stream that ends (its producer sent the end of its run, or went
@@ -39,6 +42,7 @@ directly, which is how tests run the per-TR step without a socket).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import zlib
 from collections.abc import Callable
@@ -56,8 +60,10 @@ from rt_recon.decode.trial_tracker import Trial, TrialTracker
 from rt_recon.errors import BundleError, DataError, ProtocolError, ShapeMismatchError, StreamError
 from rt_recon.nodes.runner import Node, NodeContext, Stopped, run_node
 from rt_recon.preprocess.motion import Alignment
+from rt_recon.preprocess.quality import QualityMeasures
 from rt_recon.protocol import (
     TOPIC_LATENTS,
+    DataQuality,
     DecoderCounters,
     Latents,
     LatentsHeader,
@@ -208,7 +214,13 @@ class DecoderNode(Node):
             return
         counters.error = None
         self.refused = False
-        self.decoder = OnlineDecoder(self.bundle, stream=meta)
+        quality = self.config.quality
+        self.decoder = OnlineDecoder(
+            self.bundle,
+            stream=meta,
+            quality_window=quality.window_trs,
+            outlier_z=quality.max_dvars_z,
+        )
         self.tracker = TrialTracker(self.decoder.lag, len(self.decoder.weights))
         if self.ctx.state == "refused":
             self.ctx.state = self.working_state
@@ -323,6 +335,7 @@ class DecoderNode(Node):
             motion=motion,
             fd=fd,
             spike=bool(quality.spike),
+            quality=data_quality(self.decoder.measures),
             times=Times(
                 acquired=stamp,
                 received=received,
@@ -411,6 +424,26 @@ class DecoderNode(Node):
             if part is not None:
                 part.close()
         self.summary = self.markers = self.inlet = None
+
+
+def data_quality(measures: QualityMeasures | None) -> DataQuality | None:
+    """A TR's measures as the latents header carries them (docs/protocol.md 3.1): rounded,
+    and a figure that is not finite (a window of voxels that never changed) as null."""
+    if measures is None:
+        return None
+
+    def number(value: float | None, digits: int) -> float | None:
+        return round(value, digits) if value is not None and math.isfinite(value) else None
+
+    return DataQuality(
+        tsnr={name: number(value, 2) for name, value in measures.tsnr.items()},
+        global_pct=number(measures.global_pct, 4),
+        dvars_pct=number(measures.dvars_pct, 4),
+        dvars_z=number(measures.dvars_z, 3),
+        outlier=measures.outlier,
+        outliers=measures.outliers,
+        window_trs=measures.window_trs,
+    )
 
 
 def run_decoder(config: SessionConfig, stop: threading.Event) -> Any:

@@ -11,6 +11,9 @@ records even if the decoder stops), and subscribes to the decoder's latents
 and status and the renderer's frames and status. Every item is appended and
 flushed as it arrives (:mod:`rt_recon.record.recording`); markers are kept
 as they were sent, also one the decoder and console refuse as malformed.
+Frames the renderer interpolates between two TRs' own (``renderer.interpolate_fps``,
+up to dozens a second) are counted (``interpolated``), not recorded: they are
+rendered again, exactly, from the two TRs' recorded latents.
 Its own heartbeats go out on ``recorder.status_endpoint``.
 
 When the file cannot be written (a full disk, a file size limit), the
@@ -58,6 +61,7 @@ from rt_recon.protocol import (
     Message,
     RecorderCounters,
     VolumeStreamMeta,
+    is_interpolated,
 )
 from rt_recon.record.disk import DiskWatch
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
@@ -275,6 +279,8 @@ def _record_message(
         if message.topic == TOPIC_LATENTS:
             recording.add_latents(message.header, message.arrays["z"], message.arrays["c"])
             counters.latents += 1
+        elif message.topic == TOPIC_FRAME and is_interpolated(message.header):
+            counters.interpolated += 1  # between two TRs' frames: rendered again from latents
         elif message.topic == TOPIC_FRAME:
             recording.add_frame(message.header, message.arrays["image"])
             counters.frames += 1

@@ -11,13 +11,33 @@ rendered. Frames go out as :class:`~rt_recon.protocol.Frame` messages
 
 Heartbeats come from the runner's own thread (:mod:`rt_recon.nodes.runner`),
 so a render of several seconds does not silence the node.
+
+Pictures between TRs (``renderer.interpolate_fps`` > 0). Once a TR's picture is
+rendered, the node holds it back for ``renderer.interpolate_ms`` and meanwhile
+publishes ``n - 1`` frames (``n = round(interpolate_ms * interpolate_fps / 1000)``),
+frame ``j`` at ``j / interpolate_fps`` s, rendered from the start point
+(:class:`~rt_recon.render.StartPoint`: init latent and ``c``) ``t = j / n`` of the
+way from the previous TR's to this TR's; then the TR's own frame. Each of those
+frames is an ordinary ``frame`` message with the TR's header and ``interpolated``
+(``from_tr``, ``t``; docs/protocol.md 3.2), so a consumer tells it from a TR's picture
+(:func:`~rt_recon.protocol.is_interpolated`). Frames are rendered ahead of their
+time and published when due; a renderer slower than the rate skips the frames it
+cannot render in time (judged by its last render's time), so the TR's own frame is
+not later than ``interpolate_ms``.
+Latents of a new TR cut the interpolation short: the held TR frame goes out at
+once, then the new TR's (which interpolates from it). A TR's frame is never
+dropped for interpolated ones. The first TR of a run, and the first after a
+renderer (re)start, are published at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +54,19 @@ from rt_recon.protocol import (
     TOPIC_LATENTS,
     Frame,
     FrameHeader,
+    Interpolation,
     Latents,
+    LatentsHeader,
     Message,
     RendererCounters,
 )
-from rt_recon.render import Img2ImgRenderer, load_render_model, make_renderer, resolve_model_path
+from rt_recon.render import (
+    Img2ImgRenderer,
+    StartPoint,
+    load_render_model,
+    make_renderer,
+    resolve_model_path,
+)
 from rt_recon.transport.zmq import Subscriber
 
 log = logging.getLogger(__name__)
@@ -48,24 +76,81 @@ def frames_dir(config: SessionConfig) -> Path:
     return config.paths.output_dir / "frames"
 
 
+@dataclass
+class _TrPicture:
+    """A TR's rendered picture, with what its frame header needs."""
+
+    latents: LatentsHeader
+    image: np.ndarray
+    received: float  # LSL clock: the latents taken off the socket
+    rendered: float  # LSL clock: the picture done
+
+
+@dataclass
+class _Morph:
+    """A TR's picture held back while frames interpolated toward it go out.
+
+    Frame ``j`` (1 .. n - 1) starts ``j / n`` of the way from ``a`` (TR ``from_tr``'s start
+    point) to ``b`` (this TR's) and is due at ``began + j * period``; frame ``n``, the TR's
+    own, at ``began + n * period``. ``ready``: the next frame, rendered ahead of its time.
+    """
+
+    picture: _TrPicture
+    from_tr: int
+    a: StartPoint
+    b: StartPoint
+    began: float
+    n: int
+    period: float
+    render_s: float  # what a render takes here: the last one's time
+    next_j: int = 0
+    ready: tuple[np.ndarray, float] | None = None  # (image, rendered) of frame next_j
+
+    def __post_init__(self) -> None:
+        self.next_j = min(self.n, max(1, self._reachable(self.began)))
+
+    def due(self, j: int) -> float:
+        return self.began + j * self.period
+
+    def _reachable(self, now: float) -> int:
+        """The first frame a render begun at ``now`` finishes in time for."""
+        return math.ceil((now + self.render_s - self.began) / self.period - 1e-9)
+
+    def advance(self, now: float) -> None:
+        """Frame ``next_j`` went out at ``now``: the next is the first a render can still
+        make in time (a slow renderer skips the others), the TR's own at the latest."""
+        self.next_j = min(self.n, max(self.next_j + 1, self._reachable(now)))
+        self.ready = None
+
+
 class RendererNode(Node):
     """Latents in, frames out (see the module docstring).
 
     ``renderer``: a ready :class:`~rt_recon.render.Img2ImgRenderer` to use instead of
-    the one the config describes (tests pass one with a slowed executor).
+    the one the config describes (tests pass one with a slowed executor). ``clock``: the
+    LSL clock (tests pass their own to step through interpolated frames).
     """
 
     name = "renderer"
     working_state = "running"
 
-    def __init__(self, config: SessionConfig, renderer: Img2ImgRenderer | None = None):
+    def __init__(
+        self,
+        config: SessionConfig,
+        renderer: Img2ImgRenderer | None = None,
+        clock: Callable[[], float] = pylsl.local_clock,
+    ):
         self.config = config
         self.renderer = renderer
+        self.clock = clock
         self.counters = RendererCounters()
         self.ctx: NodeContext | None = None
         self.latents: Subscriber | None = None
         self._foreign: set[str] = set()
         self._out_dir = frames_dir(config)
+        #: The last TR frame's run, TR and start point: where interpolation starts from.
+        self._last: tuple[Hashable, int, StartPoint] | None = None
+        self._morph: _Morph | None = None
 
     @property
     def endpoint(self) -> str:
@@ -116,18 +201,40 @@ class RendererNode(Node):
             self.renderer.n_unet_calls,
             self.config.decoder.latents_endpoint,
         )
+        rc = self.config.renderer
+        if rc.interpolate_fps > 0:
+            log.info(
+                "interpolating between TRs: %g frames/s over %g ms before each TR's own frame",
+                rc.interpolate_fps,
+                rc.interpolate_ms,
+            )
 
     def step(self) -> None:
-        """Take the newest latents (waiting up to 0.1 s) and render them."""
+        """Take the newest latents and render them; between TRs, the interpolated frames
+        (rendered ahead, published when due). Blocks at most about 0.1 s (plus a render)."""
         assert self.latents is not None, "open() first"
-        got = self.latents.receive_latest(timeout=0.1)
+        morph = self._morph
+        to_render = morph is not None and morph.ready is None and morph.next_j < morph.n
+        if morph is None:
+            wait = 0.1
+        elif to_render:
+            wait = 0.0  # a new TR first, else render the next frame ahead of its time
+        else:
+            wait = min(0.1, max(0.0, morph.due(morph.next_j) - self.clock()))
+        got = self.latents.receive_latest(timeout=wait)
         self.counters.malformed += got.malformed
         self.counters.skipped_stale += got.skipped
         if got.message is not None:
-            self.process(got.message, pylsl.local_clock())
+            self._finish_morph()  # the held TR frame first, then the new TR's
+            self.process(got.message, self.clock())
+        elif morph is not None and to_render:
+            morph.ready = self._render_between(morph)
+        elif morph is not None and self.clock() >= morph.due(morph.next_j):
+            self._publish_due(morph)
 
     def process(self, message: Message, received: float) -> Frame | None:
-        """Render one decoded latents message and publish its frame; None if skipped."""
+        """Render one decoded latents message and publish its frame; None if skipped, or
+        held back while interpolated frames go out (:meth:`step` publishes it when due)."""
         assert self.ctx is not None and self.renderer is not None
         counters = self.counters
         try:
@@ -147,30 +254,82 @@ class RendererNode(Node):
                     header.model_fingerprint, header.tr, self.model.fingerprint,
                 )  # fmt: skip
             return None
+        run = (header.session, header.run)
         try:
             # a new run restarts latent blending
-            image = self.renderer.render(latents.z, latents.c, run_id=(header.session, header.run))
+            image = self.renderer.render(latents.z, latents.c, run_id=run)
         except ShapeMismatchError as exc:
             counters.rejected += 1
             log.warning("skipped latents seq %d (TR %d): %s", header.seq, header.tr, exc)
             return None
-        rendered = pylsl.local_clock()
+        picture = _TrPicture(header, image, received, self.clock())
+        last, start = self._last, self.renderer.last_start
+        self._last = None if start is None else (run, header.tr, start)
+        rc = self.config.renderer
+        n = rc.interpolation_steps()
+        if n < 2 or last is None or start is None or last[0] != run or last[1] >= header.tr:
+            return self._publish_tr(picture)  # no interpolation, or nothing to start from
+        period, render_s = 1.0 / rc.interpolate_fps, picture.rendered - received
+        self._morph = _Morph(
+            picture, last[1], last[2], start, picture.rendered, n, period, render_s
+        )
+        return None
+
+    def _publish_tr(self, picture: _TrPicture) -> Frame:
+        """Publish a TR's own frame (and save it as PNG)."""
+        assert self.ctx is not None
+        header = picture.latents
         frame = Frame(
             FrameHeader.from_latents(
                 header,
-                skipped_total=counters.skipped_stale,
-                render_received=received,
-                rendered=rendered,
-                published=pylsl.local_clock(),
+                skipped_total=self.counters.skipped_stale,
+                render_received=picture.received,
+                rendered=picture.rendered,
+                published=self.clock(),
             ),
-            image,
+            picture.image,
         )
         self.ctx.publisher.send_frames(frame.encode())
-        counters.rendered += 1
-        counters.tr = header.tr
+        self.counters.rendered += 1
+        self.counters.tr = header.tr
         if self.config.renderer.write_png:
-            self._save_png(image, self._out_dir / f"tr-{header.tr:05d}.png")
+            self._save_png(picture.image, self._out_dir / f"tr-{header.tr:05d}.png")
         return frame
+
+    def _render_between(self, morph: _Morph) -> tuple[np.ndarray, float]:
+        """Frame ``morph.next_j``'s picture and when it was done."""
+        assert self.renderer is not None
+        began = self.clock()
+        image = self.renderer.render_between(morph.a, morph.b, morph.next_j / morph.n)
+        done = self.clock()
+        morph.render_s = done - began
+        return image, done
+
+    def _publish_due(self, morph: _Morph) -> None:
+        """Publish the frame that is due: an interpolated one, or at the end the TR's own."""
+        assert self.ctx is not None
+        if morph.next_j >= morph.n:
+            self._finish_morph()
+            return
+        image, rendered = morph.ready if morph.ready is not None else self._render_between(morph)
+        picture = morph.picture
+        header = FrameHeader.from_latents(
+            picture.latents,
+            skipped_total=self.counters.skipped_stale,
+            render_received=picture.received,
+            rendered=rendered,
+            published=self.clock(),
+            interpolated=Interpolation(from_tr=morph.from_tr, t=morph.next_j / morph.n),
+        )
+        self.ctx.publisher.send_frames(Frame(header, image).encode())
+        self.counters.interpolated += 1
+        morph.advance(self.clock())
+
+    def _finish_morph(self) -> None:
+        """Publish the held TR frame now, if there is one (its interpolation ends here)."""
+        morph, self._morph = self._morph, None
+        if morph is not None:
+            self._publish_tr(morph.picture)
 
     def _save_png(self, image: np.ndarray, path: Path) -> None:
         """Save a frame as PNG; a disk that cannot take it is logged (once), never fatal."""
@@ -184,6 +343,8 @@ class RendererNode(Node):
                 path.unlink(missing_ok=True)  # no half-written picture left behind
 
     def close(self) -> None:
+        if self.ctx is not None:
+            self._finish_morph()  # a TR's frame is never lost to its interpolation
         if self.latents is not None:
             self.latents.close()
             self.latents = None

@@ -57,6 +57,7 @@ from rt_recon.protocol import (
     TOPIC_LATENTS,
     TOPIC_STATUS,
     VolumeStreamMeta,
+    is_interpolated,
     onset_tr,
 )
 from rt_recon.transport.lsl import MarkerOutlet, VolumeOutlet
@@ -250,7 +251,11 @@ class DecoderAck:
             return taken
         while (frame := self._frames.receive(0.0)) is not None:
             seq = frame.header.get("seq")
-            if self._ours(frame.header) and isinstance(seq, int):
+            if (
+                self._ours(frame.header)
+                and isinstance(seq, int)
+                and not is_interpolated(frame.header)  # only the TR's own frame acknowledges
+            ):
                 self._rendered_seq = max(self._rendered_seq, seq)
         while self._unrendered and self._unrendered[0] <= self._rendered_seq:
             self._unrendered.popleft()

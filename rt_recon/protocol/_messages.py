@@ -114,6 +114,21 @@ class TrialRef(_Header):
     complete: bool
 
 
+class DataQuality(_Header):
+    """One TR's data quality as the decoder measured it on its realigned voxels before the
+    temporal stages (docs/protocol.md 3.1; :mod:`rt_recon.preprocess.quality`)."""
+
+    KIND: ClassVar[str] = "quality"
+
+    tsnr: dict[str, float | None]
+    global_pct: float | None = None
+    dvars_pct: float | None = None
+    dvars_z: float | None = None
+    outlier: bool = False
+    outliers: int = Field(default=0, ge=0)
+    window_trs: int = Field(default=0, ge=0)
+
+
 class TrHeader(_Header):
     """What every per-TR message says of its TR (the latents' and the frame's common part)."""
 
@@ -131,6 +146,7 @@ class TrHeader(_Header):
     motion: list[float] | None = Field(default=None, min_length=6, max_length=6)
     fd: float | None = None
     spike: bool = False
+    quality: DataQuality | None = None
     times: Times
 
 
@@ -140,18 +156,36 @@ class LatentsHeader(TrHeader):
     KIND: ClassVar[str] = "latents"
 
 
+class Interpolation(_Header):
+    """What an interpolated frame is (docs/protocol.md 3.2): rendered from the latents a
+    fraction ``t`` of the way from TR ``from_tr``'s to its own TR's, between the two TRs'
+    own frames (``renderer.interpolate_fps``)."""
+
+    KIND: ClassVar[str] = "interpolated"
+
+    from_tr: int = Field(ge=0)
+    t: float = Field(gt=0.0, lt=1.0)
+
+
 class FrameHeader(TrHeader):
     """Header of a ``frame`` message (renderer -> displays, docs/protocol.md 3.2): the latents'
-    fields passed on, the renderer's count of stale latents skipped, and the render times."""
+    fields passed on, the renderer's count of stale latents skipped, and the render times.
+
+    A TR's own frame has ``interpolated`` None and goes out as schema 1, as before; a frame
+    rendered between two TRs' frames (``interpolated`` set) goes out as schema 2, so a
+    consumer that reads schema 1 refuses it instead of taking it for its TR's picture.
+    """
 
     KIND: ClassVar[str] = "frame"
+    SCHEMA: ClassVar[int] = 2
 
     skipped_total: int = Field(default=0, ge=0)
+    interpolated: Interpolation | None = None
 
     @classmethod
     def from_latents(
         cls, latents: LatentsHeader, skipped_total: int, render_received: float, rendered: float,
-        published: float,
+        published: float, interpolated: Interpolation | None = None,
     ) -> FrameHeader:  # fmt: skip
         times = latents.times.model_copy(
             update={
@@ -164,7 +198,18 @@ class FrameHeader(TrHeader):
             **{name: getattr(latents, name) for name in TrHeader.model_fields if name != "times"},
             skipped_total=skipped_total,
             times=times,
+            interpolated=interpolated,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """Schema 1 for a TR's own frame (what every consumer reads), 2 for an interpolated one."""
+        return {**super().to_json(), SCHEMA_KEY: 1 if self.interpolated is None else self.SCHEMA}
+
+
+def is_interpolated(header: Mapping[str, Any]) -> bool:
+    """True for the header (a decoded JSON object, as recorded) of a frame rendered between
+    two TRs' own frames: not a TR's picture (never scored, timed or counted as one)."""
+    return header.get("interpolated") is not None
 
 
 def _float_array(name: str, value: np.ndarray, ndim: int) -> np.ndarray:
@@ -320,6 +365,7 @@ class RendererCounters:
     foreign_model: int = 0  # latents decoded for another render model (fingerprint)
     malformed: int = 0  # messages that broke the protocol
     png_failed: int = 0  # frames published but not saved as PNG (disk full, ...)
+    interpolated: int = 0  # frames published between two TRs' own (renderer.interpolate_fps)
 
 
 @dataclass
@@ -336,6 +382,7 @@ class RecorderCounters:
     markers: int = 0
     latents: int = 0
     frames: int = 0
+    interpolated: int = 0  # frames rendered between two TRs' own: taken, not recorded
     status: int = 0
     rejected: int = 0  # messages that do not fit the recording
     unrecorded: int = 0  # items taken after a failed write (disk full), not recorded

@@ -7,7 +7,8 @@ Read in data-flow order:
 * ``executor``      :class:`NetworkExecutor`, what runs the UNet and the decoder:
   :class:`TorchEagerExecutor` here, :class:`TorchCompiledExecutor` (``compiled``),
   :class:`OnnxExecutor` (``onnx_backend``); :class:`ExecutorWrapper` to wrap one
-* ``img2img``       :class:`Img2ImgRenderer`: the scheduler math, one executor passed in
+* ``img2img``       :class:`Img2ImgRenderer`: the scheduler math, one executor passed in;
+  :class:`StartPoint`, where a frame starts (interpolated between two TRs' frames)
 * ``factory``       :func:`make_renderer` / :func:`make_executor` from a session config
 * ``targets``       pictures and captions -> the ``z`` and ``c`` a decoder is fitted to
 * ``stock``, ``tiny``, ``tokenizer``: the reference diffusers pipeline, tiny models
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from rt_recon.render.embedded import EMBEDDED_DIR, resolve_model_path
     from rt_recon.render.executor import ExecutorWrapper, NetworkExecutor, TorchEagerExecutor
     from rt_recon.render.factory import make_executor, make_renderer
-    from rt_recon.render.img2img import Img2ImgRenderer, to_uint8
+    from rt_recon.render.img2img import Img2ImgRenderer, StartPoint, to_uint8
     from rt_recon.render.model import (
         RenderModel,
         check_model_dir,
@@ -45,6 +46,7 @@ _SOURCES = {
     "NetworkExecutor": "executor",
     "OnnxExecutor": "onnx_backend",
     "RenderModel": "model",
+    "StartPoint": "img2img",
     "TorchCompiledExecutor": "compiled",
     "TorchEagerExecutor": "executor",
     "check_model_dir": "model",
@@ -66,6 +68,7 @@ __all__ = [
     "NetworkExecutor",
     "OnnxExecutor",
     "RenderModel",
+    "StartPoint",
     "TorchCompiledExecutor",
     "TorchEagerExecutor",
     "check_model_dir",

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,9 @@ class Img2ImgRenderer:
         self._noise_term = self.scheduler.add_noise(zeros, self.noise, first)
         self._previous: torch.Tensor | None = None  # the last init latent, for blending
         self._run_id: Hashable = None
+        #: Where the last :meth:`render` started from (None before the first, and after a
+        #: warm-up or a new run's reset): one end of :meth:`render_between`.
+        self.last_start: StartPoint | None = None
         self.executor.prepare(self.warm_up)
 
     @property
@@ -202,6 +206,7 @@ class Img2ImgRenderer:
     def reset(self) -> None:
         """Forget the previous TR's init latent (a new run: blending starts afresh)."""
         self._previous = None
+        self.last_start = None
 
     def init_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """The latent img2img starts from: ``(1 - blend) * z_t + blend * init_{t-1}``.
@@ -228,10 +233,10 @@ class Img2ImgRenderer:
         m = self.model
         latents = torch.zeros(1, *m.latent_shape, device=m.device, dtype=m.dtype)
         cond = torch.zeros(1, *m.cond_shape, device=m.device, dtype=m.dtype)
-        previous = self._previous
+        previous, last = self._previous, self.last_start
         for _ in range(frames):
             self.render_tensor(latents, cond)
-        self._previous = previous
+        self._previous, self.last_start = previous, last
 
     def check(self, z: np.ndarray, c: np.ndarray) -> None:
         """Raise ShapeMismatchError unless ``z`` and ``c`` fit the model and are finite."""
@@ -255,13 +260,30 @@ class Img2ImgRenderer:
         """Scaled latents ``(1, C, h, w)`` and embeddings ``(1, L, D)`` -> ``(1, 3, H, W)``.
 
         The picture is in [-1, 1], as the VAE decodes it. With ``blend > 0`` the
-        renderer remembers ``latents`` for the next call (:meth:`init_latents`).
+        renderer remembers ``latents`` for the next call (:meth:`init_latents`); it
+        remembers where the frame started from as :attr:`last_start`.
         """
         if self.vae_roundtrip:
             latents = self.roundtrip(latents)
-        latents = self.init_latents(latents)
+        start = StartPoint(self.init_latents(latents), cond)
+        self.last_start = start.detached()
+        return self.denoise(start)
+
+    @torch.inference_mode()
+    def render_between(self, a: StartPoint, b: StartPoint, t: float) -> np.ndarray:
+        """The picture ``(H, W, 3)`` uint8 from the start point a fraction ``t`` of the way
+        from ``a`` to ``b`` (two frames' :attr:`last_start`): ``t = 0`` is ``a``'s frame,
+        ``t = 1`` is ``b``'s. The init latent and ``c`` go linearly (:meth:`StartPoint.lerp`);
+        the session's noise is fixed, so it is the same at both ends and needs no slerp.
+        Neither blending nor :attr:`last_start` changes."""
+        return to_uint8(self.denoise(a.lerp(b, t)))[0]
+
+    def denoise(self, start: StartPoint) -> torch.Tensor:
+        """One frame's diffusion from ``start`` (the session's noise added) -> ``(1, 3, H, W)``
+        in [-1, 1]: what every frame shares after its start point is chosen."""
+        cond = start.cond
         scheduler = self._frame_scheduler()
-        latents = latents * self._keep + self._noise_term  # = scheduler.add_noise(...)
+        latents = start.latents * self._keep + self._noise_term  # = scheduler.add_noise(...)
         for t in self.timesteps:
             model_input = scheduler.scale_model_input(latents, t)
             noise_pred = self.executor.unet(model_input, t, cond)
@@ -285,6 +307,27 @@ class Img2ImgRenderer:
         cond = torch.from_numpy(np.ascontiguousarray(c))[None].to(m.device, m.dtype)
         image = self.render_tensor(latents, cond)
         return to_uint8(image)[0]
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where a frame's diffusion starts: ``latents``, the clean init latent (scaled, after
+    the VAE round trip and blending, before the session's noise) ``(1, C, h, w)``, and
+    ``cond``, the conditioning ``(1, L, D)``; on the model's device."""
+
+    latents: torch.Tensor
+    cond: torch.Tensor
+
+    def detached(self) -> StartPoint:
+        """A copy that owns its tensors (the caller's may be reused or freed)."""
+        return StartPoint(self.latents.detach().clone(), self.cond.detach().clone())
+
+    def lerp(self, other: StartPoint, t: float) -> StartPoint:
+        """``(1 - t) * self + t * other``, latents and conditioning alike (written out, not
+        ``torch.lerp``: so ``t = 0.5`` is exactly the two ends' mean, ``t = 1`` ``other``)."""
+        return StartPoint(
+            (1.0 - t) * self.latents + t * other.latents, (1.0 - t) * self.cond + t * other.cond
+        )
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

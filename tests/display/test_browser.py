@@ -112,7 +112,7 @@ def _assert_schema_held(page) -> None:
 def test_participant_page_waits_shows_each_new_picture_and_waits_again_when_the_renderer_goes(
     context, tmp_path, record_property
 ):
-    config = console_config(tmp_path)
+    config = console_config(tmp_path, crossfade_ms=0)  # each picture drawn as it comes
     errors: list[str] = []
     with (
         ConsoleProcess(config, tmp_path / "session.json") as console,
@@ -196,7 +196,12 @@ def test_participant_page_never_shows_an_older_picture_after_a_newer_one(
         for i, image in enumerate(pictures):  # a burst, far faster than a page can draw
             renderer.send_frames(frame_message(frame_header(i, pylsl.local_clock()), image))
         last = n_pictures - 1
-        _wait_js(page, f"window.rtParticipant.shown?.seq === {last}", timeout_ms=20_000)
+        _wait_js(  # the last picture wholly up: its crossfade (console.crossfade_ms) ended
+            page,
+            f"window.rtParticipant.shown?.seq === {last} "
+            "&& window.rtParticipant.shown.settledAt !== null",
+            timeout_ms=20_000,
+        )
         seqs = page.evaluate("window.rtParticipant.seqs")
         rng = np.random.default_rng(0)
         ys, xs = rng.integers(0, size, 64), rng.integers(0, size, 64)

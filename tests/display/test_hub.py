@@ -30,13 +30,18 @@ def _hub(picture_ids=None) -> Hub:
 
 
 def _meta(tr: int, size: int) -> ParticipantPicture:
-    return ParticipantPicture(tr=tr, seq=tr + 2, width=size, height=size, times=Times(acquired=1.5))
+    return ParticipantPicture(
+        tr=tr, seq=tr + 2, width=size, height=size, times=Times(acquired=1.5), crossfade_ms=0.0
+    )
 
 
 def test_frame_message_round_trips_meta_and_pixels():
     image = pattern(3, size=48)
     meta, pixels = decode_frame(encode_frame(_meta(7, 48), image))
-    assert meta == {"tr": 7, "seq": 9, "width": 48, "height": 48, "times": {"acquired": 1.5}}
+    assert meta == {
+        "tr": 7, "seq": 9, "width": 48, "height": 48, "times": {"acquired": 1.5},
+        "crossfade_ms": 0.0,
+    }  # fmt: skip
     np.testing.assert_array_equal(pixels, image)
 
 
@@ -305,3 +310,27 @@ def test_pump_sends_what_is_due_and_waits_for_more():
     with ThreadPoolExecutor(max_workers=1) as pool:
         seen = pool.submit(asyncio.run, scenario()).result(timeout=10)
     assert seen == [[0], [0], [0, 2]]
+
+
+def test_interpolated_frames_reach_participant_pages_only_with_the_crossfade():
+    """A frame rendered between two TRs' own (renderer.interpolate_fps) is shown to the
+    participant, crossfaded like every picture; the console's TRs and strip are untouched."""
+    hub = Hub(ConsoleState(BUDGET_PRESETS_MS["cpu"]), crossfade_ms=400.0)
+    console, participant = Client("console"), Client("participant")
+    hub.clients.update({console, participant})
+    hub.on_frame(frame_header(0, 100.0), pattern(0), now=0.0)
+    for page in (console, participant):
+        assert decode_frame(hub.next_message(page, now=0.0))[0]["tr"] == 0
+        page.ack()
+    between = frame_header(1, 101.0, interpolated={"from_tr": 0, "t": 0.5})
+    hub.on_frame(between, pattern(7), now=1.0)
+    meta, pixels = decode_frame(hub.next_message(participant, now=1.0))
+    assert (meta["tr"], meta["crossfade_ms"]) == (1, 400.0)
+    np.testing.assert_array_equal(pixels, pattern(7))
+    assert hub.next_message(console, now=1.0) is None  # no picture for the console
+    assert [f.tr for f in hub.state.frames] == [0] and len(hub.history) == 1
+    participant.ack()
+    hub.on_frame(frame_header(1, 101.0), pattern(1), now=1.5)  # TR 1's own frame
+    assert decode_frame(hub.next_message(console, now=1.5))[0]["tr"] == 1
+    assert decode_frame(hub.next_message(participant, now=1.5))[0]["tr"] == 1
+    assert [f.tr for f in hub.state.frames] == [0, 1]

@@ -42,11 +42,14 @@ def write_session(
     without_frame: Iterable[int] = (),
     markers: bool = True,
     other_markers: Sequence[Mapping[str, Any]] = (),
+    interpolated: bool = False,
 ) -> Path:
     """A recording of one run showing ``pictures`` (``(stimulus_id, (H, W, 3) uint8)`` per
     trial, in order). ``without_frame``: trials whose scored frame was never rendered;
     ``markers``: False records no stimulus marker; ``other_markers``: markers that are no
-    trial (``run_start`` and such), recorded at the first volume."""
+    trial (``run_start`` and such), recorded at the first volume; ``interpolated``: before
+    every TR's frame (also one never rendered) a frame interpolated toward it, of the very
+    picture its own frame has (or would have), late (a file from another recorder)."""
     skip = {scored_tr(k) for k in without_frame}
     scored = {scored_tr(k): picture for k, (_, picture) in enumerate(pictures)}
     onsets = {LEAD_IN_TRS + TRIAL_TRS * k: sid for k, (sid, _) in enumerate(pictures)}
@@ -65,8 +68,16 @@ def write_session(
                     rec.add_marker(marker, stamp)
             if markers and tr in onsets:
                 rec.add_marker({"stimulus_id": onsets[tr], "duration": 1.0}, stamp + 0.01)
+            crc = zlib.crc32(values)
+            if interpolated and tr > 0:
+                between = {"from_tr": tr - 1, "t": 0.5}
+                header = frame_header(
+                    tr, stamp, lag_trs=LAG_TRS, volume_crc32=crc, interpolated=between,
+                    stage_ms={"published": 900.0},
+                )  # fmt: skip
+                rec.add_frame(header.to_json(), scored.get(tr, grey))
             if tr not in skip:
-                header = frame_header(tr, stamp, lag_trs=LAG_TRS, volume_crc32=zlib.crc32(values))
+                header = frame_header(tr, stamp, lag_trs=LAG_TRS, volume_crc32=crc)
                 rec.add_frame(header.to_json(), scored.get(tr, grey))
             rec.flush()
     return path

@@ -126,6 +126,26 @@ def test_few_scored_trials_are_stated_counted_as_failures_and_warned(tmp_path):
     assert '<td id="identification_shown">12.5%</td>' in page
 
 
+def test_an_interpolated_frame_never_stands_in_for_a_trs_missing_frame(tmp_path):
+    """Frames interpolated between TRs (``renderer.interpolate_fps``) carry their TR's CRC and
+    here even its very picture: still no TR's frame, neither scored nor timed."""
+    pictures = _pictures(12)
+    missing = [1, 4, 7, 8]
+    recording = write_session(
+        tmp_path / "rec.h5", pictures, without_frame=missing, interpolated=True
+    )
+    evaluation = evaluate_recording(recording, dict(pictures))
+    assert (evaluation.n_trials, evaluation.n_missing, evaluation.n_shown) == (8, 4, 12)
+    assert [r.trial for r in evaluation.trials if r.frame_tr is None] == missing
+    assert evaluation.identification_shown == pytest.approx(8 / 12)
+    end_to_end = next(r for r in evaluation.latency if r.stage == "end_to_end")
+    assert end_to_end.max_ms < 900.0  # the interpolated frames' 900 ms are not counted
+    plain = evaluate_recording(
+        write_session(tmp_path / "plain.h5", pictures, without_frame=missing), dict(pictures)
+    )
+    assert end_to_end.n == next(r for r in plain.latency if r.stage == "end_to_end").n
+
+
 def test_fewer_than_two_trials_with_a_frame_names_how_many_of_how_many(tmp_path):
     pictures = _pictures(6)
     recording = write_session(tmp_path / "rec.h5", pictures, without_frame=range(1, 6))

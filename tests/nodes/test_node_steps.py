@@ -339,6 +339,50 @@ def test_the_recorders_step_records_everything_as_sent(node_config, test_run, tm
     assert (c.volumes, c.markers, c.latents, c.rejected) == (6, 2, 1, 1)
 
 
+def test_each_latents_carries_its_trs_data_quality_and_the_recorder_keeps_it(
+    node_config, test_run, tmp_path
+):
+    run, meta = test_run
+    bundle = DecoderBundle.load(node_config.decoder.bundle)
+    node, ctx = _decoder(node_config, bundle)
+    volumes = run.volumes.copy()
+    volumes[20] *= 1.05  # one volume 5% brighter: a global change and a DVARS outlier
+    inlet = ListInlet(meta, volumes, [1000.0 + i * run.tr_s for i in range(len(volumes))])
+    node.start(ctx, inlet)
+    for _ in range(len(volumes) + 2):
+        node.step()
+    sent = ctx.publisher.of("latents")
+    qualities = [Latents.from_message(m).header.quality for m in sent]
+    assert len(qualities) == len(volumes) and None not in qualities
+    assert qualities[0].tsnr == dict.fromkeys(bundle.heads)  # no window yet
+    window = node_config.quality
+    offline = OnlineDecoder(bundle, quality_window=window.window_trs, outlier_z=window.max_dvars_z)
+    for tr, (volume, quality) in enumerate(zip(volumes, qualities, strict=True)):
+        offline.preprocess(volume)
+        expected = {k: None if v is None else round(v, 2) for k, v in offline.measures.tsnr.items()}
+        assert quality.tsnr == expected, f"TR {tr}"
+        if tr >= 10:
+            assert all(v > 1.0 for v in quality.tsnr.values())
+    flagged = [tr for tr, q in enumerate(qualities) if q.outlier]
+    assert flagged[0] == 20 and set(flagged) <= {20, 21}
+    assert abs(qualities[20].global_pct - 5.0) < 0.5 and abs(qualities[19].global_pct) < 0.5
+    assert qualities[20].dvars_z > window.max_dvars_z
+
+    config = node_config.with_overrides({"recorder.path": str(tmp_path / "rec.h5")})
+    recorder, rctx = RecorderNode(config), NodeContext(Collect())
+    inlet = ListInlet(meta, volumes[:2], [10.0, 11.0])
+    recorder.start(rctx, RecorderInputs(inlet, None, ListMessages(sent)))
+    for _ in range(4):
+        recorder.step()
+    recorder.close()
+    with RecordingReader(config.recording_path) as reader:
+        headers = reader.latents_headers()
+    assert [h["tr"] for h in headers] == list(range(len(volumes)))
+    recorded = [q.model_dump(mode="json", exclude_none=True) for q in qualities]
+    assert [h["quality"] for h in headers] == recorded
+    assert headers[20]["quality"]["outlier"] is True
+
+
 def test_without_a_bundle_the_recorder_records_a_training_run_for_the_fit(
     node_config, test_run, tmp_path
 ):

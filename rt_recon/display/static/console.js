@@ -1,5 +1,6 @@
 // The operator console: node health, TR counters, latency against budgets and the TR,
-// motion, and the reconstructions beside the pictures that were shown.
+// motion, data quality (tSNR per ROI, global signal, DVARS), and the reconstructions beside
+// the pictures that were shown.
 // Every message is read through checked() (schema.js): the schema of the state and the
 // picture meta is schema.json, generated from rt_recon/display/messages.py.
 import { connect, drawFrame } from "/static/common.js";
@@ -15,6 +16,8 @@ const STAGE_COLORS = {
   end_to_end: "#e15759",
 };
 const TR_COLOR = "#ff4d4d";
+const ROI_COLORS = ["#58a6ff", "#3fb950", "#d2a8ff", "#f0883e", "#79c0ff"];
+const GLOBAL_COLOR = "#edc948";
 const STRIP_LENGTH = 8;
 
 const $ = (selector) => document.querySelector(selector);
@@ -209,6 +212,108 @@ function motionPlot(state) {
   });
 }
 
+function fixed(value, digits, unit = "") {
+  return value === null || value === undefined ? "–" : `${value.toFixed(digits)}${unit}`;
+}
+
+// The latest value of each measure with its TR and threshold; a row turns red while over.
+function qualityTable(state) {
+  const quality = state.quality;
+  const points = quality.points;
+  const last = points.length ? points[points.length - 1] : null;
+  const rows = [];
+  const row = (key, name, value, text, limit, over, color = null) => {
+    const tr = element("tr", { "data-measure": key, class: over ? "over" : "" });
+    const label = element("td");
+    if (color) {
+      const swatch = element("span", { class: "swatch" }); // its colour in the plot below
+      swatch.style.background = color;
+      label.append(swatch);
+    }
+    label.append(name);
+    tr.append(
+      label,
+      element("td", { "data-value": value ?? "" }, text),
+      element("td", {}, last ? String(last.tr) : "–"),
+      element("td", {}, limit),
+    );
+    rows.push(tr);
+  };
+  quality.rois.forEach((roi, i) => {
+    const value = last ? last.tsnr[roi] ?? null : null;
+    row(`tsnr-${roi}`, `tSNR ${roi}`, value, fixed(value, 1), `min ${quality.min_tsnr}`,
+      value !== null && value < quality.min_tsnr, ROI_COLORS[i % ROI_COLORS.length]);
+  });
+  const change = last ? last.global_pct : null;
+  const sign = change !== null && change > 0 ? "+" : "";
+  row("global", "global signal", change, change === null ? "–" : `${sign}${change.toFixed(2)}%`,
+    `±${quality.max_global_pct}%`, change !== null && Math.abs(change) > quality.max_global_pct,
+    GLOBAL_COLOR);
+  const z = last ? last.dvars_z : null;
+  const dvars = last ? last.dvars_pct : null;
+  row("dvars", "DVARS", z, `${fixed(dvars, 2, "%")} (z ${fixed(z, 1)})`, `z ${quality.max_dvars_z}`,
+    z !== null && z > quality.max_dvars_z);
+  $("#quality-table tbody").replaceChildren(...rows);
+  const note = $("#quality-note");
+  if (points.length === 0) {
+    note.textContent = state.counts.frames ? "The frames carry no data quality (no quality in their headers)." : "";
+  } else {
+    note.textContent =
+      `${quality.crossing_trs} of the last ${quality.stop_window_trs} TRs over a threshold ` +
+      `(framewise displacement included); stop at ${quality.stop_after_trs}`;
+  }
+  note.dataset.crossing = quality.crossing_trs;
+  $("#quality-window").textContent = `(tSNR and the global baseline over the last ${quality.window_trs} TRs)`;
+  document.body.dataset.qualityTr = last ? last.tr : "";
+}
+
+function qualityPlots(state) {
+  const quality = state.quality;
+  const points = quality.points;
+  const trs = state.latency.map((r) => r.tr);
+  const xMin = trs.length ? Math.min(...trs) : undefined;
+  const xMax = trs.length ? Math.max(...trs) : undefined;
+  const empty = state.counts.frames ? "no data quality in the frames" : "no pictures yet";
+  const tsnr = quality.rois.map((roi, i) => ({
+    name: roi,
+    color: ROI_COLORS[i % ROI_COLORS.length],
+    points: points.filter((p) => (p.tsnr[roi] ?? null) !== null).map((p) => [p.tr, p.tsnr[roi]]),
+  }));
+  const tsnrValues = tsnr.flatMap((s) => s.points.map((p) => p[1]));
+  const tsnrCanvas = $("#tsnr-plot");
+  tsnrCanvas.dataset.points = tsnrValues.length;
+  linePlot(tsnrCanvas, {
+    series: tsnr,
+    lines: [{ y: quality.min_tsnr, color: TR_COLOR, label: `min ${quality.min_tsnr}` }],
+    yMin: 0,
+    yMax: Math.max(quality.min_tsnr * 2, ...tsnrValues.map((v) => v * 1.2)),
+    xMin,
+    xMax,
+    empty,
+  });
+  const global = points.filter((p) => p.global_pct !== null).map((p) => [p.tr, p.global_pct]);
+  const outliers = points.filter((p) => p.outlier && p.global_pct !== null).map((p) => [p.tr, p.global_pct]);
+  const limit = quality.max_global_pct;
+  const span = Math.max(limit * 1.5, ...global.map((p) => Math.abs(p[1]) * 1.2));
+  const globalCanvas = $("#global-plot");
+  globalCanvas.dataset.points = global.length;
+  linePlot(globalCanvas, {
+    series: [
+      { name: "global", color: GLOBAL_COLOR, points: global },
+      { name: "outliers", color: TR_COLOR, points: outliers, line: false, dots: true },
+    ],
+    lines: [
+      { y: limit, color: TR_COLOR, label: `+${limit}%` },
+      { y: -limit, color: TR_COLOR, label: `-${limit}%` },
+    ],
+    yMin: -span,
+    yMax: span,
+    xMin,
+    xMax,
+    empty,
+  });
+}
+
 // The Start/Stop recording button follows the recorder's own heartbeat (streaming or paused).
 function showRecording(nodes) {
   const recorder = nodes.find((node) => node.name === "recorder");
@@ -265,6 +370,8 @@ function showState(state) {
   latencyPlot(state);
   latencyTable(state);
   motionPlot(state);
+  qualityTable(state);
+  qualityPlots(state);
 }
 
 function truthCell(truth, big) {

@@ -18,7 +18,8 @@ function formatTick(value) {
 
 /**
  * Draw into `canvas` (sized by CSS; the bitmap follows devicePixelRatio).
- * options: series [{name, color, points: [[x, y]], width, dots}], lines [{y, color, label, dash}],
+ * options: series [{name, color, points: [[x, y]], width, dots, line}] (line: false draws the
+ * dots alone), lines [{y, color, label, dash}],
  * log (bool), yMin, yMax, xMin, xMax, empty (text when there is nothing to draw).
  */
 export function linePlot(canvas, options) {
@@ -117,14 +118,16 @@ export function linePlot(canvas, options) {
     ctx.strokeStyle = s.color;
     ctx.fillStyle = s.color;
     ctx.lineWidth = s.width ?? 1.5;
-    ctx.beginPath();
-    let previous = null;
-    for (const [x, y] of s.points) {
-      if (previous !== null && x - previous === 1) ctx.lineTo(px(x), py(y));
-      else ctx.moveTo(px(x), py(y)); // a gap in TRs breaks the line
-      previous = x;
+    if (s.line !== false) {
+      ctx.beginPath();
+      let previous = null;
+      for (const [x, y] of s.points) {
+        if (previous !== null && x - previous === 1) ctx.lineTo(px(x), py(y));
+        else ctx.moveTo(px(x), py(y)); // a gap in TRs breaks the line
+        previous = x;
+      }
+      ctx.stroke();
     }
-    ctx.stroke();
     if (s.dots) {
       for (const [x, y] of s.points) {
         ctx.beginPath();
