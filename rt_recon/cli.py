@@ -238,6 +238,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     with _progress("writing report") as progress:
         report = write_report(evaluation, out)
         progress(1, 1)
+    if (feedback := evaluation.feedback_line()) is not None:
+        print(feedback)
     print(evaluation.headline())
     for warning in evaluation.warnings:
         print(f"warning: {warning}")

@@ -329,6 +329,61 @@ class RecorderSection(_Section):
         return None if value is None else _check_zmq_endpoint(value)
 
 
+class FeedbackSection(_Section):
+    """What the participant is shown: their own decoded pictures, or another recording's
+    (sham / yoked feedback; docs/study-designs.md). The decoder and the recorder work as
+    usual in every condition.
+
+    Blinded: ``study_file`` (JSON, the condition per session id) sets the condition instead
+    of ``condition`` and ``yoked_recording``, so this config, and the console, say only
+    *blinded*; the recording stores the true condition and ``rt-recon evaluate`` reveals it.
+    """
+
+    condition: Literal["real", "yoked"] | None = Field(
+        default=None,
+        description="real: the participant's own decoded pictures; yoked: yoked_recording's; "
+        "null: real, or with study_file the study's",
+    )
+    yoked_recording: Path | None = Field(
+        default=None,
+        description="The earlier recording whose TR frames a yoked run shows, TR by TR",
+    )
+    study_file: Path | None = Field(
+        default=None,
+        description="Blinded study: JSON giving each session id its condition (and yoked "
+        "recording); set instead of condition and yoked_recording",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FeedbackSection:
+        if self.study_file is not None:
+            if self.condition is not None or self.yoked_recording is not None:
+                raise ValueError(
+                    "feedback.study_file sets the condition of a blinded run: expected no "
+                    "feedback.condition or feedback.yoked_recording beside it, found "
+                    f"condition={self.condition!r}, yoked_recording={self.yoked_recording}"
+                )
+        elif self.condition == "yoked" and self.yoked_recording is None:
+            raise ValueError(
+                "feedback.condition is yoked: set feedback.yoked_recording to the recording "
+                "(recording.h5 of an earlier run) whose frames the participant sees"
+            )
+        elif self.condition != "yoked" and self.yoked_recording is not None:
+            raise ValueError(
+                "feedback.yoked_recording is set but feedback.condition is real: set "
+                "condition: yoked to show it, or remove yoked_recording"
+            )
+        return self
+
+    @property
+    def blinded(self) -> bool:
+        return self.study_file is not None
+
+    def label(self) -> str:
+        """What the operator may see: the condition, or ``blinded``."""
+        return "blinded" if self.blinded else self.condition or "real"
+
+
 #: Per-TR latency budgets in milliseconds, by stage (../shared/DESIGN.md, "Performance
 #: budget"): ``cpu`` with the embedded default model, ``gpu`` an SD-Turbo-size model on an
 #: H100-class GPU. The stage names are the protocol's (rt_recon.protocol.STAGE_NAMES; a test
@@ -670,6 +725,7 @@ class SessionConfig(_Section):
     decoder: DecoderSection = DecoderSection()
     renderer: RendererSection = RendererSection()
     recorder: RecorderSection = RecorderSection()
+    feedback: FeedbackSection = FeedbackSection()
     console: ConsoleSection = ConsoleSection()
     quality: QualitySection = QualitySection()
     run: RunSection = RunSection()
@@ -701,6 +757,17 @@ class SessionConfig(_Section):
             "recorder": self.recorder.status_endpoint,
         }
         return {n: heartbeats[n] for n in self.bridge.await_nodes if n in self.run.nodes}
+
+    @model_validator(mode="after")
+    def _feedback_without_interpolation(self) -> SessionConfig:
+        feedback = self.feedback
+        if self.renderer.interpolate_fps > 0 and feedback.label() != "real":
+            raise ValueError(
+                "feedback: a yoked or blinded run shows recorded TR frames, and the pictures "
+                "between TRs would be rendered from the participant's own latents: set "
+                f"renderer.interpolate_fps to 0 (found {self.renderer.interpolate_fps:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _curve_keys_where_needed(self) -> SessionConfig:
@@ -749,6 +816,16 @@ class SessionConfig(_Section):
         recorder = self.recorder
         if recorder.path is not None:
             recorder = recorder.model_copy(update={"path": absolute(recorder.path)})
+        feedback = self.feedback.model_copy(
+            update={
+                key: absolute(value)
+                for key, value in (
+                    ("yoked_recording", self.feedback.yoked_recording),
+                    ("study_file", self.feedback.study_file),
+                )
+                if value is not None
+            }
+        )
         console = self.console.model_copy(
             update={
                 key: absolute(value)
@@ -772,6 +849,7 @@ class SessionConfig(_Section):
                 "decoder": decoder,
                 "renderer": renderer,
                 "recorder": recorder,
+                "feedback": feedback,
                 "console": console,
                 "security": security,
             }

@@ -15,6 +15,8 @@ In this order, each problem one :class:`~rt_recon.errors.RtReconError` line nami
    free, and a port another process listens on is not.
 5. The render model is complete, the decoder bundle loads, and the bundle was
    fitted for the render model the session renders with (fingerprints agree).
+6. The feedback condition (docs/study-designs.md): a study file with a valid entry for
+   the session, and a yoked run's recording readable, with frames of this model's size.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from urllib.parse import urlparse
 from rt_recon.config import SessionConfig
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.errors import BundleError, ConfigError, DataError, StreamError
+from rt_recon.record.feedback import YokedFrames, resolve_feedback
+from rt_recon.record.segments import SessionReader
 from rt_recon.render.embedded import resolve_model_path
 from rt_recon.render.model import check_model_dir, model_fingerprint
 
@@ -150,3 +154,17 @@ def check_before_start(config: SessionConfig, nodes: tuple[str, ...]) -> None:
         bundle = DecoderBundle.load(config.decoder.bundle)
         if model_path is not None:
             bundle.model.check_fingerprint(model_fingerprint(model_path), str(model_path))
+    if "renderer" in nodes or "recorder" in nodes:
+        _check_feedback(config)
+
+
+def _check_feedback(config: SessionConfig) -> None:
+    """The study file's entry and a yoked run's recording, as the renderer will load it."""
+    feedback = resolve_feedback(config, digest=False)
+    if feedback.yoked_recording is None:
+        return
+    if config.decoder.bundle is None:  # no picture size to check against: readable at least
+        with SessionReader(feedback.yoked_recording):
+            return
+    size = DecoderBundle.read_specs(config.decoder.bundle)[1].image_size
+    YokedFrames(feedback.yoked_recording, (size, size, 3), quiet=True)

@@ -346,6 +346,10 @@ class ConsoleStateMessage(_PageModel):
     pairs: list[Pair] = Field(description="the last 12 frames")
     warnings: list[Alert] = Field(description="most serious first")
     pictures: bool = Field(description="the server has stimulus pictures (console.dataset)")
+    feedback: Literal["real", "yoked", "blinded"] = Field(
+        description="the session's feedback condition (the config's feedback section); "
+        "blinded: set by a study file, not shown",
+    )
 
 
 class WaitingMessage(_PageModel):

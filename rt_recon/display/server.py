@@ -187,6 +187,7 @@ def run_console(
             history=section.history_trs,
             volume_source_id=config.stream.source_id,
             markers_source_id=config.stream.markers_source_id,
+            feedback=config.feedback.label(),
         ),
         picture_ids=pictures,
         crossfade_ms=section.crossfade_ms,

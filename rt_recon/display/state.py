@@ -179,6 +179,8 @@ class ConsoleState:
         warn_window: recent frames looked at for budget and lateness warnings.
         volume_source_id: the volume stream's ``source_id`` (its card; None: no card).
         markers_source_id: the marker stream's ``source_id`` (its card; None: no card).
+        feedback: the session's feedback condition as the operator may see it
+            (``feedback.label()``: real, yoked, or blinded).
     """
 
     def __init__(
@@ -192,8 +194,10 @@ class ConsoleState:
         warn_window: int = 10,
         volume_source_id: str | None = None,
         markers_source_id: str | None = None,
+        feedback: str = "real",
     ):
         self.budgets_ms = dict(budgets_ms)
+        self.feedback = feedback
         self.fd_threshold_mm = fd_threshold_mm
         self.quality = quality if quality is not None else QualitySection()
         self.away_after_s = away_after_s
@@ -762,6 +766,7 @@ class ConsoleState:
             ],
             warnings=self.warnings(now),
             pictures=False,
+            feedback=self.feedback,  # type: ignore[arg-type]
         )
 
     def _stream_meta_of_current_run(self) -> VolumeStreamMeta | None:

@@ -96,6 +96,12 @@ world's true held-out pictures at: {html.escape(reads) or "unknown"}.</p>
 """
 
 
+def _feedback_paragraph(evaluation: SessionEvaluation) -> str:
+    """The session's feedback condition (a blinded one revealed), or nothing if unrecorded."""
+    line = evaluation.feedback_line()
+    return "" if line is None else f'<p id="feedback">{html.escape(line)}</p>'
+
+
 def write_report(evaluation: SessionEvaluation, out_dir: str | Path) -> Path:
     """Write ``report.html``, ``metrics.json`` and ``reconstructions.png`` into ``out_dir``."""
     out = Path(out_dir)
@@ -130,6 +136,7 @@ th {{ background: #f3f3f3; }} .big {{ font-size: 1.4em; }}
 </style></head><body>
 <h1>Session report</h1>
 <p>Recording: <code>{html.escape(str(evaluation.recording))}</code></p>
+{_feedback_paragraph(evaluation)}
 <h2>Reconstruction</h2>
 <p id="headline">{headline}</p>
 {warnings}

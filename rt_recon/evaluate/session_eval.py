@@ -85,6 +85,25 @@ class SessionEvaluation(TrialCoverage):
     semantic: SemanticReport | None = None
     #: The render model the session's renderer ran (its recorded ``renderer.model``), if known.
     render_model: str | None = None
+    #: The session's feedback condition as recorded (:mod:`rt_recon.record.feedback`; a
+    #: blinded run's is revealed here); None for a recording made before conditions were.
+    feedback: dict | None = None
+
+    def feedback_line(self) -> str | None:
+        """The condition in one line: ``feedback condition: yoked (blinded; shown the frames
+        of PATH)``; None when the recording does not say."""
+        fb = self.feedback
+        if not fb:
+            return None
+        notes = ["blinded, revealed here"] if fb.get("blinded") else []
+        if fb.get("yoked_recording"):
+            notes.append(
+                f"shown the frames of {fb['yoked_recording']} ({fb.get('yoked_digest')}); "
+                "the frames scored are those shown"
+            )
+        return f"feedback condition: {fb.get('condition')}" + (
+            f" ({'; '.join(notes)})" if notes else ""
+        )
 
     @property
     def scored_stimulus_ids(self) -> list[int]:
@@ -142,6 +161,7 @@ class SessionEvaluation(TrialCoverage):
             "feature_space": self.feature_space,
             "semantic": None if self.semantic is None else self.semantic.to_json(),
             "warnings": self.warnings,
+            "feedback": self.feedback,
             "latency_ms": {
                 r.stage: {
                     "n": r.n,
@@ -175,6 +195,7 @@ def evaluate_recording(
         headers, images = _tr_frames(*reader.frames())
         latents_headers, latents_z, latents_c = reader.latents()
         recorded = reader.attr("config")
+        feedback = reader.attr("feedback")
         gaps = recorded_gaps(reader)
     budgets = _recorded_budgets(path, recorded)
     # the session's volumes in acquisition order, segment after segment (grids may differ:
@@ -248,6 +269,7 @@ def evaluate_recording(
         decoded=decoded,
         semantic=semantic,
         render_model=_recorded_render_model(recorded),
+        feedback=feedback,
     )
 
 

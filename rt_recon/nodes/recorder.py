@@ -64,6 +64,7 @@ from rt_recon.protocol import (
     is_interpolated,
 )
 from rt_recon.record.disk import DiskWatch
+from rt_recon.record.feedback import resolve_feedback
 from rt_recon.record.recording import RecordingShapes, RecordingWriter
 from rt_recon.record.segments import next_segment
 from rt_recon.transport.control import ControlServer
@@ -335,6 +336,8 @@ class RecorderNode(Node):
     def prepare(self) -> None:
         """The shapes to record, from the decoder bundle's metadata; without a bundle (the
         training runs of a visit, before the fit) volumes, markers and status only."""
+        # the true condition, blinded or not (a bad study file or yoked recording fails here)
+        self.feedback = resolve_feedback(self.config)
         if self.config.decoder.bundle is None:
             log.info(
                 "no decoder.bundle: recording volumes, markers and status (training runs); "
@@ -426,6 +429,7 @@ class RecorderNode(Node):
             **({} if self.model is None else {"bundle_model": self.model.to_json()}),
             "stream": stream_attrs(meta),
             "segment": {"number": number, "reason": reason, "first": self.path.name},
+            "feedback": self.feedback.to_json(),
         }
         self.disk = DiskWatch(
             path,

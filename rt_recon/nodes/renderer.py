@@ -28,6 +28,13 @@ Latents of a new TR cut the interpolation short: the held TR frame goes out at
 once, then the new TR's (which interpolates from it). A TR's frame is never
 dropped for interpolated ones. The first TR of a run, and the first after a
 renderer (re)start, are published at once.
+
+Yoked feedback (``feedback``, docs/study-designs.md). In a yoked run the node still
+renders every TR from the participant's own latents, so its timing is a real run's, but
+the frame it publishes for TR ``k`` carries the yoked recording's TR ``k`` picture
+(:class:`~rt_recon.record.feedback.YokedFrames`) under the participant's own header: the
+participant page, the console and the recorder see an ordinary frame, and nothing in it
+names the condition. The session's condition is logged only when it is not blinded.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from rt_recon.protocol import (
     Message,
     RendererCounters,
 )
+from rt_recon.record.feedback import YokedFrames, resolve_feedback
 from rt_recon.render import (
     Img2ImgRenderer,
     StartPoint,
@@ -151,6 +159,8 @@ class RendererNode(Node):
         #: The last TR frame's run, TR and start point: where interpolation starts from.
         self._last: tuple[Hashable, int, StartPoint] | None = None
         self._morph: _Morph | None = None
+        #: A yoked run's source frames (None: the participant's own pictures are shown).
+        self.yoked: YokedFrames | None = None
 
     @property
     def endpoint(self) -> str:
@@ -182,8 +192,27 @@ class RendererNode(Node):
             self.renderer = make_renderer(model, self.config)
             self.renderer.warm_up()  # the first calls allocate and pick kernels
         self.model = ModelSpec.from_json(self.renderer.model.describe())
+        self._prepare_feedback()
         if self.config.renderer.write_png:
             self._out_dir.mkdir(parents=True, exist_ok=True)
+
+    def _prepare_feedback(self) -> None:
+        """Load a yoked run's source frames (a missing or unreadable recording, or one of
+        other pictures, fails here, before any socket opens)."""
+        feedback = resolve_feedback(self.config, digest=False)
+        if feedback.condition == "yoked":
+            assert feedback.yoked_recording is not None
+            size = self.model.image_size
+            self.yoked = YokedFrames(
+                feedback.yoked_recording, (size, size, 3), quiet=feedback.blinded
+            )
+        if not feedback.blinded:
+            log.info("feedback condition: %s", feedback.condition)
+            if self.yoked is not None:
+                log.info(
+                    "showing the frames of %s (TRs %d-%d) instead of the participant's own",
+                    self.yoked.path, self.yoked.trs[0], self.yoked.trs[-1],
+                )  # fmt: skip
 
     def _check_bundle(self, model: ModelSpec, where: str) -> None:
         bundle = self.config.decoder.bundle
@@ -279,6 +308,8 @@ class RendererNode(Node):
         """Publish a TR's own frame (and save it as PNG)."""
         assert self.ctx is not None
         header = picture.latents
+        if self.yoked is not None:  # the participant's TR, another recording's picture
+            picture.image = self.yoked.frame(header.tr)
         frame = Frame(
             FrameHeader.from_latents(
                 header,

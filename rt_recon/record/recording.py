@@ -11,7 +11,8 @@ pickle: arrays are typed datasets, headers and events are JSON strings.
 
 Layout (``n`` grows per TR; every dataset of a group has the same length)::
 
-    attrs: format, version, created, config (JSON), stream (JSON), bundle (JSON)
+    attrs: format, version, created, config (JSON), stream (JSON), bundle (JSON),
+           feedback (JSON: the condition, rt_recon.record.feedback)
     volumes/values   (n, n_channels) float32    the volume as received
     volumes/time     (n,) float64               LSL timestamp (acquisition)
     volumes/crc32    (n,) uint32                CRC-32 of the values' bytes

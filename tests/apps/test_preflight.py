@@ -159,3 +159,26 @@ def test_the_console_token_rules_are_checked(node_config, tmp_path):
     check(token=TOKEN)
     check(host="0.0.0.0", token=TOKEN)
     check_before_start(node_config.with_overrides({"console.token": "short"}), ("decoder",))
+
+
+def test_a_yoked_recording_that_is_missing_or_unreadable_is_refused_before_the_start(
+    config, tmp_path
+):
+    """docs/study-designs.md: the recording a yoked run shows is checked before any node."""
+    missing = config.with_overrides(
+        {"feedback": {"condition": "yoked", "yoked_recording": str(tmp_path / "gone.h5")}}
+    )
+    with pytest.raises(DataError, match=r"yoked recording .*gone\.h5 was not found"):
+        check_before_start(missing, ("renderer", "decoder", "recorder"))
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"no recording" * 64)
+    unreadable = config.with_overrides(
+        {"feedback": {"condition": "yoked", "yoked_recording": str(corrupt)}}
+    )
+    with pytest.raises(DataError, match="cannot read the yoked recording"):
+        check_before_start(unreadable, ("renderer",))
+    study = tmp_path / "study.json"
+    study.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"study\.json: not valid JSON"):
+        blinded = config.with_overrides({"feedback.study_file": str(study)})
+        check_before_start(blinded, ("recorder",))

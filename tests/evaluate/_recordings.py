@@ -43,13 +43,15 @@ def write_session(
     markers: bool = True,
     other_markers: Sequence[Mapping[str, Any]] = (),
     interpolated: bool = False,
+    feedback: Mapping[str, Any] | None = None,
 ) -> Path:
     """A recording of one run showing ``pictures`` (``(stimulus_id, (H, W, 3) uint8)`` per
     trial, in order). ``without_frame``: trials whose scored frame was never rendered;
     ``markers``: False records no stimulus marker; ``other_markers``: markers that are no
     trial (``run_start`` and such), recorded at the first volume; ``interpolated``: before
     every TR's frame (also one never rendered) a frame interpolated toward it, of the very
-    picture its own frame has (or would have), late (a file from another recorder)."""
+    picture its own frame has (or would have), late (a file from another recorder);
+    ``feedback``: the ``feedback`` attribute (the condition, docs/study-designs.md)."""
     skip = {scored_tr(k) for k in without_frame}
     scored = {scored_tr(k): picture for k, (_, picture) in enumerate(pictures)}
     onsets = {LEAD_IN_TRS + TRIAL_TRS * k: sid for k, (sid, _) in enumerate(pictures)}
@@ -58,7 +60,10 @@ def write_session(
     grey = np.full((size, size, 3), 128, np.uint8)
     config = SessionConfig.model_validate({"stream": {"markers_source_id": MARKERS_SOURCE_ID}})
     shapes = RecordingShapes(8, (1, 2, 2), (1, 2), (size, size, 3))
-    with RecordingWriter(path, shapes, attrs={"config": config.model_dump(mode="json")}) as rec:
+    attrs: dict[str, Any] = {"config": config.model_dump(mode="json")}
+    if feedback is not None:
+        attrs["feedback"] = dict(feedback)
+    with RecordingWriter(path, shapes, attrs=attrs) as rec:
         for tr in range(n_trs):
             stamp = T0 + tr * INTERVAL_S
             values = np.arange(8, dtype=np.float32) + tr

@@ -224,3 +224,28 @@ def test_evaluate_command_scores_against_the_presenters_stimulus_folder(tmp_path
     )  # fmt: skip
     assert both.returncode == 2
     assert "argument --dataset: not allowed with argument --stimuli" in both.stderr
+
+
+def test_the_report_reveals_a_blinded_sessions_feedback_condition(tmp_path):
+    """docs/study-designs.md: the recording's true condition, blinded to the operator, is
+    revealed by the evaluation: its line, metrics.json and the report."""
+    pictures = _pictures(12)
+    feedback = {
+        "condition": "yoked",
+        "yoked_recording": "/data/sub01/recording.h5",
+        "yoked_digest": "sha256:abc",
+        "blinded": True,
+        "study_file": "/data/study.json",
+        "study_digest": "sha256:def",
+    }
+    recording = write_session(tmp_path / "rec.h5", pictures, feedback=feedback)
+    evaluation = evaluate_recording(recording, dict(pictures))
+    assert evaluation.feedback == feedback
+    line = evaluation.feedback_line()
+    assert line is not None and line.startswith("feedback condition: yoked (blinded, revealed")
+    assert "/data/sub01/recording.h5 (sha256:abc)" in line
+    report = write_report(evaluation, tmp_path / "report")
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["feedback"] == feedback
+    assert '<p id="feedback">feedback condition: yoked' in report.read_text()
+    unlabelled = evaluate_recording(write_session(tmp_path / "old.h5", pictures), dict(pictures))
+    assert unlabelled.feedback is None and unlabelled.feedback_line() is None

@@ -97,7 +97,7 @@ function ordinal(n) {
   return `${n}${suffix}`;
 }
 
-// "run 8 · series 8 'func_run2' · 2nd run"
+// "run 8 · series 8 'func_run2' · 2nd run" (then "yoked feedback" in a yoked session)
 function runText(state) {
   if (state.run === null) return "";
   const parts = [`run ${state.run}`];
@@ -106,6 +106,9 @@ function runText(state) {
     parts.push(`series ${state.series}${description}`);
   }
   if (state.runs > 0) parts.push(`${ordinal(state.runs)} run`);
+  // sham / yoked feedback (docs/study-designs.md): a real run says nothing
+  if (state.feedback === "yoked") parts.push("yoked feedback");
+  if (state.feedback === "blinded") parts.push("feedback condition blinded");
   return parts.join(" · ");
 }
 
