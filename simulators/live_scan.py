@@ -151,19 +151,29 @@ class _Run:
 
 
 def _pull_until(inlet: MarkerInlet | None, run: _Run, due: float, stop: threading.Event) -> None:
-    """Take markers until LSL time ``due`` (or ``stop``)."""
+    """Take markers until LSL time ``due`` (or ``stop``), then every marker already waiting:
+    a run behind its schedule (a busy machine: ``due`` already past) still shows each
+    picture whose marker has arrived before it writes the next volume."""
     while (remaining := due - pylsl.local_clock()) > 0 and not stop.is_set():
         if inlet is None:
             stop.wait(min(remaining, _POLL_S))
             continue
-        try:
-            got = inlet.pull(timeout=min(remaining, _POLL_S))
-        except ProtocolError as exc:
-            run.report.bad_markers += 1
-            log.warning("dropped a malformed marker: %s", exc)
-            continue
-        if got is not None:
-            run.on_marker(*got)
+        _take_marker(inlet, run, min(remaining, _POLL_S))
+    while inlet is not None and not stop.is_set() and _take_marker(inlet, run, 0.0):
+        pass
+
+
+def _take_marker(inlet: MarkerInlet, run: _Run, timeout: float) -> bool:
+    """Take the next marker within ``timeout`` s; whether one was there."""
+    try:
+        got = inlet.pull(timeout=timeout)
+    except ProtocolError as exc:
+        run.report.bad_markers += 1
+        log.warning("dropped a malformed marker: %s", exc)
+        return True
+    if got is not None:
+        run.on_marker(*got)
+    return got is not None
 
 
 def participant_for(

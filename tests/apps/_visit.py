@@ -120,8 +120,8 @@ def present_run(
     participant page opened in ``context`` (a Playwright browser context); once the presenter
     logs ``participant page ready``, ``rt-recon simulate participant --series SERIES``, which
     writes one volume per TR into ``export`` until the presenter's ``run_end``. Both must exit
-    with code 0, every trial drawn and its marker seen by the participant in time (all
-    ``n_pictures`` pictures); returns the presenter's line on the run (onsets, lateness)."""
+    with code 0, every trial drawn and seen by the participant (all ``n_pictures`` pictures);
+    returns the presenter's line on the run (onsets, how late after their plan)."""
     presenter = processes.rt_recon(
         f"present-{run}", "present", stimuli, "--table", table, "--config", config_path,
         "--run", run, "--start-on", "volume", "--seed", str(seed), *design.args(),
@@ -146,7 +146,6 @@ def present_run(
     assert "ended without onsets" not in presenter.log_text(), presenter.tail()
     scanned = participant.wait_for_line(r"^series \d+: wrote", 1)
     assert f"({n_pictures} pictures shown, stopped by run_end)" in scanned, scanned
-    assert "arrived after volume" not in participant.log_text(), participant.tail()
     return presenter.wait_for_line(rf"^run {run}: \d+ onsets", 1)
 
 

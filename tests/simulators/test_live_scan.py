@@ -17,7 +17,14 @@ from rt_recon.acquire.formats import read_file
 from rt_recon.config import SessionConfig
 from rt_recon.errors import StreamError
 from rt_recon.protocol import RUN_END, RUN_START, Marker
-from rt_recon.simulators.live_scan import LiveScanOptions, participant_for, simulate_participant
+from rt_recon.simulators.live_scan import (
+    LiveScanOptions,
+    LiveScanReport,
+    _pull_until,
+    _Run,
+    participant_for,
+    simulate_participant,
+)
 from rt_recon.transport.lsl import MarkerOutlet, VolumeInlet
 from tests.conftest import SMALL_SIM, unique
 
@@ -155,6 +162,39 @@ def test_markers_in_dicom_out_with_the_response_to_the_pictures_shown(tmp_path):
     assert np.abs(expected).max() > 3.0  # intensity units: well above the int16 rounding
     assert np.abs(diff - expected).max() <= 1.0  # two roundings apart at most
     assert np.abs(diff - wrong).max() > 3.0
+
+
+class _Waiting:
+    """A marker inlet whose markers have all arrived already."""
+
+    def __init__(self, markers: list[tuple[Marker, float]]):
+        self.markers = list(markers)
+
+    def pull(self, timeout: float) -> tuple[Marker, float] | None:
+        return self.markers.pop(0) if self.markers else None
+
+
+def test_a_participant_behind_its_schedule_shows_the_markers_already_there_first():
+    """A busy machine held the participant past the time volume 1 was due: the markers that
+    arrived meanwhile are shown before it is written (volume t sees every picture shown
+    before it), not once the run has caught up (a rehearsal's volumes then depended on the
+    machine's load; found by the end-to-end visit, tests/apps/test_visit.py)."""
+    config = _config()
+    participant = participant_for(config, LiveScanOptions(n_trs=8))
+    ids = [int(i) for i in participant.brain.world.training_ids()[:2]]
+    t0 = pylsl.local_clock() - 5.0  # volume 1 was due seconds ago
+    report = LiveScanReport(t0=t0, tr_s=TR_S, series=1)
+    run = _Run(participant, report)
+    run.written_through = 0
+    inlet = _Waiting(
+        [(Marker(run="01", trial=k, onset=0.3 + k, duration=0.5, stimulus_id=i), t0 + 0.3 + k)
+         for k, i in enumerate(ids)]
+    )  # fmt: skip
+    _pull_until(inlet, run, t0 + 2 * TR_S, threading.Event())
+    assert [p.stimulus_id for p in report.shown] == ids
+    assert [p.onset_s for p in report.shown] == pytest.approx([0.3, 1.3])
+    assert report.late_markers == 0  # both stamped after volume 0, the one written
+    assert inlet.markers == []
 
 
 def test_without_a_presenter_it_says_what_to_start(tmp_path):
