@@ -178,7 +178,7 @@ def test_a_participant_behind_its_schedule_shows_the_markers_already_there_first
     """A busy machine held the participant past the time volume 1 was due: the markers that
     arrived meanwhile are shown before it is written (volume t sees every picture shown
     before it), not once the run has caught up (a rehearsal's volumes then depended on the
-    machine's load; found by the end-to-end visit, tests/apps/test_visit.py)."""
+    machine's load; found by an end-to-end visit test, in git history at 4d198ee)."""
     config = _config()
     participant = participant_for(config, LiveScanOptions(n_trs=8))
     ids = [int(i) for i in participant.brain.world.training_ids()[:2]]
