@@ -44,10 +44,10 @@ SMALL_SIM = SimulationSection(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow and browser tests (real-time processes, pacing, headless Chromium) run one
-    after another on one xdist worker (``--dist loadgroup``, pyproject's addopts) while the
-    quick ones share the other: two of them at once would contend for this machine's two
-    cores and their deadlines. ``pytest -n 0`` runs everything in one process."""
+    """With ``pytest -n 2 --dist loadgroup`` the slow and browser tests (real-time processes,
+    pacing, headless Chromium) run one after another on one xdist worker while the quick
+    ones share the other. Plain ``pytest`` (CI) runs everything in one process: on clean
+    clones two workers failed load-sensitive tests."""
     for item in items:
         if item.get_closest_marker("slow") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.xdist_group("serial"))
