@@ -287,7 +287,7 @@ def extract_runs(
             raw[t], quality = extractor.realign(volume)
             if quality.params is not None:
                 params[t] = quality.params
-            out[t] = extractor.chain.update_realigned(raw[t], quality)
+            out[t] = extractor.update_realigned(raw[t], quality)
         series.append(out)
         realigned.append(raw)
         motion.append(params)

@@ -112,10 +112,9 @@ def _checked(
     y = np.asarray(y, dtype=np.float64)
     groups = np.asarray(groups)
     alphas = np.asarray(alphas, dtype=np.float64)
-    if len(np.unique(groups)) < 2:
-        raise DataError(
-            f"cross-validation needs at least 2 groups (runs), found {len(np.unique(groups))}"
-        )
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise DataError(f"cross-validation needs at least 2 groups (runs), found {n_groups}")
     if len(x) != len(y) or len(x) != len(groups):
         raise DataError(f"x, y and groups disagree on samples: {len(x)}, {len(y)}, {len(groups)}")
     return x, y, groups, alphas
@@ -214,23 +213,24 @@ def ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: np.ndarra
     gram = _gram_if_wide(x)
     folds = _folds(x, groups, gram)
     scores = np.zeros((len(alphas), y.shape[1]))
-    projected = []
+    projected, held_out = [], []
     y_sum = y.sum(axis=0)
     for fold in folds:
-        fold_scores, w = _fold_scores(fold, y, _HeldOut.of(y, y_sum, fold), alphas)
+        held = _HeldOut.of(y, y_sum, fold)
+        fold_scores, w = _fold_scores(fold, y, held, alphas)
         scores += fold_scores
         projected.append(w)
+        held_out.append(held)
     scores /= len(folds)
     best = np.argmax(scores, axis=0)
     chosen = alphas[best]
     out_of_fold = np.empty_like(y)
-    for fold, w in zip(folds, projected, strict=True):
-        y_mean = y[fold.train].mean(axis=0)
+    for fold, w, held in zip(folds, projected, held_out, strict=True):
         for a in np.unique(best):
             cols = best == a
             out_of_fold[np.ix_(fold.test, cols)] = (fold.a / (fold.s2 + alphas[a])) @ w[
                 :, cols
-            ] + y_mean[cols]
+            ] + held.y_mean[cols]
     coef = _refit(x, y, gram, best, alphas)
     y_mean, x_mean = y.mean(axis=0), x.mean(axis=0)
     return RidgeFit(
