@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import pylsl
 
+from benchmarks._page import free_port, wait_js
 from benchmarks._report import Timing, machine, write_json
 from rt_recon.config import SessionConfig
 from rt_recon.protocol import TOPIC_FRAME
@@ -40,12 +40,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _header(i: int) -> dict:
@@ -60,7 +54,7 @@ def _picture(i: int, size: int) -> np.ndarray:
 
 def _floor(size: int, repeats: int) -> list[float]:
     """Publish -> a Python ZeroMQ subscriber on loopback, same process."""
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     out = []
     with Publisher(endpoint) as pub, Subscriber(endpoint, [TOPIC_FRAME]) as sub:
         pub.wait_for_subscribers(1, TOPIC_FRAME, timeout=10)
@@ -79,10 +73,10 @@ class _Console:
         self.config = SessionConfig.model_validate(
             {
                 "stream": {"markers_source_id": f"bench_{uuid.uuid4().hex[:8]}"},
-                "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{_free_port()}"},
-                "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{_free_port()}"},
-                "recorder": {"status_endpoint": f"tcp://127.0.0.1:{_free_port()}"},
-                "console": {"port": _free_port(), "crossfade_ms": 0},  # drawn as it comes
+                "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{free_port()}"},
+                "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{free_port()}"},
+                "recorder": {"status_endpoint": f"tcp://127.0.0.1:{free_port()}"},
+                "console": {"port": free_port(), "crossfade_ms": 0},  # drawn as it comes
             }
         )
         path = tmp / "session.json"
@@ -111,14 +105,6 @@ class _Console:
         self.process.wait(timeout=15)
 
 
-def _wait(page, expression: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"waited {timeout_s} s for {expression}")
-        time.sleep(0.002)
-
-
 def _clock_offset_ms(page) -> float:
     samples = []
     for _ in range(9):
@@ -138,14 +124,14 @@ def _page(browser, size: int, repeats: int, rate: float) -> dict[str, list[float
                 pub.wait_for_subscribers(1, TOPIC_FRAME, timeout=30)
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.goto(console.url + "/participant")
-                _wait(page, "document.body.dataset.socket === 'open'")
+                wait_js(page, "document.body.dataset.socket === 'open'")
                 offset = _clock_offset_ms(page)
                 out: dict[str, list[float]] = {"message": [], "drawn": [], "frame": []}
                 for i in range(repeats + 3):
                     image = _picture(i, size)
                     sent = time.time() * 1000
                     pub.send(TOPIC_FRAME, _header(i), {"image": image})
-                    _wait(
+                    wait_js(
                         page,
                         f"window.rtParticipant.shown?.seq === {i} && "
                         "window.rtParticipant.shown.nextFrameAt !== null",

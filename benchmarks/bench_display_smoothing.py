@@ -37,7 +37,6 @@ import http.client
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 import pylsl
 
+from benchmarks._page import free_port, wait_js
 from benchmarks._report import machine, write_json
 from rt_recon.config import SessionConfig
 from rt_recon.protocol import (
@@ -164,24 +164,18 @@ class Shown:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def session_config(crossfade_ms: float, **renderer: Any) -> SessionConfig:
     """Free ports, a unique marker stream, the participant page's crossfade."""
     return SessionConfig.model_validate(
         {
             "stream": {"markers_source_id": f"bench_{uuid.uuid4().hex[:8]}"},
-            "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{_free_port()}"},
-            "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{_free_port()}", **renderer},
+            "decoder": {"latents_endpoint": f"tcp://127.0.0.1:{free_port()}"},
+            "renderer": {"frames_endpoint": f"tcp://127.0.0.1:{free_port()}", **renderer},
             "recorder": {
-                "status_endpoint": f"tcp://127.0.0.1:{_free_port()}",
-                "control_endpoint": f"tcp://127.0.0.1:{_free_port()}",
+                "status_endpoint": f"tcp://127.0.0.1:{free_port()}",
+                "control_endpoint": f"tcp://127.0.0.1:{free_port()}",
             },
-            "console": {"port": _free_port(), "crossfade_ms": crossfade_ms},
+            "console": {"port": free_port(), "crossfade_ms": crossfade_ms},
         }
     )
 
@@ -218,15 +212,6 @@ def console(config: SessionConfig, folder: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _wait(page, expression: str, timeout_s: float = 20.0) -> None:
-    """Poll a JavaScript expression until truthy (the page's CSP forbids eval-based waits)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"waited {timeout_s} s for {expression}")
-        time.sleep(0.01)
 
 
 def noise_pictures(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
@@ -275,6 +260,10 @@ def _paced(n: int, tr_s: float, send: Callable[[int], None]) -> None:
     for i in range(n):
         time.sleep(max(0.0, start + i * tr_s - time.monotonic()))
         send(i)
+
+
+def _wait(page, expression: str, timeout_s: float = 20.0) -> None:
+    wait_js(page, expression, timeout_s, poll_s=0.01)
 
 
 def _probe(page, run: Callable[[], None], settle_s: float) -> tuple[list[float], list[float]]:
