@@ -70,12 +70,10 @@ def _session(participant: str | None, seed: int):
 def prepare_run(participant: str | None, seed: int, role: str, model, model_path) -> HeldOutRun:
     """Fit (cached) and decode participant ``seed``'s ``role`` run; build its baselines."""
     from rt_recon.acquire.nifti import load_nifti_run
-    from rt_recon.apps.demo import ensure_bundle, nearest_training_pictures, wrong_shape_pictures
+    from rt_recon.apps.demo import ensure_bundle
     from rt_recon.decode.bundle import DecoderBundle
     from rt_recon.evaluate.offline import decode_run
-    from rt_recon.evaluate.semantic import NEAREST_TRAINING, WRONG_SHAPE
     from rt_recon.protocol import trial_samples
-    from rt_recon.simulators.world import StimulusWorld
 
     config, dataset = _session(participant, seed)
     runs = dataset.runs(role)
@@ -89,13 +87,32 @@ def prepare_run(participant: str | None, seed: int, role: str, model, model_path
     trs = [tr for tr, _ in samples]
     ids = [int(sid) for _, sid in samples]
     decoded = {head: np.stack([latents[t][head] for t in trs]) for head in ("z", "c")}
+    label = f"participant {seed}, {role} run {files.run}"
+    return held_out_run(seed, label, dataset, ids, decoded, model_path, config)
+
+
+def held_out_run(
+    seed: int,
+    label: str,
+    dataset,
+    ids: list[int],
+    decoded: dict[str, np.ndarray],
+    model_path,
+    config,
+) -> HeldOutRun:
+    """A decoded run's trials with their true pictures and world baselines; ``dataset``: the
+    synthetic session (its training runs give the nearest-training baseline)."""
+    from rt_recon.apps.demo import nearest_training_pictures, wrong_shape_pictures
+    from rt_recon.evaluate.semantic import NEAREST_TRAINING, WRONG_SHAPE
+    from rt_recon.simulators.world import StimulusWorld
+
     sim = dataset.manifest["simulation"]  # this participant's (the config is the demo's)
     world = StimulusWorld(sim["seed"], sim["image_size"], int(sim.get("world_version", 1)))
     return HeldOutRun(
         seed=seed,
-        label=f"participant {seed}, {role} run {files.run}",
+        label=label,
         stimulus_ids=ids,
-        n_shown=len(samples),
+        n_shown=len(ids),
         decoded=decoded,
         truths=dataset.stimulus_images(ids),
         world_baselines={
@@ -114,8 +131,14 @@ def score_run(
     render_seed: int,
     guidance_scale: float = 1.0,
     vae_roundtrip: bool = False,
+    batch: bool = False,
 ):
-    """Render ``held``'s trials with one renderer seed and score them with the baselines."""
+    """Render ``held``'s trials with one renderer seed and score them with the baselines.
+
+    ``batch``: every trial in one diffusion call (:func:`render_batch`), for benchmarks that
+    render thousands of frames on a CPU; pictures equal one-at-a-time rendering up to a
+    grey level in a few pixels (float sums in another order).
+    """
     from rt_recon.evaluate.semantic import evaluate_semantic
     from rt_recon.render.img2img import Img2ImgRenderer
     from rt_recon.render.targets import empty_caption
@@ -130,10 +153,31 @@ def score_run(
         uncond=uncond,
         vae_roundtrip=vae_roundtrip,
     )
-    recons = np.stack(
-        [renderer.render(z, c) for z, c in zip(held.decoded["z"], held.decoded["c"], strict=True)]
-    )
+    if batch:
+        recons = render_batch(renderer, held.decoded["z"], held.decoded["c"])
+    else:
+        z, c = held.decoded["z"], held.decoded["c"]
+        recons = np.stack([renderer.render(zi, ci) for zi, ci in zip(z, c, strict=True)])
     return evaluate_semantic(recons, held.truths, held.n_shown, held.world_baselines)
+
+
+def render_batch(renderer, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``(n, C, h, w)`` z and ``(n, L, D)`` c -> ``(n, H, W, 3)`` uint8 in one diffusion call:
+    what :meth:`~rt_recon.render.img2img.Img2ImgRenderer.render` gives each trial (the
+    session's fixed noise, no blending, no VAE round trip)."""
+    import torch
+
+    from rt_recon.render.img2img import StartPoint, to_uint8
+
+    if renderer.blend or renderer.vae_roundtrip:
+        raise ValueError("render_batch renders trials independently: no blend, no VAE round trip")
+    m = renderer.model
+    start = StartPoint(
+        torch.from_numpy(np.ascontiguousarray(z)).to(m.device, m.dtype),
+        torch.from_numpy(np.ascontiguousarray(c)).to(m.device, m.dtype),
+    )
+    with torch.inference_mode():
+        return to_uint8(renderer.denoise(start))
 
 
 def _figures(scored) -> dict[str, float]:

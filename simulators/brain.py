@@ -147,14 +147,15 @@ class SyntheticBrain:
 
     # ------------------------------------------------------------------ responses
 
-    def _prf_matrix(self) -> np.ndarray:
-        """``(P*P, n_ev)`` pRF weights over the downsampled picture (columns sum to 1)."""
+    def _prf_matrix(self, size_scale: float = 1.0) -> np.ndarray:
+        """``(P*P, n_ev)`` pRF weights over the downsampled picture (columns sum to 1);
+        ``size_scale`` widens every pRF (imagery pools more broadly)."""
         grid = (np.arange(_PRF_RESOLUTION) + 0.5) / _PRF_RESOLUTION
         gx, gy = np.meshgrid(grid, grid, indexing="xy")  # image rows are y, columns x
         d2 = (gx.reshape(-1, 1) - self.prf_centres[:, 0]) ** 2 + (
             gy.reshape(-1, 1) - self.prf_centres[:, 1]
         ) ** 2
-        g = np.exp(-d2 / (2 * self.prf_sizes**2))
+        g = np.exp(-d2 / (2 * (self.prf_sizes * size_scale) ** 2))
         return g / g.sum(axis=0, keepdims=True)
 
     def _raw_ev(self, images: np.ndarray) -> np.ndarray:

@@ -56,11 +56,13 @@ _LIVE = 11
 @dataclass(frozen=True)
 class ShownPicture:
     """One picture the participant saw: ``onset_s`` seconds after volume 0's acquisition
-    start, on screen for ``duration_s`` seconds."""
+    start, on screen for ``duration_s`` seconds; ``imagined``: cued and imagined for that
+    long instead (an ``imagery`` trial), never on screen."""
 
     stimulus_id: int
     onset_s: float
     duration_s: float
+    imagined: bool = False
 
 
 def _roi_index(brain: SyntheticBrain) -> dict[str, np.ndarray]:
@@ -76,10 +78,21 @@ def _event_signal(
 ) -> dict[str, np.ndarray]:
     """``{roi: (n_trs, n_roi)}`` noise-free response to one picture, sampled at ``t * tr_s``.
 
-    The brain's own amplitudes (:meth:`~SyntheticBrain.responses`); the canonical HRF for
-    the easy brain, each voxel's own HRF and the trial's ``gains`` for the realistic one.
+    The brain's own amplitudes (:meth:`~SyntheticBrain.responses`; an imagined picture:
+    :meth:`~RealisticBrain.imagery_responses`); the canonical HRF for the easy brain, each
+    voxel's own HRF and the trial's ``gains`` for the realistic one.
     """
-    amplitudes = brain.responses(np.array([picture.stimulus_id]))
+    ids = np.array([picture.stimulus_id])
+    if picture.imagined:
+        if not isinstance(brain, RealisticBrain):
+            raise DataError(
+                f"an imagery trial (stimulus {picture.stimulus_id}) for the easy participant, "
+                "which cannot imagine: simulate the realistic participant "
+                "(simulation.participant: realistic) for imagery runs"
+            )
+        amplitudes = brain.imagery_responses(ids)
+    else:
+        amplitudes = brain.responses(ids)
     onsets, durations = np.array([picture.onset_s]), np.array([picture.duration_s])
     if not isinstance(brain, RealisticBrain):
         design = hrf.regressors(onsets, durations, tr_s, n_trs)  # (n_trs, 1)
@@ -200,12 +213,16 @@ class LiveParticipant:
         self._baseline = baseline * self.day.bias if self.day is not None else baseline
         self._inside = np.ravel(brain.brain_mask, order="F")
 
-    def show(self, stimulus_id: int, onset_s: float, duration_s: float) -> ShownPicture:
+    def show(
+        self, stimulus_id: int, onset_s: float, duration_s: float, *, imagined: bool = False
+    ) -> ShownPicture:
         """The participant sees picture ``stimulus_id`` from ``onset_s`` (seconds after volume
-        0's acquisition start) for ``duration_s`` seconds.
+        0's acquisition start) for ``duration_s`` seconds; ``imagined``: imagines it, cued,
+        for that long instead (the realistic participant's imagery responses).
 
         Raises:
-            DataError: the picture is not one of the synthetic world's.
+            DataError: the picture is not one of the synthetic world's, or an imagined
+                picture for the easy participant.
         """
         n = self.brain.world.n_stimuli
         if not 0 <= int(stimulus_id) < n:
@@ -216,7 +233,7 @@ class LiveParticipant:
             )
         if duration_s < 0:
             raise DataError(f"stimulus {stimulus_id}: expected a duration >= 0, found {duration_s}")
-        picture = ShownPicture(int(stimulus_id), float(onset_s), float(duration_s))
+        picture = ShownPicture(int(stimulus_id), float(onset_s), float(duration_s), imagined)
         gains = self.brain.trial_gains(1, self._gain_rng) if self.realistic else None
         for roi, course in _event_signal(self.brain, picture, self.tr_s, self.n_trs, gains).items():
             self._signal[roi] += course

@@ -134,7 +134,8 @@ class _Run:
             assert marker.stimulus_id is not None
             onset = stamp - self.report.t0
             duration = marker.duration if marker.duration is not None else self.report.tr_s
-            picture = self.participant.show(marker.stimulus_id, onset, duration)
+            imagined = marker.trial_type == "imagery"  # a cued picture, not on screen
+            picture = self.participant.show(marker.stimulus_id, onset, duration, imagined=imagined)
             self.report.shown.append(picture)
             if onset < self.written_through * self.report.tr_s:
                 self.report.late_markers += 1

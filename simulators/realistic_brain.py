@@ -14,7 +14,11 @@ Same geometry, pRF layout and higher-visual tuning as
 * a :class:`ScanDay` says which session a run belongs to: the second has the
   head repositioned, a changed coil sensitivity and its own noise level;
 * the decoder's ROI masks are atlas-like (:mod:`~rt_recon.simulators.atlas_masks`);
-  ``roi_masks`` stay the oracle, for evaluating the simulator only.
+  ``roi_masks`` stay the oracle, for evaluating the simulator only;
+* a trial can be imagined instead of seen (``simulate_run(..., imagery=)``,
+  :class:`~rt_recon.simulators.participant.Imagery`): early visual responses
+  weaker, pooled more broadly and from a low-passed picture; higher visual
+  ones nearer vision's.
 
 Every extra draw comes from its own generator seeded by ``(seed, 2, k)``, so
 the geometry, pRFs and tuning equal the easy brain's of the same seed.
@@ -23,10 +27,12 @@ the geometry, pRFs and tuning equal the easy brain's of the same seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.ndimage import affine_transform, gaussian_filter
 
+from rt_recon.errors import DataError
 from rt_recon.simulators.atlas_masks import atlas_like
 from rt_recon.simulators.brain import (
     _PRF_RESOLUTION,
@@ -36,7 +42,7 @@ from rt_recon.simulators.brain import (
     _flat_indices,
     rigid_matrix,
 )
-from rt_recon.simulators.contrast_energy import contrast_energy
+from rt_recon.simulators.contrast_energy import REFERENCE_SIZE_PX, contrast_energy
 from rt_recon.simulators.hrf_variation import peak_shifts, voxelwise_signal
 from rt_recon.simulators.participant import RealisticParticipant
 from rt_recon.simulators.shared_noise import shared_components
@@ -170,6 +176,78 @@ class RealisticBrain(SyntheticBrain):
         ev_blank, ev_std = self._ev_norm
         return (self._raw_ev(images) - ev_blank) / ev_std * self.voxel_gains["ev"]
 
+    # ------------------------------------------------------------------ imagery
+
+    def _imagery_ev_terms(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_ev_terms` of an imagined picture: low-passed, pooled by wider pRFs."""
+        imagery, contrast = self.params.imagery, self.params.contrast
+        pictures = images.astype(np.float64)
+        if imagery.lowpass_sigma_px > 0:
+            sigma = imagery.lowpass_sigma_px * images.shape[1] / REFERENCE_SIZE_PX
+            pictures = gaussian_filter(pictures, sigma=(0, sigma, sigma, 0), mode="nearest")
+        energy, luminance = contrast_energy(
+            pictures, _PRF_RESOLUTION, contrast.scales_px, contrast.colour_weight
+        )
+        prf = self._prf_matrix(imagery.prf_scale)
+        pooled = np.maximum(energy @ prf, 0.0)
+        return pooled**self.css_exponents, luminance @ prf
+
+    @cached_property
+    def _imagery_norm(self) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+        """Term scales, blank response and spread of the imagery EV response over the world,
+        from reference pictures of a stream of their own (so vision's draws are unchanged)."""
+        ref = self._stream(6).choice(self.world.n_stimuli, size=_REFERENCE_STIMULI, replace=False)
+        css, luminance = self._imagery_ev_terms(self.world.images(ref))
+        scales = (css.std(axis=0) + 1e-9, luminance.std(axis=0) + 1e-9)
+        weight = self.params.contrast.luminance_weight
+        raw = css / scales[0] + weight * luminance / scales[1]
+        blank_css, blank_luminance = self._imagery_ev_terms(self.world.images([BLANK_ID]))
+        blank = (blank_css / scales[0] + weight * blank_luminance / scales[1])[0]
+        return scales, blank, (raw - blank).std(axis=0) + 1e-9
+
+    def imagery_image_responses(self, images: np.ndarray) -> np.ndarray:
+        """EV amplitudes ``(n, n_ev)`` of imagining ``(n, H, W, 3)`` pictures: unit spread over
+        the world times ``imagery.ev_gain``, times each voxel's gain (as vision's)."""
+        scales, blank, spread = self._imagery_norm
+        css, luminance = self._imagery_ev_terms(images)
+        weight = self.params.contrast.luminance_weight
+        raw = css / scales[0] + weight * luminance / scales[1]
+        gain = self.params.imagery.ev_gain
+        return (raw - blank) / spread * gain * self.voxel_gains["ev"]
+
+    def imagery_responses(self, stimulus_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Neural amplitudes of imagining each picture, as :meth:`responses` gives seeing it."""
+        ids = np.asarray(stimulus_ids)
+        hv_blank, hv_std = self._hv_norm
+        hv = (self._raw_hv(ids) - hv_blank) / hv_std * self.voxel_gains["hv"]
+        return {
+            "ev": self.imagery_image_responses(self.world.images(ids)),
+            "hv": hv * self.params.imagery.hv_gain,
+        }
+
+    def _run_amplitudes(
+        self, stimulus_ids: np.ndarray, imagery: np.ndarray | None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(amplitudes, seen)``: each trial's amplitudes (imagined where ``imagery``) and
+        those of seeing every picture, which set the run's noise level."""
+        seen = self.responses(stimulus_ids)
+        if imagery is None:
+            return seen, seen
+        imagery = np.asarray(imagery)
+        if imagery.dtype != bool or imagery.shape != (len(stimulus_ids),):
+            raise DataError(
+                f"imagery must be one bool per trial, shape ({len(stimulus_ids)},); found "
+                f"dtype {imagery.dtype}, shape {imagery.shape}"
+            )
+        if not imagery.any():
+            return seen, seen
+        imagined = self.imagery_responses(np.asarray(stimulus_ids)[imagery])
+        amplitudes = {}
+        for roi in ROIS:
+            amplitudes[roi] = seen[roi].copy()
+            amplitudes[roi][imagery] = imagined[roi]
+        return amplitudes, seen
+
     def trial_gains(self, n_events: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``{"ev": (n_events, n_ev), "hv": ...}`` multiplicative gains of each trial, >= 0."""
         gains = self.params.gains
@@ -193,14 +271,18 @@ class RealisticBrain(SyntheticBrain):
         noise: NoiseModel,
         rng: np.random.Generator,
         day: ScanDay | None = None,
+        imagery: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One run, ``(x, y, z, n_trs)`` int16, and its ground truth, on ``day`` (session 1).
 
         ``noise.snr`` is the median, over responsive ROI voxels, of the
-        noise-free signal's std over the noise std on session 1.
+        noise-free signal's std over the noise std on session 1. ``imagery``:
+        ``(n_trials,)`` bool, the trials imagined rather than seen (None: all
+        seen, the vision run as before); the noise level is then that of the
+        same run seen, so imagined responses stand weaker against it.
         """
         day = day or self.scan_day(1)
-        amplitudes = self.responses(stimulus_ids)
+        amplitudes, seen = self._run_amplitudes(stimulus_ids, imagery)
         trial_gains = self.trial_gains(len(onsets), rng)
         n_flat = int(np.prod(self.grid))
         signal = np.zeros((n_trs, n_flat))
@@ -219,6 +301,16 @@ class RealisticBrain(SyntheticBrain):
             signal[:, index] = roi_signal
             truth[f"signal_{roi}"] = roi_signal.astype(np.float32)
             truth[f"trial_gain_{roi}"] = trial_gains[roi].astype(np.float32)
+            if seen is not amplitudes:  # the noise is set by the run as seen
+                roi_signal = voxelwise_signal(
+                    onsets,
+                    durations,
+                    tr_s,
+                    n_trs,
+                    seen[roi] * trial_gains[roi],
+                    self.hrf_shifts[roi],
+                    self.params.hrf.bin_s,
+                )
             responsive_std.append(roi_signal[:, self.responsive[roi]].std(axis=0))
         noise_std = float(np.median(np.concatenate(responsive_std))) / noise.snr
         noise_std *= day.noise_scale
@@ -249,6 +341,8 @@ class RealisticBrain(SyntheticBrain):
         truth["spike_trs"] = spikes.astype(np.int32)
         truth["motion"] = motion.astype(np.float32)
         truth["head_offset"] = day.head_offset.astype(np.float32)
+        if imagery is not None:
+            truth["imagery"] = np.asarray(imagery, dtype=np.uint8)
         return bold, truth
 
     def _apply_pose(self, volumes: np.ndarray, motion: np.ndarray, offset: np.ndarray):

@@ -81,3 +81,24 @@ def test_a_picture_the_world_does_not_have_is_refused(brain_and_sim):
     brain, _ = brain_and_sim
     with pytest.raises(DataError, match="no picture of the synthetic world"):
         _participant(brain_and_sim).show(brain.world.n_stimuli, 1.0, 1.0)
+
+
+def test_an_imagined_picture_gives_the_brains_imagery_response(brain_and_sim):
+    """An ``imagery`` trial: the realistic brain's imagery amplitudes through the same HRF and
+    trial gain as seeing it (weaker in early visual cortex); the easy brain refuses it."""
+    brain, _ = brain_and_sim
+    sid = int(brain.world.training_ids()[0])
+    if brain_and_sim[1].participant == "easy":
+        with pytest.raises(DataError, match="cannot imagine"):
+            _participant(brain_and_sim).show(sid, 1.0, 2.0, imagined=True)
+        return
+    seen, imagined = _participant(brain_and_sim), _participant(brain_and_sim)
+    seen.show(sid, 1.0, 2.0)
+    shown = imagined.show(sid, 1.0, 2.0, imagined=True)
+    assert shown.imagined and not seen.shown[0].imagined
+    t = 12  # 5 s after the onset: the responses' peak
+    vision, imagery = seen.signal(t), imagined.signal(t)
+    ratio = {roi: np.abs(imagery[roi]).sum() / np.abs(vision[roi]).sum() for roi in vision}
+    assert ratio["ev"] < 0.75 * ratio["hv"]  # early visual weakened more than higher visual
+    # the same draws (trial gain, HRF): higher visual is vision's scaled by hv_gain
+    np.testing.assert_allclose(imagery["hv"], vision["hv"] * brain.params.imagery.hv_gain)

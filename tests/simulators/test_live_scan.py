@@ -197,6 +197,23 @@ def test_a_participant_behind_its_schedule_shows_the_markers_already_there_first
     assert inlet.markers == []
 
 
+def test_an_imagery_run_imagines_the_cued_picture_and_ignores_the_cue():
+    """The presenter's imagery run (docs/operators.md): the ``cue`` marker carries no
+    picture, the ``imagery`` marker the cued one, which the participant imagines."""
+    config = _config(participant="realistic")
+    participant = participant_for(config, LiveScanOptions(n_trs=8))
+    sid = int(participant.brain.world.training_ids()[0])
+    t0 = pylsl.local_clock()
+    report = LiveScanReport(t0=t0, tr_s=TR_S, series=1)
+    run = _Run(participant, report)
+    run.on_marker(Marker(run="01", trial=0, onset=0.2, duration=1.0, trial_type="cue",
+                         caption="a red circle"), t0 + 0.2)  # fmt: skip
+    run.on_marker(Marker(run="01", trial=1, onset=1.2, duration=2.0, trial_type="imagery",
+                         stimulus_id=sid), t0 + 1.2)  # fmt: skip
+    assert [(p.stimulus_id, p.imagined) for p in report.shown] == [(sid, True)]
+    assert report.shown[0].onset_s == pytest.approx(1.2)
+
+
 def test_without_a_presenter_it_says_what_to_start(tmp_path):
     config = _config()
     options = LiveScanOptions(n_trs=2)
