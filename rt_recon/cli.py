@@ -16,7 +16,8 @@ Subcommands:
   replay      re-run a recording through decoder, renderer and a new recorder
   evaluate    score a recording against the pictures shown; HTML report
   keys        ZeroMQ CURVE certificates for non-loopback endpoints (server, client)
-  present     a training run's pictures on the participant display, onsets as LSL markers
+  present     a training run's pictures (or word cues, for imagery) on the participant
+              display, onsets as LSL markers
 
 Human output goes to stdout; logs go to stderr.
 """
@@ -512,7 +513,11 @@ def _cmd_present(args: argparse.Namespace) -> int:
 
     config = _config(args)
     try:
+        # cue_s only when given: a vision run refuses it, an imagery run has its default
+        cue = {} if args.cue_s is None else {"cue_s": args.cue_s}
         spec = DesignSpec(
+            task=args.task,
+            **cue,
             duration_s=args.duration,
             isi_s=args.isi,
             lead_in_s=args.lead_in,
@@ -823,11 +828,17 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=_cmd_keys)
 
     present = with_config(
-        sub.add_parser("present", help="show a training run's pictures on the participant display")
+        sub.add_parser(
+            "present",
+            help="show a training run's pictures (or cue them to be imagined) on the "
+            "participant display",
+        )
     )
     present.add_argument(
-        "stimuli", type=Path, help="picture folder with stimuli.tsv (stimulus_id, caption, file)"
-    )
+        "stimuli", type=Path,
+        help="picture folder with stimuli.tsv (stimulus_id, caption, file; optional cue: an "
+        "imagery trial's words, default the caption)",
+    )  # fmt: skip
     present.add_argument("--table", type=Path, help="stimulus TSV (default STIMULI/stimuli.tsv)")
     present.add_argument("--run", default="01", help="run id the markers carry (default 01)")
     present.add_argument(
@@ -838,7 +849,19 @@ def build_parser() -> argparse.ArgumentParser:
     present.add_argument(
         "--response-keys", default="1,2", help="attention-task keys, comma-separated (default 1,2)"
     )
-    present.add_argument("--duration", type=float, default=3.0, help="seconds a picture is up")
+    present.add_argument(
+        "--task", choices=("vision", "imagery"), default="vision",
+        help="vision: show the pictures (default); imagery: show each one's word cue, then a "
+        "fixation cross while the participant imagines it",
+    )  # fmt: skip
+    present.add_argument(
+        "--cue-s", type=float, default=None,
+        help="imagery: seconds the word cue is shown (default 1.5)",
+    )  # fmt: skip
+    present.add_argument(
+        "--duration", type=float, default=3.0,
+        help="seconds a picture is up (imagery: the imagining period)",
+    )  # fmt: skip
     present.add_argument("--isi", type=float, default=1.0, help="fixation after each trial, s")
     present.add_argument("--lead-in", type=float, default=0.0, help="fixation before, s")
     present.add_argument("--lead-out", type=float, default=0.0, help="fixation after, s")

@@ -1,5 +1,9 @@
 """``rt-recon present STIMULI``: one training run of a stimulus set on the participant display.
 
+A vision run shows the pictures; a cued imagery run (``DesignSpec.task`` ``imagery``) shows
+each picture's word cue, then a fixation cross while the participant imagines it, and never
+the picture (:mod:`rt_recon.display.design`).
+
 Reads the stimulus set, builds the run's design from its seed and writes it as a BIDS
 ``events.tsv`` before anything is shown; then serves the console (operator page and
 participant display, :func:`rt_recon.display.server.run_console`) with the run loaded in
@@ -60,7 +64,9 @@ def present_run(
     stimuli = read_stimulus_set(stimuli_dir, table)
     design = build_design(stimuli, spec)
     written = write_events_tsv(design, events or events_path(config, options.run))
-    log.info("run %s: %d trials written to %s", options.run, len(design.trials), written)
+    log.info(
+        "run %s (%s): %d rows written to %s", options.run, spec.task, len(design.trials), written
+    )
     outlet = MarkerOutlet(config.stream.markers_name, config.stream.markers_source_id)
 
     def ended() -> None:

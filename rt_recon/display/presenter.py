@@ -5,8 +5,10 @@ side gives it the design, keeps time with it and publishes what it reports. Over
 page's WebSocket ``/ws/present`` (every message a JSON object with ``type``):
 
 server -> page
-    ``design``  the run: trials (onsets in seconds from the start), picture URLs, how it
-                starts (``start_on``: ``key`` or ``volume``), the trigger and response keys
+    ``design``  the run: trials (onsets in seconds from the start), picture URLs (only of
+                the rows that show their picture: never on an imagery run's cue or imagery
+                row), how it starts (``start_on``: ``key`` or ``volume``), the trigger and
+                response keys
     ``pong``    ``{id, t}``: the answer to a ``ping``, ``t`` this machine's LSL clock
     ``start``   ``{t}``: the scanner's first volume was acquired at ``t`` (LSL clock)
 
@@ -18,14 +20,19 @@ page -> server
     ``ready``    pictures decoded, clock measured: wait for the start
     ``start``    ``{t}``: the trigger key was pressed at ``t`` (LSL clock)
     ``onset``    ``{trial, t, late_ms}``: trial ``trial`` was first drawn in the animation
-                 frame of time ``t`` (LSL clock), ``late_ms`` after its planned onset
+                 frame of time ``t`` (LSL clock), ``late_ms`` after its planned onset (a cue:
+                 its words; an imagery row: the fixation cross that starts the imagining)
     ``response`` ``{key, t}``: a response key was pressed at ``t``
     ``end``      ``{t}``: the lead-out is over
 
 The markers (docs/protocol.md 2) go out stamped with those times: ``run_start`` at the
-start, one ``event`` per trial (``trial_type`` ``stimulus``, ``blank`` or ``catch``; the
-measured onset in seconds from the start), a ``response`` per key press (its trial is the
-last one drawn before it; ``response_time`` from that trial's onset), ``run_end`` at the end.
+start, one ``event`` per row of the design (``trial_type`` ``stimulus``, ``blank``,
+``catch``, ``cue`` or ``imagery``; the measured onset in seconds from the start), a
+``response`` per key press (its trial is the last one drawn before it; ``response_time``
+from that trial's onset), ``run_end`` at the end.
+
+``/present/{stimulus_id}`` serves only the pictures the design shows: an imagery run's
+pictures are not served at all (404), so no page can draw one by mistake.
 """
 
 from __future__ import annotations
@@ -140,6 +147,7 @@ class Presenter:
         self.on_end = on_end
         self.log = RunLog()
         self._trials = {t.trial: t for t in design.trials}
+        self._shown = {t.stimulus_id for t in design.trials if t.shows_picture}
         self._busy = False
         self._stop = threading.Event()
 
@@ -158,16 +166,19 @@ class Presenter:
             trials=[
                 PresentTrial(
                     **t.to_json(),
-                    picture=None if t.stimulus_id is None else f"/present/{t.stimulus_id}",
+                    picture=f"/present/{t.stimulus_id}" if t.shows_picture else None,
                 )
                 for t in self.design.trials
             ],
         ).to_json()
 
     def picture(self, stimulus_id: int) -> Response:
+        """A picture this run shows; 404 for any other (an imagery run shows none)."""
         stimulus = self.stimuli.get(stimulus_id)
-        if stimulus is None:
-            return PlainTextResponse(f"no stimulus {stimulus_id}\n", status_code=404)
+        if stimulus is None or stimulus_id not in self._shown:
+            return PlainTextResponse(
+                f"no stimulus {stimulus_id} shown in this run\n", status_code=404
+            )
         return Response(
             stimulus.path.read_bytes(),
             media_type=PICTURE_TYPES[stimulus.path.suffix.lower()],

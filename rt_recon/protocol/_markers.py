@@ -25,8 +25,10 @@ RUN_END = "run_end"
 #: The ``type`` of a participant's key press in a run's attention task.
 RESPONSE = "response"
 #: The ``trial_type`` values a presenter sends (``rt-recon present``): a picture, the
-#: fixation cross alone (no ``stimulus_id``: no trial), the attention task's repeat.
-TrialType = Literal["stimulus", "blank", "catch"]
+#: fixation cross alone (no ``stimulus_id``: no trial), the attention task's repeat; in a
+#: cued imagery run the word cue (no ``stimulus_id``: no trial; ``caption`` its text) and
+#: the imagining period that follows it (the cued picture's ``stimulus_id``: the trial).
+TrialType = Literal["stimulus", "blank", "catch", "cue", "imagery"]
 TRIAL_TYPES: tuple[str, ...] = get_args(TrialType)
 
 

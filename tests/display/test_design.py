@@ -33,7 +33,9 @@ def test_counts_onsets_repeats_and_catch_trials(stimuli):
     design = build_design(stimuli, spec)
     trials = design.trials
     # 4 training pictures once, 2 test pictures 4 times, 3 blanks, 2 catch trials
-    assert design.counts() == {"stimulus": 4 + 2 * 4, "blank": 3, "catch": 2}
+    assert design.counts() == {
+        "stimulus": 4 + 2 * 4, "blank": 3, "catch": 2, "cue": 0, "imagery": 0,
+    }  # fmt: skip
     shown = Counter(t.stimulus_id for t in trials if t.trial_type == "stimulus")
     assert shown == {3: 1, 8: 1, 21: 1, 34: 1, 5: 4, 13: 4}
     assert [t.trial for t in trials] == list(range(len(trials)))

@@ -71,7 +71,7 @@ def test_a_run_started_by_the_trigger_key_sends_each_onset_stamped_with_its_draw
     quiet_liblsl()
     stim = write_stimulus_set(tmp_path / "stim", IDS)
     design = build_design(read_stimulus_set(stim), SPEC)
-    assert design.counts() == {"stimulus": 3, "blank": 1, "catch": 1}
+    assert design.counts() == {"stimulus": 3, "blank": 1, "catch": 1, "cue": 0, "imagery": 0}
     catch = next(t.trial for t in design.trials if t.trial_type == "catch")
     config = console_config(tmp_path)
     (tmp_path / "session.json").write_text(config.to_json())

@@ -13,7 +13,7 @@ def test_a_response_round_trips_and_is_no_trial():
     again = decode_marker(encode_marker(marker))
     assert again == marker
     assert again.to_json()["response_time"] == 0.469
-    assert TRIAL_TYPES == ("stimulus", "blank", "catch")
+    assert TRIAL_TYPES == ("stimulus", "blank", "catch", "cue", "imagery")
 
 
 def test_bids_n_a_in_a_response_column_is_no_value_but_a_bad_one_is_refused():

@@ -9,6 +9,11 @@
 // mapped to the LSL clock, is the onset it reports (the server sends the marker stamped
 // with it). Response keys are reported with their event time, mapped alike.
 //
+// A row draws, by its trial_type: stimulus or catch, its picture; blank, the grey fixation
+// cross; cue (an imagery run), its words (the row's caption); imagery, the fixation cross in
+// white (imagine now). After a row's duration the grey cross comes back (the rest). Rows
+// without a picture URL (blank, cue, imagery) load and draw no picture.
+//
 // On a console without a presentation the server answers {"type": "off"} and this script
 // does nothing more. Messages are read through checked() (schema.js, schema.json).
 import { checked, loadSchema } from "/static/schema.js";
@@ -45,7 +50,9 @@ canvas.setAttribute("aria-label", "stimulus picture");
 const fixation = document.createElement("div");
 fixation.id = "present-fixation";
 fixation.setAttribute("aria-hidden", "true");
-layer.append(canvas, fixation);
+const cue = document.createElement("div");
+cue.id = "present-cue";
+layer.append(canvas, fixation, cue);
 document.body.append(layer);
 
 function setPhase(phase) {
@@ -99,17 +106,35 @@ async function measureClock() {
 
 // --------------------------------------------------------------------------- drawing
 
-function show(image) {
-  if (image === null) {
-    layer.dataset.showing = "fixation";
-    return;
+// What the layer shows: "fixation" (the rest), "picture", "cue" or "imagery".
+function showing(what) {
+  layer.dataset.showing = what;
+  if (what !== "cue") cue.textContent = "";
+}
+
+// Draw one row of the design (null: the rest, the grey fixation cross).
+function draw(trial) {
+  if (trial === null || trial.trial_type === "blank") {
+    showing("fixation");
+  } else if (trial.trial_type === "cue") {
+    cue.textContent = trial.caption ?? "";
+    showing("cue");
+  } else if (trial.trial_type === "imagery") {
+    showing("imagery");
+  } else if (trial.picture !== null) {
+    show(pictures.get(trial.picture));
+  } else {
+    showing("fixation");
   }
+}
+
+function show(image) {
   if (canvas.width !== image.naturalWidth || canvas.height !== image.naturalHeight) {
     canvas.width = image.naturalWidth;
     canvas.height = image.naturalHeight;
   }
   canvas.getContext("2d").drawImage(image, 0, 0);
-  layer.dataset.showing = "picture";
+  showing("picture");
 }
 
 // The display's frame interval, from requestAnimationFrame's times (kept up during the run).
@@ -131,7 +156,7 @@ function idleFrames(frameMs) {
 
 async function load(design) {
   setPhase("loading");
-  show(null);
+  draw(null);
   requestAnimationFrame(idleFrames);
   const urls = [...new Set(design.trials.map((t) => t.picture).filter((u) => u !== null))];
   await Promise.all(
@@ -157,12 +182,13 @@ function begin(startMs) {
   for (const trial of rt.design.trials) {
     const at = startMs + trial.onset * 1000;
     actions.push({ at, kind: "show", trial });
-    actions.push({ at: at + trial.duration * 1000, kind: "hide" });
+    actions.push({ at: at + trial.duration * 1000, kind: "hide", trial });
   }
   actions.push({ at: startMs + rt.design.total_s * 1000, kind: "end" });
   actions.sort((a, b) => a.at - b.at || (a.kind === "hide" ? -1 : 1));
   setPhase("running");
   let next = 0;
+  let current = null; // the row drawn now (null: the rest)
 
   const tick = (frameMs) => {
     frameInterval(frameMs);
@@ -172,12 +198,17 @@ function begin(startMs) {
       next += 1;
       if (action.kind === "show") {
         const { trial } = action;
-        show(trial.picture === null ? null : pictures.get(trial.picture));
+        draw(trial);
+        current = trial;
         rt.onsets[trial.trial] = frameMs;
         rt.late[trial.trial] = frameMs - action.at;
         send({ type: "onset", trial: trial.trial, t: toLsl(frameMs), late_ms: frameMs - action.at });
       } else if (action.kind === "hide") {
-        show(null);
+        // only the row drawn now ends: a cue's end and its imagery's start fall together
+        if (current === action.trial) {
+          draw(null);
+          current = null;
+        }
       } else {
         send({ type: "end", t: toLsl(frameMs) });
         setPhase("done");
