@@ -4,7 +4,9 @@
 
 Runs, in one process each after the other (nothing else should load the
 machine meanwhile): reconstruction accuracy with its spread over five test
-runs and three renderer seeds beside its baselines, LSL transport (ours vs
+runs and three renderer seeds beside its baselines, vision vs imagery identification
+on the same participants' cued imagery runs (z + c vs c only), the per-TR confidence's
+calibration (identification by confidence quintile on the same runs), LSL transport (ours vs
 plain pylsl), ZeroMQ latents (ours vs JSON arrays), decode at NSD scale (low
 rank vs full rank) and the accuracy cost of low rank, the decoder recipes
 side by side with today's decoder (quality on validation runs, per-TR cost at
@@ -356,8 +358,60 @@ def accuracy() -> Section:
     )
 
 
+def confidence() -> Section:
+    from benchmarks import bench_confidence
+
+    r = bench_confidence.run()  # 5 test runs (participant seeds 0-4) x 3 renderer seeds
+    entry = r["results"][r["used"]]
+    nsd = r["cost"]["nsd"]
+    body = (
+        f"{r['participant']} participant, its test runs ({', '.join(r['runs'])}; "
+        f"{sum(r['n_trials'])} trials), renderer seeds {', '.join(map(str, r['render_seeds']))}; "
+        f"the confidence on heads {r['used']} at each trial's scored TR, and its per-trial "
+        f"two-way identification (metric-net features, mean over renderer seeds):\n\n"
+        f"{entry['table']}"
+    )
+    return Section(
+        "confidence",
+        "Per-TR confidence: identification by confidence quintile",
+        "python -m benchmarks.bench_confidence",
+        body,
+        [
+            Stage(
+                "confidence per TR (NSD scale, z and c)",
+                f"{nsd['median_ms']:.3f} ms",
+                nsd["median_ms"],
+            )
+        ],
+        raw=r,
+    )
+
+
+def imagery() -> Section:
+    from benchmarks import bench_imagery
+
+    r = bench_imagery.run(role="test")  # 5 test runs x 3 renderer seeds, every condition
+    w = r["window"]
+    body = (
+        "The realistic participant's vision-fitted decoders on its cued imagery test runs "
+        '(the same pictures as its vision test runs; docs/study-designs.md, "Imagery"); '
+        f"continuous mode's window: lag {w['lag_trs']} TRs ({w['lag_s']:g} s), "
+        f"{w['n_window']} TRs ({w['window_s']:g} s):\n\n{r['summary_table']}"
+    )
+    return Section(
+        "imagery",
+        "Imagery: vision vs imagery identification, z + c vs c only",
+        "python -m benchmarks.bench_imagery --role test",
+        body,
+        [],
+        raw=r,
+    )
+
+
 SECTIONS: dict[str, Callable[[], Section | None]] = {
     "accuracy": accuracy,
+    "imagery": imagery,
+    "confidence": confidence,
     "transport": transport,
     "zmq": zmq_latents,
     "decode": decode,

@@ -468,6 +468,15 @@ class ConsoleSection(_Section):
         "this long (never longer than the pictures' recent pace); 0: each picture at once. "
         "Keep it under the TR",
     )
+    confidence_fade_below: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Participant display: a picture whose confidence (the decoder's, 0..1: "
+        "docs/protocol.md 3.1) is below this is drawn faded toward the fixation screen, "
+        "opacity confidence / this; null (default): never faded. Refused in a yoked or "
+        "blinded run",
+    )
 
     @model_validator(mode="after")
     def _one_token_source(self) -> ConsoleSection:
@@ -766,6 +775,17 @@ class SessionConfig(_Section):
                 "feedback: a yoked or blinded run shows recorded TR frames, and the pictures "
                 "between TRs would be rendered from the participant's own latents: set "
                 f"renderer.interpolate_fps to 0 (found {self.renderer.interpolate_fps:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _feedback_without_confidence_fade(self) -> SessionConfig:
+        fade = self.console.confidence_fade_below
+        if fade is not None and self.feedback.label() != "real":
+            raise ValueError(
+                "feedback: in a yoked or blinded run the participant's own confidence would "
+                "fade the pictures shown and so reveal the condition: set "
+                f"console.confidence_fade_below to null (found {fade:g})"
             )
         return self
 

@@ -59,13 +59,20 @@ class DemoResult:
 
 
 def ensure_bundle(dataset: Dataset, model_path: Path, config: SessionConfig) -> Path:
-    """The cached decoder bundle for this dataset, model and fit settings; fitted on first use."""
+    """The cached decoder bundle for this dataset, model and fit settings; fitted on first use.
+
+    The key holds the confidence null's settings too (:func:`rt_recon.decode.confidence.
+    settings`), so a bundle cached before the fit stored a confidence (or with other
+    settings) is refitted, never used without it."""
+    from rt_recon.decode.confidence import settings as confidence_settings
+
     key = hashlib.sha256(
         json.dumps(
             {
                 "dataset": dataset.root.name,
                 "model": model_fingerprint(model_path),
                 "fit": config.fit.model_dump(mode="json"),
+                "confidence": confidence_settings(),
             },
             sort_keys=True,
         ).encode()

@@ -28,6 +28,11 @@ JSON under ``recipe``) and what it fitted:
   ``denoise.components`` ``(n_pool, k)`` and ``denoise.weights``
   ``(k, n_decoded)`` float32 (:class:`~rt_recon.decode.denoise.NoiseModel`).
 
+Optional, in any version: the per-TR confidence's null
+(:class:`~rt_recon.decode.confidence.ConfidenceModel`: ``confidence.null``,
+``confidence.<head>.scale``, JSON under ``confidence``); a bundle without it loads
+with ``confidence`` None and its decoder reports confidence None.
+
 A version-1 bundle loads as the default recipe (canonical HRF, no denoising,
 the matched-filter window of its ``hrf_weights``, every voxel) and decodes as
 it did.
@@ -55,6 +60,8 @@ from typing import Any
 import numpy as np
 
 from rt_recon._safetensors import save_arrays
+from rt_recon.decode import confidence as confidence_store
+from rt_recon.decode.confidence import ConfidenceModel
 from rt_recon.decode.denoise import NoiseModel
 from rt_recon.decode.recipe import DecoderRecipe
 from rt_recon.decode.specs import (
@@ -149,6 +156,14 @@ class DecoderHead:
         if self.intercept.shape != (n_targets,):
             raise BundleError(f"head {self.name!r}: intercept shape {self.intercept.shape}")
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """``(..., n_selected)`` estimates of the head's voxels -> ``(..., n_targets)`` flat
+        targets (the projection the online decoder applies every TR)."""
+        latent = x @ self.weights
+        if self.components is not None:
+            latent = latent @ self.components
+        return latent + self.intercept
+
     @property
     def rank(self) -> int | None:
         """``k`` for a low-rank head, None for full rank."""
@@ -170,6 +185,7 @@ class DecoderBundle:
     recipe: DecoderRecipe = field(default_factory=DecoderRecipe)
     temporal: TemporalModel | None = None  # None: the canonical matched filter of ``window``
     noise: NoiseModel | None = None  # the noise model of a recipe that denoises
+    confidence: ConfidenceModel | None = None  # the per-TR confidence's null (optional)
 
     @property
     def temporal_model(self) -> TemporalModel:
@@ -226,6 +242,9 @@ class DecoderBundle:
             tensors.update(self.temporal.arrays())
         if self.noise is not None:
             tensors.update(self.noise.arrays())
+        if self.confidence is not None:
+            meta[confidence_store.KEY] = self.confidence.to_json()
+            tensors.update(self.confidence.arrays())
         tmp = path.with_name(path.name + ".partial")
         save_arrays(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
         tmp.replace(path)  # atomic: a reader never sees half a bundle
@@ -265,6 +284,15 @@ class DecoderBundle:
                 TemporalModel.from_stored(meta["temporal"], arrays) if "temporal" in meta else None
             )
             noise = NoiseModel.from_arrays(arrays)
+            confidence = (
+                ConfidenceModel.from_stored(
+                    meta[confidence_store.KEY],
+                    arrays,
+                    {name: head.intercept for name, head in heads.items()},
+                )
+                if confidence_store.KEY in meta
+                else None
+            )
         except BundleError as exc:
             raise BundleError(f"{path}: {exc}") from None
         return cls(
@@ -279,4 +307,5 @@ class DecoderBundle:
             recipe=recipe,
             temporal=temporal,
             noise=noise,
+            confidence=confidence,
         )

@@ -38,6 +38,7 @@ import numpy as np
 
 from rt_recon.config import FitSection
 from rt_recon.decode import auto_roi, hrf_library
+from rt_recon.decode import confidence as conf
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
 from rt_recon.decode.denoise import Denoiser, NoiseModel, fit_noise_model
 from rt_recon.decode.features import FeatureExtractor
@@ -629,6 +630,45 @@ def trial_features(
     return np.concatenate(features), np.concatenate(ids), np.concatenate(groups)
 
 
+def fit_confidence_null(
+    extracted: ExtractedRuns,
+    plan: DecoderPlan,
+    heads: Mapping[str, DecoderHead],
+    n_shifts: int = conf.N_SHIFTS,
+    seed: int = conf.SEED,
+    use: Sequence[str] = conf.DEFAULT_USE,
+) -> conf.ConfidenceModel:
+    """The per-TR confidence's null (:mod:`rt_recon.decode.confidence`) on the training runs:
+    ``n_shifts`` times per run, each decoded voxel's denoised features shifted circularly by
+    its own random offset (at least the trial window's reach, ``lag + n_window`` TRs, after
+    the warm-up), every trial estimated at its scored TR as the fit does, and projected
+    through ``heads``. The heads and their latents are not changed."""
+    denoiser = Denoiser(plan.noise, extracted.voxels, plan.decoded)
+    estimator = TrialEstimator(plan.temporal, len(plan.decoded))
+    reach = plan.temporal.lag_trs + plan.temporal.n_window
+    rng = np.random.default_rng(seed)
+    estimates = []
+    for series, samples, onsets in zip(
+        extracted.series, extracted.samples, extracted.onsets, strict=True
+    ):
+        clean = denoiser.apply(series)
+        for _ in range(n_shifts):
+            shifted = conf.circular_shift_voxels(clean, rng, reach, extracted.warmup)
+            estimates.append(
+                _trial_features(shifted, estimator, samples, plan.temporal.lag_trs, onsets)
+            )
+    x = np.concatenate(estimates)
+    latents = {
+        name: head.predict(x[:, np.searchsorted(plan.decoded, head.voxels)])
+        for name, head in heads.items()
+    }
+    report = {"method": conf.METHOD, "n_shifts": n_shifts, "seed": seed,
+              "min_shift_trs": reach, "n_null": len(x)}  # fmt: skip
+    return conf.fit_confidence(
+        latents, {name: head.intercept for name, head in heads.items()}, use, report
+    )
+
+
 def fit_planned(
     extracted: ExtractedRuns,
     plan: DecoderPlan,
@@ -660,6 +700,8 @@ def fit_planned(
             "head %s: %d voxels -> %d targets (rank %s), CV R2 mean %.3f",
             name, len(head_vox), y.shape[1], entry["rank"], entry["cv_r2_mean"],
         )  # fmt: skip
+    confidence = fit_confidence_null(extracted, plan, heads)
+    report["confidence"] = {**confidence.report, "use": list(confidence.use)}
     return DecoderBundle(
         heads=heads,
         stream=stream,
@@ -671,6 +713,7 @@ def fit_planned(
         recipe=plan.recipe,
         temporal=plan.temporal,
         noise=plan.noise,
+        confidence=confidence,
     )
 
 

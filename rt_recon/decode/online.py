@@ -37,6 +37,10 @@ over a sliding window, the global signal, DVARS and volume outliers):
 :attr:`OnlineDecoder.measures` holds the last TR's. It reads the values and changes nothing
 the decoders see.
 
+**Confidence.** Each :meth:`OnlineDecoder.decode` also sets :attr:`OnlineDecoder.confidence`:
+where the TR's latents fall in the bundle's null of the decoder's output on noise
+(:mod:`rt_recon.decode.confidence`; None for a bundle without one).
+
 Offline decoding of a recorded run is this same object fed the run's volumes
 in order, so online and offline latents are identical by construction.
 """
@@ -119,6 +123,9 @@ class OnlineDecoder:
         )
         #: The last TR's data quality (None before the first).
         self.measures: QualityMeasures | None = None
+        #: The last decoded TR's confidence in ``[0, 1]`` (:mod:`rt_recon.decode.confidence`);
+        #: None before the first and for a bundle fitted without it.
+        self.confidence: float | None = None
 
     @property
     def warming_up(self) -> bool:
@@ -162,12 +169,12 @@ class OnlineDecoder:
                 other trials it separates); None assumes the fitted schedule.
         """
         estimate = self.estimate(features, tr, trial_onset, onsets)
-        out = {}
-        for name, head, local in self._heads:
-            latent = estimate[local] @ head.weights
-            if head.components is not None:
-                latent = latent @ head.components
-            out[name] = (latent + head.intercept).reshape(head.target_shape)
+        out = {
+            name: head.predict(estimate[local]).reshape(head.target_shape)
+            for name, head, local in self._heads
+        }
+        model = self.bundle.confidence
+        self.confidence = None if model is None else model.confidence(out)
         return out
 
     def estimate(

@@ -12,7 +12,9 @@ live ones: a reloaded page has its strip of recent pictures back at once.
 A frame the renderer interpolated between two TRs' own
 (:func:`~rt_recon.protocol.is_interpolated`) goes to participant pages only: the
 console's TR counts, latency and pairing, and its strip of pictures, are the TRs'.
-Each participant picture carries the page's crossfade (``console.crossfade_ms``).
+Each participant picture carries the page's crossfade (``console.crossfade_ms``), the
+frame's confidence and the level below which the page fades it toward the fixation screen
+(``console.confidence_fade_below``; None: never).
 
 The hub runs on the server's event loop; :meth:`Hub.next_message` decides
 what a client gets next without any I/O (tested without sockets), and
@@ -107,10 +109,12 @@ class Hub:
         state: ConsoleState,
         picture_ids: Container[int] | None = None,
         crossfade_ms: float = 0.0,
+        confidence_fade_below: float | None = None,
     ):
         self.state = state
         self.picture_ids = picture_ids  # stimuli the server has pictures of (None: no dataset)
         self.crossfade_ms = crossfade_ms  # the participant page's (console.crossfade_ms)
+        self.fade_below = confidence_fade_below  # console.confidence_fade_below
         self.clients: set[Client] = set()
         self._channels: dict[Kind, _Channel] = {"participant": _Channel(), "console": _Channel()}
         self._state_json = ""
@@ -163,6 +167,8 @@ class Hub:
             "height": int(image.shape[0]),
             "times": header.times,
             "crossfade_ms": self.crossfade_ms,
+            "confidence": header.confidence,
+            "fade_below": self.fade_below,
         }
         self._set("participant", encode_frame(ParticipantPicture(**common), image))
         if header.interpolated is not None:

@@ -233,6 +233,15 @@ class Motion(_PageModel):
     points: list[tuple[int, float]] = Field(description="[tr, fd_mm]")
 
 
+class ConfidenceTrace(_PageModel):
+    """The decoder's confidence per TR (docs/protocol.md 3.1): how far the decoded latents
+    stand above what the decoder gives on noise, 0..1."""
+
+    points: list[tuple[int, float]] = Field(
+        description="[tr, confidence] of the kept frames that carry one"
+    )
+
+
 class QualityPoint(_PageModel):
     """One TR's data quality, from its frame's ``quality`` (docs/protocol.md 3.1)."""
 
@@ -338,6 +347,7 @@ class ConsoleStateMessage(_PageModel):
     latency: list[LatencyPoint]
     latency_summary: list[StageSummary]
     motion: Motion
+    confidence: ConfidenceTrace
     quality: QualityView
     alignment: AlignmentView | None = Field(
         description="the current run's alignment to the decoder bundle (null: not measured "
@@ -373,6 +383,14 @@ class ParticipantPicture(_PageModel):
         description="the participant display crossfades into this picture over this long "
         "(console.crossfade_ms; 0: at once); the console page draws it at once"
     )
+    confidence: float | None = Field(
+        description="the frame's confidence, 0..1 (docs/protocol.md 3.1; null: none)"
+    )
+    fade_below: float | None = Field(
+        description="the participant display fades a picture whose confidence is below this "
+        "toward the fixation screen, opacity confidence / fade_below "
+        "(console.confidence_fade_below; null: never)",
+    )
 
 
 class ConsolePicture(ParticipantPicture):
@@ -391,11 +409,16 @@ class PresentTrial(_PageModel):
 
     trial: int
     onset: float = Field(description="seconds from the run's start")
-    duration: float = Field(description="seconds the picture is up")
+    duration: float = Field(
+        description="seconds the picture is up (a cue row: the cue; imagery: the imagining)"
+    )
     trial_type: TrialType
-    stimulus_id: int | None = Field(description="null for a blank trial")
-    caption: str | None
-    picture: str | None = Field(description="the picture's URL on this server")
+    stimulus_id: int | None = Field(description="null for a blank or cue row")
+    caption: str | None = Field(description="the picture's caption; a cue row: the cue's words")
+    picture: str | None = Field(
+        description="the picture's URL on this server; null where none is shown (blank, cue, "
+        "imagery)"
+    )
 
 
 class PresentDesign(_PageModel):

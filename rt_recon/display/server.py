@@ -191,6 +191,7 @@ def run_console(
         ),
         picture_ids=pictures,
         crossfade_ms=section.crossfade_ms,
+        confidence_fade_below=section.confidence_fade_below,
     )
     status_endpoints = {
         "decoder": config.decoder.latents_endpoint,

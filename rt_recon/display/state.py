@@ -29,6 +29,7 @@ from rt_recon.display.messages import (
     ALERT_SEVERITY,
     Alert,
     AlignmentView,
+    ConfidenceTrace,
     ConsoleStateMessage,
     Counts,
     LatencyPoint,
@@ -164,6 +165,7 @@ class FrameRecord:
     quality: DataQuality | None = None  # the decoder's data quality of this TR
     #: the quality measures over their thresholds at this TR (fd, tsnr, global, dvars)
     crossed: tuple[Crossing, ...] = ()
+    confidence: float | None = None  # the decoder's confidence of this TR (0..1)
 
 
 class ConsoleState:
@@ -298,6 +300,7 @@ class ConsoleState:
             warming_up=header.warming_up,
             quality=header.quality,
             crossed=self._crossings(fd, header.quality),
+            confidence=header.confidence,
         )
         if self.frames and self.frames[-1].run == run and tr > self.frames[-1].tr:
             self.no_picture_trs += tr - self.frames[-1].tr - 1
@@ -757,6 +760,9 @@ class ConsoleState:
             motion=Motion(
                 threshold_mm=self.fd_threshold_mm,
                 points=[(r.tr, round(r.fd_mm, 4)) for r in frames if r.fd_mm is not None],
+            ),
+            confidence=ConfidenceTrace(
+                points=[(r.tr, r.confidence) for r in frames if r.confidence is not None]
             ),
             quality=self.quality_view(now),
             alignment=self.alignment_view(),

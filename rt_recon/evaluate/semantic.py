@@ -240,6 +240,28 @@ def trial_wins(corr: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarra
     return np.where(counts > 0, wins / np.maximum(counts, 1), np.nan)
 
 
+def trial_identification(
+    recons: np.ndarray,
+    truths: np.ndarray,
+    net: MetricNet | None = None,
+    truth_features: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per trial, two-way identification in :data:`FEATURE_SPACE`: the fraction of the other
+    trials' true pictures that correlate with its reconstruction less than its own does,
+    ``(n,)`` in ``[0, 1]``; their mean is :func:`score_set`'s ``identification``.
+    ``(n, H, W, 3)`` uint8 ``recons`` paired with ``truths``; ``truth_features``: the
+    network's features of ``truths``, when the caller has them."""
+    if recons.ndim != 4 or len(recons) != len(truths) or len(recons) < 2:
+        raise ShapeMismatchError(
+            f"reconstructions {recons.shape} and truths {truths.shape}: expected (n >= 2, H, W, "
+            "3) pictures, one per true picture"
+        )
+    net = net or load_metric_net()
+    recons = match_size(recons, truths.shape[1:3])
+    ft = net.features(truths) if truth_features is None else truth_features
+    return trial_wins(correlation_matrix(net.features(recons), ft))
+
+
 def bootstrap_interval(
     per_trial: np.ndarray,
     resamples: int = BOOTSTRAP_RESAMPLES,

@@ -12,7 +12,9 @@ can prove which volume a latent came from) and the stage times
 (docs/protocol.md 3.1), with the TR's motion, framewise displacement and data quality
 (tSNR of each head's voxels over a sliding window, global signal, DVARS, outlier flag:
 :class:`~rt_recon.preprocess.quality.QualityMonitor`, window and outlier rule from the
-session's ``quality`` section). A per-TR summary also goes out on an LSL stream for
+session's ``quality`` section) and the TR's confidence (where the latents fall in the
+bundle's null of the decoder's output on noise, :mod:`rt_recon.decode.confidence`; null
+for a bundle without one). A per-TR summary also goes out on an LSL stream for
 LabRecorder.
 
 **Runs.** A stream that ends (its producer sent the end of its run, or went
@@ -336,6 +338,9 @@ class DecoderNode(Node):
             fd=fd,
             spike=bool(quality.spike),
             quality=data_quality(self.decoder.measures),
+            confidence=(
+                None if self.decoder.confidence is None else round(self.decoder.confidence, 4)
+            ),
             times=Times(
                 acquired=stamp,
                 received=received,

@@ -147,6 +147,7 @@ class TrHeader(_Header):
     fd: float | None = None
     spike: bool = False
     quality: DataQuality | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     times: Times
 
 

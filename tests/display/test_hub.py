@@ -31,8 +31,9 @@ def _hub(picture_ids=None) -> Hub:
 
 def _meta(tr: int, size: int) -> ParticipantPicture:
     return ParticipantPicture(
-        tr=tr, seq=tr + 2, width=size, height=size, times=Times(acquired=1.5), crossfade_ms=0.0
-    )
+        tr=tr, seq=tr + 2, width=size, height=size, times=Times(acquired=1.5), crossfade_ms=0.0,
+        confidence=None, fade_below=None,
+    )  # fmt: skip
 
 
 def test_frame_message_round_trips_meta_and_pixels():
@@ -40,7 +41,7 @@ def test_frame_message_round_trips_meta_and_pixels():
     meta, pixels = decode_frame(encode_frame(_meta(7, 48), image))
     assert meta == {
         "tr": 7, "seq": 9, "width": 48, "height": 48, "times": {"acquired": 1.5},
-        "crossfade_ms": 0.0,
+        "crossfade_ms": 0.0, "confidence": None, "fade_below": None,
     }  # fmt: skip
     np.testing.assert_array_equal(pixels, image)
 

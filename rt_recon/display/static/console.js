@@ -215,6 +215,35 @@ function motionPlot(state) {
   });
 }
 
+// The decoder's confidence per TR: the fraction of its null (the decoder's output on noise,
+// fitted on the training runs) below the TR's decoded latents.
+function confidencePlot(state) {
+  const { points } = state.confidence;
+  const note = $("#confidence-note");
+  const last = points.length ? points[points.length - 1] : null;
+  if (last === null) {
+    note.textContent = state.counts.frames
+      ? "The frames carry no confidence (a bundle fitted without one, or an older decoder)."
+      : "";
+  } else {
+    note.textContent = `latest confidence ${last[1].toFixed(3)} at TR ${last[0]}`;
+  }
+  note.dataset.tr = last ? last[0] : "";
+  note.dataset.value = last ? last[1] : "";
+  const canvas = $("#confidence-plot");
+  canvas.dataset.points = points.length;
+  const trs = state.latency.map((r) => r.tr);
+  linePlot(canvas, {
+    series: [{ name: "confidence", color: "#d2a8ff", points, dots: true }],
+    lines: [{ y: 0.5, color: "#6e7681", label: "0.5: noise's median" }],
+    yMin: 0,
+    yMax: 1,
+    xMin: trs.length ? Math.min(...trs) : undefined,
+    xMax: trs.length ? Math.max(...trs) : undefined,
+    empty: state.counts.frames ? "no confidence in the frames" : "no pictures yet",
+  });
+}
+
 function fixed(value, digits, unit = "") {
   return value === null || value === undefined ? "–" : `${value.toFixed(digits)}${unit}`;
 }
@@ -373,6 +402,7 @@ function showState(state) {
   latencyPlot(state);
   latencyTable(state);
   motionPlot(state);
+  confidencePlot(state);
   qualityTable(state);
   qualityPlots(state);
 }

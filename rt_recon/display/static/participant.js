@@ -9,17 +9,22 @@
 // followed, not lagged, and one picture soon after another does not cut its crossfade
 // short). A picture that arrives mid-crossfade fades in from the blend on the screen; the
 // first picture after the fixation cross fades in from black.
+//
+// Confidence (console.confidence_fade_below; off by default): a picture whose confidence is
+// below the picture's fade_below is shown faded toward the fixation screen, the picture at
+// opacity confidence / fade_below over black and the fixation cross at the rest.
 import { connect, drawFrame, now } from "/static/common.js";
 import { checked, loadSchema } from "/static/schema.js";
 
 const canvas = document.getElementById("picture");
 const body = document.body;
 const notice = document.getElementById("notice");
+const fixation = document.getElementById("fixation");
 
 // What was shown last, with timestamps (epoch ms) for latency measurements,
 // and the sequence numbers of the last pictures drawn.
 const HISTORY = 200;
-window.rtParticipant = { drawn: 0, shown: null, seqs: [] };
+window.rtParticipant = { drawn: 0, shown: null, seqs: [], opacity: 1 };
 
 // While the page reconnects, one dim line at the foot of the screen says to what, for the
 // operator watching the participant's screen.
@@ -49,6 +54,24 @@ function waiting(reason = null) {
   fresh = true;
   lastArrival = null;
   gaps = [];
+  dim(1);
+}
+
+// The picture at `opacity` over black, the fixation cross at the rest (1: the picture alone).
+function dim(opacity) {
+  canvas.style.opacity = String(opacity);
+  fixation.style.opacity = String(1 - opacity);
+  body.dataset.faded = opacity < 1 ? "true" : "false";
+  window.rtParticipant.opacity = opacity;
+}
+
+// How much of a picture shows: confidence / fade_below below fade_below, else all of it.
+function opacityOf(header) {
+  const { confidence, fade_below: below } = header;
+  if (below === null || below === undefined || confidence === null || confidence === undefined) {
+    return 1;
+  }
+  return confidence < below ? Math.max(0, confidence / below) : 1;
 }
 
 // The pictures' recent pace, ms: the median of the last times between them (Infinity: none).
@@ -162,6 +185,7 @@ connect("/ws/participant", {
       settledAt: null, // the picture wholly on the canvas (its crossfade done)
     };
     show(frame, frame.header.crossfade_ms, shown);
+    dim(opacityOf(frame.header));
     body.dataset.state = "showing";
     body.dataset.reason = "";
     notice.textContent = "";
