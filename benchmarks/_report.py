@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -70,3 +71,17 @@ def touch_memory(gib: float) -> float:
     block = np.ones(int(gib * 2**30) // 8)
     del block
     return time.perf_counter() - start
+
+
+def add_held_out_arguments(
+    parser: argparse.ArgumentParser, *, role: str = "test", participant: bool = True
+) -> None:
+    """The options of the benchmarks that score held-out runs: ``--seeds`` (participants),
+    ``--render-seeds``, ``--role`` (``role`` by default), ``--json`` and, where the
+    benchmark takes any participant, ``--participant``."""
+    if participant:
+        parser.add_argument("--participant", choices=["easy", "realistic"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--render-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--role", choices=["test", "validation"], default=role)
+    parser.add_argument("--json")

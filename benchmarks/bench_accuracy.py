@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, write_json
+from benchmarks._report import add_held_out_arguments, machine, write_json
 
 log = logging.getLogger(__name__)
 
@@ -304,15 +304,11 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--participant", choices=["easy", "realistic"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--render-seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--role", choices=["test", "validation"], default="test")
+    add_held_out_arguments(parser)
     parser.add_argument("--sweep", action="store_true", help="try SWEEP's settings (validation)")
     parser.add_argument(
         "--takagi", action="store_true", help="also render with Takagi & Nishimoto's settings"
     )
-    parser.add_argument("--json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.sweep and args.role == "test":

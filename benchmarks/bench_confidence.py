@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import Timing, machine, write_json
+from benchmarks._report import Timing, add_held_out_arguments, machine, write_json
 
 log = logging.getLogger(__name__)
 
@@ -358,11 +358,7 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--participant", choices=["easy", "realistic"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--render-seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--role", choices=["test", "validation"], default="test")
-    parser.add_argument("--json")
+    add_held_out_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     result = run(args.participant, args.seeds, args.render_seeds, args.role)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import machine, write_json
+from benchmarks._report import add_held_out_arguments, machine, write_json
 from benchmarks.bench_accuracy import HeldOutRun, aggregate, held_out_run, score_run, table
 
 log = logging.getLogger(__name__)
@@ -303,10 +303,7 @@ def _window(config, model_path, seed: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--render-seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--role", choices=["test", "validation"], default="validation")
-    parser.add_argument("--json")
+    add_held_out_arguments(parser, role="validation", participant=False)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     result = run(seeds=args.seeds, render_seeds=args.render_seeds, role=args.role)

@@ -288,29 +288,20 @@ class RealisticBrain(SyntheticBrain):
         signal = np.zeros((n_trs, n_flat))
         truth: dict[str, np.ndarray] = {}
         responsive_std = []
+
+        def course(roi: str, per_trial: dict[str, np.ndarray]) -> np.ndarray:
+            """ROI ``roi``'s noise-free time course for the trials' ``per_trial`` amplitudes."""
+            amplitude = per_trial[roi] * trial_gains[roi]
+            shifts, bin_s = self.hrf_shifts[roi], self.params.hrf.bin_s
+            return voxelwise_signal(onsets, durations, tr_s, n_trs, amplitude, shifts, bin_s)
+
         for roi, index in (("ev", self.ev_index), ("hv", self.hv_index)):
-            roi_signal = voxelwise_signal(
-                onsets,
-                durations,
-                tr_s,
-                n_trs,
-                amplitudes[roi] * trial_gains[roi],
-                self.hrf_shifts[roi],
-                self.params.hrf.bin_s,
-            )
+            roi_signal = course(roi, amplitudes)
             signal[:, index] = roi_signal
             truth[f"signal_{roi}"] = roi_signal.astype(np.float32)
             truth[f"trial_gain_{roi}"] = trial_gains[roi].astype(np.float32)
             if seen is not amplitudes:  # the noise is set by the run as seen
-                roi_signal = voxelwise_signal(
-                    onsets,
-                    durations,
-                    tr_s,
-                    n_trs,
-                    seen[roi] * trial_gains[roi],
-                    self.hrf_shifts[roi],
-                    self.params.hrf.bin_s,
-                )
+                roi_signal = course(roi, seen)
             responsive_std.append(roi_signal[:, self.responsive[roi]].std(axis=0))
         noise_std = float(np.median(np.concatenate(responsive_std))) / noise.snr
         noise_std *= day.noise_scale

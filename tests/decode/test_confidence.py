@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rt_recon.config import FitSection
-from rt_recon.decode.bundle import DecoderBundle, ModelSpec, StreamSpec
+from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.decode.confidence import (
     ConfidenceModel,
     circular_shift_voxels,
     fit_confidence,
 )
-from rt_recon.decode.fit import Targets, TrainingRun, fit_decoders
+from rt_recon.decode.fit import Targets, TrainingRun
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.errors import BundleError
 from rt_recon.hrf import regressors
 from rt_recon.protocol import trial_samples
 from tests.decode.test_bundle import make_bundle
+from tests.decode.test_fit import _fit
 
 
 def _noise_model(rng, n_null=2000, n_z=8, n_c=12, scales=(1.0, 3.0)) -> ConfidenceModel:
@@ -101,29 +101,10 @@ def _runs(rng, n_runs=3, n_trials=24, n_vox=40, n_targets=6, noise=1.0):
     return runs, Targets(ids=np.arange(n_stim), values={"z": targets})
 
 
-def _fit(runs, targets, n_vox=40, n_targets=6):
-    return fit_decoders(
-        runs,
-        {"z": np.arange(n_vox)},
-        targets,
-        {"z": (n_targets,)},
-        FitSection(
-            alphas=(0.1, 10.0, 1000.0),
-            hrf_window_trs=4,
-            zscore_warmup_trs=3,
-            motion_correction=False,
-            despike=False,
-            detrend="none",
-        ),
-        stream=StreamSpec((n_vox, 1, 1), n_vox, "full"),
-        model=ModelSpec("t", (n_targets,), (1, 1), image_size=16),
-    )
-
-
 def test_fit_stores_a_null_and_real_trials_stand_above_it(tmp_path):
     rng = np.random.default_rng(5)
     runs, targets = _runs(rng)
-    bundle = _fit(runs[:2], targets)
+    bundle = _fit(runs[:2], targets, n_vox=40, n_targets=6)
     model = bundle.confidence
     assert model is not None and model.heads == ("z",) and model.use == ("z",)
     assert model.report["n_null"] == len(model.null) > 100
@@ -142,7 +123,9 @@ def test_fit_stores_a_null_and_real_trials_stand_above_it(tmp_path):
 def test_online_confidence_equals_offline_from_the_latents(tmp_path):
     rng = np.random.default_rng(6)
     runs, targets = _runs(rng)
-    bundle = DecoderBundle.load(_fit(runs[:2], targets).save(tmp_path / "b.safetensors"))
+    bundle = DecoderBundle.load(
+        _fit(runs[:2], targets, n_vox=40, n_targets=6).save(tmp_path / "b.safetensors")
+    )
     decoder = OnlineDecoder(bundle)
     for volume in runs[2].volumes:
         latents = decoder.update(volume)
