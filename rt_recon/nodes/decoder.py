@@ -354,7 +354,7 @@ class DecoderNode(Node):
         counters.published += 1
         counters.tr = tr
         if self.summary is not None:
-            self.summary.push(self._summary(tr, motion, fd, latents), stamp)
+            self.summary.push(summary_sample(header, latents), stamp)
         return message
 
     def _run_alignment(self, alignment: Alignment, tr: int) -> RunAlignment:
@@ -429,6 +429,29 @@ class DecoderNode(Node):
             if part is not None:
                 part.close()
         self.summary = self.markers = self.inlet = None
+
+
+def summary_sample(header: LatentsHeader, latents: dict[str, np.ndarray]) -> dict[str, float]:
+    """One TR of the LSL decoded-summary stream (:data:`~rt_recon.protocol.DECODED_CHANNELS`,
+    docs/protocol.md 2b) from its latents message: what is unknown is left out (sent as NaN)."""
+    sample = {
+        "tr": header.tr,
+        "warming_up": float(header.warming_up),
+        **dict(zip(_MOTION_CHANNELS, header.motion or (), strict=False)),
+        "fd_mm": np.nan if header.fd is None else header.fd,
+        **{f"{k}_mean": float(v.mean()) for k, v in latents.items()},
+        **{f"{k}_std": float(v.std()) for k, v in latents.items()},
+    }
+    if header.confidence is not None:
+        sample["confidence"] = header.confidence
+    quality = header.quality
+    if quality is not None:
+        sample["outlier"] = float(quality.outlier)
+        for name in ("global_pct", "dvars_z"):
+            value = getattr(quality, name)
+            if value is not None:
+                sample[name] = value
+    return sample
 
 
 def data_quality(measures: QualityMeasures | None) -> DataQuality | None:

@@ -256,6 +256,10 @@ DECODED_CHANNELS = (
     "z_std",
     "c_mean",
     "c_std",
+    "confidence",
+    "global_pct",
+    "dvars_z",
+    "outlier",
 )
 DECODED_STREAM_TYPE = "rt_recon_decoded"
 
@@ -263,7 +267,8 @@ DECODED_STREAM_TYPE = "rt_recon_decoded"
 def make_decoded_stream_info(name: str, source_id: str, sample_interval: float) -> pylsl.StreamInfo:
     """The decoder's per-TR summary stream: one float64 sample of :data:`DECODED_CHANNELS`
     per TR, stamped with the volume's acquisition time. Motion channels are NaN
-    when the decoder does no motion correction."""
+    when the decoder does no motion correction, ``confidence`` when the bundle has no
+    confidence null, the data-quality channels while their window fills."""
     info = pylsl.StreamInfo(
         name,
         DECODED_STREAM_TYPE,

@@ -101,9 +101,21 @@ def test_every_tr_is_decoded_in_order_and_the_last_is_rendered(
             summary_trs, [s[DECODED_CHANNELS.index("z_mean")] for s in decoded.samples], strict=True
         )
     )
+    summary = {tr: dict(zip(DECODED_CHANNELS, s, strict=True))
+               for tr, s in zip(summary_trs, decoded.samples, strict=True)}  # fmt: skip
 
     headers = [m.header for m in latents]
     assert [h["tr"] for h in headers] == list(range(n_trs))
+    # the summary's confidence and data quality are the latents header's, TR by TR
+    assert headers[-1]["confidence"] is not None and headers[-1]["quality"]["dvars_z"] is not None
+    for h in headers:
+        if h["tr"] in summary:
+            sent = summary[h["tr"]]
+            assert sent["confidence"] == h["confidence"]
+            assert sent["outlier"] == float(h["quality"]["outlier"])
+            for name in ("global_pct", "dvars_z"):
+                value = h["quality"].get(name)  # left out of the header while unknown
+                assert np.isnan(sent[name]) if value is None else sent[name] == value
     assert [h["seq"] for h in headers] == list(range(n_trs))
     assert all(h["missed_before"] == 0 for h in headers)
     assert [h["volume_crc32"] for h in headers] == [zlib.crc32(v) for v in run.volumes]
