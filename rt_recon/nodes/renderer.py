@@ -3,7 +3,10 @@
 It loads the model first (a missing or incomplete model, or a decoder
 bundle fitted for another model, fails before any socket opens), then
 renders the newest latents message whenever one is waiting; older ones are
-skipped and counted, so a slow renderer never falls behind. A latents
+skipped and counted, so a slow renderer never falls behind, except the TR each
+trial is scored on (:func:`~rt_recon.protocol.is_scored_tr`): that one is rendered
+before the newest, so a renderer behind its decoder still gives every trial its
+frame (a trial without one counts as a failure), at one extra render per trial. A latents
 message decoded for another render model (its ``model_fingerprint`` is not
 this model's) is skipped, counted (``foreign_model``) and logged, never
 rendered. Frames go out as :class:`~rt_recon.protocol.Frame` messages
@@ -66,6 +69,7 @@ from rt_recon.protocol import (
     LatentsHeader,
     Message,
     RendererCounters,
+    is_scored_tr,
 )
 from rt_recon.record.feedback import YokedFrames, resolve_feedback
 from rt_recon.render import (
@@ -78,6 +82,11 @@ from rt_recon.render import (
 from rt_recon.transport.zmq import Subscriber
 
 log = logging.getLogger(__name__)
+
+
+def is_latents_scored_tr(message: Message) -> bool:
+    """A latents message that a trial is scored on: kept when newer ones are waiting."""
+    return is_scored_tr(message.header)
 
 
 def frames_dir(config: SessionConfig) -> Path:
@@ -250,12 +259,13 @@ class RendererNode(Node):
             wait = 0.0  # a new TR first, else render the next frame ahead of its time
         else:
             wait = min(0.1, max(0.0, morph.due(morph.next_j) - self.clock()))
-        got = self.latents.receive_latest(timeout=wait)
+        got = self.latents.receive_latest(timeout=wait, keep=is_latents_scored_tr)
         self.counters.malformed += got.malformed
         self.counters.skipped_stale += got.skipped
         if got.message is not None:
-            self._finish_morph()  # the held TR frame first, then the new TR's
-            self.process(got.message, self.clock())
+            for message in [*got.kept, got.message]:  # scored TRs kept, then the newest
+                self._finish_morph()  # the held TR frame first, then the new TR's
+                self.process(message, self.clock())
         elif morph is not None and to_render:
             morph.ready = self._render_between(morph)
         elif morph is not None and self.clock() >= morph.due(morph.next_j):

@@ -90,6 +90,7 @@ from rt_recon.protocol._messages import (
 from rt_recon.protocol._stages import STAGE_NAMES, STAGES, TIME_KEYS, stage_latencies
 from rt_recon.protocol._trials import (
     TrialWindow,
+    is_scored_tr,
     is_trial_event,
     onset_tr,
     onset_tr_from_seconds,
@@ -159,6 +160,7 @@ __all__ = [
     "encode_marker",
     "encode_message",
     "is_interpolated",
+    "is_scored_tr",
     "is_trial_event",
     "make_decoded_stream_info",
     "make_marker_stream_info",

@@ -45,6 +45,16 @@ def is_trial_event(marker: Marker | Mapping[str, Any]) -> bool:
     return marker.get("type", EVENT) == EVENT and marker.get("stimulus_id") is not None
 
 
+def is_scored_tr(header: Mapping[str, Any]) -> bool:
+    """Rule 3 on a per-TR message: whether a ``latents`` or ``frame`` header (as sent, a
+    mapping) is its trial's scored TR, ``trial.onset_tr + lag_trs``: the one TR whose frame
+    the trial is scored on (a TR without a trial, continuous mode, is none)."""
+    trial = header.get("trial")
+    if not isinstance(trial, Mapping) or "onset_tr" not in trial:
+        return False
+    return header.get("tr") == trial["onset_tr"] + header.get("lag_trs", 0)
+
+
 def _round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -236,6 +236,7 @@ class Received:
     message: Message | None
     skipped: int = 0  # valid messages drained and dropped because a newer one was there
     malformed: int = 0  # messages that failed protocol validation
+    kept: list[Message] = field(default_factory=list)  # older ones ``keep`` kept, in order
 
 
 def _peer_id(name: str) -> str:
@@ -319,8 +320,11 @@ class Subscriber:
             if message is not None:
                 return message
 
-    def receive_latest(self, timeout: float) -> Received:
-        """Wait up to ``timeout`` s for a message, then drain the socket; return the newest."""
+    def receive_latest(
+        self, timeout: float, keep: Callable[[Message], bool] | None = None
+    ) -> Received:
+        """Wait up to ``timeout`` s for a message, then drain the socket; return the newest,
+        and (``kept``) the older ones for which ``keep`` is true, which are not skipped."""
         result = Received(message=None)
         if not self._socket.poll(int(timeout * 1000), zmq.POLLIN):
             return result
@@ -331,7 +335,10 @@ class Subscriber:
                 break
             result.malformed += bad
             if message is not None:
-                if result.message is not None:
+                older = result.message
+                if older is not None and keep is not None and keep(older):
+                    result.kept.append(older)
+                elif older is not None:
                     result.skipped += 1
                 result.message = message
         self.malformed += result.malformed

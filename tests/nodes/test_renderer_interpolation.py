@@ -30,6 +30,7 @@ from rt_recon.protocol import (
     Message,
     RecorderCounters,
     Times,
+    TrialRef,
     decode_message,
     is_interpolated,
 )
@@ -105,18 +106,29 @@ class Clock:
 
 @dataclass
 class TimedLatents:
-    """A latents subscriber on the test's clock: message ``i`` arrives at ``times[i]``."""
+    """A latents subscriber on the test's clock: message ``i`` arrives at ``times[i]``;
+    one message a call, or (``drain``) every message arrived, as the socket's
+    ``receive_latest`` drains them: the newest, the older ones ``keep`` keeps, the rest
+    skipped."""
 
     clock: Clock
     arrivals: list[tuple[float, Message]]
     waits: list[float] = field(default_factory=list)
+    drain: bool = False
 
-    def receive_latest(self, timeout: float) -> Received:
+    def receive_latest(self, timeout: float, keep=None) -> Received:
         self.waits.append(timeout)
         if self.arrivals and self.arrivals[0][0] <= self.clock.now + timeout:
             at, message = self.arrivals.pop(0)
             self.clock.now = max(self.clock.now, at)
-            return Received(message)
+            got = Received(message)
+            while self.drain and self.arrivals and self.arrivals[0][0] <= self.clock.now:
+                older, got.message = got.message, self.arrivals.pop(0)[1]
+                if keep is not None and keep(older):
+                    got.kept.append(older)
+                else:
+                    got.skipped += 1
+            return got
         self.clock.now += timeout
         return Received(None)
 
@@ -152,11 +164,15 @@ def _config(tmp_path, tiny_model_dir, **renderer) -> SessionConfig:
     )
 
 
-def _message(model, fingerprint: str, tr: int, seed: int, run: str = "1") -> Message:
+def _message(
+    model, fingerprint: str, tr: int, seed: int, run: str = "1", trial: TrialRef | None = None
+) -> Message:
+    """TR ``tr``'s latents; ``trial``: in trial mode, its trial (lag 2 TRs)."""
     z, c = _latents(model, seed)
+    mode, lag = ("continuous", 0) if trial is None else ("trial", 2)
     header = LatentsHeader(
         seq=tr, tr=tr, volume_crc32=tr, session="s", run=run, model_fingerprint=fingerprint,
-        lag_trs=0, mode="continuous", times=Times(acquired=0.0),
+        lag_trs=lag, mode=mode, trial=trial, times=Times(acquired=0.0),
     )  # fmt: skip
     return decode_message(Latents(header, z, c).encode())
 
@@ -309,3 +325,30 @@ def _message_header(tr: int) -> LatentsHeader:
         seq=tr, tr=tr, volume_crc32=tr, session="s", run="1", model_fingerprint="m",
         lag_trs=0, mode="continuous", times=Times(acquired=float(tr)),
     )  # fmt: skip
+
+
+def test_a_renderer_behind_its_decoder_still_renders_each_trials_scored_tr(
+    tmp_path, tiny_model_dir, model
+):
+    """Five TRs waiting at once (a renderer behind): the newest is rendered and the older
+    ones skipped, except TR 2, the scored TR of the trial with onset TR 0 (lag 2): a trial
+    without its frame would count as a failure."""
+    config = _config(tmp_path, tiny_model_dir)
+    clock = Clock()
+    node = _node(config, model, clock)
+    fp = node.model.fingerprint
+    arrivals = [
+        (0.0, _message(model, fp, tr, tr, trial=TrialRef(index=0, stimulus_id=7, onset_tr=0,
+                                                         complete=tr >= 2)))
+        for tr in range(5)
+    ]  # fmt: skip
+    node.latents = TimedLatents(clock, arrivals, drain=True)  # type: ignore[assignment]
+    sent = _run(node, until=0.5)
+    assert [f.header.tr for _, f, _ in sent] == [2, 4]
+    assert node.counters.skipped_stale == 3  # TRs 0, 1 and 3
+    # without the rule's exception, only the newest
+    clock = Clock()
+    node = _node(config, model, clock)
+    node.latents = TimedLatents(clock, [(0.0, _message(model, fp, tr, tr)) for tr in range(5)],
+                                drain=True)  # type: ignore[assignment]  # fmt: skip
+    assert [f.header.tr for _, f, _ in _run(node, until=0.5)] == [4]

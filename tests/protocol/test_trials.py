@@ -8,6 +8,7 @@ from rt_recon.errors import DataError
 from rt_recon.protocol import (
     Marker,
     TrialWindow,
+    is_scored_tr,
     is_trial_event,
     onset_tr,
     onset_tr_from_seconds,
@@ -104,3 +105,12 @@ def test_span_of_a_stimulus_on_screen():
 def test_onset_needs_known_volumes():
     with pytest.raises(DataError, match="at least one"):
         onset_tr(1.0, [], [])
+
+
+def test_the_scored_tr_of_a_per_tr_header_is_its_trials_onset_plus_the_lag():
+    trial = {"index": 3, "stimulus_id": 9, "onset_tr": 10, "complete": True}
+    assert is_scored_tr({"tr": 13, "lag_trs": 3, "trial": trial})
+    assert not is_scored_tr({"tr": 14, "lag_trs": 3, "trial": trial})  # complete, but later
+    assert not is_scored_tr({"tr": 12, "lag_trs": 3, "trial": {**trial, "complete": False}})
+    assert not is_scored_tr({"tr": 13, "lag_trs": 3, "trial": None})  # continuous mode
+    assert not is_scored_tr({"tr": 13, "lag_trs": 3})

@@ -152,3 +152,15 @@ def test_malformed_messages_are_counted_and_dropped(endpoint):
 def test_bind_conflict_is_a_stream_error(endpoint):
     with Publisher(endpoint), pytest.raises(StreamError, match=f"cannot bind {endpoint}"):
         Publisher(endpoint)
+
+
+def test_receive_latest_keeps_the_older_messages_it_is_told_to_keep():
+    endpoint = f"inproc://{unique('keep')}"
+    with Publisher(endpoint) as pub, Subscriber(endpoint, ["latents"]) as sub:
+        pub.wait_for_subscribers(1, "latents", timeout=5)
+        for seq in range(6):
+            pub.send("latents", {"seq": seq})
+        got = sub.receive_latest(timeout=1, keep=lambda m: m.header["seq"] in (2, 4, 5))
+        assert got.message is not None and got.message.header["seq"] == 5  # the newest
+        assert [m.header["seq"] for m in got.kept] == [2, 4]  # in order, the newest not twice
+        assert got.skipped == 3 and sub.skipped == 3
