@@ -46,8 +46,9 @@ SMALL_SIM = SimulationSection(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """With ``pytest -n 2 --dist loadgroup`` the slow and browser tests (real-time processes,
     pacing, headless Chromium) run one after another on one xdist worker while the quick
-    ones share the other. Plain ``pytest`` (CI) runs everything in one process: on clean
-    clones two workers failed load-sensitive tests."""
+    ones share the other. CI (the README's test command) runs the quick tests on two
+    workers and then the slow and browser ones in one process on their own: on clean
+    clones, slow tests beside a second worker failed (frames and markers late under load)."""
     for item in items:
         if item.get_closest_marker("slow") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.xdist_group("serial"))
