@@ -12,13 +12,11 @@ from rt_recon.decode.confidence import (
     circular_shift_voxels,
     fit_confidence,
 )
-from rt_recon.decode.fit import Targets, TrainingRun
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.errors import BundleError
-from rt_recon.hrf import regressors
 from rt_recon.protocol import trial_samples
 from tests.decode.test_bundle import make_bundle
-from tests.decode.test_fit import _fit
+from tests.decode.test_fit import _fit, _simulate
 
 
 def _noise_model(rng, n_null=2000, n_z=8, n_c=12, scales=(1.0, 3.0)) -> ConfidenceModel:
@@ -84,21 +82,10 @@ def test_circular_shift_keeps_each_voxel_and_the_warm_up():
         assert not np.array_equal(shifted[3:, v], series[3:, v])
 
 
-def _runs(rng, n_runs=3, n_trials=24, n_vox=40, n_targets=6, noise=1.0):
-    n_stim = n_runs * n_trials
-    targets = rng.normal(size=(n_stim, n_targets)).astype(np.float32)
-    encoding = rng.normal(size=(n_targets, n_vox))
-    runs = []
-    for r in range(n_runs):
-        ids = np.arange(r * n_trials, (r + 1) * n_trials)
-        onsets = 4.0 + 3.0 * np.arange(n_trials)
-        n_trs = int(onsets[-1] + 14)
-        signal = regressors(onsets, np.full(n_trials, 2.0), 1.0, n_trs) @ (targets[ids] @ encoding)
-        volumes = 100.0 + signal + noise * rng.normal(size=signal.shape)
-        events = [{"onset": o, "duration": 2.0, "stimulus_id": int(i)}
-                  for o, i in zip(onsets, ids, strict=True)]  # fmt: skip
-        runs.append(TrainingRun(volumes.astype(np.float32), events, 1.0))
-    return runs, Targets(ids=np.arange(n_stim), values={"z": targets})
+def _runs(rng):
+    """Three runs of 24 trials whose 40 voxels encode 6 targets (test_fit's simulation)."""
+    runs, targets, _ = _simulate(rng, n_runs=3, n_trials=24, n_vox=40, n_targets=6, noise=1.0)
+    return runs, targets
 
 
 def test_fit_stores_a_null_and_real_trials_stand_above_it(tmp_path):

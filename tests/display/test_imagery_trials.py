@@ -15,24 +15,15 @@ from rt_recon.display.design import DesignSpec, build_design, read_stimulus_set,
 from rt_recon.display.messages import PresentDesign
 from rt_recon.display.presenter import Presenter
 from rt_recon.evaluate.trials import collect_trials
-from rt_recon.protocol import Marker, decode_marker, encode_marker, trial_samples
+from rt_recon.protocol import trial_samples
 from tests.display._stimuli import write_stimulus_set
+from tests.display.test_presenter import Sink
 
 TR_S = 2.0
 START = 100.0  # the run's start on the LSL clock
 LATE_S = 0.008  # each row drawn half a 60 Hz frame after its plan
 #: Cue 1 TR, imagining 3 TRs, rest 1 TR: a slot of 5 TRs, the imagining 1 TR after the cue.
 SPEC = DesignSpec(task="imagery", cue_s=2.0, duration_s=6.0, isi_s=2.0, n_blank=1, seed=2)
-
-
-class Sink:
-    """Markers as they would go out: through the wire encoding, with their stamps."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Marker, float]] = []
-
-    def push(self, event: Marker, timestamp: float) -> None:
-        self.sent.append((decode_marker(encode_marker(event)), timestamp))
 
 
 @pytest.fixture
