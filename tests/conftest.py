@@ -269,3 +269,33 @@ def demo_offline_run(tmp_path_factory: pytest.TempPathFactory) -> DemoOfflineRun
         world_baselines={WRONG_SHAPE: wrong_shape_pictures(world, run.stimulus_ids)},
     )
     return DemoOfflineRun(config, dataset, run, report)
+
+
+# ------------------------------------------------------------------ the browser
+# One Playwright (Debian's chromium) for the whole session, here rather than under
+# tests/display/: a second sync Playwright started beside the first (a test elsewhere that
+# imported its own) fails with "using Playwright Sync API inside the asyncio loop".
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """Playwright driving Debian's chromium, skipped cleanly where either is absent."""
+    from tests.display._helpers import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+    )
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no {CHROMIUM}: install Debian's chromium (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser) -> Iterator:
+    """A fresh browser profile (no cookies) for one test, closed after it."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield context
+    context.close()

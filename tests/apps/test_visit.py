@@ -60,7 +60,6 @@ from tests.apps._visit import (
     visit_config,
     write_table,
 )
-from tests.display.conftest import browser, context  # noqa: F401 (the console's: Chromium)
 from tests.nodes._heartbeats import wait_for_heartbeat
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -99,7 +98,7 @@ def _stop(*processes: Child) -> None:
 
 def test_a_short_visit_decodes_the_feedback_run_above_chance_with_every_trial_framed(
     node_processes,
-    context,  # noqa: F811 (the browser page's fixture, imported above)
+    context,
     tmp_path,
     record_property,
 ):
