@@ -6,7 +6,9 @@ renders the newest latents message whenever one is waiting; older ones are
 skipped and counted, so a slow renderer never falls behind, except the TR each
 trial is scored on (:func:`~rt_recon.protocol.is_scored_tr`): that one is rendered
 before the newest, so a renderer behind its decoder still gives every trial its
-frame (a trial without one counts as a failure), at one extra render per trial. A latents
+frame (a trial without one counts as a failure), at one extra render per trial; of
+several such TRs waiting (a renderer far behind) only the last is kept, so the
+renderer never falls further behind. A latents
 message decoded for another render model (its ``model_fingerprint`` is not
 this model's) is skipped, counted (``foreign_model``) and logged, never
 rendered. Frames go out as :class:`~rt_recon.protocol.Frame` messages
@@ -263,7 +265,9 @@ class RendererNode(Node):
         self.counters.malformed += got.malformed
         self.counters.skipped_stale += got.skipped
         if got.message is not None:
-            for message in [*got.kept, got.message]:  # scored TRs kept, then the newest
+            # the last scored TR kept (one: a renderer far behind, as in an asap replay,
+            # would never catch up rendering them all), then the newest
+            for message in [*got.kept[-1:], got.message]:
                 self._finish_morph()  # the held TR frame first, then the new TR's
                 self.process(message, self.clock())
         elif morph is not None and to_render:
