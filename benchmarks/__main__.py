@@ -4,7 +4,9 @@
 
 Runs, in one process each after the other (nothing else should load the
 machine meanwhile): reconstruction accuracy with its spread over five test
-runs and three renderer seeds beside its baselines, vision vs imagery identification
+runs and three renderer seeds beside its baselines, today's decoder and the shipped
+recipe with and without ``c`` snapped to a caption bank (rendered, on the same runs), vision
+vs imagery identification
 on the same participants' cued imagery runs (z + c vs c only), the per-TR confidence's
 calibration (identification by confidence quintile on the same runs), LSL transport (ours vs
 plain pylsl), ZeroMQ latents (ours vs JSON arrays), decode at NSD scale (low
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks._report import Timing, machine, write_json
+from benchmarks._report import Timing, machine, markdown_table, write_json
 from rt_recon.config import BUDGET_PRESETS_MS
 
 log = logging.getLogger("benchmarks")
@@ -137,9 +139,11 @@ def decode() -> Section:
 
     r = bench_decode.run(15_000, ranks=(32, 64, 128, 256), repeats=30)
     accuracy = bench_decode.accuracy_cost((16, 64, 128))
+    snaps = bench_decode.snap_cost()
     base = r["rows"][0]
     best = min(r["rows"][1:], key=lambda t: t.median_ms)
     k128 = next(t for t in r["rows"] if t.name.startswith("low rank k=128"))
+    snap_table = markdown_table([k128, *snaps], k128.name)
     body = (
         f"{r['voxels']:,} voxels → z {r['z']} + c {r['c']}, one BLAS thread (as the decoder "
         f"node), random weights:\n\n{r['table']}\n\n"
@@ -147,7 +151,9 @@ def decode() -> Section:
         "and embedded model (z and c of 1,024 values each, 432 training trials), its "
         f"{accuracy['run']} decoded and rendered (ranks are chosen there, never on the test "
         "run), identification in RGB pixels at 32×32 "
-        f"(`python -m benchmarks.bench_decode --accuracy`):\n\n{accuracy['table']}"
+        f"(`python -m benchmarks.bench_decode --accuracy`):\n\n{accuracy['table']}\n\n"
+        "What snapping c to a caption bank adds per TR (rt_recon.decode.caption_bank; "
+        f"`python -m benchmarks.bench_decode --snap`), beside a decode at k=128:\n\n{snap_table}"
     )
     return Section(
         "decode",
@@ -162,8 +168,9 @@ def decode() -> Section:
                 base,
                 BUDGET_PRESETS_MS["cpu"]["decode"],
             ),
+            *[_row(f"added per TR: {t.name}", t, None, None) for t in snaps],
         ],
-        raw={**r, "accuracy": accuracy},
+        raw={**r, "accuracy": accuracy, "snap": snaps},
     )
 
 
@@ -358,6 +365,25 @@ def accuracy() -> Section:
     )
 
 
+def snap() -> Section:
+    from benchmarks import bench_snap
+
+    r = bench_snap.run(role="test")  # chosen on --role validation: docs/performance.md
+    body = (
+        f"{r['participant']} participant, its test runs, renderer {r['renderer']}: today's "
+        "decoder, the shipped recipe, each with c snapped to the render model's caption bank "
+        f"(rt_recon.decode.caption_bank), scored by the headline metric:\n\n{bench_snap.table(r)}"
+    )
+    return Section(
+        "snap",
+        "Rendered decoders side by side: today's, the shipped recipe, each with c snapped",
+        "python -m benchmarks.bench_snap --role test",
+        body,
+        [],
+        raw=r,
+    )
+
+
 def confidence() -> Section:
     from benchmarks import bench_confidence
 
@@ -410,6 +436,7 @@ def imagery() -> Section:
 
 SECTIONS: dict[str, Callable[[], Section | None]] = {
     "accuracy": accuracy,
+    "snap": snap,
     "imagery": imagery,
     "confidence": confidence,
     "transport": transport,

@@ -13,8 +13,11 @@ session and embedded model, decoders fitted full rank and at each rank, the
 held-out test run decoded and rendered, scored by CV R^2 per head and by
 two-way identification (RGB pixels at 32x32).
 
+``--snap`` times what snapping ``c`` to a caption bank adds per TR
+(:mod:`rt_recon.decode.caption_bank`), at the embedded model's scale and at NSD's.
+
     python -m benchmarks.bench_decode [--voxels 15000] [--ranks 32 64 128 256] [--no-full]
-                                      [--accuracy [--accuracy-ranks 16 64 128]]
+                                      [--accuracy [--accuracy-ranks 16 64 128]] [--snap]
 """
 
 from __future__ import annotations
@@ -102,6 +105,46 @@ def run(
     }
 
 
+#: Caption banks timed by :func:`snap_cost`: (label, c shape, captions, components kept).
+SNAP_CASES = (
+    ("embedded model: c (16, 64), 9,856 captions, 144 components", (16, 64), 9_856, 144),
+    ("NSD scale: c (77, 1024), 10,000 captions, 144 components", C_SHAPE, 10_000, 144),
+    ("NSD scale: c (77, 1024), 10,000 captions, 256 components", C_SHAPE, 10_000, 256),
+)
+
+
+def _random_bank(shape, n: int, k: int, rng: np.random.Generator):
+    """A :class:`CaptionBank` of the given size with random arrays (the time of a snap does
+    not depend on their values; building a real one at NSD scale would need 3 GB)."""
+    from rt_recon.decode.caption_bank import CaptionBank
+
+    d = int(np.prod(shape))
+    components, _ = np.linalg.qr(rng.standard_normal((d, k), dtype=np.float32))
+    scores = rng.standard_normal((n, k), dtype=np.float32)
+    scores /= np.linalg.norm(scores, axis=1, keepdims=True)
+    embeddings = np.zeros((n, d), np.float16)  # calloc'd: a snap reads one row
+    return CaptionBank(embeddings, np.zeros(d, np.float32), components.T.copy(), scores)
+
+
+def snap_cost(repeats: int = 30, threads: int = 1, cases=SNAP_CASES) -> list[Timing]:
+    """Per TR, what snapping ``c`` to a caption bank adds (:meth:`CaptionBank.snap`), one BLAS
+    thread, for each of ``cases`` (default :data:`SNAP_CASES`)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    with threadpool_limits(threads):
+        for label, shape, n, k in cases:
+            bank = _random_bank(shape, n, k, rng)
+            c = rng.standard_normal(shape, dtype=np.float32)
+            times = []
+            for i in range(repeats + 3):
+                start = time.perf_counter()
+                bank.snap(c)
+                if i >= 3:
+                    times.append(time.perf_counter() - start)
+            rows.append(Timing.of(f"snap c: {label}", times))
+    return rows
+
+
 def accuracy_cost(ranks=(16, 64, 128)) -> dict:
     """Full rank vs low rank on the demo session: CV R^2 per head and identification."""
     from rt_recon.apps.fit import fit_dataset
@@ -172,6 +215,7 @@ def main() -> None:
     parser.add_argument("--no-full", action="store_true", help="skip the 5.7 GB full-rank case")
     parser.add_argument("--accuracy", action="store_true", help="also measure the accuracy cost")
     parser.add_argument("--accuracy-ranks", type=int, nargs="+", default=[16, 64, 128])
+    parser.add_argument("--snap", action="store_true", help="also time snapping c to a bank")
     parser.add_argument("--json")
     args = parser.parse_args()
     result = run(args.voxels, args.ranks, args.repeats, not args.no_full, args.threads)
@@ -180,6 +224,12 @@ def main() -> None:
         f"{result['machine']}, {args.threads} BLAS thread(s)"
     )
     print(result["table"])
+    if args.snap:
+        result["snap"] = snap_cost(args.repeats, args.threads)
+        base = [r for r in result["rows"] if r.name.startswith("low rank k=128")][:1]
+        result["snap_table"] = markdown_table(base + result["snap"], base[0].name) if base else ""
+        print("\nSnapping c to a caption bank, per TR, beside a decode at k=128 (baseline):")
+        print(result["snap_table"])
     if args.accuracy:
         result["accuracy"] = accuracy_cost(args.accuracy_ranks)
         print(f"\nAccuracy cost on the demo session (embedded model, {result['accuracy']['run']}):")

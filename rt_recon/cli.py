@@ -285,7 +285,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     log.info("fitting for the render model in %s (encoding on %s)", model_path, device)
     model = load_render_model(model_path, device=device, with_text=True)
     with _progress("fitting (runs, then heads)") as progress:
-        fitted = fit_from_inputs(inputs, model, config.fit, progress=progress)
+        fitted = fit_from_inputs(
+            inputs, model, config.fit, progress=progress, caption_bank=args.caption_bank
+        )
     path, report, masks = fitted.save(args.out)
     bundle = fitted.bundle
     print(f"wrote {path}\nfit report: {report}")
@@ -656,6 +658,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the render model encodes the training pictures and captions, float32 "
         "(default: renderer.device of --config: cpu, or cuda on a GPU machine)",
     )
+    fit.add_argument(
+        "--caption-bank", type=Path, metavar="TXT",
+        help="captions c snaps to when fit.recipe.snap_c is on, one a line (default: the "
+        "render model's caption_bank.txt)",
+    )  # fmt: skip
     fit.add_argument("--out", type=Path, required=True, help="bundle file to write (.safetensors)")
     fit.set_defaults(func=_cmd_fit)
 

@@ -646,7 +646,8 @@ class BridgeSection(_Section):
 
 class RecipeSection(_Section):
     """What a decoder fit does beyond ridge (:class:`rt_recon.decode.recipe.DecoderRecipe`;
-    the defaults are the decoder rt_recon shipped before recipes, see docs/decoding.md)."""
+    the defaults are the decoder rt_recon shipped before recipes; docs/performance.md,
+    "Decoders side by side", measures each)."""
 
     hrf: Literal["canonical", "library"] = Field(
         default="canonical",
@@ -668,6 +669,11 @@ class RecipeSection(_Section):
     )
     lss_window_trs: int = Field(default=8, ge=3, description="TRs of the least-squares window")
     pool_size: int = Field(default=2000, ge=1, description="Most voxels in the noise pool")
+    snap_c: bool = Field(
+        default=False,
+        description="Replace the decoded c by the nearest caption of the render model's "
+        "caption bank (its caption_bank.txt, or rt-recon fit --caption-bank)",
+    )
 
     @field_validator("select_voxels")
     @classmethod

@@ -53,6 +53,27 @@ def test_the_decode_bench_builds_its_bundles_and_times_a_small_case():
     assert all(row.n >= 3 and row.median_ms > 0 for row in result["rows"])
 
 
+def test_the_snap_cost_bench_times_each_bank():
+    from benchmarks import bench_decode
+
+    rows = bench_decode.snap_cost(repeats=3, cases=(("small", (4, 8), 50, 6),))
+    assert [r.name for r in rows] == ["snap c: small"]
+    assert rows[0].n == 3 and rows[0].median_ms > 0
+
+
+def test_the_snap_bench_pairs_each_decoder_with_today_on_the_same_runs_and_seeds():
+    import numpy as np
+
+    from benchmarks.bench_snap import paired
+
+    today = np.array([[0.80, 0.82], [0.90, 0.88], [0.70, 0.72]])  # [run, renderer seed]
+    same_gain = paired(today + 0.05, today)
+    assert same_gain["mean"] == pytest.approx(0.05)
+    assert same_gain["ci_low"] == pytest.approx(0.05) == pytest.approx(same_gain["ci_high"])
+    varied = paired(today + np.array([[0.0], [0.1], [0.05]]), today)
+    assert varied["mean"] == pytest.approx(0.05) and varied["ci_low"] < 0.05 < varied["ci_high"]
+
+
 def test_the_accuracy_bench_separates_the_spread_over_runs_from_that_over_seeds():
     import numpy as np
 

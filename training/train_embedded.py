@@ -293,6 +293,17 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
+def write_caption_bank(out: Path, captions: list[str]) -> Path:
+    """``caption_bank.txt`` beside the model: the captions it was trained on (sorted, each
+    once), the bank a decoder that snaps ``c`` chooses from (rt_recon.decode.caption_bank).
+    Held-out pictures' captions are not in it, so neither is any test picture's."""
+    from rt_recon.decode.caption_bank import BANK_FILE
+
+    path = Path(out) / BANK_FILE
+    path.write_text("".join(f"{c}\n" for c in sorted(set(captions))), encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("rt_recon/assets/embedded_model"))
@@ -357,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["unet_s"] = time.perf_counter() - t2
     vae, text_encoder, ema = (m.to("cpu") for m in (vae, text_encoder, ema))
     save_model(args.out, vae, tokenizer, text_encoder, ema, scheduler, scaling)
+    write_caption_bank(args.out, [captions[int(i)] for i in train_ids])
     timings["total_s"] = time.perf_counter() - t0
 
     args.docs.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from rt_recon.apps.pipeline import PIPELINE_OVERRIDES, PipelineResult, run_pipel
 from rt_recon.config import SessionConfig
 from rt_recon.dataset import Dataset
 from rt_recon.decode.bundle import DecoderBundle
+from rt_recon.decode.caption_bank import BANK_FILE
 from rt_recon.errors import RtReconError
 from rt_recon.evaluate.report import write_report
 from rt_recon.evaluate.semantic import NEAREST_TRAINING, WRONG_SHAPE, nearest_by_latents
@@ -63,30 +64,52 @@ def ensure_bundle(dataset: Dataset, model_path: Path, config: SessionConfig) -> 
 
     The key holds the confidence null's settings too (:func:`rt_recon.decode.confidence.
     settings`), so a bundle cached before the fit stored a confidence (or with other
-    settings) is refitted, never used without it."""
+    settings) is refitted, never used without it. A recipe that snaps ``c`` takes the
+    heads of the same fit without snapping (cached under that fit's key: the heads do not
+    depend on the bank) and adds the render model's caption bank, cached under a key that
+    holds the bank file's digest too."""
     from rt_recon.decode.confidence import settings as confidence_settings
 
+    fit = config.fit.model_dump(mode="json")
+    snap = bool(fit["recipe"].pop("snap_c", False))  # not in the heads' key: see above
     key = hashlib.sha256(
         json.dumps(
             {
                 "dataset": dataset.root.name,
                 "model": model_fingerprint(model_path),
-                "fit": config.fit.model_dump(mode="json"),
+                "fit": fit,
                 "confidence": confidence_settings(),
             },
             sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
     path = config.paths.cache_dir / "bundles" / f"{key}.safetensors"
-    if path.is_file():
+    bank_file = model_path / BANK_FILE
+    snapped = None
+    if snap:
+        digest = (
+            hashlib.sha256(bank_file.read_bytes()).hexdigest()[:8]
+            if bank_file.is_file()
+            else "none"
+        )
+        snapped = path.with_name(f"{key}-snap-{digest}.safetensors")
+        if snapped.is_file():
+            return snapped
+    if snapped is None and path.is_file():
         return path
-    from rt_recon.apps.fit import fit_dataset
+    from rt_recon.apps.fit import encode_bank, fit_dataset
     from rt_recon.render.model import load_render_model
 
-    log.info("fitting decoders on %s", dataset.root)
     model = load_render_model(model_path, with_text=True)
-    bundle = fit_dataset(dataset, model, config.fit)
-    return bundle.save(path)
+    if not path.is_file():
+        log.info("fitting decoders on %s", dataset.root)
+        heads_fit = config.fit.model_copy(
+            update={"recipe": config.fit.recipe.model_copy(update={"snap_c": False})}
+        )
+        fit_dataset(dataset, model, heads_fit).save(path)
+    if snapped is None:
+        return path
+    return DecoderBundle.load(path).with_caption_bank(encode_bank(model)).save(snapped)
 
 
 def prepare(config: SessionConfig) -> tuple[SessionConfig, Dataset, Path]:

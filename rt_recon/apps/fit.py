@@ -32,8 +32,10 @@ from rt_recon.config import FitSection
 from rt_recon.dataset import MANIFEST, Dataset, RunFiles
 from rt_recon.decode import auto_roi
 from rt_recon.decode.bundle import DecoderBundle, ModelSpec, StreamSpec
+from rt_recon.decode.caption_bank import BANK_FILE, CaptionBank, read_bank_file
 from rt_recon.decode.fit import Targets, fit_decoders
 from rt_recon.decode.recipe import DecoderRecipe
+from rt_recon.errors import DataError
 from rt_recon.evaluate.mask_figure import channels_to_mask, draw_bundle_masks
 from rt_recon.render.model import RenderModel
 from rt_recon.render.targets import encode_captions, encode_images
@@ -122,9 +124,13 @@ def fit_from_inputs(
     head_masks: Mapping[str, str] = DEFAULT_HEAD_MASKS,
     progress: Callable[[int, int], None] | None = None,
     recipe: DecoderRecipe | None = None,
+    caption_bank: str | Path | None = None,
 ) -> FittedBundle:
     """Fit one head per entry of ``head_masks`` (head -> mask name) on ``inputs``' training
     runs as ``recipe`` says (default: the config's ``fit.recipe``).
+
+    A recipe that snaps ``c`` reads its captions from ``caption_bank`` (default: the render
+    model's ``caption_bank.txt``) and encodes them with the model (:func:`encode_bank`).
 
     ``inputs`` is checked first (:meth:`~rt_recon.apps.fit_inputs.FitInputs.check`). A recipe
     that denoises draws its noise pool from the ``brain`` mask outside the heads' masks.
@@ -132,6 +138,7 @@ def fit_from_inputs(
     """
     recipe = DecoderRecipe(**fit.recipe.model_dump()) if recipe is None else recipe
     inputs.check()
+    bank = encode_bank(model, caption_bank) if recipe.snap_c else None
     runs = [r.training_run() for r in inputs.train]
     shape, affine = inputs.grid
     log.info("%s: %d training runs of %s voxels", inputs.origin, len(runs), shape)
@@ -155,6 +162,7 @@ def fit_from_inputs(
         recipe=recipe,
         noise_candidates=plan.brain if recipe.denoise_pcs else None,
         brain=plan.brain,
+        caption_bank=bank,
     )
     bundle.report["inputs"] = {
         "origin": inputs.origin,
@@ -168,6 +176,22 @@ def fit_from_inputs(
         if plan.heads[head] is None:  # chosen by the fit: written under the mask's name
             masks[name] = bundle.heads[head].voxels
     return FittedBundle(bundle, masks, tuple(shape), np.asarray(affine), mean)
+
+
+def encode_bank(model: RenderModel, path: str | Path | None = None) -> CaptionBank:
+    """The caption bank a recipe that snaps ``c`` uses: ``path`` (default: the render
+    model's :data:`~rt_recon.decode.caption_bank.BANK_FILE`), one caption a line, encoded
+    by the model's text encoder."""
+    path = Path(model.path) / BANK_FILE if path is None else Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"the recipe snaps c to a caption bank (fit.recipe.snap_c) but {path} does not "
+            f"exist: give --caption-bank FILE (one caption a line) or put {BANK_FILE} in the "
+            "render model's folder"
+        )
+    captions = read_bank_file(path)
+    log.info("encoding the caption bank: %d captions from %s", len(captions), path)
+    return CaptionBank.build(encode_captions(model, captions), source=str(path))
 
 
 #: The mask a denoising recipe draws its noise pool from, and automatic heads choose from.

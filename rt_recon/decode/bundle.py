@@ -33,6 +33,10 @@ Optional, in any version: the per-TR confidence's null
 ``confidence.<head>.scale``, JSON under ``confidence``); a bundle without it loads
 with ``confidence`` None and its decoder reports confidence None.
 
+Optional, for a recipe that snaps ``c`` (``recipe.snap_c``): the caption bank
+(:class:`~rt_recon.decode.caption_bank.CaptionBank`: ``caption_bank.embeddings``
+float16, ``.mean``, ``.components``, ``.scores``, JSON under ``caption_bank``).
+
 A version-1 bundle loads as the default recipe (canonical HRF, no denoising,
 the matched-filter window of its ``hrf_weights``, every voxel) and decodes as
 it did.
@@ -53,14 +57,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rt_recon._safetensors import save_arrays
+from rt_recon.decode import caption_bank as bank_store
 from rt_recon.decode import confidence as confidence_store
+from rt_recon.decode.caption_bank import CaptionBank
 from rt_recon.decode.confidence import ConfidenceModel
 from rt_recon.decode.denoise import NoiseModel
 from rt_recon.decode.recipe import DecoderRecipe
@@ -186,6 +192,11 @@ class DecoderBundle:
     temporal: TemporalModel | None = None  # None: the canonical matched filter of ``window``
     noise: NoiseModel | None = None  # the noise model of a recipe that denoises
     confidence: ConfidenceModel | None = None  # the per-TR confidence's null (optional)
+    caption_bank: CaptionBank | None = None  # what ``c`` snaps to (``recipe.snap_c``)
+
+    def __post_init__(self) -> None:
+        if self.recipe.snap_c and self.caption_bank is None:
+            raise BundleError("the recipe snaps c to a caption bank but the bundle has none")
 
     @property
     def temporal_model(self) -> TemporalModel:
@@ -200,6 +211,21 @@ class DecoderBundle:
             if lag - m >= 0:
                 response[lag - m] = w
         return TemporalModel("window", lag, len(weights), weights[None, :], response[None, :])
+
+    def with_caption_bank(self, bank: CaptionBank) -> DecoderBundle:
+        """This bundle with its decoded ``c`` snapped to ``bank`` (the heads unchanged)."""
+        head = self.heads.get("c")
+        if head is None:
+            raise BundleError(f"snapping c needs a 'c' head; the bundle has {sorted(self.heads)}")
+        size = int(np.prod(head.target_shape))
+        if bank.mean.size != size:
+            raise BundleError(
+                f"the caption bank's entries have {bank.mean.size} values, the c head predicts "
+                f"{size} ({tuple(head.target_shape)}): encode the bank with this render model"
+            )
+        report = {**self.report, bank_store.KEY: bank.to_json()}
+        recipe = replace(self.recipe, snap_c=True)
+        return replace(self, recipe=recipe, caption_bank=bank, report=report)
 
     # ----------------------------------------------------------------- checks
 
@@ -245,6 +271,9 @@ class DecoderBundle:
         if self.confidence is not None:
             meta[confidence_store.KEY] = self.confidence.to_json()
             tensors.update(self.confidence.arrays())
+        if self.caption_bank is not None:
+            meta[bank_store.KEY] = self.caption_bank.to_json()
+            tensors.update(self.caption_bank.arrays())
         tmp = path.with_name(path.name + ".partial")
         save_arrays(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
         tmp.replace(path)  # atomic: a reader never sees half a bundle
@@ -293,6 +322,13 @@ class DecoderBundle:
                 if confidence_store.KEY in meta
                 else None
             )
+            bank = (
+                CaptionBank.from_stored(meta[bank_store.KEY], arrays)
+                if bank_store.KEY in meta
+                else None
+            )
+            if recipe.snap_c and bank is None:
+                raise BundleError("the recipe snaps c to a caption bank but the file has none")
         except BundleError as exc:
             raise BundleError(f"{path}: {exc}") from None
         return cls(
@@ -308,4 +344,5 @@ class DecoderBundle:
             temporal=temporal,
             noise=noise,
             confidence=confidence,
+            caption_bank=bank,
         )

@@ -40,6 +40,7 @@ from rt_recon.config import FitSection
 from rt_recon.decode import auto_roi, hrf_library
 from rt_recon.decode import confidence as conf
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
+from rt_recon.decode.caption_bank import CaptionBank
 from rt_recon.decode.denoise import Denoiser, NoiseModel, fit_noise_model
 from rt_recon.decode.features import FeatureExtractor
 from rt_recon.decode.recipe import AUTO_FRACTIONS, DecoderRecipe
@@ -843,8 +844,12 @@ def fit_decoders(
     recipe: DecoderRecipe | None = None,
     noise_candidates: np.ndarray | None = None,
     brain: np.ndarray | None = None,
+    caption_bank: CaptionBank | None = None,
 ) -> DecoderBundle:
     """Fit one ridge head per entry of ``head_voxels`` as ``recipe`` says; return the bundle.
+
+    A recipe that snaps ``c`` needs ``caption_bank`` (the heads are fitted without it; it
+    is attached to the bundle, :meth:`DecoderBundle.with_caption_bank`).
 
     A head given None instead of channels gets voxels chosen from ``brain`` (channels of
     a brain mask; None: the training runs' mean EPI's, :func:`choose_voxels`); the
@@ -858,6 +863,9 @@ def fit_decoders(
     chosen); each later step narrows them (:func:`narrow_runs`).
     """
     recipe = DecoderRecipe() if recipe is None else recipe
+    if recipe.snap_c and caption_bank is None:
+        raise DataError("the recipe snaps c (snap_c) but no caption bank was given")
+    snap, recipe = recipe.snap_c, dataclasses.replace(recipe, snap_c=False)
     if len(runs) < MIN_RUNS:
         raise DataError(
             f"fitting needs at least {MIN_RUNS} runs for cross-validation, found {len(runs)}"
@@ -880,6 +888,8 @@ def fit_decoders(
     )  # fmt: skip
     if choice is not None:
         bundle.report["voxels"] = choice.report
+    if snap:
+        bundle = bundle.with_caption_bank(caption_bank)  # type: ignore[arg-type]
     return bundle
 
 

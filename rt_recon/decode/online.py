@@ -41,6 +41,10 @@ the decoders see.
 where the TR's latents fall in the bundle's null of the decoder's output on noise
 (:mod:`rt_recon.decode.confidence`; None for a bundle without one).
 
+**Snapping.** A bundle whose recipe snaps ``c`` replaces the decoded ``c`` by the nearest
+caption of its bank (:mod:`rt_recon.decode.caption_bank`) after the confidence is taken
+(the confidence reads the linear prediction, as its null was made of).
+
 Offline decoding of a recorded run is this same object fed the run's volumes
 in order, so online and offline latents are identical by construction.
 """
@@ -175,6 +179,9 @@ class OnlineDecoder:
         }
         model = self.bundle.confidence
         self.confidence = None if model is None else model.confidence(out)
+        bank = self.bundle.caption_bank
+        if bank is not None and self.bundle.recipe.snap_c and "c" in out:
+            out["c"] = bank.snap(out["c"])
         return out
 
     def estimate(

@@ -1,7 +1,7 @@
 """What a decoder fit does beyond ridge: the recipe, stored in the bundle.
 
-Four independent choices, each linear per TR so that the online decoder
-applies exactly what the fit computed (:mod:`rt_recon.decode.online`):
+Five independent choices, the first four linear per TR so that the online
+decoder applies exactly what the fit computed (:mod:`rt_recon.decode.online`):
 
 * ``hrf``: ``"canonical"`` (every voxel the canonical HRF) or ``"library"``
   (each voxel the HRF of a library that fits its training runs best,
@@ -16,10 +16,13 @@ applies exactly what the fit computed (:mod:`rt_recon.decode.online`):
 * ``select_voxels``: None (every ROI voxel), a fraction of each head's ROI
   voxels to keep, or ``"auto"`` (the fraction chosen by the training
   cross-validation), ranked by cross-validated encoding R^2
-  (:mod:`rt_recon.decode.select`).
+  (:mod:`rt_recon.decode.select`);
+* ``snap_c``: the decoded ``c`` as it is (False), or replaced by the nearest
+  caption of a bank of the render model's captions (True; a nonlinear last
+  step, :mod:`rt_recon.decode.caption_bank`).
 
 The default recipe is the decoder rt_recon shipped before recipes existed
-(``canonical``, no denoising, ``window``, every voxel), the one a version-1
+(``canonical``, no denoising, ``window``, every voxel, no snapping), the one a version-1
 bundle holds.
 """
 
@@ -49,6 +52,7 @@ class DecoderRecipe:
         lss_window_trs: TRs of the least-squares window (``"lss"`` only); the
             matched filter keeps the fit's ``hrf_window_trs``.
         pool_size: most voxels in the noise pool (``denoise_pcs > 0`` only).
+        snap_c: replace the decoded ``c`` by the nearest caption of the bundle's bank.
     """
 
     hrf: HrfChoice = "canonical"
@@ -57,6 +61,7 @@ class DecoderRecipe:
     select_voxels: float | Literal["auto"] | None = None
     lss_window_trs: int = 8
     pool_size: int = 2000
+    snap_c: bool = False
 
     def __post_init__(self) -> None:
         if self.hrf not in ("canonical", "library"):
@@ -77,6 +82,8 @@ class DecoderRecipe:
             object.__setattr__(self, "select_voxels", float(sel))  # type: ignore[arg-type]
         if self.lss_window_trs < 3:
             raise DataError(f"recipe lss_window_trs must be >= 3, found {self.lss_window_trs}")
+        if not isinstance(self.snap_c, bool):
+            raise DataError(f"recipe snap_c must be true or false, found {self.snap_c!r}")
         if self.pool_size < 1:
             raise DataError(f"recipe pool_size must be >= 1, found {self.pool_size}")
 
@@ -92,6 +99,8 @@ class DecoderRecipe:
             parts.append("lss")
         if self.select_voxels is not None:
             parts.append(f"select({self.select_voxels})")
+        if self.snap_c:
+            parts.append("snap")
         return "+".join(parts) or "today"
 
     def to_json(self) -> dict[str, Any]:
