@@ -58,6 +58,26 @@ def write_json(path: str | Path, payload: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, default=default))
 
 
+def finish(result: dict, json_path: str | Path | None, note: str = "") -> int:
+    """A held-out benchmark's last lines: its seconds (and ``note``), then ``--json``'s file;
+    main()'s exit code."""
+    print(f"\n{result['seconds']:.0f} s{note}")
+    if json_path:
+        write_json(json_path, result)
+    return 0
+
+
+def timed_calls(call, repeats: int, warmup: int = 3) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``call()`` after ``warmup`` untimed ones."""
+    out = []
+    for i in range(repeats + warmup):
+        start = time.perf_counter()
+        call()
+        if i >= warmup:
+            out.append(time.perf_counter() - start)
+    return out
+
+
 def touch_memory(gib: float) -> float:
     """Write ``gib`` GiB once and free it; returns the seconds it took.
 

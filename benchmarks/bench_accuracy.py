@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import add_held_out_arguments, machine, write_json
+from benchmarks._report import add_held_out_arguments, finish, machine
 
 log = logging.getLogger(__name__)
 
@@ -326,10 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{key}:\n{entry['table']}")
         for name, why in entry["not_available"].items():
             print(f"  {name}: not available ({why})")
-    print(f"\n{result['seconds']:.0f} s")
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":

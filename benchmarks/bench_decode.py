@@ -23,12 +23,11 @@ two-way identification (RGB pixels at 32x32).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks._report import Timing, machine, markdown_table, write_json
+from benchmarks._report import Timing, machine, markdown_table, timed_calls, write_json
 from rt_recon.decode.bundle import DecoderBundle, DecoderHead, ModelSpec, StreamSpec, WindowSpec
 from rt_recon.decode.online import OnlineDecoder
 from rt_recon.preprocess import PreprocessSpec
@@ -64,13 +63,7 @@ def _bundle(n_voxels: int, rank: int | None, rng: np.random.Generator) -> Decode
 def _time_decode(bundle: DecoderBundle, repeats: int, rng: np.random.Generator) -> list[float]:
     decoder = OnlineDecoder(bundle)
     features = rng.standard_normal(len(decoder.voxels), dtype=np.float32)
-    out = []
-    for i in range(repeats + 3):
-        start = time.perf_counter()
-        decoder.decode(features)
-        if i >= 3:
-            out.append(time.perf_counter() - start)
-    return out
+    return timed_calls(lambda: decoder.decode(features), repeats)
 
 
 def run(
@@ -135,12 +128,7 @@ def snap_cost(repeats: int = 30, threads: int = 1, cases=SNAP_CASES) -> list[Tim
         for label, shape, n, k in cases:
             bank = _random_bank(shape, n, k, rng)
             c = rng.standard_normal(shape, dtype=np.float32)
-            times = []
-            for i in range(repeats + 3):
-                start = time.perf_counter()
-                bank.snap(c)
-                if i >= 3:
-                    times.append(time.perf_counter() - start)
+            times = timed_calls(lambda bank=bank, c=c: bank.snap(c), repeats)
             rows.append(Timing.of(f"snap c: {label}", times))
     return rows
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import add_held_out_arguments, machine, write_json
+from benchmarks._report import add_held_out_arguments, finish, machine
 from benchmarks.bench_accuracy import HeldOutRun, aggregate, held_out_run, score_run, table
 
 log = logging.getLogger(__name__)
@@ -319,10 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nimagery preset chosen on these validation runs: {label} ({100 * score:.1f}%)")
     for label, entry in result["results"].items():
         print(f"\n{label}:\n{entry['table']}")
-    print(f"\n{result['seconds']:.0f} s ({result['seconds_prepare']:.0f} s preparing)")
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, args.json, f" ({result['seconds_prepare']:.0f} s preparing)")
 
 
 if __name__ == "__main__":

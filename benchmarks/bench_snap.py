@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import add_held_out_arguments, machine, write_json
+from benchmarks._report import add_held_out_arguments, finish, machine
 from benchmarks.bench_accuracy import _T975, held_out_run, score_run
 
 log = logging.getLogger(__name__)
@@ -178,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.participant, args.seeds, args.render_seeds, args.role)
     print(f"{result['participant']} participant, {args.role} runs; {result['machine']}")
     print(table(result))
-    print(f"\n{result['seconds']:.0f} s")
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":
