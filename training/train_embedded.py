@@ -47,6 +47,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from training import checkpoint as ckpt
+
 log = logging.getLogger("train_embedded")
 
 
@@ -156,15 +158,66 @@ def build_components(cfg: TrainConfig, vocabulary: list[str]):
     return vae, tokenizer, text_encoder, unet, scheduler
 
 
-def train_vae(vae, images: torch.Tensor, cfg: TrainConfig, curve: list) -> None:
+def _resume_loop(
+    stage: str,
+    parts: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    resume: tuple[dict, dict] | None,
+) -> int:
+    """Load a checkpoint of ``stage`` into the loop's parts; the first step to run."""
+    if resume is None:
+        return 0
+    meta, tensors = resume
+    for name, module in parts.items():
+        ckpt.load_module(name, module, tensors)
+    ckpt.load_optimizer(stage, optimizer, tensors, meta["optimizer"])
+    ckpt.load_generator(stage, generator, tensors)
+    return int(meta["step"]) + 1
+
+
+def _save_loop(
+    checkpoint: ckpt.Checkpoint | None,
+    stage: str,
+    step: int,
+    last: int,
+    parts: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    record: dict,
+) -> None:
+    """Save the loop's state when ``checkpoint`` says it is due (may raise Paused)."""
+    if checkpoint is None or not checkpoint.due(step, last):
+        return
+    tensors = {k: v for name, m in parts.items() for k, v in ckpt.module_tensors(name, m).items()}
+    opt_tensors, opt_meta = ckpt.optimizer_state(stage, optimizer)
+    tensors.update(opt_tensors)
+    tensors.update(ckpt.generator_state(stage, generator))
+    checkpoint.save(stage, step, tensors, {**record, "optimizer": opt_meta})
+
+
+def train_vae(
+    vae,
+    images: torch.Tensor,
+    cfg: TrainConfig,
+    curve: list,
+    *,
+    checkpoint: ckpt.Checkpoint | None = None,
+    resume: tuple[dict, dict] | None = None,
+    record: dict | None = None,
+) -> None:
     """``images``: ``(n, 3, H, W)`` float in [-1, 1], on ``cfg.device`` as ``vae`` is.
 
-    Random draws come from a CPU generator on every device (the batches are the same)."""
+    Random draws come from a CPU generator on every device (the batches are the same).
+    ``checkpoint``: save the loop's state as it says (training.checkpoint); ``resume``: a
+    saved ``(meta, tensors)`` of this stage to continue from; ``record``: the run's curves
+    and seconds, saved with the state."""
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
+    first = _resume_loop("vae", {"vae": vae}, optimizer, generator, resume)
     vae.train()
     start = time.perf_counter()
-    for step in range(cfg.vae_steps):
+    for step in range(first, cfg.vae_steps):
         _set_lr(optimizer, cosine_lr(step, cfg.vae_steps, cfg.vae_lr))
         batch = images[torch.randint(0, len(images), (cfg.vae_batch,), generator=generator)]
         posterior = vae.encode(batch).latent_dist
@@ -175,17 +228,30 @@ def train_vae(vae, images: torch.Tensor, cfg: TrainConfig, curve: list) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        curve.append({"step": step, "l1": float(rec_loss), "kl": float(kl)})
+        curve.append({"step": step, "l1": float(rec_loss.detach()), "kl": float(kl.detach())})
         if step % 100 == 0 or step == cfg.vae_steps - 1:
             log.info(
                 "vae %5d/%d  l1 %.4f  kl %.2f  (%.0f s)",
                 step,
                 cfg.vae_steps,
-                float(rec_loss),
-                float(kl),
+                float(rec_loss.detach()),
+                float(kl.detach()),
                 time.perf_counter() - start,
             )
+        _save_loop(
+            checkpoint, "vae", step, cfg.vae_steps - 1, {"vae": vae}, optimizer, generator,
+            _stamp(record, "vae_s", start),
+        )  # fmt: skip
     vae.eval()
+
+
+def _stamp(record: dict | None, key: str, start: float) -> dict:
+    """``record`` with ``seconds[key]`` counting this segment's time so far."""
+    if record is None:
+        return {}
+    seconds = dict(record.get("seconds", {}))
+    seconds[key] = record.get("base_seconds", {}).get(key, 0.0) + time.perf_counter() - start
+    return {"curves": record["curves"], "seconds": seconds}
 
 
 @torch.inference_mode()
@@ -205,13 +271,27 @@ def drop_captions(
 
 
 def train_unet(
-    unet, text_encoder, latents, token_ids, scheduler, cfg: TrainConfig, curve: list, empty=None
+    unet,
+    text_encoder,
+    latents,
+    token_ids,
+    scheduler,
+    cfg: TrainConfig,
+    curve: list,
+    empty=None,
+    *,
+    checkpoint: ckpt.Checkpoint | None = None,
+    resume: tuple[dict, dict] | None = None,
+    record: dict | None = None,
+    also_save: dict[str, torch.nn.Module] | None = None,
 ):
     """Joint UNet + text encoder training; returns the EMA copy of the UNet.
 
     ``empty``: the empty caption's token ids ``(max_tokens,)``; a share ``cfg.uncond_prob`` of
     each batch is trained on it instead of its caption, so that the model also learns the
-    unconditional prediction classifier-free guidance steers away from."""
+    unconditional prediction classifier-free guidance steers away from. ``checkpoint``,
+    ``resume``, ``record``: as :func:`train_vae`; ``also_save``: modules trained before (the
+    VAE) saved with each checkpoint, so a resumed run has them."""
     generator = torch.Generator().manual_seed(cfg.seed + 2)
     device = latents.device
     alphas_cumprod = scheduler.alphas_cumprod.float().to(device)
@@ -219,11 +299,13 @@ def train_unet(
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-4)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    parts = {"unet": unet, "text_encoder": text_encoder, "ema": ema}
+    first = _resume_loop("unet", parts, optimizer, generator, resume)
     unet.train()
     text_encoder.train()
     start = time.perf_counter()
     n = len(latents)
-    for step in range(cfg.unet_steps):
+    for step in range(first, cfg.unet_steps):
         _set_lr(optimizer, cosine_lr(step, cfg.unet_steps, cfg.unet_lr))
         idx = torch.randint(0, n, (cfg.unet_batch,), generator=generator)
         x0 = latents[idx]
@@ -250,17 +332,68 @@ def train_unet(
         with torch.no_grad():
             for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 e.lerp_(p, 1 - cfg.ema_decay)
-        curve.append({"step": step, "mse": float(loss)})
+        curve.append({"step": step, "mse": float(loss.detach())})
         if step % 100 == 0 or step == cfg.unet_steps - 1:
             log.info(
                 "unet %5d/%d  mse %.4f  (%.0f s)",
                 step,
                 cfg.unet_steps,
-                float(loss),
+                float(loss.detach()),
                 time.perf_counter() - start,
             )
+        _save_loop(
+            checkpoint, "unet", step, cfg.unet_steps - 1, {**parts, **(also_save or {})},
+            optimizer, generator, _stamp(record, "unet_s", start),
+        )  # fmt: skip
     text_encoder.eval()
     return ema
+
+
+def train(
+    cfg: TrainConfig,
+    pixels: torch.Tensor,
+    token_ids: torch.Tensor,
+    empty: torch.Tensor,
+    train_ids: np.ndarray,
+    components: tuple,
+    checkpoint: ckpt.Checkpoint | None = None,
+) -> tuple[torch.nn.Module, float, dict[str, list], dict[str, float]]:
+    """The VAE, then the UNet and text encoder on the VAE's scaled latents.
+
+    ``components``: ``(vae, text_encoder, unet, scheduler)`` as :func:`build_components`
+    makes them (trained in place). With ``checkpoint`` the state is saved as it says and a
+    run continues from its last save (training.checkpoint; may raise ``Paused``).
+    Returns the UNet's EMA copy, the latent scaling factor, the loss curves and the seconds
+    each stage took (over every session of a resumed run)."""
+    vae, text_encoder, unet, scheduler = components
+    loaded = checkpoint.load() if checkpoint is not None else None
+    meta = loaded[0] if loaded is not None else {}
+    curves: dict[str, list] = meta.get("curves", {"vae": [], "unet": []})
+    seconds: dict[str, float] = dict(meta.get("seconds", {}))
+    record = {"curves": curves, "seconds": seconds, "base_seconds": seconds}
+    stage = meta.get("stage")
+    if stage == "unet":  # the VAE finished in an earlier session: its weights were saved
+        ckpt.load_module("vae", vae, loaded[1])  # type: ignore[index]
+    else:
+        t1 = time.perf_counter()
+        train_vae(
+            vae, pixels[train_ids], cfg, curves["vae"], checkpoint=checkpoint,
+            resume=loaded if stage == "vae" else None, record=record,
+        )  # fmt: skip
+        seconds["vae_s"] = seconds.get("vae_s", 0.0) + time.perf_counter() - t1
+    vae.eval()
+    raw = encode_all(vae, pixels)
+    scaling = float(1.0 / raw[train_ids].std())
+    latents = raw * scaling
+    log.info("latent scaling factor %.4f", scaling)
+    t2 = time.perf_counter()
+    ema = train_unet(
+        unet, text_encoder, latents[train_ids], token_ids[train_ids], scheduler, cfg,
+        curves["unet"], empty=empty, checkpoint=checkpoint,
+        resume=loaded if stage == "unet" else None, record=record, also_save={"vae": vae},
+    )  # fmt: skip
+    seconds["unet_s"] = seconds.get("unet_s", 0.0) + time.perf_counter() - t2
+    return ema, scaling, curves, seconds
 
 
 def save_model(out: Path, vae, tokenizer, text_encoder, unet, scheduler, scaling: float) -> None:
@@ -309,6 +442,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("rt_recon/assets/embedded_model"))
     parser.add_argument("--docs", type=Path, default=Path("docs/embedded"))
     parser.add_argument("--device", help="torch device to train on (default cpu; e.g. cuda)")
+    parser.add_argument(
+        "--checkpoint", type=Path,
+        help="folder to save the run's state in and resume it from (training/checkpoint.py)",
+    )  # fmt: skip
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between saves")
+    parser.add_argument(
+        "--time-limit-min", type=float,
+        help="with --checkpoint: stop after the first save past this many minutes (exit "
+        f"status {ckpt.PAUSED_EXIT}); the same command continues the run",
+    )  # fmt: skip
     for name, field in TrainConfig.__dataclass_fields__.items():
         if field.type in ("int", "float"):
             parser.add_argument(f"--{name.replace('_', '-')}", type=eval(field.type))
@@ -345,27 +488,19 @@ def main(argv: list[str] | None = None) -> int:
     ).input_ids[0]
     timings = {"draw_s": time.perf_counter() - t0}
 
-    curves: dict[str, list] = {"vae": [], "unet": []}
-    t1 = time.perf_counter()
-    train_vae(vae, pixels[train_ids], cfg, curves["vae"])
-    timings["vae_s"] = time.perf_counter() - t1
-    raw = encode_all(vae, pixels)
-    scaling = float(1.0 / raw[train_ids].std())
-    latents = raw * scaling
-    log.info("latent scaling factor %.4f", scaling)
-
-    t2 = time.perf_counter()
-    ema = train_unet(
-        unet,
-        text_encoder,
-        latents[train_ids],
-        token_ids[train_ids],
-        scheduler,
-        cfg,
-        curves["unet"],
-        empty=empty,
-    )
-    timings["unet_s"] = time.perf_counter() - t2
+    checkpoint = None
+    if args.checkpoint is not None:
+        limit = None if args.time_limit_min is None else 60 * args.time_limit_min
+        checkpoint = ckpt.Checkpoint(args.checkpoint, asdict(cfg), args.checkpoint_every, limit)
+    try:
+        ema, scaling, curves, seconds = train(
+            cfg, pixels, token_ids, empty, train_ids, (vae, text_encoder, unet, scheduler),
+            checkpoint,
+        )  # fmt: skip
+    except ckpt.Paused as paused:
+        log.info("paused at %s: run the same command again to continue", paused)
+        return ckpt.PAUSED_EXIT
+    timings.update(seconds)  # summed over the sessions of a resumed run
     vae, text_encoder, ema = (m.to("cpu") for m in (vae, text_encoder, ema))
     save_model(args.out, vae, tokenizer, text_encoder, ema, scheduler, scaling)
     write_caption_bank(args.out, [captions[int(i)] for i in train_ids])
