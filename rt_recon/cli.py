@@ -294,6 +294,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     print(f"  from {inputs.origin}: {len(inputs.train)} training runs")
     for name, mask in masks.items():
         print(f"  mask {name}: {mask}")
+    if bundle.caption_bank is not None:
+        bank = bundle.caption_bank
+        print(f"  c snaps to the nearest of {len(bank)} captions ({bank.source})")
     for head, entry in bundle.report["heads"].items():
         alphas = ", ".join(f"{a}: {n}" for a, n in entry["alphas_chosen"].items() if n)
         print(

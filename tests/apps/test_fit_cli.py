@@ -16,6 +16,7 @@ import torch
 from rt_recon.decode.bundle import DecoderBundle
 from rt_recon.render.embedded import EMBEDDED_DIR, resolve_model
 from rt_recon.render.model import model_fingerprint
+from rt_recon.simulators.world import StimulusWorld
 
 pytestmark = pytest.mark.slow
 
@@ -94,3 +95,24 @@ def test_encoding_on_a_gpu_this_machine_lacks_is_a_clear_error(small_dataset, tm
     assert done.returncode == 2, done.stderr
     assert "device 'cuda' asked for, but torch" in done.stderr and "use cpu here" in done.stderr
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_fit_with_a_recipe_that_snaps_c_reads_the_caption_bank_it_is_given(
+    small_dataset, tiny_model_dir, tmp_path
+):
+    config = tmp_path / "snap.yaml"
+    config.write_text("fit:\n  alphas: [1.0, 100.0, 10000.0]\n  recipe:\n    snap_c: true\n")
+    base = [small_dataset.root, "--config", config, "--model", tiny_model_dir]
+    refused = _fit(*base, "--out", tmp_path / "no.safetensors")
+    assert refused.returncode != 0
+    assert f"{tiny_model_dir / 'caption_bank.txt'} does not exist" in refused.stderr
+    assert "--caption-bank" in refused.stderr and not (tmp_path / "no.safetensors").exists()
+    bank = tmp_path / "bank.txt"
+    world = StimulusWorld()
+    bank.write_text("".join(f"{world.caption(i)}\n" for i in (0, 1)), encoding="utf-8")
+    out = tmp_path / "snap.safetensors"
+    done = _fit(*base, "--caption-bank", bank, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert f"c snaps to the nearest of 2 captions ({bank})" in done.stdout
+    fitted = DecoderBundle.load(out)
+    assert fitted.recipe.snap_c and len(fitted.caption_bank) == 2
