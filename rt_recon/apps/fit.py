@@ -186,8 +186,9 @@ def encode_bank(model: RenderModel, path: str | Path | None = None) -> CaptionBa
     if not path.is_file():
         raise DataError(
             f"the recipe snaps c to a caption bank (fit.recipe.snap_c) but {path} does not "
-            f"exist: give --caption-bank FILE (one caption a line) or put {BANK_FILE} in the "
-            "render model's folder"
+            f"exist: give --caption-bank FILE (one caption a line), put {BANK_FILE} in the "
+            "render model's folder, or fit without snapping (fit.recipe.snap_c: false in "
+            "--config; the shipped default config snaps)"
         )
     captions = read_bank_file(path)
     log.info("encoding the caption bank: %d captions from %s", len(captions), path)

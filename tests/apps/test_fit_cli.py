@@ -21,13 +21,24 @@ from rt_recon.simulators.world import StimulusWorld
 pytestmark = pytest.mark.slow
 
 
+def _bank_file(folder: Path) -> Path:
+    """Two of the world's captions, one a line: a caption bank for the tiny model."""
+    world = StimulusWorld()
+    bank = folder / "bank.txt"
+    bank.write_text("".join(f"{world.caption(i)}\n" for i in (0, 1)), encoding="utf-8")
+    return bank
+
+
 def test_fit_writes_the_bundle_and_a_report_of_r2_and_alphas_per_head(
     small_dataset, tiny_model_dir, tmp_path
 ):
+    """With the default config, which snaps c: the tiny model has no caption bank of its own,
+    so one is given."""
     out = tmp_path / "sub-01.safetensors"
     done = subprocess.run(
         [sys.executable, "-m", "rt_recon", "fit", str(small_dataset.root),
-         "--model", str(tiny_model_dir), "--out", str(out)],
+         "--model", str(tiny_model_dir), "--caption-bank", str(_bank_file(tmp_path)),
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -106,10 +117,9 @@ def test_fit_with_a_recipe_that_snaps_c_reads_the_caption_bank_it_is_given(
     refused = _fit(*base, "--out", tmp_path / "no.safetensors")
     assert refused.returncode != 0
     assert f"{tiny_model_dir / 'caption_bank.txt'} does not exist" in refused.stderr
-    assert "--caption-bank" in refused.stderr and not (tmp_path / "no.safetensors").exists()
-    bank = tmp_path / "bank.txt"
-    world = StimulusWorld()
-    bank.write_text("".join(f"{world.caption(i)}\n" for i in (0, 1)), encoding="utf-8")
+    assert "--caption-bank" in refused.stderr and "snap_c: false" in refused.stderr
+    assert not (tmp_path / "no.safetensors").exists()
+    bank = _bank_file(tmp_path)
     out = tmp_path / "snap.safetensors"
     done = _fit(*base, "--caption-bank", bank, "--out", out)
     assert done.returncode == 0, done.stderr
