@@ -67,8 +67,11 @@ def _session(participant: str | None, seed: int):
     return _load_session(participant, seed)
 
 
-def prepare_run(participant: str | None, seed: int, role: str, model, model_path) -> HeldOutRun:
-    """Fit (cached) and decode participant ``seed``'s ``role`` run; build its baselines."""
+def prepare_run(
+    participant: str | None, seed: int, role: str, model, model_path, fit=None
+) -> HeldOutRun:
+    """Fit (cached) and decode participant ``seed``'s ``role`` run; build its baselines.
+    ``fit``: a fit section to use instead of the demo config's."""
     from rt_recon.acquire.nifti import load_nifti_run
     from rt_recon.apps.demo import ensure_bundle
     from rt_recon.decode.bundle import DecoderBundle
@@ -76,6 +79,8 @@ def prepare_run(participant: str | None, seed: int, role: str, model, model_path
     from rt_recon.protocol import trial_samples
 
     config, dataset = _session(participant, seed)
+    if fit is not None:
+        config = config.model_copy(update={"fit": fit})
     runs = dataset.runs(role)
     if not runs:
         raise SystemExit(f"{dataset.root}: no {role} run (roles: train, validation, test)")

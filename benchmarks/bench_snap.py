@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import add_held_out_arguments, finish, machine
-from benchmarks.bench_accuracy import _T975, held_out_run, score_run
+from benchmarks.bench_accuracy import _T975, prepare_run, score_run
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +53,6 @@ def decoders(config) -> dict[str, Any]:
         "shipped": with_recipe(shipped),
         "shipped+snap": with_recipe(shipped.model_copy(update={"snap_c": True})),
     }
-
-
-def decode_held_out(participant, seed: int, role: str, fit, model_path):
-    """Participant ``seed``'s ``role`` run decoded by the bundle of ``fit`` (cached)."""
-    from benchmarks.bench_accuracy import _session
-    from rt_recon.acquire.nifti import load_nifti_run
-    from rt_recon.apps.demo import ensure_bundle
-    from rt_recon.decode.bundle import DecoderBundle
-    from rt_recon.evaluate.offline import decode_run
-    from rt_recon.protocol import trial_samples
-
-    config, dataset = _session(participant, seed)
-    config = config.model_copy(update={"fit": fit})
-    files = dataset.runs(role)[0]
-    bundle = DecoderBundle.load(ensure_bundle(dataset, model_path, config))
-    run = load_nifti_run(files.bold, files.events)
-    latents = decode_run(bundle, run.volumes)
-    samples = trial_samples(run.events, len(run.volumes), run.tr_s, bundle.window.lag_trs)
-    decoded = {h: np.stack([latents[t][h] for t, _ in samples]) for h in ("z", "c")}
-    ids = [int(sid) for _, sid in samples]
-    label = f"participant {seed}, {role} run {files.run}"
-    return held_out_run(seed, label, dataset, ids, decoded, model_path, config)
 
 
 def paired(grid: np.ndarray, base: np.ndarray) -> dict[str, float]:
@@ -102,7 +80,7 @@ def run(participant=None, seeds=(0, 1, 2, 3, 4), render_seeds=(0, 1, 2), role="v
     for name, fit in decoders(config).items():
         rows = []
         for seed in seeds:
-            held = decode_held_out(participant, seed, role, fit, model_path)
+            held = prepare_run(participant, seed, role, model, model_path, fit)
             if name == "today":
                 n_trials.append(held.n_shown)
             rows.append(

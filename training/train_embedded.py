@@ -249,8 +249,8 @@ def _stamp(record: dict | None, key: str, start: float) -> dict:
     """``record`` with ``seconds[key]`` counting this segment's time so far."""
     if record is None:
         return {}
-    seconds = dict(record.get("seconds", {}))
-    seconds[key] = record.get("base_seconds", {}).get(key, 0.0) + time.perf_counter() - start
+    seconds = dict(record["seconds"])  # earlier sessions' and finished stages' seconds
+    seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
     return {"curves": record["curves"], "seconds": seconds}
 
 
@@ -370,7 +370,7 @@ def train(
     meta = loaded[0] if loaded is not None else {}
     curves: dict[str, list] = meta.get("curves", {"vae": [], "unet": []})
     seconds: dict[str, float] = dict(meta.get("seconds", {}))
-    record = {"curves": curves, "seconds": seconds, "base_seconds": seconds}
+    record = {"curves": curves, "seconds": seconds}
     stage = meta.get("stage")
     if stage == "unet":  # the VAE finished in an earlier session: its weights were saved
         ckpt.load_module("vae", vae, loaded[1])  # type: ignore[index]
