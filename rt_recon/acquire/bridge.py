@@ -496,7 +496,9 @@ class ScannerBridge:
             self._push_now(stream, volume)
             speed = max(self.options.speed, 1e-9)
             gap = stream.meta.tr_s / speed / max(self.options.catch_up_per_tr, 1e-9)
-            self._next_paced = now + gap
+            # counted from the end of this push, so that a slow push (the first opens the
+            # outlet's connection) does not shorten the gap before the next one
+            self._next_paced = time.monotonic() + gap
 
     def _push_now(self, stream: _SeriesStream, volume: Volume) -> None:
         """Push ``volume``; a volume caught up after a restart is flagged so in the report."""
