@@ -100,7 +100,7 @@ def run(
 
 #: Caption banks timed by :func:`snap_cost`: (label, c shape, captions, components kept).
 SNAP_CASES = (
-    ("embedded model: c (16, 64), 9,856 captions, 144 components", (16, 64), 9_856, 144),
+    ("embedded model: c (16, 64), 30,088 captions, 166 components", (16, 64), 30_088, 166),
     ("NSD scale: c (77, 1024), 10,000 captions, 144 components", C_SHAPE, 10_000, 144),
     ("NSD scale: c (77, 1024), 10,000 captions, 256 components", C_SHAPE, 10_000, 256),
 )

@@ -111,9 +111,10 @@ class SimulationSection(_Section):
     )
     seed: int = 0
     world_version: Literal[1, 2] = Field(
-        default=1,
-        description="The picture world (simulators/world.py): 1, four plain backgrounds (the "
-        "embedded model's world); 2, twelve backgrounds with gradients and textures",
+        default=2,
+        description="The picture world (simulators/world.py): 2 (the default, the embedded "
+        "model's world), twelve backgrounds with gradients and textures; 1, its pictures on "
+        "the four plain backgrounds only",
     )
     tr_s: float = Field(
         default=1.5,

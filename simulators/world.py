@@ -10,13 +10,15 @@ attribute is always the same word of the caption.
 
 Two versions of the world exist (``StimulusWorld(version=...)``):
 
-* **1** (the embedded model's world today): four plain backgrounds, so the
-  background is a 4-way label that a pixel metric scores easily; the grid has
-  6 * 8 * 3 * 2 * 9 * 4 = 10,368 pictures.
-* **2**: twelve backgrounds, the four plain ones and eight that are not a flat
-  colour: four gradients (``sky``, ``dusk``, ``meadow``, ``ocean``) and four
-  textures (``dotted``, ``gridded``, ``sandy``, ``wavy``); 31,104 pictures.
-  Version 1's pictures are version 2's pictures on plain backgrounds.
+* **1**: four plain backgrounds, so the background is a 4-way label that a
+  pixel metric scores easily; the grid has 6 * 8 * 3 * 2 * 9 * 4 = 10,368
+  pictures.
+* **2** (the default, :data:`DEFAULT_VERSION`; the embedded model's and the
+  metric network's world): twelve backgrounds, the four plain ones and eight that are not a
+  flat colour: four gradients (``sky``, ``dusk``, ``meadow``, ``ocean``) and
+  four textures (``dotted``, ``gridded``, ``sandy``, ``wavy``); 31,104
+  pictures. Version 1's pictures are version 2's pictures on plain
+  backgrounds, but the two versions hold out different ones.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ PATTERNED_BACKGROUNDS: dict[str, tuple[str, tuple[int, int, int], tuple[int, int
     "wavy": ("waves", (95, 95, 160), (175, 175, 225)),
 }
 WORLD_VERSIONS = (1, 2)
+#: The version a world is when none is named: the embedded model's and the sessions' default
+#: (``simulation.world_version`` in rt_recon.config says the same; a test holds them equal).
+DEFAULT_VERSION = 2
 
 #: Pictures of the world no model of this project trains on: the embedded render model
 #: (training/train_embedded.py) and the metric network leave them out, and a synthetic
@@ -131,7 +136,7 @@ class Stimulus:
 class StimulusWorld:
     """Deterministic procedural stimuli: ``world.image(i)``, ``world.stimulus(i).caption``."""
 
-    def __init__(self, seed: int = 0, image_size: int = 64, version: int = 1):
+    def __init__(self, seed: int = 0, image_size: int = 64, version: int = DEFAULT_VERSION):
         if version not in WORLD_VERSIONS:
             raise ValueError(f"world version must be one of {WORLD_VERSIONS}, found {version!r}")
         self.seed = seed
@@ -165,6 +170,22 @@ class StimulusWorld:
     def training_ids(self) -> np.ndarray:
         """Sorted ids of every picture not held out (:meth:`holdout_ids`)."""
         return np.setdiff1d(np.arange(self.n_stimuli), self.holdout_ids())
+
+    def never_held_out_ids(self) -> np.ndarray:
+        """Sorted ids of the training pictures whose attributes no version of the world holds
+        out: what a network (or a caption bank) may use so that no session of any version
+        tests on a picture it has seen."""
+        held = set()
+        for version in sorted({1, self.version}):
+            other = (
+                self
+                if version == self.version
+                else StimulusWorld(seed=self.seed, image_size=self.image_size, version=version)
+            )
+            held |= {tuple(other.stimulus(int(i)).attributes.values()) for i in other.holdout_ids()}
+        train_ids = self.training_ids()
+        keep = [tuple(self.stimulus(int(i)).attributes.values()) not in held for i in train_ids]
+        return train_ids[np.array(keep, dtype=bool)]
 
     def caption(self, stimulus_id: int) -> str:
         return BLANK_CAPTION if stimulus_id == BLANK_ID else self.stimulus(stimulus_id).caption

@@ -73,8 +73,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     cond_noise: float = 0.2  # std of noise added to caption states, relative to their std
     grid_fraction: float = 0.5  # share of timesteps drawn from the renderer's trailing grids
-    uncond_prob: float = 0.0  # share of samples trained on the empty caption (for guidance)
-    world_version: int = 1  # the picture world (simulators/world.py)
+    uncond_prob: float = 0.1  # share of samples trained on the empty caption (for guidance)
+    world_version: int = 2  # the picture world (simulators/world.py)
     threads: int = 0  # torch threads; 0 keeps the default
     device: str = "cpu"  # "cuda" trains on a GPU (minutes instead of about 100 on 2 CPU cores)
 
@@ -364,7 +364,8 @@ def train(
     makes them (trained in place). With ``checkpoint`` the state is saved as it says and a
     run continues from its last save (training.checkpoint; may raise ``Paused``).
     Returns the UNet's EMA copy, the latent scaling factor, the loss curves and the seconds
-    each stage took (over every session of a resumed run)."""
+    each stage took (over every session of a resumed run; ``earlier_sessions_s``: the part of
+    them spent before this session)."""
     vae, text_encoder, unet, scheduler = components
     loaded = checkpoint.load() if checkpoint is not None else None
     meta = loaded[0] if loaded is not None else {}
@@ -393,7 +394,8 @@ def train(
         resume=loaded if stage == "unet" else None, record=record, also_save={"vae": vae},
     )  # fmt: skip
     seconds["unet_s"] = seconds.get("unet_s", 0.0) + time.perf_counter() - t2
-    return ema, scaling, curves, seconds
+    earlier = sum(meta.get("seconds", {}).values())  # training seconds of earlier sessions
+    return ema, scaling, curves, {**seconds, "earlier_sessions_s": earlier}
 
 
 def save_model(out: Path, vae, tokenizer, text_encoder, unet, scheduler, scaling: float) -> None:
@@ -426,10 +428,23 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
+def write_world_record(out: Path, cfg: TrainConfig, n_pictures: int) -> Path:
+    """``world.json`` beside the model: the world it was trained on, so that a session of
+    another version (whose test pictures it may have seen) is warned of
+    (rt_recon.render.embedded.trained_world_version)."""
+    from rt_recon.render.embedded import WORLD_FILE
+
+    record = {"seed": cfg.seed, "version": cfg.world_version, "n_pictures": n_pictures}
+    path = Path(out) / WORLD_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def write_caption_bank(out: Path, captions: list[str]) -> Path:
-    """``caption_bank.txt`` beside the model: the captions it was trained on (sorted, each
+    """``caption_bank.txt`` beside the model: captions it was trained on (sorted, each
     once), the bank a decoder that snaps ``c`` chooses from (rt_recon.decode.caption_bank).
-    Held-out pictures' captions are not in it, so neither is any test picture's."""
+    Held-out pictures' captions (of any world version) are not in it, so neither is any
+    test picture's."""
     from rt_recon.decode.caption_bank import BANK_FILE
 
     path = Path(out) / BANK_FILE
@@ -503,8 +518,14 @@ def main(argv: list[str] | None = None) -> int:
     timings.update(seconds)  # summed over the sessions of a resumed run
     vae, text_encoder, ema = (m.to("cpu") for m in (vae, text_encoder, ema))
     save_model(args.out, vae, tokenizer, text_encoder, ema, scheduler, scaling)
-    write_caption_bank(args.out, [captions[int(i)] for i in train_ids])
-    timings["total_s"] = time.perf_counter() - t0
+    # the bank leaves out world 1's held-out captions too: a world-1 session never snaps to
+    # its own test picture's caption
+    write_caption_bank(args.out, [captions[int(i)] for i in world.never_held_out_ids()])
+    write_world_record(args.out, cfg, len(train_ids))
+    # this session's wall time, and the run's: a resumed run's earlier sessions add their
+    # training seconds (not their drawing)
+    timings["session_s"] = time.perf_counter() - t0
+    timings["total_s"] = timings["session_s"] + timings["earlier_sessions_s"]
 
     args.docs.mkdir(parents=True, exist_ok=True)
     metrics = evaluate_and_plot(args.out, world, holdout, train_ids, curves, args.docs)

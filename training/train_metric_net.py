@@ -47,7 +47,7 @@ EVAL_BLURS = (0.0, 1.5, 3.0)
 class TrainConfig:
     seed: int = 0
     world_seed: int = 0
-    world_version: int = 1  # the world the embedded model and the demo's sessions use
+    world_version: int = 2  # the world the embedded model and the demo's sessions use
     image_size: int = 64
     channels: tuple[int, ...] = (24, 48, 96, 128)
     embedding_dim: int = 128
@@ -109,15 +109,9 @@ def heads(world: StimulusWorld) -> dict[str, list[str]]:
 
 def split(world: StimulusWorld) -> tuple[np.ndarray, np.ndarray]:
     """``(training ids, held-out ids)`` of ``world``. Training leaves out every picture held
-    out in any version of the world (by attribute combination), so that no session of any
+    out in any version of the world (``never_held_out_ids``), so that no session of any
     version tests on a picture the network has seen."""
-    train_ids, holdout_ids = world.training_ids(), world.holdout_ids()
-    held = set()
-    for version in {1, world.version}:
-        other = StimulusWorld(seed=world.seed, image_size=world.image_size, version=version)
-        held |= {tuple(other.stimulus(int(i)).attributes.values()) for i in other.holdout_ids()}
-    keep = [tuple(world.stimulus(int(i)).attributes.values()) not in held for i in train_ids]
-    return train_ids[np.array(keep, dtype=bool)], holdout_ids
+    return world.never_held_out_ids(), world.holdout_ids()
 
 
 def draw(world: StimulusWorld, ids: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -42,7 +42,7 @@ from rt_recon.evaluate.report import write_report
 from rt_recon.evaluate.semantic import NEAREST_TRAINING, WRONG_SHAPE, nearest_by_latents
 from rt_recon.evaluate.session_eval import SessionEvaluation, evaluate_recording
 from rt_recon.nodes.renderer import frames_dir
-from rt_recon.render.embedded import resolve_model, resolve_model_path
+from rt_recon.render.embedded import resolve_model, resolve_model_path, trained_world_version
 from rt_recon.render.model import model_fingerprint
 
 if TYPE_CHECKING:
@@ -200,6 +200,26 @@ def nearest_training_pictures(
     return pictures[nearest_by_latents(decoded, bank)]
 
 
+def warn_if_test_pictures_were_seen(model_dir: Path, session_version: int) -> None:
+    """Log a warning when the render model was trained on another world version: version 2
+    holds out other attribute combinations than version 1, so a model of version 2 has seen
+    most of version 1's held-out (test) pictures."""
+    trained = trained_world_version(model_dir)
+    if trained is not None and trained != session_version:
+        log.warning(
+            "the render model %s was trained on world version %d and this session shows "
+            "version %d: that world holds out other pictures, so most of this session's test "
+            "pictures were among the model's training pictures and its accuracy here is not a "
+            "held-out figure (train a model on version %d: python -m training.train_embedded "
+            "--world-version %d)",
+            model_dir,
+            trained,
+            session_version,
+            session_version,
+            session_version,
+        )
+
+
 def add_world_baselines(
     evaluation: SessionEvaluation, dataset: Dataset | None, model_path: str | Path | None
 ) -> None:
@@ -222,7 +242,8 @@ def add_world_baselines(
         version=int(sim.get("world_version", 1)),
     )
     trained = load_metric_net().trained_on.get("world_version")
-    if trained is not None and int(trained) != world.version:
+    # version 1's pictures are version 2's on plain backgrounds: a newer net knows them
+    if trained is not None and int(trained) < world.version:
         log.warning(
             "the metric network was trained on world version %s, this session shows version "
             "%d: its attribute readings of pictures outside its world are unreliable",
@@ -238,6 +259,7 @@ def add_world_baselines(
     else:
         try:
             path = resolve_model(model_path)
+            warn_if_test_pictures_were_seen(path, world.version)
             pictures[NEAREST_TRAINING] = nearest_training_pictures(
                 dataset, path, evaluation.decoded
             )

@@ -14,6 +14,7 @@ working directory is ``./embedded``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rt_recon.config import EMBEDDED_MODEL, SessionConfig
@@ -39,3 +40,23 @@ def resolve_model_path(config: SessionConfig) -> Path:
     """The model directory a config names (``renderer.model``): its path, or the embedded
     default."""
     return resolve_model(config.renderer.model)
+
+
+#: A render model's record of the picture world it was trained on (written by
+#: ``training.train_embedded``): ``{"seed": ..., "version": ..., "n_pictures": ...}``.
+WORLD_FILE = "world.json"
+
+
+def trained_world_version(model_dir: Path) -> int | None:
+    """The world version the render model in ``model_dir`` was trained on, or None when it
+    does not say (a model not trained by this project)."""
+    path = Path(model_dir) / WORLD_FILE
+    if not path.is_file():
+        return None
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{path}: expected JSON with an integer 'version' (the world the model was "
+            f"trained on), found {path.read_text(encoding='utf-8')[:80]!r} ({exc})"
+        ) from exc

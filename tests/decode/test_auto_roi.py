@@ -39,7 +39,7 @@ def _session(dataset):
     pictures = dataset.stimulus_images(ids).astype(np.float32) / 255.0
     side = pictures.shape[1] // 8
     z = pictures.reshape(len(ids), 8, side, 8, side, 3).mean(axis=(2, 4))
-    world = StimulusWorld(seed=SMALL_SIM.seed, image_size=SMALL_SIM.image_size)
+    world = StimulusWorld(SMALL_SIM.seed, SMALL_SIM.image_size, SMALL_SIM.world_version)
     c = world.semantic_features(ids).astype(np.float32)
     masks = {m: load_mask(dataset.mask_path(m), shape, affine) for m in ("ev", "hv", "brain")}
     training = [TrainingRun(r.volumes, r.events, r.tr_s) for r in runs]

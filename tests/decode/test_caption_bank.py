@@ -146,7 +146,11 @@ def test_the_embedded_models_bank_is_its_training_captions_and_no_held_out_one()
     from rt_recon.simulators.world import StimulusWorld
 
     bank = read_bank_file(EMBEDDED_DIR / BANK_FILE)
-    world = StimulusWorld(seed=0, image_size=64, version=1)  # the world it was trained on
-    assert bank == sorted({world.caption(int(i)) for i in world.training_ids()})
-    held_out = {world.caption(int(i)) for i in world.holdout_ids()}
-    assert len(held_out) == 512 and not held_out & set(bank)
+    world = StimulusWorld(seed=0, image_size=64, version=2)  # the world it was trained on
+    trained_on = {world.caption(int(i)) for i in world.training_ids()}
+    assert bank == sorted({world.caption(int(i)) for i in world.never_held_out_ids()})
+    assert set(bank) <= trained_on and len(bank) > 29_000
+    for version in (1, 2):  # no held-out caption of either world (1's are 2's plain ones)
+        held = StimulusWorld(seed=0, image_size=64, version=version)
+        held_out = {held.caption(int(i)) for i in held.holdout_ids()}
+        assert len(held_out) == 512 and not held_out & set(bank)

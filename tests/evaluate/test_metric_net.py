@@ -32,7 +32,7 @@ MIN_HELD_OUT_ACCURACY = {
 
 @pytest.fixture(scope="module")
 def held_out():
-    world = StimulusWorld(seed=0)
+    world = StimulusWorld(seed=0, version=2)  # the shipped net's world
     ids = world.holdout_ids()
     return world.images(ids), [world.stimulus(int(i)).attributes for i in ids]
 
@@ -41,10 +41,10 @@ def test_the_shipped_network_is_small_and_names_its_heads_in_the_world_order():
     net = load_metric_net()
     size = sum(p.stat().st_size for p in METRIC_NET_DIR.iterdir())
     assert size < 2_000_000
-    world = StimulusWorld(seed=0)
+    world = StimulusWorld(seed=0, version=2)  # the shipped net's world
     assert net.head_classes == {name: list(values) for name, values in world.axes}
     assert net.trained_on["world_version"] == world.version
-    assert net.trained_on["n_pictures"] == len(world.training_ids())
+    assert net.trained_on["n_pictures"] == len(world.never_held_out_ids())
     assert set(net.held_out_accuracy) == set(net.head_classes)
 
 
@@ -104,7 +104,15 @@ def test_a_tiny_training_run_writes_weights_that_load(tmp_path):
 
 
 def test_training_never_sees_a_held_out_picture():
-    world = StimulusWorld(seed=0)
+    world = StimulusWorld(seed=0, version=2)  # the shipped net's world
     train_ids, holdout_ids = train_metric_net.split(world)
-    assert len(holdout_ids) == 512 and len(train_ids) == world.n_stimuli - 512
+    assert len(holdout_ids) == 512 and len(train_ids) < world.n_stimuli - 512
     assert not set(train_ids.tolist()) & set(holdout_ids.tolist())
+    # nor a picture world 1 holds out (its pictures are world 2's on plain backgrounds)
+    first = StimulusWorld(seed=0, version=1)
+    held_in_1 = {tuple(first.stimulus(int(i)).attributes.values()) for i in first.holdout_ids()}
+    seen = {tuple(world.stimulus(int(i)).attributes.values()) for i in train_ids}
+    assert not seen & held_in_1
+    assert len(train_ids) == world.n_stimuli - len(
+        held_in_1 | {tuple(world.stimulus(int(i)).attributes.values()) for i in holdout_ids}
+    )

@@ -39,7 +39,7 @@ def test_runs_have_the_scheduled_length_tr_and_held_out_pictures(small_dataset):
         ids[files.role] = ids.get(files.role, set()) | {e["stimulus_id"] for e in run.events}
     assert not ids["train"] & ids["test"]  # test pictures never seen in training
     # ... nor by any model of the project: the world's held-out pictures only
-    world = StimulusWorld(seed=SMALL_SIM.seed, image_size=SMALL_SIM.image_size)
+    world = StimulusWorld(SMALL_SIM.seed, SMALL_SIM.image_size, SMALL_SIM.world_version)
     held_out = set(world.holdout_ids().tolist())
     assert ids["test"] <= held_out and not ids["train"] & held_out
     images = small_dataset.stimulus_images(sorted(ids["test"])[:3])

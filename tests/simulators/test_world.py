@@ -5,11 +5,11 @@ from rt_recon.simulators.world import BLANK_ID, HOLDOUT_SIZE, StimulusWorld
 
 
 def test_stimuli_are_deterministic_distinct_and_captioned():
-    a, b = StimulusWorld(seed=5), StimulusWorld(seed=5)
+    a, b = StimulusWorld(seed=5, version=1), StimulusWorld(seed=5, version=1)
     np.testing.assert_array_equal(a.image(17), b.image(17))
     assert a.caption(17) == b.caption(17)
-    assert StimulusWorld(seed=6).caption(17) != a.caption(17) or not np.array_equal(
-        StimulusWorld(seed=6).image(17), a.image(17)
+    assert StimulusWorld(seed=6, version=1).caption(17) != a.caption(17) or not np.array_equal(
+        StimulusWorld(seed=6, version=1).image(17), a.image(17)
     )
     captions = {a.caption(i) for i in range(500)}
     assert len(captions) == 500
@@ -17,7 +17,7 @@ def test_stimuli_are_deterministic_distinct_and_captioned():
 
 
 def test_picture_matches_its_caption():
-    world = StimulusWorld(seed=0, image_size=64)
+    world = StimulusWorld(seed=0, image_size=64, version=1)  # plain backgrounds
     for i in range(40):
         stim = world.stimulus(i)
         image = world.image(i).astype(int)
@@ -46,7 +46,7 @@ def test_blank_and_bad_ids():
 
 
 def test_semantic_features_are_one_hot_per_attribute():
-    world = StimulusWorld()
+    world = StimulusWorld(version=1)
     features = world.semantic_features([0, 1, BLANK_ID])
     assert features.shape[1] == 6 + 8 + 3 + 2 + 9 + 4
     assert features[0].sum() == 6 and features[1].sum() == 6 and features[2].sum() == 0
@@ -56,13 +56,13 @@ def test_semantic_features_are_one_hot_per_attribute():
 def test_the_held_out_pictures_are_the_same_combinations_in_every_world():
     """The embedded model left out world 0's draw (training/train_embedded.py): every seed's
     world holds out those same pictures under its own ids."""
-    first = StimulusWorld(seed=0)
+    first = StimulusWorld(seed=0, version=1)
     held = first.holdout_ids()
     reference = np.random.default_rng(0).choice(first.n_stimuli, size=HOLDOUT_SIZE, replace=False)
     assert np.array_equal(held, np.sort(reference))
     captions = sorted(first.caption(int(i)) for i in held)
     for seed in (1, 3):
-        world = StimulusWorld(seed=seed)
+        world = StimulusWorld(seed=seed, version=1)
         ids = world.holdout_ids()
         assert sorted(world.caption(int(i)) for i in ids) == captions
         assert not np.array_equal(ids, held)  # other ids, the same pictures
@@ -70,15 +70,20 @@ def test_the_held_out_pictures_are_the_same_combinations_in_every_world():
         assert len(world.training_ids()) + len(ids) == world.n_stimuli
 
 
-#: sha256 of world 1's pictures ``range(0, 10368, 211)`` at seed 0, 64 px: the embedded model
-#: was trained on this world, which must not change under it.
+#: sha256 of world 1's pictures ``range(0, 10368, 211)`` at seed 0, 64 px: the first embedded
+#: model was trained on this world, and version 1's sessions are cached by keys that assume
+#: it does not change.
 WORLD_1_PICTURES_SHA256 = "8272a5a82c0479cdc8a46cac79550bc17d625d0e63ae1ebb19c7b6415dd251af"
 
 
-def test_world_1_is_the_embedded_models_world_unchanged():
+def test_world_1_is_unchanged_and_the_default_is_the_sessions():
     import hashlib
 
-    world = StimulusWorld(seed=0)
+    from rt_recon.config import SimulationSection
+    from rt_recon.simulators.world import DEFAULT_VERSION
+
+    assert StimulusWorld().version == DEFAULT_VERSION == SimulationSection().world_version == 2
+    world = StimulusWorld(seed=0, version=1)
     assert world.version == 1 and world.n_stimuli == 10368
     digest = hashlib.sha256(world.images(range(0, 10368, 211)).tobytes()).hexdigest()
     assert digest == WORLD_1_PICTURES_SHA256

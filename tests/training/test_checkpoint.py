@@ -60,7 +60,10 @@ def test_a_run_paused_after_every_step_ends_where_an_uninterrupted_one_does(tmp_
     for key, value in expected.items():
         assert torch.equal(got[key], value), key
     assert scaling2 == scaling and curves2 == curves
-    assert set(seconds) == {"vae_s", "unet_s"} and min(seconds.values()) > 0
+    assert set(seconds) == {"vae_s", "unet_s", "earlier_sessions_s"}
+    assert min(seconds.values()) > 0
+    # the last session ran the last UNet step: everything before it was earlier sessions'
+    assert seconds["earlier_sessions_s"] < seconds["vae_s"] + seconds["unet_s"]
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["state.safetensors"]
 
 
