@@ -52,30 +52,6 @@ from benchmarks.bench_accuracy import HeldOutRun, aggregate, held_out_run, score
 
 log = logging.getLogger(__name__)
 
-#: ``(label, run, steps, strength, z)``: ``run`` one of vision, imagery, imagery continuous;
-#: ``z`` decoded or mean (the training pictures' mean z: "c only").
-CONDITIONS: tuple[tuple[str, str, int, float, str], ...] = (
-    ("vision, z+c (shipped: 4 steps, strength 0.5)", "vision", 4, 0.5, "decoded"),
-    ("vision, c only", "vision", 4, 0.5, "mean"),
-    ("imagery, z+c (shipped: 4 steps, strength 0.5)", "imagery", 4, 0.5, "decoded"),
-    ("imagery, c only", "imagery", 4, 0.5, "mean"),
-    ("imagery, z+c, strength 0.75", "imagery", 4, 0.75, "decoded"),
-    ("imagery, z+c, strength 1.0", "imagery", 4, 1.0, "decoded"),
-    ("imagery, continuous mode, z+c (strength 0.5)", "imagery continuous", 4, 0.5, "decoded"),
-)
-#: The imagery presets chosen between on the validation runs: (steps, strength) by label.
-PRESETS = {c[0]: (c[2], c[3]) for c in CONDITIONS if c[1] == "imagery" and c[4] == "decoded"}
-RUNS = ("vision", "imagery", "imagery continuous")
-#: The imagery preset ``choose_preset`` picked on the validation runs (5 participants x 3
-#: renderer seeds, 2026-12-04; docs/study-designs.md, "Imagery"), shipped in
-#: configs/imagery.yaml: (steps, strength).
-CHOSEN_PRESET = (4, 1.0)
-#: What ``--role validation`` renders: enough to choose the preset (the imagery z+c strengths),
-#: with vision and c only beside them; the test runs render every condition once.
-VALIDATION_CONDITIONS = tuple(
-    c for c in CONDITIONS if c[1] == "imagery" or c[0] == CONDITIONS[0][0]
-)
-
 
 def _config(config=None):
     """The demo's config (realistic participant) unless one is given."""
@@ -83,6 +59,47 @@ def _config(config=None):
     from rt_recon.config import load_config
 
     return config if config is not None else load_config(DEFAULT_CONFIG).resolved()
+
+
+def _shipped_renderer() -> tuple[int, float]:
+    """``(steps, strength)`` of the demo config's renderer: what "shipped" means here."""
+    renderer = _config().renderer
+    return renderer.steps, renderer.strength
+
+
+SHIPPED_STEPS, SHIPPED_STRENGTH = _shipped_renderer()
+_SHIPPED = f"shipped: {SHIPPED_STEPS} steps, strength {SHIPPED_STRENGTH:g}"
+
+#: ``(label, run, steps, strength, z)``: ``run`` one of vision, imagery, imagery continuous;
+#: ``z`` decoded or mean (the training pictures' mean z: "c only"). The imagery presets are
+#: the shipped strength, 0.75 and 1.0 (each once).
+CONDITIONS: tuple[tuple[str, str, int, float, str], ...] = (
+    (f"vision, z+c ({_SHIPPED})", "vision", SHIPPED_STEPS, SHIPPED_STRENGTH, "decoded"),
+    ("vision, c only", "vision", SHIPPED_STEPS, SHIPPED_STRENGTH, "mean"),
+    (f"imagery, z+c ({_SHIPPED})", "imagery", SHIPPED_STEPS, SHIPPED_STRENGTH, "decoded"),
+    ("imagery, c only", "imagery", SHIPPED_STEPS, SHIPPED_STRENGTH, "mean"),
+    *(
+        (f"imagery, z+c, strength {strength}", "imagery", SHIPPED_STEPS, strength, "decoded")
+        for strength in (0.75, 1.0)
+        if strength != SHIPPED_STRENGTH
+    ),
+    (
+        f"imagery, continuous mode, z+c (strength {SHIPPED_STRENGTH:g})",
+        "imagery continuous", SHIPPED_STEPS, SHIPPED_STRENGTH, "decoded",
+    ),
+)  # fmt: skip
+#: The imagery presets chosen between on the validation runs: (steps, strength) by label.
+PRESETS = {c[0]: (c[2], c[3]) for c in CONDITIONS if c[1] == "imagery" and c[4] == "decoded"}
+RUNS = ("vision", "imagery", "imagery continuous")
+#: The imagery preset ``choose_preset`` picked on the validation runs (5 participants x 3
+#: renderer seeds, 2026-12-04 in world version 1, and again 2026-12-05 in world version 2
+#: with its model; docs/study-designs.md, "Imagery"), shipped in configs/imagery.yaml.
+CHOSEN_PRESET = (4, 1.0)
+#: What ``--role validation`` renders: enough to choose the preset (the imagery z+c strengths),
+#: with vision and c only beside them; the test runs render every condition once.
+VALIDATION_CONDITIONS = tuple(
+    c for c in CONDITIONS if c[1] == "imagery" or c[0] == CONDITIONS[0][0]
+)
 
 
 def _session(config, seed: int):
