@@ -32,7 +32,7 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -103,7 +103,10 @@ def decode_trials(
 
     (config, dataset, bundle), files = prepare(participant, seed, role, model_path)
     run = load_nifti_run(files.bold, files.events)
-    decoder = OnlineDecoder(bundle)
+    # decode without snapping, so that each TR's statistic can be recomputed from the linear
+    # prediction the confidence reads; the rendered c is snapped below, as the decoder node's
+    bank = bundle.caption_bank if bundle.recipe.snap_c else None
+    decoder = OnlineDecoder(replace(bundle, recipe=replace(bundle.recipe, snap_c=False)))
     latents, online, cost = [], [], []
     for volume in run.volumes:
         out = decoder.update(volume)
@@ -133,9 +136,13 @@ def decode_trials(
     features = net.features(truths)
     rc = config.renderer
     scores = []
+
+    def snapped(c: np.ndarray) -> np.ndarray:
+        return c if bank is None else bank.snap(c)
+
     for render_seed in render_seeds:
         renderer = Img2ImgRenderer(model, steps=rc.steps, strength=rc.strength, seed=render_seed)
-        recons = np.stack([renderer.render(latents[t]["z"], latents[t]["c"]) for t in trs])
+        recons = np.stack([renderer.render(latents[t]["z"], snapped(latents[t]["c"])) for t in trs])
         scores.append(trial_identification(recons, truths, net, features))
     return RunTrials(
         seed=seed,
